@@ -1,0 +1,47 @@
+# MDR pipeline — `make demo` runs the main job on bundled data; `make test` installs what the tests need and runs them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo replay-demo test lint bench clean system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+-include kafka/kafka.mk
+
+# System packages the tests need (CI runs as root on a fresh Debian machine).
+system-deps:
+	@need=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v pdftoppm >/dev/null 2>&1 || need="$$need poppler-utils"; \
+	command -v java >/dev/null 2>&1 || need="$$need openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null 2>&1 || need="$$need maven"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
+	  else echo "missing system packages:$$need (install them as root)"; fi; \
+	fi
+
+demo: install
+	$(BIN)/mdr demo
+
+replay-demo: install
+	$(BIN)/mdr replay samples/lab-1 --tenant shop --host web-01 --out out/
+
+test: install system-deps kafka-jars
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check pipeline tests bench
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,186 @@
+"""Streaming state of the noise classifier: per-source alert history and per-tenant rule frequencies.
+
+Semantics: an alert at event time t sees exactly the alerts of its key with time < t (strictly earlier, so alerts
+with equal times never depend on arrival order). Callers process alerts in event-time order (replay sorts, the
+feature extractor sorts each batch), so replay and a streaming worker fed one source's alerts in order compute
+the same values. An alert that arrives after a later one of its key (out of order) sees what arrived before it
+and is inserted at its time position; the later alerts keep the values they already had.
+
+The state is two plain mappings (`ClassifierState`) that an adapter may back with tables partitioned by key:
+`sources` keyed `tenant \\x1f source`, `tenants` keyed by tenant. Values are reassigned after every update, so
+table-backed mappings persist them.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from itertools import repeat
+
+WINDOWS = (60.0, 600.0, 3600.0)
+WINDOW_NAMES = ("1m", "10m", "1h")
+GAP_CAP = 86400.0
+RARITY_TAU = 86400.0  # time constant of the tenant rule frequencies
+HISTORY_FEATURES = tuple(f"src_{kind}_{w}" for w in WINDOW_NAMES for kind in ("alerts", "rules", "targets")) + (
+    "src_gap",)
+NO_HISTORY = [0.0] * (len(HISTORY_FEATURES) - 1) + [math.log1p(GAP_CAP)]
+_COMPACT = 256
+
+
+class SourceHistory:
+    """One source's alerts in the last `WINDOWS`: log1p(count), distinct primary rules, distinct targets, and
+    log1p(seconds since its previous alert) (`HISTORY_FEATURES` order).
+
+    Committed entries (older than the newest time seen) stay sorted for the longest window; each window keeps
+    its start index and multisets of rules and targets, so an in-order alert costs O(1) amortized. Entries at
+    the newest time wait in `pend` until a later time arrives."""
+
+    __slots__ = ("lo", "pend", "pend_t", "rc", "rules", "targets", "tc", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.rules: list[str] = []
+        self.targets: list[str] = []
+        self.lo = [0] * len(WINDOWS)
+        self.rc: list[Counter[str]] = [Counter() for _ in WINDOWS]
+        self.tc: list[Counter[str]] = [Counter() for _ in WINDOWS]
+        self.pend: list[tuple[str, str]] = []
+        self.pend_t = -math.inf
+
+    def observe(self, t: float, rule: str, target: str) -> list[float]:
+        """Features of an alert at time t, then record it."""
+        if t < self.pend_t:
+            return self._late(t, rule, target)
+        if t > self.pend_t:
+            for r, tg in self.pend:
+                self._append(self.pend_t, r, tg)
+            self.pend = []
+            self.pend_t = t
+        out: list[float] = []
+        times, n = self.times, len(self.times)
+        for w, span in enumerate(WINDOWS):
+            lo, rc, tc, cut = self.lo[w], self.rc[w], self.tc[w], t - span
+            while lo < n and times[lo] < cut:
+                _drop(rc, self.rules[lo])
+                _drop(tc, self.targets[lo])
+                lo += 1
+            self.lo[w] = lo
+            out += (math.log1p(n - lo), float(len(rc)), float(len(tc)))
+        out.append(math.log1p(min(t - times[-1], GAP_CAP) if n else GAP_CAP))
+        self.pend.append((rule, target))
+        if self.lo[-1] >= _COMPACT:
+            k = self.lo[-1]
+            del self.times[:k], self.rules[:k], self.targets[:k]
+            self.lo = [x - k for x in self.lo]
+        return out
+
+    def _append(self, t: float, rule: str, target: str) -> None:
+        self.times.append(t)
+        self.rules.append(rule)
+        self.targets.append(target)
+        for rc, tc in zip(self.rc, self.tc, strict=True):
+            rc[rule] += 1
+            tc[target] += 1
+
+    def _late(self, t: float, rule: str, target: str) -> list[float]:
+        """An out-of-order alert: scan the committed entries, then insert it at its time position."""
+        out: list[float] = []
+        hi = bisect_left(self.times, t)
+        for span in WINDOWS:
+            lo = bisect_left(self.times, t - span, 0, hi)
+            out += (math.log1p(hi - lo), float(len(set(self.rules[lo:hi]))),
+                    float(len(set(self.targets[lo:hi]))))
+        out.append(math.log1p(min(t - self.times[hi - 1], GAP_CAP) if hi else GAP_CAP))
+        i = bisect_right(self.times, t)
+        self.times.insert(i, t)
+        self.rules.insert(i, rule)
+        self.targets.insert(i, target)
+        for w in range(len(WINDOWS)):
+            if i < self.lo[w]:
+                self.lo[w] += 1
+            else:  # inside the window, or just before it: the next in-order alert evicts it then
+                self.rc[w][rule] += 1
+                self.tc[w][target] += 1
+        return out
+
+    def newest(self) -> float:
+        return self.pend_t if self.pend else (self.times[-1] if self.times else -math.inf)
+
+
+def _drop(c: Counter[str], key: str) -> None:
+    v = c[key] - 1
+    if v:
+        c[key] = v
+    else:
+        del c[key]
+
+
+class TenantRules:
+    """A tenant's rule frequencies, exponentially decayed in event time (time constant `RARITY_TAU`).
+
+    Rarity of a rule = log(1 + decayed tenant alerts) - log(1 + decayed tenant alerts carrying the rule). Sums
+    are kept scaled by exp((t - anchor) / tau), so shares need no per-alert decay step. Alerts at the newest time
+    wait in `pend` (strictly-earlier semantics). A late alert is added at its own time but sees the sums as they
+    stand, later alerts included (a documented approximation for out-of-order input)."""
+
+    __slots__ = ("anchor", "counts", "pend", "pend_t", "total")
+
+    def __init__(self) -> None:
+        self.anchor: float | None = None
+        self.counts: dict[str, float] = {}
+        self.total = 0.0
+        self.pend: list[tuple[str, ...]] = []
+        self.pend_t = -math.inf
+
+    def observe(self, t: float, rules: tuple[str, ...]) -> tuple[float, float]:
+        """(rarity of the first rule, rarity of the rarest rule) at time t, then record the alert."""
+        if t > self.pend_t:
+            for r in self.pend:
+                self._add(self.pend_t, r)
+            self.pend = []
+            self.pend_t = t
+        if rules:
+            base = math.log1p(self.total)
+            get = self.counts.get
+            first = base - math.log1p(get(rules[0], 0.0))
+            rarest = base - math.log1p(min(map(get, rules, repeat(0.0))))
+        else:
+            first = rarest = 0.0
+        if t < self.pend_t:
+            self._add(t, rules)
+        else:
+            self.pend.append(rules)
+        return first, rarest
+
+    def _add(self, t: float, rules: tuple[str, ...]) -> None:
+        if self.anchor is None:
+            self.anchor = t
+        x = (t - self.anchor) / RARITY_TAU
+        if x > 50.0:  # rescale before the weights grow out of range
+            f = math.exp(-x)
+            self.counts = {k: v * f for k, v in self.counts.items()}
+            self.total *= f
+            self.anchor, x = t, 0.0
+        w = math.exp(x)
+        self.total += w
+        c = self.counts
+        for r in rules:
+            c[r] = c.get(r, 0.0) + w
+
+
+@dataclass(slots=True)
+class ClassifierState:
+    """The classifier's streaming state, as plain mappings an adapter may back with partitioned tables."""
+
+    sources: MutableMapping[str, SourceHistory] = field(default_factory=dict)  # tenant \x1f source
+    tenants: MutableMapping[str, TenantRules] = field(default_factory=dict)  # tenant
+
+    def expire(self, now: float) -> int:
+        """Drop the histories of sources quiet for longer than the longest window (event time `now`)."""
+        idle = [k for k, h in self.sources.items() if h.newest() < now - WINDOWS[-1]]
+        for k in idle:
+            del self.sources[k]
+        return len(idle)

@@ -1,0 +1,184 @@
+"""`mdr` — the command line. Typer commands only; the work is done by the core modules."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from pipeline import paths
+from pipeline.context.cli import assets_app, build_context, intel_app
+
+app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+rules_app = typer.Typer(help="Use-case authoring: validate and test.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(assets_app, name="assets")
+app.add_typer(intel_app, name="intel")
+console = Console(stderr=True)
+PROGRESS_MIN_BYTES = 20_000_000
+
+
+def fail(msg: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(code)
+
+
+def load_rules(path: str | None):
+    from pipeline.rules.usecase import load_usecases
+
+    p = path or str(paths.usecases_dir())
+    if not Path(p).exists():
+        fail(f"no use cases at {p}")
+    ucs = load_usecases(p)
+    for e in ucs.errors:
+        console.print(f"[yellow]skipped use case[/yellow] {e}")
+    return ucs
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats (normalizers) this build knows."""
+    from pipeline.normalize.registry import get, formats as names
+
+    t = Table("format", "product", "vendor", "family")
+    for n in names():
+        c = get(n)
+        t.add_row(n, c.product, c.vendor, c.family)
+    Console().print(t)
+
+
+@app.command()
+def replay(
+    inputs: Annotated[list[str], typer.Argument(help="Files or directories (recursive); - for stdin")],
+    tenant: Annotated[str, typer.Option(help="Tenant the records belong to")] = "default",
+    host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory")] = Path("out"),
+    usecases: Annotated[str | None, typer.Option(help="Use-case file or directory")] = None,
+    dedup_window: Annotated[float, typer.Option(help="Dedup window, seconds")] = 600.0,
+    assets: Annotated[Path | None, typer.Option(help="Asset inventory (YAML/CSV) of --tenant")] = None,
+    intel: Annotated[list[Path] | None, typer.Option(help="Intel feed (STIX/MISP/CSV); repeatable")] = None,
+    escort: Annotated[Path | None, typer.Option(help="Escort calendar (YAML/CSV) of --tenant")] = None,
+) -> None:
+    """Replay product files through exactly the production core; write JSONL outputs to --out."""
+    from pipeline.engine import Core
+    from pipeline.normalize.reader import expand
+    from pipeline.normalize.registry import formats as names
+    from pipeline.replay import replay as run
+    from pipeline.replay import write_outputs
+
+    if fmt is not None and fmt not in names():
+        fail(f"unknown format {fmt!r}; known: {', '.join(names())}")
+    try:
+        files = expand(inputs)
+    except FileNotFoundError as e:
+        fail(f"no such file or directory: {e}")
+    if not files:
+        fail("no input files found")
+    ucs = load_rules(usecases)
+    ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
+    core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
+                enricher=ctx.enrich, prioritizer=ctx.prioritize)
+    total = sum(Path(f).stat().st_size for f in files if f != "-")
+    if total >= PROGRESS_MIN_BYTES:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
+                      console=console) as prog:
+            task = prog.add_task("replay", total=total)
+            res = run(files, core, tenant, host, fmt, lambda f, n: prog.advance(task, n))
+    else:
+        res = run(files, core, tenant, host, fmt)
+    written = write_outputs(res, out)
+    _summary(res)
+    for name, p in written.items():
+        console.print(f"{name:>11}: {p}")
+
+
+def _summary(res) -> None:
+    t = Table(title="replay summary", show_header=False)
+    t.add_row("files", str(len(res.files)))
+    t.add_row("records read", str(res.records))
+    t.add_row("alerts (normalized)", str(res.alerts_raw))
+    t.add_row("alerts after dedup", str(len(res.alerts)))
+    t.add_row("suppressed as noise", str(len(res.suppressed)))
+    t.add_row("dead letters", str(len(res.dead)))
+    t.add_row("incidents", str(len(res.open_incidents)))
+    console.print(t)
+    by_product = Counter(a.source.format or a.source.product for a in res.alerts)
+    raw_by_product = Counter()
+    for a in res.alerts:
+        raw_by_product[a.source.format or a.source.product] += a.count
+    pt = Table("format", "alerts", "after dedup", title="per product")
+    for k in sorted(by_product):
+        pt.add_row(k, str(raw_by_product[k]), str(by_product[k]))
+    console.print(pt)
+    if res.dead:
+        dt = Table("reason", "count", title="dead letters by reason")
+        for k, v in res.dead_by_reason().most_common():
+            dt.add_row(k, str(v))
+        console.print(dt)
+    if res.skipped:
+        st = Table("reason", "count", title="context records (not alerts)")
+        for k, v in res.skipped.most_common(12):
+            st.add_row(k, str(v))
+        console.print(st)
+    it = Table("priority", "category", "title", "alerts", "outcome", title="incidents")
+    for i in sorted(res.open_incidents, key=lambda i: (i.priority, i.first_seen)):
+        it.add_row(i.priority, i.category, i.title, str(i.alert_count), i.outcome)
+    console.print(it)
+
+
+@rules_app.command("validate")
+def rules_validate(path: Annotated[str | None, typer.Argument(help="Use-case file or directory")] = None
+                   ) -> None:
+    """Check use cases: schema, Sigma parse, field mapping, regex safety, inline tests present."""
+    from pipeline.rules.testing import validate
+    from pipeline.rules.usecase import load_usecases
+
+    p = path or str(paths.usecases_dir())
+    ucs = load_usecases(p)
+    problems = validate(ucs)
+    for e in problems:
+        console.print(f"[red]{e}[/red]")
+    console.print(f"{len(ucs.usecases)} use cases loaded from {len(ucs.files)} files "
+                  f"({len(ucs.detections)} detections, {len(ucs.correlations)} correlations), "
+                  f"{len(problems)} problems")
+    if problems:
+        raise typer.Exit(1)
+
+
+@rules_app.command("test")
+def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or directory")] = None,
+               verbose: Annotated[bool, typer.Option("-v", help="Show passing tests too")] = False) -> None:
+    """Run the inline tests of the use cases; exit 1 when one fails."""
+    from pipeline.rules.testing import run_tests
+    from pipeline.rules.usecase import load_usecases
+
+    p = path or str(paths.usecases_dir())
+    ucs = load_usecases(p)
+    for e in ucs.errors:
+        console.print(f"[red]load error[/red] {e}")
+    results = run_tests(ucs)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if not r.ok or verbose:
+            mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
+            console.print(f"{mark} {r.usecase.path}:{r.usecase.line} {r.usecase.title} / {r.name} {r.detail}")
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
+                  f"({len(ucs.usecases)} use cases, {len(ucs.errors)} load errors)")
+    if failed or ucs.errors:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

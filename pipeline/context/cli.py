@@ -1,0 +1,135 @@
+"""`mdr assets …` and `mdr intel …`: import context files into the state directory, list and look them up.
+
+Imported sets are validated first (a bad file changes nothing and exits 1 naming file:line: field) and saved
+under `MDR_HOME` (default `~/.mdr`), where `mdr replay` picks them up. `build_context` is what `mdr replay`
+uses: the saved state plus the files given on its command line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.context.loader import ContextFileError
+
+assets_app = typer.Typer(help="Asset inventory per tenant: import, list.", no_args_is_help=True)
+intel_app = typer.Typer(help="Threat intelligence feeds (STIX 2.1, MISP, CSV): import, lookup.",
+                        no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+
+def _reject(e: ContextFileError) -> None:
+    for p in e.problems:
+        err.print(f"[red]{p}[/red]", markup=True, highlight=False)
+    err.print(f"[red]rejected:[/red] {len(e.problems)} problem(s); nothing was changed")
+    raise typer.Exit(1)
+
+
+@assets_app.command("import")
+def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAML or CSV)")],
+                  tenant: Annotated[str, typer.Option(help="Tenant the assets belong to")]) -> None:
+    """Validate an inventory file and make it the tenant's inventory (replaces the previous one)."""
+    from pipeline.context.assets import load_assets
+    from pipeline.context.store import save_assets
+
+    try:
+        inv = load_assets(file)
+    except ContextFileError as e:
+        _reject(e)
+        return
+    path = save_assets(tenant, inv)
+    err.print(f"{len(inv)} assets imported for tenant {tenant!r} -> {path}")
+
+
+@assets_app.command("list")
+def assets_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
+    """Show the saved inventories."""
+    from pipeline.context.store import Context
+
+    ctx = Context.from_state(tenants=[tenant] if tenant else None)
+    t = Table("tenant", "asset", "criticality", "exposure", "ips", "hostnames", "owner", "tags")
+    for ten, inv in sorted(ctx.assets.items()):
+        for a in inv.assets:
+            t.add_row(ten, a.name, a.criticality, a.exposure or "", ", ".join(a.ips), ", ".join(a.hostnames),
+                      a.owner or "", ", ".join(a.tags))
+    out.print(t)
+
+
+@intel_app.command("import")
+def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MISP event JSON or CSV list")],
+                 tenant: Annotated[str | None, typer.Option(help="Tenant the feed is for")] = None,
+                 global_: Annotated[bool, typer.Option("--global", help="A feed for all tenants")] = False,
+                 name: Annotated[str | None, typer.Option(help="Feed name (default: file name)")] = None
+                 ) -> None:
+    """Validate a feed and save it (a feed of the same name is replaced)."""
+    from pipeline.context.feeds import load_feed
+    from pipeline.context.store import save_intel
+
+    if (tenant is None) == (not global_):
+        err.print("[red]error:[/red] give exactly one of --tenant T or --global")
+        raise typer.Exit(2)
+    try:
+        s, stats = load_feed(file, name)
+    except ContextFileError as e:
+        _reject(e)
+        return
+    path = save_intel(s, tenant, None)
+    skipped = ", ".join(f"{k}: {v}" for k, v in stats.skipped.most_common()) or "none"
+    err.print(f"{stats.loaded} indicators ({stats.format}) imported as feed {s.name!r} for "
+              f"{'all tenants' if global_ else f'tenant {tenant!r}'} -> {path}; skipped: {skipped}")
+
+
+@intel_app.command("lookup")
+def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, URL or file hash")],
+                 tenant: Annotated[str | None, typer.Option(help="Tenant (its feeds + global feeds)")] = None
+                 ) -> None:
+    """Which saved indicators match a value (at any time; the table says whether each is valid now)."""
+    from pipeline.context.intel import guess_kind, normalize
+    from pipeline.context.store import Context
+
+    ctx = Context.from_state(tenants=[tenant] if tenant else [])
+    try:
+        kind, key = normalize(guess_kind(value), value)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    kind = "hash" if kind not in ("ip", "cidr", "domain", "url") else kind
+    now = int(datetime.now(UTC).timestamp())
+    t = Table("indicator", "type", "source", "confidence", "tags", "valid from", "valid until", "valid now")
+    n = 0
+    for s in ctx.intel_sets(tenant or ""):
+        for ind, e in s.lookup(kind, key, None):
+            n += 1
+            valid = (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5])
+            conf = "" if e[2] is None else str(e[2])
+            t.add_row(ind, e[0], e[1], conf, ", ".join(e[3]), _ts(e[4]), _ts(e[5]), "yes" if valid else "no")
+    out.print(t)
+    if not n:
+        raise typer.Exit(1)
+
+
+def _ts(v: int | None) -> str:
+    return "" if v is None else datetime.fromtimestamp(v, UTC).isoformat()
+
+
+def build_context(tenant: str, assets: Path | None, intel: list[Path], escort: Path | None):  # -> Context
+    """The saved state for `tenant` (+ global intel) with the given files on top; exits 2 on a bad file."""
+    from pipeline.context.store import Context
+
+    ctx = Context.from_state(tenants=[tenant])
+    loads = [(ctx.load_assets, (tenant, assets)) if assets else None,
+             (ctx.load_escort, (tenant, escort)) if escort else None,
+             *((ctx.load_intel, (f, tenant)) for f in intel)]
+    for fn, args in filter(None, loads):
+        if not fn(*args):  # type: ignore[operator]
+            for p in ctx.errors:
+                err.print(f"[red]{p}[/red]", highlight=False)
+            err.print("[red]error:[/red] context file rejected")
+            raise typer.Exit(2)
+    return ctx

@@ -1,0 +1,233 @@
+"""Incident priority P1–P5 from the use case's priority and the incident's context; response SLA; escort mode.
+
+The function (`prioritize`) recomputes everything from `incident.base_priority` and the incident's current
+content on every call, so it is idempotent. Steps, in order, each one level (P1 is the highest):
+
+| step | condition                                                              | change |
+|------|------------------------------------------------------------------------|--------|
+| 0    | base: the use cases' priority (the highest of fused parts)             | =      |
+| 1    | asset criticality `critical`                                           | +1     |
+| 1    | asset criticality `high` and the activity was not blocked              | +1     |
+| 2    | outcome `succeeded` (host evidence, a successful action)               | +1     |
+| 3    | a threat-intel hit with confidence >= 50 (or no confidence given)      | +1     |
+| 4    | fused from several incidents (stages of one attack)                    | +1     |
+| cap  | steps 1–4 together raise at most two levels                             |        |
+| 5    | outcome `blocked` (all of it) on a `low`-criticality asset              | -1     |
+| 6    | escort period: `first_seen` inside a period of the tenant's calendar    | +1     |
+
+Never above P1 or below P5. Each step that applies adds a reason (the first reason is the base; the last
+states the SLA). `sla_due` = first_seen + SLA of the final priority; `sla_breached` = the clock is past it.
+During an escort period the title gets the suffix ` [escort: <name>]` (never twice) and `incident.escort` its
+name. See docs/priority.md for the rationale and a worked example.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipeline.context.loader import (
+    Collector,
+    LDict,
+    csv_rows,
+    item_line,
+    key_line,
+    load_yaml,
+    parse_time,
+    read_text,
+)
+from pipeline.schema import PRIORITIES, AssetRef, Incident, IntelHit
+
+SLA = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=2),
+       "P4": timedelta(hours=4), "P5": timedelta(hours=8)}
+MAX_CONTEXT_RAISE = 2
+INTEL_MIN_CONFIDENCE = 50
+ESCORT_SUFFIX = re.compile(r" \[escort: [^\]]*\]")
+MULTI_STAGE = " (multi-stage)"
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- escort calendar ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EscortPeriod:
+    name: str
+    start: datetime
+    end: datetime
+
+
+class EscortCalendar:
+    """Escort (重保) periods of one tenant: `at(t)` is the period containing t, if any."""
+
+    def __init__(self, periods: list[EscortPeriod] | None = None, origin: str = ""):
+        self.periods = sorted(periods or [], key=lambda p: p.start)
+        self.origin = origin
+
+    def __len__(self) -> int:
+        return len(self.periods)
+
+    def at(self, t: datetime) -> EscortPeriod | None:
+        return next((p for p in self.periods if p.start <= t <= p.end), None)
+
+
+def load_escort(path: str | Path) -> EscortCalendar:
+    """YAML (a list, or `periods:` with an optional top-level `timezone:`)
+    or CSV (`start,end,name[,timezone]`).
+
+    Times are ISO 8601 dates or datetimes; naive ones are in the period's / file's timezone (default UTC); a
+    bare end date includes that whole day. Raises ContextFileError (file:line: field: message).
+    """
+    errors = Collector(path)
+    text = read_text(path, errors)
+    periods: list[EscortPeriod] = []
+    if text is not None:
+        if str(path).lower().endswith(".csv"):
+            rows = [(ln, r) for ln, r in csv_rows(text, errors, ("start", "end", "name"))]
+            default_tz: Any = UTC
+        else:
+            doc = load_yaml(text, errors)
+            tz_name = doc.get("timezone") if isinstance(doc, dict) else None
+            default_tz = _tz(tz_name, key_line(doc, "timezone"), errors)
+            items = doc.get("periods", doc.get("escort")) if isinstance(doc, dict) else doc
+            if doc is not None and not isinstance(items, list):
+                errors.add(key_line(doc, "periods"), "periods", "expected a list of periods")
+                items = []
+            rows = [(item_line(items, i), r) for i, r in enumerate(items or [])]
+        for line, row in rows:
+            p = _period(line, row, default_tz, errors)
+            if p is not None:
+                periods.append(p)
+    errors.check()
+    return EscortCalendar(periods, str(path))
+
+
+def _tz(name: Any, line: int, errors: Collector) -> Any:
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.add(line, "timezone", f"unknown time zone {name!r}")
+        return UTC
+
+
+def _period(line: int, row: Any, default_tz: Any, errors: Collector) -> EscortPeriod | None:
+    if not isinstance(row, dict):
+        errors.add(line, "", "expected a mapping with start, end, name")
+        return None
+    at = (lambda k: key_line(row, k)) if isinstance(row, LDict) else (lambda k: line)
+    name = str(row.get("name") or "").strip()
+    if not name:
+        errors.add(at("name"), "name", "missing period name")
+    tz = _tz(row.get("timezone"), at("timezone"), errors) if row.get("timezone") else default_tz
+    bounds = []
+    for k in ("start", "end"):
+        try:
+            bounds.append(parse_time(row.get(k) or "", end=k == "end", tz=tz))
+        except (ValueError, TypeError):
+            errors.add(at(k), k, f"not a date or datetime: {row.get(k)!r}")
+    if len(bounds) != 2 or not name:
+        return None
+    if bounds[1] < bounds[0]:
+        errors.add(at("end"), "end", "before start")
+        return None
+    return EscortPeriod(name, bounds[0].astimezone(UTC), bounds[1].astimezone(UTC))
+
+
+# ---- the priority function ---------------------------------------------------------------------------------
+def _p(level: int) -> str:
+    return PRIORITIES[min(max(level, 0), len(PRIORITIES) - 1)]
+
+
+def _base_reason(inc: Incident) -> str:
+    first = inc.priority_reasons[0] if inc.priority_reasons else ""
+    if first.startswith(f"base {inc.base_priority} "):
+        return first
+    if inc.fused_from:
+        return f"base {inc.base_priority}: highest use-case priority of the fused incidents"
+    return f"base {inc.base_priority} from use case {(inc.use_cases or ['?'])[0]!r}"
+
+
+def _intel_reason(hits: list[IntelHit]) -> tuple[bool, str]:
+    strong = [h for h in hits if h.confidence is None or h.confidence >= INTEL_MIN_CONFIDENCE]
+    h = (strong or hits)[0]
+    conf = "" if h.confidence is None else f", confidence {h.confidence}"
+    more = f" (+{len(hits) - 1} more hits)" if len(hits) > 1 else ""
+    text = f"threat intel: {h.type} {h.indicator!r} in {h.field} from {h.source}{conf}{more}"
+    if not strong:
+        text += f" — all hits below confidence {INTEL_MIN_CONFIDENCE}"
+    return bool(strong), text
+
+
+def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]]:
+    """(change, reason) of the context steps 1–5 that apply, before capping."""
+    steps: list[tuple[int, str]] = []
+    crit = asset.criticality if asset is not None else None
+    if crit == "critical":
+        steps.append((1, f"asset {asset.name!r} is critical"))  # type: ignore[union-attr]
+    elif crit == "high" and inc.outcome in ("attempted", "succeeded"):
+        steps.append((1, f"asset {asset.name!r} is high-criticality and the activity was not blocked "  # type: ignore[union-attr]
+                         f"(outcome {inc.outcome})"))
+    if inc.outcome == "succeeded":
+        steps.append((1, "outcome succeeded: the activity took effect (successful action or host evidence)"))
+    if inc.intel:
+        strong, text = _intel_reason(inc.intel)
+        steps.append((1 if strong else 0, text))
+    if inc.fused_from:
+        steps.append((1, f"multi-stage attack: {len(inc.fused_from) + 1} incidents fused"))
+    if inc.outcome == "blocked" and crit == "low":
+        steps.append((-1, f"all activity was blocked and asset {asset.name!r} is low-criticality"))  # type: ignore[union-attr]
+    return steps
+
+
+def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPeriod | None = None,
+               now: datetime | None = None) -> None:
+    """Set priority, priority_reasons, sla_due, sla_breached, escort and the title suffix (idempotent)."""
+    base = inc.base_priority if inc.base_priority in PRIORITIES else inc.priority
+    level = PRIORITIES.index(base)
+    reasons = [_base_reason(inc), *(r for r in inc.priority_reasons if r.startswith("fused with "))]
+    raised = 0
+    for change, text in context_steps(inc, asset):
+        if change > 0 and raised >= MAX_CONTEXT_RAISE:
+            reasons.append(f"not raised: {text} (context raises at most {MAX_CONTEXT_RAISE} levels)")
+        elif change > 0 and level == 0:
+            reasons.append(f"not raised (already P1): {text}")
+        elif change < 0 and level == len(PRIORITIES) - 1:
+            reasons.append(f"not lowered (already P5): {text}")
+        elif change:
+            level -= change
+            raised += max(change, 0)
+            reasons.append(f"{'raised' if change > 0 else 'lowered'} to {_p(level)}: {text}")
+        else:
+            reasons.append(f"unchanged {_p(level)}: {text}")
+    inc.escort = escort.name if escort is not None else None
+    if escort is not None:
+        text = f"escort period {escort.name!r} ({escort.start:%Y-%m-%d} – {escort.end:%Y-%m-%d})"
+        reasons.append(f"raised to {_p(level - 1)}: {text}" if level else f"not raised (already P1): {text}")
+        level = max(level - 1, 0)
+    inc.priority = _p(level)
+    inc.sla_due = inc.first_seen + SLA[inc.priority]
+    inc.sla_breached = (now or utcnow()) > inc.sla_due
+    reasons.append(f"SLA {_minutes(SLA[inc.priority])}: respond by {inc.sla_due.isoformat()}")
+    inc.priority_reasons = reasons
+    inc.title = _title(inc)
+
+
+def _minutes(d: timedelta) -> str:
+    m = int(d.total_seconds() // 60)
+    return f"{m} min" if m < 60 else f"{m // 60} h"
+
+
+def _title(inc: Incident) -> str:
+    title = ESCORT_SUFFIX.sub("", inc.title)
+    if title.count(MULTI_STAGE) > 1:  # fusion appends its marker after ours; keep one
+        title = title.replace(MULTI_STAGE, "") + MULTI_STAGE
+    return f"{title} [escort: {inc.escort}]" if inc.escort else title

@@ -1,0 +1,226 @@
+"""`Context`: per-tenant assets, intel (+ global intel), escort calendars; the core's enrich/prioritize hooks.
+
+Loading a file replaces the set it names (a tenant's inventory, one intel feed, a tenant's calendar) only when
+the whole file is valid; a bad file is reported in `errors` and the last good set stays in use. A tenant
+without an inventory or calendar gets the empty defaults, never another tenant's data.
+
+State directory (`MDR_HOME`, default `~/.mdr`), written by `mdr assets import` / `mdr intel import`:
+
+    context/<tenant>/assets.json          context/<tenant>/escort.json
+    context/<tenant>/intel/<feed>.msgpack context/_global/intel/<feed>.msgpack
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+from pipeline.context.assets import Asset, AssetInventory, asset_to_dict, load_assets
+from pipeline.context.feeds import FeedStats, load_feed
+from pipeline.context.intel import Indicator, IntelSet, match
+from pipeline.context.loader import ContextFileError
+from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
+from pipeline.schema import Alert, AssetRef, Incident, IntelHit
+
+GLOBAL = "_global"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def mdr_home() -> Path:
+    return Path(os.environ.get("MDR_HOME") or Path.home() / ".mdr")
+
+
+@dataclass(slots=True)
+class _IntelFile:
+    """Persisted form of an intel set: metadata interned once, then one row per indicator."""
+
+    name: str
+    origin: str
+    metas: list[tuple[str, str, int | None, tuple[str, ...], int | None, int | None]]
+    rows: list[tuple[str, int]]  # (value, meta index)
+
+
+class Context:
+    """Context of all tenants; `enrich` and `prioritize` are the core's hooks."""
+
+    def __init__(self, clock: Clock = utcnow):
+        self.clock = clock
+        self.assets: dict[str, AssetInventory] = {}
+        self.intel: dict[str, dict[str, IntelSet]] = {}  # tenant (or GLOBAL) -> feed name -> set
+        self.escort: dict[str, EscortCalendar] = {}
+        self.errors: list[str] = []
+        self._empty = AssetInventory()
+
+    # ---- loading (keep the last good set on a bad file) ---------------------------------------------------
+    def load_assets(self, tenant: str, path: str | Path) -> bool:
+        return self._load(lambda: self.assets.__setitem__(tenant, load_assets(path)))
+
+    def load_intel(self, path: str | Path, tenant: str | None = None, name: str | None = None
+                   ) -> FeedStats | None:
+        stats: list[FeedStats] = []
+
+        def go() -> None:
+            s, st = load_feed(path, name)
+            self.add_intel(s, tenant)
+            stats.append(st)
+        return stats[0] if self._load(go) else None
+
+    def load_escort(self, tenant: str, path: str | Path) -> bool:
+        return self._load(lambda: self.escort.__setitem__(tenant, load_escort(path)))
+
+    def _load(self, fn: Any) -> bool:
+        try:
+            fn()
+            return True
+        except ContextFileError as e:
+            self.errors.extend(str(p) for p in e.problems)
+            return False
+
+    def add_intel(self, s: IntelSet, tenant: str | None = None) -> None:
+        self.intel.setdefault(tenant or GLOBAL, {})[s.name] = s
+
+    # ---- lookups -------------------------------------------------------------------------------------------
+    def inventory(self, tenant: str) -> AssetInventory:
+        return self.assets.get(tenant, self._empty)
+
+    def intel_sets(self, tenant: str) -> list[IntelSet]:
+        return [*self.intel.get(tenant, {}).values(), *self.intel.get(GLOBAL, {}).values()]
+
+    def lookup(self, tenant: str, alert: Alert) -> list[IntelHit]:
+        return match(alert, self.intel_sets(tenant))
+
+    def escort_at(self, tenant: str, t: datetime) -> EscortPeriod | None:
+        cal = self.escort.get(tenant) or self.escort.get(GLOBAL)
+        return cal.at(t) if cal is not None else None
+
+    # ---- the core's hooks ----------------------------------------------------------------------------------
+    def enrich(self, alert: Alert) -> None:
+        """Set `alert.asset` from the tenant's inventory and append intel hits (idempotent)."""
+        inv = self.assets.get(alert.tenant_id)
+        if inv is not None and alert.asset is None:
+            alert.asset = inv.match(alert)
+        sets = self.intel_sets(alert.tenant_id)
+        if sets:
+            have = {(h.indicator, h.field) for h in alert.intel}
+            new = [h for h in match(alert, sets) if (h.indicator, h.field) not in have]
+            if new:
+                alert.intel = [*alert.intel, *new]
+
+    def prioritize(self, inc: Incident) -> None:
+        prioritize(inc, self.incident_asset(inc), self.escort_at(inc.tenant_id, inc.first_seen), self.clock())
+
+    def incident_asset(self, inc: Incident) -> AssetRef | None:
+        """The incident's asset, else the first inventory asset among its hosts and target addresses."""
+        if inc.asset is not None:
+            return inc.asset
+        inv = self.assets.get(inc.tenant_id)
+        if inv is None:
+            return None
+        for h in inc.entities.hosts:
+            ref = inv.by_name(h)
+            if ref is not None:
+                return ref
+        return next((r for ip in inc.entities.dst_ips if (r := inv.by_ip(ip)) is not None), None)
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_state(cls, home: Path | None = None, tenants: Iterable[str] | None = None,
+                   clock: Clock = utcnow) -> Context:
+        """A context with everything saved under `home` (only the given tenants' sets, plus global intel)."""
+        ctx = cls(clock)
+        root = (home or mdr_home()) / "context"
+        if not root.is_dir():
+            return ctx
+        wanted = None if tenants is None else {safe_name(t) for t in tenants} | {GLOBAL}
+        for d in sorted(p for p in root.iterdir() if p.is_dir()):
+            if wanted is not None and d.name not in wanted:
+                continue
+            tenant = (d / ".tenant").read_text() if (d / ".tenant").exists() else d.name
+            if (d / "assets.json").exists():
+                doc = orjson.loads((d / "assets.json").read_bytes())
+                assets = [Asset(**a) for a in doc["assets"]]
+                ctx.assets[tenant] = AssetInventory(assets, doc.get("origin", ""))
+            if (d / "escort.json").exists():
+                doc = orjson.loads((d / "escort.json").read_bytes())
+                periods = [EscortPeriod(p["name"], datetime.fromisoformat(p["start"]),
+                                        datetime.fromisoformat(p["end"])) for p in doc["periods"]]
+                ctx.escort[tenant] = EscortCalendar(periods, doc.get("origin", ""))
+            for f in sorted((d / "intel").glob("*.msgpack")) if (d / "intel").is_dir() else []:
+                ctx.add_intel(read_intel(f), None if tenant == GLOBAL else tenant)
+        return ctx
+
+    def save(self, home: Path | None = None) -> None:
+        """Write every set of this context to the state directory (atomic per file)."""
+        for tenant, inv in self.assets.items():
+            save_assets(tenant, inv, home)
+        for tenant, cal in self.escort.items():
+            save_escort(tenant, cal, home)
+        for tenant, feeds in self.intel.items():
+            for s in feeds.values():
+                save_intel(s, None if tenant == GLOBAL else tenant, home)
+
+
+def save_assets(tenant: str, inv: AssetInventory, home: Path | None = None) -> Path:
+    path = _tenant_dir(tenant, home) / "assets.json"
+    _write(path, orjson.dumps({"origin": inv.origin, "assets": [asset_to_dict(a) for a in inv.assets]},
+                              option=orjson.OPT_INDENT_2))
+    return path
+
+
+def save_escort(tenant: str, cal: EscortCalendar, home: Path | None = None) -> Path:
+    path = _tenant_dir(tenant, home) / "escort.json"
+    _write(path, orjson.dumps({"origin": cal.origin, "periods": [
+        {"name": p.name, "start": p.start.isoformat(), "end": p.end.isoformat()} for p in cal.periods]},
+        option=orjson.OPT_INDENT_2))
+    return path
+
+
+def save_intel(s: IntelSet, tenant: str | None = None, home: Path | None = None) -> Path:
+    path = _tenant_dir(tenant or GLOBAL, home) / "intel" / f"{safe_name(s.name)}.msgpack"
+    write_intel(path, s)
+    return path
+
+
+def safe_name(name: str) -> str:
+    return _SAFE.sub("_", name) or "_"
+
+
+def _tenant_dir(tenant: str, home: Path | None = None) -> Path:
+    d = (home or mdr_home()) / "context" / safe_name(tenant)
+    d.mkdir(parents=True, exist_ok=True)
+    if safe_name(tenant) != tenant:
+        (d / ".tenant").write_text(tenant)
+    return d
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_intel(path: Path, s: IntelSet) -> None:
+    metas: dict[tuple[Any, ...], int] = {}
+    rows = []
+    for ind in s.indicators():
+        m = (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until)
+        rows.append((ind.value, metas.setdefault(m, len(metas))))
+    _write(path, msgspec.msgpack.encode(_IntelFile(s.name, s.origin, list(metas), rows)))  # type: ignore[arg-type]
+
+
+def read_intel(path: Path) -> IntelSet:
+    f = msgspec.msgpack.decode(path.read_bytes(), type=_IntelFile)
+    s = IntelSet(f.name, f.origin)
+    metas = [(k, src, c, tuple(tags), vf, vu) for k, src, c, tags, vf, vu in f.metas]
+    for value, m in f.rows:
+        s.add(Indicator(value, *metas[m]))
+    return s

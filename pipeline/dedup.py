@@ -1,0 +1,126 @@
+"""Dedup: alerts with the same fingerprint inside a window merge into one alert with count/first_seen/last_seen.
+
+The window is anchored at the first occurrence (event time): a duplicate within `window` seconds of its
+representative's `first_seen` merges into it; a later one starts a new representative. Decisions depend only on
+event times and fingerprints, so the same input in any chunking gives the same output.
+
+State is a plain mapping fingerprint -> representative Alert (a dict in `mdr replay`; the streaming worker keeps
+one per partition, keyed so that one fingerprint always lands in one partition).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, MutableMapping
+from datetime import datetime, timedelta
+
+from pipeline.normalize.base import make_id
+from pipeline.normalize.registry import get
+from pipeline.schema import Alert
+
+DEFAULT_WINDOW = 600.0
+NEW, DUPLICATE, SAME_EVENT = "new", "duplicate", "same_event"
+
+
+def fingerprint(a: Alert) -> str:
+    """What makes two alerts "the same": tenant, product, rule, source, target, and the object acted on.
+
+    Source ports, timestamps and query strings vary between repetitions and are left out; the URL path, user,
+    file, command line and DNS query are kept (a different one is different evidence).
+    """
+    if a.fingerprint:
+        return a.fingerprint
+    http, dst = a.http, a.dst
+    path = None
+    if http is not None and http.url:
+        path = http.url.split("?", 1)[0]
+    return make_id(
+        a.tenant_id, a.source.format or a.source.product, a.rule.id, a.src.ip, dst.ip,
+        dst.hostname or (http.host if http else None), str(dst.port) if dst.port else None,
+        a.host.name if a.host else None, a.user, path,
+        a.file.path if a.file else None, a.process.cmdline if a.process else None,
+        a.dns.query if a.dns else None, a.action,
+    )
+
+
+def event_key(a: Alert) -> str | None:
+    """Identity of the product event behind an alert when two logs of one product report it (ModSecurity's
+    audit log and Apache's error log share the transaction id)."""
+    tx = a.extra.get("transaction_id") if a.extra else None
+    return f"{a.tenant_id}\x1f{a.source.product}\x1f{tx}" if tx else None
+
+
+@functools.cache
+def _secondary(fmt: str) -> bool:
+    try:
+        return get(fmt).secondary
+    except KeyError:
+        return False
+
+
+_KEEP = frozenset({"alert_id", "fingerprint", "count", "first_seen", "last_seen"})
+
+
+class Dedup:
+    """Merges repeated alerts. `process` returns (representative, kind), kind one of NEW, DUPLICATE (counted)
+    or SAME_EVENT (another log's view of an event already held: not counted again).
+
+    A representative is final once its window has closed: when a later duplicate replaces it (it is then put
+    in `closed`), on `expire(watermark)`, or on `drain()`. Until then its count and last_seen still grow.
+    When the representative came from a secondary log and the primary log's alert for the same event arrives,
+    the representative takes the primary's content (keeping its id, count and times).
+    """
+
+    def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Alert] | None = None,
+                 events: MutableMapping[str, str] | None = None):
+        self.window = timedelta(seconds=window)
+        self.state: MutableMapping[str, Alert] = state if state is not None else {}
+        self.events: MutableMapping[str, str] = events if events is not None else {}
+        self.closed: list[Alert] = []
+
+    def process(self, a: Alert) -> tuple[Alert, str]:
+        ek = event_key(a)
+        if ek is not None:
+            fp = self.events.get(ek)
+            rep = self.state.get(fp) if fp is not None else None
+            if rep is not None:
+                if _secondary(rep.source.format) and not _secondary(a.source.format):
+                    for name in a.__struct_fields__:
+                        if name not in _KEEP:
+                            setattr(rep, name, getattr(a, name))
+                    self.state[fp] = rep  # type: ignore[index]
+                return rep, SAME_EVENT
+        fp = a.fingerprint = fingerprint(a)
+        rep = self.state.get(fp)
+        if rep is not None:
+            if abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]
+                rep.count += a.count
+                if a.time > rep.last_seen:  # type: ignore[operator]
+                    rep.last_seen = a.time
+                elif a.time < rep.first_seen:  # type: ignore[operator]
+                    rep.first_seen = a.time
+                if ek is not None:
+                    self.events[ek] = fp
+                return rep, DUPLICATE
+            self.closed.append(rep)
+        a.first_seen = a.first_seen or a.time
+        a.last_seen = a.last_seen or a.time
+        self.state[fp] = a
+        if ek is not None:
+            self.events[ek] = fp
+        return a, NEW
+
+    def expire(self, watermark: datetime) -> list[Alert]:
+        """Representatives whose window closed before `watermark` (event time); they leave the state."""
+        done = [fp for fp, rep in self.state.items() if rep.first_seen + self.window < watermark]
+        gone = set(done)
+        for ek in [k for k, fp in self.events.items() if fp in gone]:
+            del self.events[ek]
+        return [self.state.pop(fp) for fp in done]
+
+    def drain(self) -> Iterator[Alert]:
+        """Everything still held (end of input)."""
+        self.events.clear()
+        while self.state:
+            _, rep = self.state.popitem()
+            yield rep

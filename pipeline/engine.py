@@ -1,0 +1,235 @@
+"""The core: one object that every adapter drives (`mdr replay`, the Faust worker, tests).
+
+    normalize -> dedup -> enrich -> match -> classify -> correlate -> incident -> fuse -> prioritize
+
+`Core.feed(record)` / `Core.feed_alert(alert)` take input; results accumulate in `Core.out` (an `Outputs`) that
+the adapter drains with `take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the
+streaming worker hands in its partitioned tables. Nothing here knows about files or Kafka.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
+from pipeline.dedup import DUPLICATE, NEW, Dedup
+from pipeline.fusion import Fusion
+from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
+from pipeline.normalize.base import RawRecord
+from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+from pipeline.rules.correlate import CorrelationHit, Correlator
+from pipeline.rules.usecase import UseCase, UseCaseSet
+from pipeline.schema import Alert, DeadLetter, Incident, Suppressed
+
+Enricher = Callable[[Alert], None]
+Prioritizer = Callable[[Incident], None]
+
+
+class Classifier:
+    """Interface of the noise classifier stage: decide which new alerts are noise (batch call)."""
+
+    def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class CoreState:
+    """Every piece of state the core keeps, as mappings an adapter may back with persistent tables."""
+
+    dedup: MutableMapping[str, Alert] = field(default_factory=dict)
+    dedup_events: MutableMapping[str, str] = field(default_factory=dict)
+    correlation: MutableMapping[str, Any] = field(default_factory=dict)
+    incidents: MutableMapping[str, Incident] = field(default_factory=dict)  # open, by group key
+    fusion: MutableMapping[str, Incident] = field(default_factory=dict)
+    alerts: MutableMapping[str, Alert] = field(default_factory=dict)  # recent alerts, by id
+    matched: MutableMapping[str, list[str]] = field(default_factory=dict)  # alert id -> use case ids
+    watermark: dict[str, float] = field(default_factory=dict)  # tenant -> max event time
+
+
+@dataclass(slots=True)
+class Outputs:
+    alerts: list[Alert] = field(default_factory=list)  # new representatives (counts may still grow)
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    suppressed: list[Suppressed] = field(default_factory=list)
+    incidents: dict[str, Incident] = field(default_factory=dict)  # latest state of each updated incident
+    matches: Counter[str] = field(default_factory=Counter)  # use case id -> matches / correlation firings
+    records: int = 0
+    duplicates: int = 0
+    same_event: int = 0  # alerts of a secondary log merged into the primary log's alert of the same event
+
+
+class Core:
+    def __init__(self, usecases: UseCaseSet, state: CoreState | None = None, *,
+                 dedup_window: float = DEDUP_WINDOW, lateness: float = 600.0,
+                 enricher: Enricher | None = None, prioritizer: Prioritizer | None = None,
+                 classifier: Classifier | None = None, forced_format: str | None = None):
+        self.usecases = usecases
+        self.state = state or CoreState()
+        self.normalize = NormalizeStage(forced_format)
+        self.dedup = Dedup(dedup_window, self.state.dedup, self.state.dedup_events)
+        self.correlator = Correlator(self.state.correlation)
+        self.builder = IncidentBuilder(self.state.incidents)
+        self.fusion = Fusion(state=self.state.fusion)
+        self.enricher = enricher
+        self.prioritizer = prioritizer
+        self.classifier = classifier
+        self.lateness = timedelta(seconds=lateness)
+        self.out = Outputs()
+        self._windows = {u.id: u.mdr.window for u in usecases.usecases}
+        self._retention = timedelta(seconds=max([dedup_window, *self._windows.values(),
+                                                 *(u.correlation.timespan.seconds for u in usecases.correlations)],
+                                                default=dedup_window))
+        for uc in usecases.correlations:
+            try:
+                self.correlator.add(uc.id, uc.correlation, self._resolve, entity_getter)  # type: ignore[arg-type]
+            except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
+                usecases.reject(uc, f"correlation: {e}")
+        self._since_expire = 0
+
+    def _resolve(self, ref: str) -> tuple[str, str | None]:
+        uc = self.usecases.get(ref)
+        if uc is None:
+            raise KeyError(ref)
+        return uc.id, uc.name
+
+    # ---- input -------------------------------------------------------------------------------------
+    def feed(self, rec: RawRecord, fmt: str | None = None) -> None:
+        """Normalize one raw record and run its alerts through the rest of the pipeline."""
+        res = NormalizeResult()
+        self.normalize.process(rec, fmt, res)
+        self._absorb_normalized(res)
+
+    def _absorb_normalized(self, res: NormalizeResult) -> None:
+        self.out.records += res.records
+        self.out.dead.extend(res.dead)
+        self.out.skipped.update(res.skipped)
+        self.feed_alerts(res.alerts)
+
+    def feed_alerts(self, alerts: list[Alert]) -> None:
+        """Dedup, enrich, match, classify (batched), then correlate and build incidents."""
+        fresh: list[Alert] = []
+        for a in alerts:
+            rep, kind = self.dedup.process(a)
+            if kind == NEW:
+                fresh.append(rep)
+            elif kind == DUPLICATE:
+                self.out.duplicates += 1
+                self._repeat(rep, a)
+            else:
+                self.out.same_event += 1
+        if not fresh:
+            return
+        matched: list[list[UseCase]] = []
+        for a in fresh:
+            if self.enricher is not None:
+                self.enricher(a)
+            matched.append(self._match(a))
+        decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
+        for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
+            self.out.alerts.append(a)
+            if dec is not None:
+                self.out.suppressed.append(dec)
+                continue
+            self._correlate(a, ucs)
+        self._maybe_expire(fresh[-1].time)
+
+    def flush(self) -> None:
+        """End of input: emit what stateful normalizers still buffer."""
+        self._absorb_normalized(self.normalize.flush())
+
+    def take(self) -> Outputs:
+        out, self.out = self.out, Outputs()
+        return out
+
+    # ---- stages ------------------------------------------------------------------------------------
+    def _match(self, a: Alert) -> list[UseCase]:
+        index = self.usecases.index
+        if index is None:
+            return []
+        by_id = self.usecases.by_ref
+        return [by_id[r.id] for r in index.match(a) if r.id in by_id]
+
+    def _correlate(self, a: Alert, ucs: list[UseCase]) -> None:
+        if not ucs:
+            return
+        self.state.alerts[a.alert_id] = a
+        self.state.matched[a.alert_id] = [u.id for u in ucs]
+        for uc in ucs:
+            self.out.matches[uc.id] += 1
+            if uc.mdr.incident:
+                group = {g: _scalar(entity_value(a, g)) for g in uc.mdr.group_by}
+                conds = {k: [a.alert_id] for k, v in uc.compiled.explain(a).items() if v} if uc.compiled else {}
+                self._emit(*self.builder.add(uc, a.tenant_id, group, [a], conditions=conds))
+            for hit in self.correlator.observe(uc.id, a, a.count):
+                self._hit(hit)
+
+    def _repeat(self, rep: Alert, dup: Alert) -> None:
+        """A duplicate merged into `rep`: count it in correlations and in the incidents rep belongs to."""
+        for uc_id in self.state.matched.get(rep.alert_id, ()):
+            uc = self.usecases.get(uc_id)
+            if uc is None:
+                continue
+            if uc.mdr.incident:
+                group = {g: _scalar(entity_value(rep, g)) for g in uc.mdr.group_by}
+                inc = self.builder.open.get(group_key(rep.tenant_id, uc.id, group.values()))
+                if inc is not None:
+                    inc.alert_count += dup.count
+                    inc.last_seen = max(inc.last_seen, dup.time)
+                    inc.version += 1
+                    self.builder.open[group_key(rep.tenant_id, uc.id, group.values())] = inc
+                    self._emit(inc, None)
+            for hit in self.correlator.observe(uc.id, dup, dup.count, alert_ids=[rep.alert_id]):
+                self._hit(hit)
+
+    def _hit(self, hit: CorrelationHit) -> None:
+        self.out.matches[hit.correlation_id] += 1
+        uc = self.usecases.get(hit.correlation_id)
+        if uc is None or not uc.mdr.incident:
+            return
+        alerts = [self.state.alerts[i] for i in hit.alert_ids if i in self.state.alerts]
+        if not alerts:
+            return
+        group = {k: _scalar(v) for k, v in hit.group.items()}
+        self._emit(*self.builder.add(uc, hit.tenant_id, group, alerts, correlation=hit.details))
+
+    def _emit(self, inc: Incident, closed: Incident | None) -> None:
+        if closed is not None:
+            self.out.incidents[closed.incident_id] = closed
+        if self.prioritizer is not None:
+            self.prioritizer(inc)
+        for changed in self.fusion.process(inc):
+            if changed is not inc and self.prioritizer is not None and changed.status != "merged":
+                self.prioritizer(changed)
+            self.out.incidents[changed.incident_id] = changed
+
+    # ---- time --------------------------------------------------------------------------------------
+    def _maybe_expire(self, t: datetime) -> None:
+        self._since_expire += 1
+        if self._since_expire < 5000:
+            return
+        self._since_expire = 0
+        self.expire(t - self.lateness)
+
+    def expire(self, watermark: datetime) -> None:
+        """Close windows that ended before `watermark` (event time minus allowed lateness)."""
+        self.dedup.expire(watermark)
+        for hit in self.correlator.expire(watermark.timestamp()):
+            self._hit(hit)
+        for inc in self.builder.expire(watermark, self._windows):
+            self.out.incidents[inc.incident_id] = inc
+        self.fusion.expire(watermark)
+        horizon = watermark - self._retention
+        for aid in [k for k, a in self.state.alerts.items() if (a.last_seen or a.time) < horizon]:
+            del self.state.alerts[aid]
+            self.state.matched.pop(aid, None)
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, list):
+        return v[0] if len(v) == 1 else (",".join(map(str, v)) if v else None)
+    return v

@@ -1,0 +1,156 @@
+"""Fusion: incidents that are parts of one attack become one incident.
+
+Three links, each within `window` (default 1 h) and inside one tenant:
+- same category, same actor: incidents of one category that share a source address (an SSH brute force
+  and the account guessing and the fail2ban ban of the same source; two scan use cases for one scanner);
+- compromise incidents (webshell, malware, defacement, c2, account compromise) that share an asset or a file
+  (auditd, AIDE and ClamAV each see part of one webshell drop);
+- a compromise absorbs web-attack campaigns against the same asset (the attacker's web activity minutes
+  before the webshell appeared), so the fused incident names the actor.
+Scans, exploits and brute force of different categories stay incidents of their own (their playbooks differ).
+
+The earliest incident of the highest-ranked category survives and keeps its id; the others are emitted once
+more with status `merged` and `merged_into`. Later alerts of a merged incident flow into its survivor.
+State: the incidents of the fusion window, keyed by incident id (the worker partitions it by tenant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from datetime import datetime, timedelta
+
+from pipeline.incidents import _add, higher, merge_outcome
+from pipeline.schema import CATEGORY_CLASS, Incident
+
+# Compromise categories, most telling first: the survivor of a fusion takes the first category present.
+COMPROMISE = ("webshell", "account_compromise", "c2", "malware", "defacement")
+ABSORBED = frozenset({"web_attack"})
+DEFAULT_WINDOW = 3600.0
+
+
+_HOST_EVIDENCE = frozenset({"host", "fim", "av", "auth"})
+
+
+def _assets(inc: Incident, with_files: bool) -> set[str]:
+    """Asset keys of an incident. Network-only C2 (an IDS saw a host beacon or look up a C2 domain) is about
+    its source host, not the server it talked to."""
+    if inc.category == "c2" and not _HOST_EVIDENCE & set(inc.sources.get("families", ())):
+        return {f"h:{ip}" for ip in inc.entities.src_ips}
+    keys = {f"h:{h}" for h in inc.entities.hosts}
+    if with_files:
+        keys |= {f"f:{f}" for f in inc.entities.files}
+    return keys
+
+
+def _rank(inc: Incident) -> tuple[int, datetime, str]:
+    cat = COMPROMISE.index(inc.category) if inc.category in COMPROMISE else len(COMPROMISE)
+    return cat, inc.first_seen, inc.incident_id
+
+
+def related(a: Incident, b: Incident) -> bool:
+    """Whether two incidents (already known to be close in time) are parts of one attack. Never across
+    tenants."""
+    if a.tenant_id != b.tenant_id:
+        return False
+    if a.category == b.category and a.entities.src_ips and set(a.entities.src_ips) & set(b.entities.src_ips):
+        return True
+    a_comp, b_comp = a.category in COMPROMISE, b.category in COMPROMISE
+    if a_comp and b_comp:
+        return bool(_assets(a, True) & _assets(b, True))
+    if (a_comp and b.category in ABSORBED) or (b_comp and a.category in ABSORBED):
+        return bool(_assets(a, False) & _assets(b, False))
+    return False
+
+
+class Fusion:
+    def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Incident] | None = None):
+        self.window = timedelta(seconds=window)
+        self.incidents: MutableMapping[str, Incident] = state if state is not None else {}
+
+    def _near(self, a: Incident, b: Incident) -> bool:
+        return a.first_seen - self.window <= b.last_seen and b.first_seen - self.window <= a.last_seen
+
+    def process(self, inc: Incident) -> list[Incident]:
+        """Take an incident update; returns the incidents whose state changed (including `inc`)."""
+        self.incidents[inc.incident_id] = inc
+        if inc.merged_into:
+            survivor = self.incidents.get(inc.merged_into)
+            if survivor is None:
+                return [inc]
+            self._merge(survivor, inc)
+            return [inc, survivor]
+        group = [inc, *(o for o in self.incidents.values() if o is not inc and not o.merged_into
+                        and self._near(inc, o) and related(inc, o))]
+        if len(group) == 1:
+            return [inc]
+        survivor = min(group, key=_rank)
+        changed = [survivor]
+        for other in group:
+            if other is not survivor:
+                self._merge(survivor, other)
+                changed.append(other)
+                for sub_id in other.fused_from:  # parts it had absorbed move along
+                    sub = self.incidents.get(sub_id)
+                    if sub is not None and sub is not survivor:
+                        sub.merged_into = survivor.incident_id
+                        survivor.fused_counts.setdefault(sub_id, 0)
+                        _add(survivor.fused_from, sub_id)
+        return changed
+
+    def _merge(self, survivor: Incident, other: Incident) -> None:
+        """Fold `other` into `survivor` (idempotent: re-merging an updated incident adds only what is new)."""
+        known = set(survivor.alert_ids)
+        survivor.alert_ids.extend(i for i in other.alert_ids if i not in known)
+        own_parts = other.fused_counts.get(other.incident_id, None)
+        count = other.alert_count if own_parts is None else own_parts
+        survivor.alert_count += count - survivor.fused_counts.get(other.incident_id, 0)
+        survivor.fused_counts[other.incident_id] = count
+        if other.incident_id not in survivor.fused_from:
+            survivor.fused_from.append(other.incident_id)
+            survivor.priority_reasons.append(
+                f"fused with {other.category} incident {other.title!r} ({other.incident_id[:12]})")
+        survivor.base_priority = higher(survivor.base_priority, other.base_priority)
+        new_prio = higher(survivor.priority, other.priority)
+        if new_prio != survivor.priority:
+            survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
+            survivor.priority = new_prio
+        for uc in other.use_cases:
+            _add(survivor.use_cases, uc)
+        have = {x.use_case for x in survivor.explanation}
+        survivor.explanation.extend(x for x in other.explanation if x.use_case not in have)
+        for k, vals in other.sources.items():
+            lst = survivor.sources.setdefault(k, [])
+            for v in vals:
+                _add(lst, v)
+        for name in ("src_ips", "dst_ips", "hosts", "users", "files", "urls", "processes", "domains"):
+            lst = getattr(survivor.entities, name)
+            for v in getattr(other.entities, name):
+                _add(lst, v)
+        for t in other.attack:
+            _add(survivor.attack, t)
+        survivor.first_seen = min(survivor.first_seen, other.first_seen)
+        survivor.last_seen = max(survivor.last_seen, other.last_seen)
+        survivor.outcome = merge_outcome(survivor.outcome, other.outcome)
+        self._retitle(survivor)
+        survivor.version += 1
+        other.status = "merged"
+        other.merged_into = survivor.incident_id
+        other.version += 1
+        self.incidents[survivor.incident_id] = survivor
+        self.incidents[other.incident_id] = other
+
+    def _retitle(self, survivor: Incident) -> None:
+        """A fused compromise is named for the asset and every stage it holds."""
+        cats = [self.incidents[i].category for i in survivor.fused_from if i in self.incidents]
+        stages = list(dict.fromkeys([survivor.category, *cats]))
+        if survivor.category not in COMPROMISE or len(stages) == 1:
+            return
+        asset = next((h for h in survivor.entities.hosts), "unknown asset")
+        actors = ", ".join(survivor.entities.src_ips[:3])
+        survivor.title = (f"Compromise of {asset}: {' + '.join(s.replace('_', ' ') for s in stages)}"
+                          + (f" (actor {actors})" if actors else ""))
+        survivor.class_ = CATEGORY_CLASS[survivor.category]
+
+    def expire(self, watermark: datetime) -> None:
+        for iid in [i for i, inc in self.incidents.items() if inc.last_seen + self.window < watermark]:
+            del self.incidents[iid]

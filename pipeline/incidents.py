@@ -1,0 +1,216 @@
+"""Incidents: alerts of one use case and one entity group join an open incident until it goes quiet.
+
+Key = tenant + use case + group-by values. The incident id is derived from that key and the event time of the
+alert that opened it, so replaying the same input gives the same ids. An incident absorbs matching alerts while
+they come within its use case's `window` of its last alert; a later burst opens a new incident.
+State: `open` maps the group key to the incident (a dict in replay, a partitioned table in the worker).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, MutableMapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.normalize.base import make_id
+from pipeline.rules.mapping import getter, resolve_field
+from pipeline.rules.usecase import UseCase
+from pipeline.schema import CATEGORY_CLASS, PRIORITIES, Alert, Entities, Incident, MatchExplanation
+
+MAX_IDS = 10_000
+MAX_ENTITIES = 200
+_TEMPLATE = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+_HOST_FAMILIES = {"host", "fim", "av", "auth"}
+
+
+def asset_of(a: Alert) -> str | None:
+    """The asset an alert is about: the inventory asset when enriched, else the host for host products and
+    the targeted site / address for network products."""
+    if a.asset is not None:
+        return a.asset.name
+    if a.source.family in _HOST_FAMILIES and a.host is not None and a.host.name:
+        return a.host.name
+    if a.http is not None and a.http.host:
+        return a.http.host
+    return a.dst.hostname or a.dst.ip or (a.host.name if a.host else None)
+
+
+@functools.cache
+def entity_getter(name: str) -> Callable[[Alert], Any]:
+    """Getter for a group-by / title field: `asset`, a normalized path, or a Sigma field name."""
+    if name == "asset":
+        return asset_of
+    paths = resolve_field(name)
+    if not paths:
+        raise KeyError(f"unknown field {name!r}")
+    return getter(paths[0])
+
+
+def entity_value(a: Alert, name: str) -> Any:
+    return entity_getter(name)(a)
+
+
+def group_key(tenant: str, uc_id: str, values: Iterable[Any]) -> str:
+    return "\x1f".join([tenant, uc_id, *(str(v) for v in values)])
+
+
+def render_title(template: str, group: dict[str, Any], alert: Alert | None) -> str:
+    def sub(m: re.Match[str]) -> str:
+        k = m.group(1)
+        v = group.get(k)
+        if v is None and alert is not None:
+            v = entity_value(alert, k)
+        if isinstance(v, list):
+            v = ", ".join(map(str, v[:3]))
+        return str(v) if v not in (None, "") else "unknown"
+    return _TEMPLATE.sub(sub, template)
+
+
+def _add(lst: list[str], v: Any, cap: int = MAX_ENTITIES) -> None:
+    if v in (None, "") or len(lst) >= cap:
+        return
+    v = str(v)
+    if v not in lst:
+        lst.append(v)
+
+
+def add_entities(e: Entities, a: Alert) -> None:
+    _add(e.src_ips, a.src.ip)
+    _add(e.dst_ips, a.dst.ip)
+    _add(e.hosts, asset_of(a))  # the asset hit; a network sensor's own host name is not an entity
+    _add(e.users, a.user)
+    if a.file is not None:
+        _add(e.files, a.file.path)
+    if a.http is not None and a.http.url:
+        _add(e.urls, f"{a.http.host or a.dst.ip or ''}{a.http.url}"[:300])
+    if a.process is not None:
+        _add(e.processes, a.process.cmdline or a.process.exe)
+    if a.dns is not None:
+        _add(e.domains, a.dns.query)
+
+
+_OUTCOME_RANK = {"unknown": 0, "blocked": 1, "attempted": 2, "succeeded": 3}
+_BLOCK_STATUS = {403, 406, 429, 444, 495, 496}
+
+
+def alert_outcome(a: Alert) -> str:
+    """blocked: the product (or the WAF in front, seen as a 403 answer) stopped it; succeeded: a successful
+    action or host evidence of the act (a file written, a command run); attempted: it reached the target."""
+    if a.action == "blocked" or (a.http is not None and a.http.status in _BLOCK_STATUS):
+        return "blocked"
+    if a.action == "succeeded" or (a.source.family in ("host", "fim", "av") and a.action != "failed"):
+        return "succeeded"
+    return "attempted"
+
+
+def merge_outcome(current: str, new: str) -> str:
+    """An incident is blocked only when all of it was blocked; any unblocked or successful part wins."""
+    return new if _OUTCOME_RANK[new] > _OUTCOME_RANK[current] else current
+
+
+def higher(p1: str, p2: str) -> str:
+    return p1 if PRIORITIES.index(p1) <= PRIORITIES.index(p2) else p2
+
+
+class IncidentBuilder:
+    """Groups use-case matches into incidents. `add` returns the incident it updated."""
+
+    def __init__(self, state: MutableMapping[str, Incident] | None = None):
+        self.open: MutableMapping[str, Incident] = state if state is not None else {}
+
+    def add(self, uc: UseCase, tenant: str, group: dict[str, Any], alerts: list[Alert],
+            conditions: dict[str, list[str]] | None = None, correlation: dict[str, Any] | None = None
+            ) -> tuple[Incident, Incident | None]:
+        """Add the alerts of one match; returns (the updated incident, an incident it closed or None)."""
+        key = group_key(tenant, uc.id, group.values())
+        first = min(alerts, key=lambda a: a.time)
+        window = timedelta(seconds=uc.mdr.window)
+        inc = self.open.get(key)
+        closed = None
+        if inc is not None and not (inc.first_seen - window <= first.time <= inc.last_seen + window):
+            inc.status = "closed"
+            closed = inc
+            inc = None
+        if inc is None:
+            inc = self._new(uc, tenant, group, first)
+            self.open[key] = inc
+        self._absorb(inc, uc, alerts, conditions, correlation)
+        self.open[key] = inc  # write back (tables need the assignment)
+        return inc, closed
+
+    @staticmethod
+    def _new(uc: UseCase, tenant: str, group: dict[str, Any], first: Alert) -> Incident:
+        iid = make_id(tenant, uc.id, *(str(v) for v in group.values()), first.time.isoformat())
+        return Incident(
+            incident_id=iid, tenant_id=tenant, title=render_title(uc.mdr.title, group, first),
+            category=uc.mdr.category, class_=CATEGORY_CLASS[uc.mdr.category], priority=uc.mdr.priority,
+            base_priority=uc.mdr.priority,
+            priority_reasons=[f"base {uc.mdr.priority} from use case {uc.title!r}"],
+            use_cases=[uc.id], first_seen=first.time, last_seen=first.time, alert_count=0, alert_ids=[],
+            playbook=uc.mdr.playbook, version=0,
+        )
+
+    @staticmethod
+    def _absorb(inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
+                correlation: dict[str, Any] | None) -> None:
+        expl = next((x for x in inc.explanation if x.use_case == uc.id), None)
+        if expl is None:
+            expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
+            inc.explanation.append(expl)
+        known = set(inc.alert_ids)
+        families = inc.sources.setdefault("families", [])
+        products = inc.sources.setdefault("products", [])
+        for a in alerts:
+            if a.alert_id not in known and len(inc.alert_ids) < MAX_IDS:
+                inc.alert_ids.append(a.alert_id)
+                known.add(a.alert_id)
+                inc.alert_count += a.count
+            if a.alert_id not in expl.alert_ids and len(expl.alert_ids) < MAX_IDS:
+                expl.alert_ids.append(a.alert_id)
+            if a.time < inc.first_seen:
+                inc.first_seen = a.time
+            last = a.last_seen or a.time
+            if last > inc.last_seen:
+                inc.last_seen = last
+            _add(families, a.source.family)
+            _add(products, a.source.product)
+            add_entities(inc.entities, a)
+            inc.outcome = merge_outcome(inc.outcome, alert_outcome(a))
+            for t in a.attack:
+                _add(inc.attack, t)
+            if inc.asset is None:
+                inc.asset = a.asset
+            if a.intel:
+                seen = {(h.indicator, h.field) for h in inc.intel}
+                inc.intel.extend(h for h in a.intel if (h.indicator, h.field) not in seen)
+        for t in uc.attack:
+            _add(inc.attack, t)
+        for cond, ids in (conditions or {}).items():
+            lst = expl.conditions.setdefault(cond, [])
+            for i in ids:
+                _add(lst, i, MAX_IDS)
+        if correlation is not None:
+            expl.correlation = correlation
+        inc.version += 1
+
+    def bump_count(self, key: str, n: int) -> Incident | None:
+        inc = self.open.get(key)
+        if inc is not None:
+            inc.alert_count += n
+            self.open[key] = inc
+        return inc
+
+    def expire(self, watermark: datetime, windows: dict[str, float]) -> list[Incident]:
+        """Close incidents quiet for longer than their use case's window (event time)."""
+        closed = []
+        for key in list(self.open):
+            inc = self.open[key]
+            w = windows.get(inc.use_cases[0], 1800.0)
+            if inc.last_seen + timedelta(seconds=w) < watermark:
+                inc.status = "closed"
+                inc.version += 1
+                closed.append(inc)
+                del self.open[key]
+        return closed

@@ -1,0 +1,185 @@
+"""Typed access to JSON records for normalizers: every bad value becomes a `BadRecord` naming the field path.
+
+`load(text)` gives a `Rec` view of the top-level object; `rec.sub("event")` a view of a nested object whose
+errors name `event.<key>`. Cloud products export values as strings even when they hold numbers (Alibaba Cloud
+SLS stores every value as text), so `integer`, `number` and `port` accept decimal strings too. Empty
+values ("", "-", null) read as absent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Any
+
+import orjson
+
+from pipeline.normalize.base import BadRecord
+
+_EMPTY = ("", "-")
+
+
+def _absent(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v in _EMPTY)
+
+
+class Rec:
+    """A JSON object and its path in the record (for error messages)."""
+
+    __slots__ = ("d", "px")
+
+    def __init__(self, d: dict[str, Any], px: str = ""):
+        self.d = d
+        self.px = px
+
+    def __bool__(self) -> bool:
+        return bool(self.d)
+
+    def _bad(self, key: str, want: str, v: Any) -> BadRecord:
+        f = self.px + key
+        return BadRecord("bad_field", f"{f}: expected {want}, got {v!r}"[:200], f)
+
+    def _missing(self, key: str) -> BadRecord:
+        return BadRecord("missing_field", f"{self.px}{key} is required", self.px + key)
+
+    def has(self, key: str) -> bool:
+        return not _absent(self.d.get(key))
+
+    def flag(self, key: str) -> bool:
+        """True for JSON true or the text "true"."""
+        v = self.d.get(key)
+        return v is True or v == "true"
+
+    def text(self, key: str, required: bool = False) -> str | None:
+        """A string (numbers are turned into text)."""
+        v = self.d.get(key)
+        if isinstance(v, str):
+            if v not in _EMPTY:
+                return v
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        elif v is not None:
+            raise self._bad(key, "a string", v)
+        if required:
+            raise self._missing(key)
+        return None
+
+    def first(self, *keys: str) -> str | None:
+        """The first present string value among `keys`."""
+        for k in keys:
+            if (v := self.text(k)) is not None:
+                return v
+        return None
+
+    def texts(self, *keys: str) -> dict[str, str]:
+        """The present string values of `keys`, by key (for `extra`)."""
+        return {k: v for k in keys if (v := self.text(k)) is not None}
+
+    def integer(self, key: str, required: bool = False) -> int | None:
+        """An integer, given as a JSON number or a decimal string."""
+        v = self.d.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str) and v not in _EMPTY:
+            s = v.strip()
+            if s.isascii() and s.lstrip("-").isdigit() and len(s) < 20:
+                return int(s)
+            raise self._bad(key, "an integer", v)
+        if _absent(v):
+            if required:
+                raise self._missing(key)
+            return None
+        raise self._bad(key, "an integer", v)
+
+    def number(self, key: str) -> float | None:
+        """A finite number (JSON number or decimal string)."""
+        v = self.d.get(key)
+        if _absent(v):
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise self._bad(key, "a number", v)
+        try:
+            x = float(v)
+        except ValueError:
+            raise self._bad(key, "a number", v) from None
+        if not math.isfinite(x):
+            raise self._bad(key, "a finite number", v)
+        return x
+
+    def ip(self, key: str, required: bool = False) -> str | None:
+        """A valid IPv4/IPv6 address in canonical form."""
+        v = self.text(key, required)
+        if v is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            f = self.px + key
+            raise BadRecord("bad_ip", f"{f}: not an IP address: {v!r}"[:200], f) from None
+
+    def port(self, key: str) -> int | None:
+        """A TCP/UDP port 0..65535."""
+        p = self.integer(key)
+        if p is not None and not 0 <= p <= 65535:
+            raise self._bad(key, "a port 0..65535", p)
+        return p
+
+    def sub(self, key: str, required: bool = False) -> Rec:
+        """A nested object (empty when absent or null)."""
+        v = self.d.get(key)
+        if isinstance(v, dict):
+            return Rec(v, f"{self.px}{key}.")
+        if v is None:
+            if required:
+                raise self._missing(key)
+            return Rec({}, f"{self.px}{key}.")
+        raise self._bad(key, "an object", v)
+
+    def items(self, key: str) -> list[Rec]:
+        """A list of objects (null items dropped)."""
+        v = self.d.get(key)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise self._bad(key, "a list", v)
+        out = []
+        for i, item in enumerate(v):
+            if isinstance(item, dict):
+                out.append(Rec(item, f"{self.px}{key}[{i}]."))
+            elif item is not None:
+                raise self._bad(key, "a list of objects", item)
+        return out
+
+    def strings(self, key: str) -> list[str]:
+        """A list of strings (a single string counts as a one-item list)."""
+        v = self.d.get(key)
+        if isinstance(v, str):
+            return [v] if v else []
+        if v is None:
+            return []
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self._bad(key, "a list of strings", v)
+        return v
+
+
+def load(text: str) -> Rec:
+    """The record as a JSON object."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadRecord("bad_json", str(e)[:200], "record") from None
+    if not isinstance(obj, dict):
+        raise BadRecord("bad_json", f"expected a JSON object, got {type(obj).__name__}", "record")
+    return Rec(obj)
+
+
+def host_only(host: str | None) -> str | None:
+    """A Host header value without its port (`[v6]:443` and `name:80` forms)."""
+    if not host:
+        return None
+    if host.startswith("["):
+        return host[1:].partition("]")[0] or None
+    name, sep, rest = host.rpartition(":")
+    return name if sep and rest.isdigit() and ":" not in name else host

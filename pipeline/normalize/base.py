@@ -1,0 +1,106 @@
+"""The normalizer contract: one raw record in, zero or more normalized alerts out.
+
+A normalizer module defines one subclass of `Normalizer` and registers it with `@register`. It never raises
+anything but `BadRecord` (the record becomes a dead letter with that reason and field) or `Skipped`
+(the record is context on purpose, e.g. a Suricata `flow` event; counted by reason, not an alert).
+Any other exception is a bug in the normalizer; the caller still turns it into a dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from pipeline.schema import SEVERITY_SCORES, Alert, Severity, Source
+
+
+class BadRecord(Exception):
+    """The record cannot be normalized; it goes to the dead letters with this reason."""
+
+    def __init__(self, reason: str, detail: str = "", field: str | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+class Skipped(Exception):  # noqa: N818 - a signal, not an error
+    """The record is valid but not an alert (context, banner, summary); counted by reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Origin:
+    """Where a record came from: a file and line, or a topic, partition and offset."""
+
+    file: str | None = None
+    line: int | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(slots=True)
+class RawRecord:
+    text: str  # one record: a line, or a whole document (AIDE JSON report)
+    tenant_id: str
+    received_at: datetime
+    host: str | None = None  # host name for records that carry none (AIDE, ClamAV)
+    origin: Origin = field(default_factory=Origin)
+
+
+def make_id(*parts: str | None) -> str:
+    """Deterministic 32-hex id from the given parts (blake2b-128)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update((p or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+class Normalizer:
+    """Base class. Subclasses set the class attributes and implement `sniff` and `normalize`."""
+
+    name: ClassVar[str]  # format name used by --format, e.g. "modsecurity"
+    product: ClassVar[str]
+    vendor: ClassVar[str]
+    family: ClassVar[str]
+    # Higher runs earlier in auto-detection (specific formats before generic ones).
+    priority: ClassVar[int] = 50
+    # Whole-document formats (AIDE JSON report) are read as one record per file.
+    whole_file: ClassVar[bool] = False
+    # A secondary log of a product that also writes a richer primary one (Apache's error log beside the
+    # ModSecurity audit log): its alert for an event the primary also reports merges into the primary's.
+    secondary: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.source = Source(self.product, self.vendor, self.family, self.name)
+
+    def sniff(self, text: str) -> bool:
+        """True when this record looks like this format. Cheap: called on the first record of a file."""
+        raise NotImplementedError
+
+    def normalize(self, rec: RawRecord) -> list[Alert]:
+        """Alerts from one record; raise BadRecord or Skipped."""
+        raise NotImplementedError
+
+    def flush(self) -> list[Alert]:
+        """Alerts still buffered (stateful formats such as auditd); called at end of input or on idle."""
+        return []
+
+    def alert_id(self, rec: RawRecord, sub: str = "") -> str:
+        """Deterministic alert id: tenant + format + the record text (+ a sub key for multi-alert records)."""
+        return make_id(rec.tenant_id, self.name, rec.text, sub)
+
+
+_SEVERITIES = {label: Severity(label, score) for label, score in SEVERITY_SCORES.items()}
+
+
+def severity(label: str) -> Severity:
+    """Shared Severity for a label (info/low/medium/high/critical)."""
+    return _SEVERITIES[label]

@@ -1,0 +1,342 @@
+"""ModSecurity 2.9 JSON audit log (one transaction per line) with OWASP CRS rules: one alert per transaction.
+
+Every CRS rule in `audit_data.messages` becomes a `Rule`; the anomaly-score summary rules (949110 inbound
+blocking evaluation, 959100 outbound, 980130/980140 correlation) only annotate `extra` with the scores. The
+primary rule is the most severe real rule (highest CRS severity, then lowest paranoia level, then first).
+
+Mappings (also used by `modsec_error`):
+- severity: EMERGENCY/ALERT/CRITICAL -> high, ERROR -> medium, WARNING -> low, NOTICE/INFO/DEBUG -> info
+  (never critical: a WAF rule match alone is not a confirmed compromise).
+- category: the rule's `attack-*` tag without the prefix (`attack-sqli` -> "sqli"), else from the CRS file
+  name (`...-ATTACK-SQLI.conf` -> "sqli", `REQUEST-913-SCANNER-DETECTION.conf` -> "scanner-detection").
+- ATT&CK: attack-sqli/xss/rce/lfi/rfi/injection-*/fixation -> T1190; attack-reputation-* -> T1595;
+  attack-protocol/generic/disclosure -> none.
+- action: intercepted, an "Access denied" message or response status 403 -> blocked, else detected
+  (rules fired but the request went through).
+- extra.anomaly_score: the inbound total CRS states (949110/980130); when it states none (the request stayed
+  below the threshold) the sum of CRS severity points of the matched inbound rules (CRITICAL 5, ERROR 4,
+  WARNING 3, NOTICE 2), which is how CRS computes it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import orjson
+
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.registry import register
+from pipeline.normalize.timeparse import parse_clf
+from pipeline.schema import Alert, Endpoint, HostInfo, Http, Network, Rule
+
+# [key "value"] with ModSecurity's backslash escapes inside the value.
+_FIELD = re.compile(r'\[(\w+) "([^"\\]*(?:\\.[^"\\]*)*)"\]')  # unrolled: 3x faster than (?:[^"\\]|\\.)*
+_TOTAL = re.compile(r"(?:Total (?:Inbound )?Score|score):? (\d+)")
+_CATEGORY_SCORES = re.compile(r"\b(SQLI|XSS|RFI|LFI|RCE|PHPI|HTTP|SESS)=(\d+)")
+_PL_SCORES = re.compile(r"paranoia level scores: (\d+), (\d+), (\d+), (\d+)")
+
+SEVERITY_LABEL = {
+    "EMERGENCY": "high", "ALERT": "high", "CRITICAL": "high", "ERROR": "medium",
+    "WARNING": "low", "NOTICE": "info", "INFO": "info", "DEBUG": "info",
+}
+# CRS 3.x severity ranks (0 = most severe) and anomaly points.
+_RANK = {s: i for i, s in enumerate(
+    ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"))}
+_POINTS = {"CRITICAL": 5, "ERROR": 4, "WARNING": 3, "NOTICE": 2}
+_CATEGORY_SCORE_KEYS = {
+    "SQLI": "sql_injection_score", "XSS": "xss_score", "RFI": "rfi_score", "LFI": "lfi_score",
+    "RCE": "rce_score", "PHPI": "php_injection_score", "HTTP": "http_violation_score",
+    "SESS": "session_fixation_score",
+}
+SUMMARY_IDS = frozenset({"949110", "949111", "959100", "959101", "980130", "980140", "980170"})
+_T1190 = ("attack-sqli", "attack-xss", "attack-rce", "attack-lfi", "attack-rfi", "attack-injection",
+          "attack-fixation")
+_T1595 = ("attack-reputation",)
+MAX_DATA = 3  # matched `data` strings kept in extra
+RULE_CACHE_SIZE = 4096
+MAX_DATA_LEN = 200
+
+
+def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:
+    """The `[key "value"]` fields of one ModSecurity message (tags apart, in order; a key's first value wins).
+
+    Only the bracketed tail from `[file "` on is parsed, not the operator text (patterns, matched input);
+    values keep ModSecurity's escapes (`\\"`, `\\xNN`).
+    """
+    i = msg.find(' [file "')
+    fields: dict[str, str] = {}
+    tags: list[str] = []
+    for k, v in _FIELD.findall(msg, i if i >= 0 else 0):
+        if k == "tag":
+            tags.append(v)
+        elif k not in fields:
+            fields[k] = v
+    return fields, tags
+
+
+def is_summary(rule_id: str, file: str) -> bool:
+    """True for the CRS anomaly-score evaluation / correlation rules (they annotate, they do not detect)."""
+    return rule_id in SUMMARY_IDS or file.endswith(("-BLOCKING-EVALUATION.conf", "-CORRELATION.conf"))
+
+
+def tag_info(tags: list[str]) -> tuple[str | None, int | None, list[str]]:
+    """(category of the first `attack-*` tag, paranoia level, ATT&CK technique ids) of a rule's CRS tags."""
+    category = level = None
+    techs: list[str] = []
+    for t in tags:
+        if t.startswith("attack-"):
+            if category is None:
+                category = t[7:]
+            tech = "T1190" if t.startswith(_T1190) else "T1595" if t.startswith(_T1595) else None
+            if tech is not None and tech not in techs:
+                techs.append(tech)
+        elif level is None and t.startswith("paranoia-level/") and t[15:].isdigit():
+            level = int(t[15:])
+    return category, level, techs
+
+
+def file_category(file: str) -> str | None:
+    """CRS rule file name -> category: `...-ATTACK-SQLI.conf` -> "sqli", `REQUEST-913-SCANNER-DETECTION.conf`
+    -> "scanner-detection"."""
+    base = file.rpartition("/")[2].removesuffix(".conf")
+    _, sep, tail = base.partition("-ATTACK-")
+    if sep:
+        return tail.lower()
+    parts = base.split("-", 2)
+    return parts[2].lower() if len(parts) == 3 and parts[1].isdigit() else base.lower() or None
+
+
+class RuleMeta(NamedTuple):
+    """What a CRS rule message says about its rule (the same for every match of that rule)."""
+
+    id: str
+    name: str
+    file: str
+    severity: str | None
+    tags: tuple[str, ...]
+    category: str | None  # from the first `attack-*` tag, else from the file name
+    level: int | None  # paranoia level
+    techniques: tuple[str, ...]
+    summary: bool  # an anomaly-score evaluation / correlation rule
+    rank: tuple[int, int]  # primary-rule order: CRS severity, then paranoia level
+    points: int  # inbound anomaly points (response rules add to the outbound score)
+
+    def rule(self) -> Rule:
+        return Rule(id=self.id, name=self.name, category=self.category, tags=list(self.tags),
+                    severity=self.severity)
+
+
+def rule_meta(fields: dict[str, str], tags: list[str]) -> RuleMeta | None:
+    """The rule of a parsed message; None for engine notes without a rule id."""
+    rid = fields.get("id")
+    if not rid:
+        return None
+    file = fields.get("file", "")
+    sev = fields.get("severity")
+    category, level, techs = tag_info(tags)
+    return RuleMeta(
+        rid, fields.get("msg", ""), file, sev, tuple(tags), category or file_category(file), level,
+        tuple(techs), is_summary(rid, file), (_RANK.get(sev or "", 9), level or 1),
+        0 if "/RESPONSE-" in file else _POINTS.get(sev or "", 0),
+    )
+
+
+def add_scores(extra: dict[str, Any], rule_id: str, msg: str) -> None:
+    """Anomaly scores stated by a CRS summary rule's message, into `extra`."""
+    m = _TOTAL.search(msg)
+    if m:
+        key = "outbound_anomaly_score" if "Outbound" in msg else "anomaly_score"
+        extra.setdefault(key, int(m.group(1)))
+    if rule_id == "980130":
+        for cat, val in _CATEGORY_SCORES.findall(msg):
+            extra[_CATEGORY_SCORE_KEYS[cat]] = int(val)
+    m = _PL_SCORES.search(msg)
+    if m:
+        prefix = "outbound_anomaly_score_pl" if "Outbound" in msg else "anomaly_score_pl"
+        for n, val in enumerate(m.groups(), 1):
+            extra[f"{prefix}{n}"] = int(val)
+
+
+def host_without_port(host: str) -> str:
+    """`shop.lab.local:8080` -> `shop.lab.local`; `[::1]:8080` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host
+
+
+def _header(headers: dict[str, Any], name: str) -> str | None:
+    v = headers.get(name)
+    if v is None:
+        low = name.lower()
+        for k, val in headers.items():
+            if k.lower() == low:
+                v = val
+                break
+    return v if isinstance(v, str) else None
+
+
+def _obj(d: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
+    v = d.get(key)
+    if isinstance(v, dict):
+        return v
+    if v is None and not required:
+        return {}
+    raise BadRecord("missing_field" if v is None else "bad_field", f"{key} is not an object", key)
+
+
+def _int(v: Any, field: str) -> int | None:
+    if v is None:
+        return None
+    if type(v) is int:
+        return v
+    raise BadRecord("bad_field", f"{field} is not an integer: {v!r}"[:200], field)
+
+
+def _str(v: Any, field: str) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    raise BadRecord("bad_field", f"{field} is not a string", field)
+
+
+@register
+class ModSecurityNormalizer(Normalizer):
+    name = "modsecurity"
+    product = "ModSecurity"
+    vendor = "OWASP"
+    family = "waf"
+    priority = 70
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules: dict[str, RuleMeta | None] = {}
+
+    def sniff(self, text: str) -> bool:
+        return text.startswith("{") and '"transaction"' in text and '"audit_data"' in text
+
+    def _parse(self, msg: str) -> tuple[RuleMeta | None, str | None]:
+        """(rule, matched data) of one message. The bracketed tail without its `[data "..."]` is the same
+        for every match of a rule, so its parse is cached (bounded); tails with escaped quotes are parsed
+        in full."""
+        i = msg.find(' [file "')
+        if i < 0 or '\\"' in msg[i:]:
+            fields, tags = parse_message(msg)
+            return rule_meta(fields, tags), fields.get("data")
+        j = msg.find(' [data "', i)
+        k = msg.find('"]', j + 8) if j >= 0 else -1
+        key, matched = (msg[i:j] + msg[k + 2:], msg[j + 8:k]) if k >= 0 else (msg[i:], None)
+        try:
+            return self._rules[key], matched
+        except KeyError:
+            pass
+        if len(self._rules) >= RULE_CACHE_SIZE:
+            self._rules.clear()
+        meta = self._rules[key] = rule_meta(*parse_message(key))
+        return meta, matched
+
+    def normalize(self, rec: RawRecord) -> list[Alert]:
+        try:
+            d = orjson.loads(rec.text)
+        except orjson.JSONDecodeError as e:
+            raise BadRecord("bad_json", str(e)) from None
+        if not isinstance(d, dict):
+            raise BadRecord("bad_json", "not a JSON object")
+        tx = _obj(d, "transaction")
+        req = _obj(d, "request", False)
+        resp = _obj(d, "response", False)
+        ad = _obj(d, "audit_data", False)
+        txid = _str(tx.get("transaction_id"), "transaction.transaction_id")
+        if not txid:
+            raise BadRecord("missing_field", "no transaction id", "transaction.transaction_id")
+        ts = tx.get("time")
+        if not isinstance(ts, str):
+            raise BadRecord("missing_field", "no transaction time", "transaction.time")
+        when = parse_clf(ts, "transaction.time")
+
+        messages = ad.get("messages") or ad.get("error_messages") or []
+        if not isinstance(messages, list):
+            raise BadRecord("bad_field", "messages is not a list", "audit_data.messages")
+        extra: dict[str, Any] = {"transaction_id": txid}
+        rules: list[Rule] = []
+        summary: list[Rule] = []
+        ranks: list[tuple[int, int]] = []
+        levels: set[int] = set()
+        data: list[str] = []
+        attack: list[str] = []
+        points = 0
+        denied = False
+        for msg in messages:
+            if not isinstance(msg, str):
+                raise BadRecord("bad_field", "message is not a string", "audit_data.messages")
+            denied = denied or msg.startswith("Access denied")
+            meta, matched = self._parse(msg)
+            if meta is None:
+                continue  # engine notes without a rule id
+            if meta.summary:
+                summary.append(meta.rule())
+                add_scores(extra, meta.id, meta.name)
+                continue
+            rules.append(meta.rule())
+            ranks.append(meta.rank)
+            points += meta.points
+            if meta.level is not None:
+                levels.add(meta.level)
+            if matched is not None and len(data) < MAX_DATA:
+                data.append(matched[:MAX_DATA_LEN])
+            for t in meta.techniques:
+                if t not in attack:
+                    attack.append(t)
+
+        action_obj = ad.get("action")
+        status = _int(resp.get("status"), "response.status")
+        intercepted = isinstance(action_obj, dict) and action_obj.get("intercepted") is True
+        blocked = denied or intercepted or status == 403
+        if rules:
+            primary = rules[min(range(len(rules)), key=ranks.__getitem__)]
+        elif blocked:
+            primary = summary[0] if summary else Rule(
+                name=str(action_obj.get("message", "")) if isinstance(action_obj, dict) else "")
+        else:
+            raise Skipped("no_rule_matched")
+        extra.setdefault("anomaly_score", points)
+        extra["rule_ids"] = list(dict.fromkeys(r.id for r in rules))
+        if levels:
+            extra["paranoia_levels"] = sorted(levels)
+        if data:
+            extra["matched_data"] = data
+
+        http, host = self._http(req, status)
+        raddr = _str(tx.get("remote_address"), "transaction.remote_address")
+        laddr = _str(tx.get("local_address"), "transaction.local_address")
+        act = "blocked" if blocked else "detected"
+        where = f"{http.method or '?'} {host or laddr or ''}{http.url or ''}"
+        return [Alert(
+            alert_id=self.alert_id(rec), tenant_id=rec.tenant_id, source=self.source, time=when,
+            received_at=rec.received_at,
+            severity=severity(SEVERITY_LABEL.get(primary.severity or "", "high" if blocked else "info")),
+            rule=primary, rules=rules or summary, action=act,
+            message=f"ModSecurity {act} {where}: {primary.name} ({primary.id or 'no rule'})"[:500],
+            src=Endpoint(raddr, _int(tx.get("remote_port"), "transaction.remote_port")),
+            dst=Endpoint(laddr, _int(tx.get("local_port"), "transaction.local_port"), host),
+            http=http, host=HostInfo(rec.host, laddr), network=Network(proto="tcp"),
+            attack=attack, extra=extra, raw=rec.text,
+        )]
+
+    @staticmethod
+    def _http(req: dict[str, Any], status: int | None) -> tuple[Http, str | None]:
+        line = _str(req.get("request_line"), "request.request_line") or ""
+        method, _, rest = line.partition(" ")
+        url, sp, proto = rest.rpartition(" ")
+        if not sp or not proto.startswith("HTTP/"):
+            url = rest
+        headers = req.get("headers")
+        if headers is None:
+            headers = {}
+        elif not isinstance(headers, dict):
+            raise BadRecord("bad_field", "headers is not an object", "request.headers")
+        host_hdr = _header(headers, "Host")
+        host = host_without_port(host_hdr) if host_hdr else None
+        return Http(method=method or None, url=url or None, host=host, status=status,
+                    user_agent=_header(headers, "User-Agent")), host

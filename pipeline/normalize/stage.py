@@ -1,0 +1,109 @@
+"""The normalize stage: raw records in, alerts / dead letters / skipped counts out. Never raises."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped
+from pipeline.normalize.registry import Detector, get
+from pipeline.schema import Alert, DeadLetter
+
+MAX_RECORD_BYTES = 1_000_000
+
+
+@dataclass(slots=True)
+class NormalizeResult:
+    alerts: list[Alert] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+
+
+def dead_letter(rec: RawRecord | None, reason: str, detail: str = "", source: str = "unknown",
+                fieldname: str | None = None, raw: bytes | str | None = None,
+                tenant_id: str | None = None) -> DeadLetter:
+    """A dead-letter record carrying the raw input (base64 when it is not text) and where it came from."""
+    if raw is None and rec is not None:
+        raw = rec.text
+    if isinstance(raw, bytes):
+        try:
+            text, enc = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, enc = base64.b64encode(raw).decode("ascii"), "base64"
+    else:
+        text, enc = raw or "", "utf-8"
+    o = rec.origin if rec is not None else None
+    return DeadLetter(
+        reason=reason, detail=detail[:500], source=source,
+        tenant_id=tenant_id if tenant_id is not None else (rec.tenant_id if rec else None),
+        file=o.file if o else None, line=o.line if o else None, topic=o.topic if o else None,
+        partition=o.partition if o else None, offset=o.offset if o else None,
+        field=fieldname, raw=text, raw_encoding=enc,
+    )
+
+
+class NormalizeStage:
+    """Normalizes records of any registered format; keeps one normalizer per (format, tenant, host).
+
+    State (auditd event assembly) lives in those instances; `flush()` emits what is still buffered.
+    """
+
+    def __init__(self, forced_format: str | None = None):
+        self.forced_format = forced_format
+        if forced_format is not None:
+            get(forced_format)  # fail early on an unknown format
+        self._detector = Detector()
+        self._instances: dict[tuple[str, str, str | None], Normalizer] = {}
+
+    def normalizer(self, fmt: str, tenant_id: str, host: str | None) -> Normalizer:
+        key = (fmt, tenant_id, host)
+        inst = self._instances.get(key)
+        if inst is None:
+            inst = self._instances[key] = get(fmt)()
+        return inst
+
+    def detect(self, text: str) -> str | None:
+        return self._detector.detect(text)
+
+    def process(self, rec: RawRecord, fmt: str | None = None, out: NormalizeResult | None = None
+                ) -> NormalizeResult:
+        """Normalize one record into `out` (a new result when None)."""
+        out = out if out is not None else NormalizeResult()
+        out.records += 1
+        if len(rec.text) > MAX_RECORD_BYTES:
+            out.dead.append(dead_letter(rec, "oversized", f"{len(rec.text)} bytes > {MAX_RECORD_BYTES}"))
+            return out
+        if not rec.text.isascii():
+            try:
+                rec.text.encode("utf-8")
+            except UnicodeEncodeError:
+                raw = rec.text.encode("utf-8", "surrogateescape")
+                out.dead.append(dead_letter(rec, "not_utf8", "record is not UTF-8 text", raw=raw))
+                return out
+        fmt = fmt or self.forced_format or self._detector.detect(rec.text)
+        if fmt is None:
+            if not rec.text.strip():
+                out.skipped["blank"] += 1
+            else:
+                out.dead.append(dead_letter(rec, "unknown_format", "no normalizer recognised the record"))
+            return out
+        try:
+            out.alerts.extend(self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec))
+        except Skipped as s:
+            out.skipped[f"{fmt}:{s.reason}"] += 1
+        except BadRecord as b:
+            out.dead.append(dead_letter(rec, b.reason, b.detail, fmt, b.field))
+        except Exception as e:  # a normalizer bug must not stop the run nor lose the record
+            out.dead.append(dead_letter(rec, "normalizer_error", f"{type(e).__name__}: {e}", fmt))
+        return out
+
+    def flush(self, out: NormalizeResult | None = None) -> NormalizeResult:
+        out = out if out is not None else NormalizeResult()
+        for inst in self._instances.values():
+            try:
+                out.alerts.extend(inst.flush())
+            except Exception as e:
+                out.dead.append(dead_letter(None, "normalizer_error", f"flush {inst.name}: {e}", inst.name))
+        return out

@@ -1,0 +1,69 @@
+"""Fast timestamp parsing for the formats products write. Every result is a tz-aware UTC datetime."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pipeline.normalize.base import BadRecord
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def parse_iso(s: str, field: str = "time") -> datetime:
+    """ISO 8601 / RFC 3339, with `Z`, `+0000` or `+00:00`; naive times are taken as UTC."""
+    try:
+        dt = datetime.fromisoformat(s)
+    except (TypeError, ValueError):
+        raise BadRecord("bad_timestamp", f"not an ISO 8601 time: {s!r}"[:200], field) from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def parse_epoch(v: float | int | str, field: str = "time") -> datetime:
+    """Seconds (or milliseconds, when > 1e11) since the epoch."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise BadRecord("bad_timestamp", f"not an epoch time: {v!r}"[:200], field) from None
+    if x > 1e11:
+        x /= 1000.0
+    try:
+        return datetime.fromtimestamp(x, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise BadRecord("bad_timestamp", f"epoch out of range: {v!r}", field) from None
+
+
+def parse_clf(s: str, field: str = "time") -> datetime:
+    """Common Log Format time as ModSecurity writes it: `24/Nov/2026:06:38:34.034750 +0000`."""
+    try:
+        day, mon, rest = s[:2], s[3:6], s[7:]
+        year, hms_tz = rest[:4], rest[5:]
+        hms, _, tz = hms_tz.partition(" ")
+        iso = f"{year}-{_MONTHS[mon]:02d}-{day}T{hms}{tz or '+0000'}"
+        return parse_iso(iso, field)
+    except (KeyError, IndexError):
+        raise BadRecord("bad_timestamp", f"not a CLF time: {s!r}"[:200], field) from None
+
+
+def parse_syslog(s: str, reference: datetime, field: str = "time") -> datetime:
+    """`Nov 24 06:38:43` (no year, taken as UTC): the year that puts it closest before `reference` + 1 day."""
+    try:
+        mon = _MONTHS[s[:3]]
+        day = int(s[4:6])
+        h, m, sec = s[7:15].split(":")
+        dt = datetime(reference.year, mon, day, int(h), int(m), int(float(sec)), tzinfo=UTC)
+    except (KeyError, ValueError, IndexError):
+        raise BadRecord("bad_timestamp", f"not a syslog time: {s!r}"[:200], field) from None
+    if dt > reference + timedelta(days=1):
+        dt = dt.replace(year=dt.year - 1)
+    return dt
+
+
+def parse_ctime(s: str, field: str = "time") -> datetime:
+    """Apache error-log time: `Tue Nov 24 06:38:34.033263 2026`."""
+    try:
+        parts = s.split()
+        mon, day, hms, year = _MONTHS[parts[1]], int(parts[2]), parts[3], int(parts[4])
+        return parse_iso(f"{year:04d}-{mon:02d}-{day:02d}T{hms}+00:00", field)
+    except (KeyError, ValueError, IndexError):
+        raise BadRecord("bad_timestamp", f"not an Apache error-log time: {s!r}"[:200], field) from None

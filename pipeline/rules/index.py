@@ -1,0 +1,252 @@
+"""RuleIndex: the rules an alert can match, found without evaluating the others.
+
+Two filters keep the cost of `match` nearly flat in the number of rules:
+
+1. Log source: rules are bucketed by the alert's routing key (format, family, present parts); a bucket is
+   built the first time its key is seen.
+2. Literals: from each rule's condition a *trigger* is derived, a set of atoms of which at least one must hold
+   whenever the rule matches: `("eq", path, value)` (a lower-cased field value) or `("sub", path, literal)`
+   (a lower-cased substring). An AND contributes its most selective operand's atoms, an OR the union of its
+   operands' (when all have some), a NOT nothing. Equality atoms are dict lookups; substring atoms of one
+   field are searched at once with an RE2 set. Rules without a trigger are always evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from pipeline.rules.compile import FETCH, CompiledRule, Ctx
+from pipeline.rules.mapping import VIEWS, SourceKey, known_paths, probe_alert, source_key
+from pipeline.rules.modifiers import And, Leaf, Node, Not, Or, leaf_matcher, literal_set
+from pipeline.schema import Alert
+
+Atom = tuple[str, str, str]  # (kind "eq" | "sub", normalized path, lower-case literal)
+
+# Fields whose values repeat across most alerts: poor triggers.
+_COMMON = frozenset((
+    "http.method", "http.status", "extra.type", "extra.types", "action", "extra.action", "blocked",
+    "network.initiated", "dns.rtype", "network.proto", "extra.syscall", "extra.nametype", "extra.success",
+    "file.change", "source.format", "source.family", "source.product", "source.vendor", "severity.label",
+    "rule.severity", "extra.res", "user", "process.uid",
+))
+_SET_SHARD = 4000  # literals per RE2 set
+
+
+def _atom_cost(a: Atom) -> float:
+    kind, path, lit = a
+    return (25.0 if path in _COMMON else 1.0) * (1.0 if kind == "eq" else 2.0) / (1 + min(len(lit), 24))
+
+
+def _leaf_atoms(leaf: Leaf) -> frozenset[Atom] | None:
+    paths = leaf.key.split(",")
+    if leaf.op == "eq":  # equality on a part of a stored field (a URL view) is a substring of that field
+        lit = leaf.arg.lower()
+        return frozenset(("sub", VIEWS[p], lit) if VIEWS.get(p) and lit else ("eq", p, lit) for p in paths)
+    if leaf.op in ("contains", "prefix", "suffix"):
+        lit = leaf.arg.lower()
+    elif leaf.op == "glob":
+        lit = max(leaf.arg[1], key=len, default="").lower()
+    else:
+        return None
+    if not lit:
+        return None
+    return frozenset(("sub", VIEWS.get(p) or p, lit) for p in paths)
+
+
+def specialize(node: Node, known: Callable[[str], bool], probe: Ctx) -> Node | bool:
+    """`node` with the leaves whose fields the routing key fixes evaluated (True/False) and folded away."""
+    if isinstance(node, Leaf):
+        paths = node.key.split(",") + (node.arg[0].split(",") if node.op == "ref" else [])
+        if node.op != "ts" and all(map(known, paths)):
+            return leaf_matcher(node)(probe)
+        return node
+    if isinstance(node, Not):
+        sub = specialize(node.arg, known, probe)
+        return (not sub) if isinstance(sub, bool) else Not(sub)
+    short = isinstance(node, Or)  # the value that decides an OR (True) or an AND (False)
+    rest: list[Node] = []
+    for a in node.args:
+        sub = specialize(a, known, probe)
+        if sub is short:
+            return short
+        if sub is not (not short):
+            rest.append(sub)  # type: ignore[arg-type]
+    if not rest:
+        return not short
+    return rest[0] if len(rest) == 1 else type(node)(tuple(rest))
+
+
+def trigger(node: Node) -> frozenset[Atom] | None:
+    """Atoms of which one holds whenever `node` matches; None when no such literal set exists."""
+    if isinstance(node, Leaf):
+        return _leaf_atoms(node)
+    if isinstance(node, Not):
+        return None
+    subs = [trigger(a) for a in node.args]
+    if isinstance(node, Or):
+        if any(s is None for s in subs):
+            return None
+        return frozenset().union(*subs)  # type: ignore[arg-type]
+    assert isinstance(node, And)
+    known = [s for s in subs if s is not None]
+    if not known:
+        return None
+    return min(known, key=lambda s: sum(map(_atom_cost, s)))
+
+
+class _LiteralSet:
+    """Which of many literals occur in a text: RE2 sets (shards of `_SET_SHARD` literals).
+
+    `shards` holds (match, offset): `match(utf8_bytes)` gives the shard's literal numbers.
+    """
+
+    def __init__(self, literals: list[str]):
+        self.shards = [(literal_set(literals[i:i + _SET_SHARD]), i)
+                       for i in range(0, len(literals), _SET_SHARD)]
+
+    def find(self, text: str) -> list[int]:
+        data = text.encode()
+        out: list[int] = []
+        for match, start in self.shards:
+            out.extend(start + i for i in match(data) or ())
+        return out
+
+
+@dataclass(slots=True)
+class _Probe:
+    """One field the prefilter reads: equality literals (dict) and substring literals (RE2 sets)."""
+
+    path: str
+    fetch: Callable[[Alert], tuple[str, ...]]
+    eq: dict[str, list[int]] | None = None
+    sub: _LiteralSet | None = None
+    sub_owners: list[list[int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    rules: list[CompiledRule]
+    always: list[int] = field(default_factory=list)
+    probes: list[_Probe] = field(default_factory=list)
+
+
+class RuleIndex:
+    """Compiled rules indexed for matching; `match(alert)` gives every matching rule, in insertion order.
+
+    `add`/`remove` keep the rules and drop the built buckets (they are rebuilt lazily, per routing key).
+    """
+
+    def __init__(self, rules: Iterable[CompiledRule] = ()):
+        self._rules: dict[str, CompiledRule] = {}
+        self._buckets: dict[SourceKey, _Bucket] = {}
+        for r in rules:
+            self.add(r)
+
+    def add(self, rule: CompiledRule) -> None:
+        """Add a rule (a rule with the same id is replaced)."""
+        self._rules.pop(rule.id, None)
+        self._rules[rule.id] = rule
+        self._buckets.clear()
+
+    def remove(self, rule_id: str) -> CompiledRule | None:
+        rule = self._rules.pop(rule_id, None)
+        self._buckets.clear()
+        return rule
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __iter__(self) -> Iterator[CompiledRule]:
+        return iter(self._rules.values())
+
+    def get(self, rule_id: str) -> CompiledRule | None:
+        return self._rules.get(rule_id)
+
+    def untriggered(self) -> list[CompiledRule]:
+        """Rules that have no literal trigger: evaluated for every alert their log source covers."""
+        return [r for r in self._rules.values() if trigger(r.node) is None]
+
+    def _bucket(self, key: SourceKey) -> _Bucket:
+        known, probe = known_paths(key), Ctx(probe_alert(key))
+        rules: list[CompiledRule] = []
+        triggers: list[frozenset[Atom] | None] = []
+        for r in self._rules.values():
+            if not r.route.admits(key):
+                continue
+            node = specialize(r.node, known, probe)
+            if node is False:  # cannot match alerts of this key (e.g. tests fields such alerts never carry)
+                continue
+            rules.append(r)
+            triggers.append(None if node is True else trigger(node))  # type: ignore[arg-type]
+        b = _Bucket(rules)
+        probes: dict[str, _Probe] = {}
+        subs: dict[str, dict[str, list[int]]] = {}
+        for pos, atoms in enumerate(triggers):
+            if atoms is None:
+                b.always.append(pos)
+                continue
+            for kind, path, lit in atoms:
+                probe = probes.get(path) or probes.setdefault(path, _Probe(path, FETCH[path]))
+                if kind == "eq":
+                    probe.eq = probe.eq or {}
+                    probe.eq.setdefault(lit, []).append(pos)
+                else:
+                    subs.setdefault(path, {}).setdefault(lit, []).append(pos)
+        for path, table in subs.items():
+            lits = list(table)
+            probes[path].sub = _LiteralSet(lits)
+            probes[path].sub_owners = [table[lit] for lit in lits]
+        b.probes = list(probes.values())
+        self._buckets[key] = b
+        return b
+
+    def candidates(self, alert: Alert, ctx: Ctx | None = None) -> list[CompiledRule]:
+        """Rules the prefilters leave for full evaluation."""
+        key = source_key(alert)
+        b = self._buckets.get(key) or self._bucket(key)
+        return [b.rules[i] for i in sorted(self._positions(b, ctx or Ctx(alert)))]
+
+    @staticmethod
+    def _positions(b: _Bucket, ctx: Ctx) -> set[int]:
+        """Positions of the bucket's rules whose trigger holds (plus the untriggered ones)."""
+        cand = set(b.always)
+        alert, low, enc = ctx.alert, ctx.low, ctx.enc
+        for p in b.probes:
+            values = p.fetch(alert)
+            lows = (values[0].lower(),) if len(values) == 1 else tuple([v.lower() for v in values])
+            low[p.path] = lows  # shared with the rules evaluated next
+            if p.eq is not None:
+                for v in lows:
+                    hit = p.eq.get(v)
+                    if hit:
+                        cand.update(hit)
+            if p.sub is not None:
+                owners = p.sub_owners
+                datas = (lows[0].encode(),) if len(lows) == 1 else tuple([v.encode() for v in lows])
+                enc[p.path] = datas
+                for data in datas:
+                    for match, start in p.sub.shards:
+                        hits = match(data)
+                        if hits:
+                            for i in hits:
+                                cand.update(owners[start + i])
+        return cand
+
+    def match(self, alert: Alert) -> list[CompiledRule]:
+        """Every rule whose log source covers the alert and whose condition holds."""
+        key = source_key(alert)
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._bucket(key)
+        if not b.rules:
+            return []
+        ctx = Ctx(alert)
+        cand = self._positions(b, ctx)
+        if not cand:
+            return []
+        rules = b.rules
+        if len(cand) == 1:
+            (i,) = cand
+            return [rules[i]] if rules[i].match_ctx(ctx) else []
+        return [rules[i] for i in sorted(cand) if rules[i].match_ctx(ctx)]

@@ -1,0 +1,303 @@
+"""Use cases: Sigma rules (and Sigma correlation rules) plus an optional `mdr:` block and inline `tests:`.
+
+A use-case file is plain Sigma YAML (several documents allowed); pySigma parses it, so SigmaHQ rules load
+unchanged. The `mdr:` block adds what an MDR incident needs:
+
+    mdr:
+      priority: P3              # P1..P5; default from `level`
+      category: web_attack      # see pipeline.schema.CATEGORIES; default from tags, else "other"
+      playbook: web-attack      # playbook name; default: chosen by category
+      title: "Web attack campaign from {src.ip} on {asset}"
+      group_by: [src.ip, asset] # entity fields that make one incident (correlations: their group-by)
+      window: 30m               # an incident absorbs alerts until it is quiet this long
+      incident: true            # false: the rule only feeds correlations
+
+A detection rule opens incidents unless `mdr.incident` is false or, when it has no `mdr:` block, a
+correlation references it (Sigma's `generate: false` default). `load_usecases` never raises on a broken file:
+it records the error (file:line) and keeps the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from pipeline.rules.compile import CompiledRule, RuleIndex, UnsupportedRule, compile_rule
+from pipeline.schema import CATEGORIES, PRIORITIES
+
+LEVEL_PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "informational": "P5"}
+DEFAULT_WINDOW = 1800.0
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# ATT&CK tactic / technique tags -> incident category, for rules without an explicit mdr.category.
+_TAG_CATEGORY = (
+    ("attack.t1505.003", "webshell"), ("attack.t1110", "brute_force"), ("attack.t1595", "scan"),
+    ("attack.t1046", "scan"), ("attack.t1498", "dos"), ("attack.t1499", "dos"),
+    ("attack.t1071", "c2"), ("attack.command-and-control", "c2"), ("attack.command_and_control", "c2"),
+    ("attack.t1491", "defacement"), ("attack.t1078", "account_compromise"), ("attack.t1190", "exploit"),
+    ("attack.initial-access", "exploit"), ("attack.initial_access", "exploit"),
+    ("attack.exfiltration", "data_leak"), ("attack.reconnaissance", "scan"),
+)
+
+
+def parse_duration(v: Any, where: str = "window") -> float:
+    """`30m`, `2h`, `45s`, `1d` or a number of seconds."""
+    if isinstance(v, int | float):
+        return float(v)
+    m = _DURATION.match(str(v).strip())
+    if not m:
+        raise ValueError(f"{where}: not a duration: {v!r} (use e.g. 30s, 10m, 2h, 1d)")
+    return float(int(m.group(1)) * _UNITS[m.group(2)])
+
+
+@dataclass(slots=True)
+class MdrBlock:
+    priority: str
+    category: str
+    playbook: str | None
+    title: str
+    group_by: list[str]
+    window: float
+    incident: bool
+    explicit: bool  # the rule had an mdr: block
+
+
+@dataclass(slots=True)
+class UseCase:
+    """One loaded use case: a compiled detection rule or a correlation rule, with its MDR attributes."""
+
+    id: str
+    name: str | None
+    title: str
+    level: str
+    mdr: MdrBlock
+    path: str
+    line: int
+    tags: list[str]
+    compiled: CompiledRule | None = None  # detection rules
+    correlation: SigmaCorrelationRule | None = None  # correlation rules
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    sigma: SigmaRule | SigmaCorrelationRule | None = None
+
+    @property
+    def attack(self) -> list[str]:
+        return [t.split(".", 1)[1].upper() for t in self.tags
+                if t.startswith("attack.t") and t[8:9].isdigit()]
+
+
+@dataclass(slots=True)
+class LoadError:
+    path: str
+    line: int
+    message: str
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        who = f" [{self.rule}]" if self.rule else ""
+        return f"{self.path}:{self.line}:{who} {self.message}"
+
+
+@dataclass(slots=True)
+class UseCaseSet:
+    """All use cases loaded from files, the rule index over the detection rules, and what failed."""
+
+    usecases: list[UseCase] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    index: RuleIndex | None = None
+    by_ref: dict[str, UseCase] = field(default_factory=dict)
+    # detection rule id -> correlations that reference it (directly)
+    feeds: dict[str, list[UseCase]] = field(default_factory=dict)
+
+    @property
+    def detections(self) -> list[UseCase]:
+        return [u for u in self.usecases if u.compiled is not None]
+
+    @property
+    def correlations(self) -> list[UseCase]:
+        return [u for u in self.usecases if u.correlation is not None]
+
+    def get(self, ref: str) -> UseCase | None:
+        return self.by_ref.get(ref)
+
+    def reject(self, uc: UseCase, message: str) -> None:
+        """Take a use case out of the set (reported as a load error at its file:line)."""
+        if uc in self.usecases:
+            self.usecases.remove(uc)
+        for k in [k for k, v in self.by_ref.items() if v is uc]:
+            del self.by_ref[k]
+        self.errors.append(LoadError(uc.path, uc.line, message, uc.title))
+
+
+def _doc_lines(text: str) -> list[int]:
+    """1-based line number where each YAML document of the file starts."""
+    starts, line = [1], 1
+    for ln in text.splitlines():
+        if ln.strip() == "---" and line > 1:
+            starts.append(line + 1)
+        line += 1
+    return starts
+
+
+def _key_line(text: str, doc_start: int, key: str) -> int:
+    """Best-effort line of a top-level key inside a document (for error messages)."""
+    for i, ln in enumerate(text.splitlines()[doc_start - 1:], doc_start):
+        if ln.startswith(f"{key}:"):
+            return i
+    return doc_start
+
+
+def _mdr_block(raw: dict[str, Any], level: str, tags: list[str], group_default: list[str]) -> MdrBlock:
+    m = raw.get("mdr")
+    explicit = m is not None
+    m = m or {}
+    if not isinstance(m, dict):
+        raise ValueError("mdr: must be a mapping")
+    unknown = set(m) - {"priority", "category", "playbook", "title", "group_by", "window", "incident"}
+    if unknown:
+        raise ValueError(f"mdr: unknown keys {sorted(unknown)}")
+    prio = str(m.get("priority") or LEVEL_PRIORITY.get(level, "P4")).upper()
+    if prio not in PRIORITIES:
+        raise ValueError(f"mdr.priority: {prio!r} is not one of {', '.join(PRIORITIES)}")
+    cat = m.get("category")
+    if cat is None:
+        cat = next((c for t, c in _TAG_CATEGORY for tag in tags if tag.startswith(t)), "other")
+    if cat not in CATEGORIES:
+        raise ValueError(f"mdr.category: {cat!r} is not one of {', '.join(CATEGORIES)}")
+    group_by = m.get("group_by", group_default)
+    if isinstance(group_by, str):
+        group_by = [group_by]
+    if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
+        raise ValueError("mdr.group_by: must be a list of field names")
+    return MdrBlock(
+        priority=prio, category=cat, playbook=m.get("playbook"),
+        title=str(m.get("title") or raw.get("title") or "untitled"),
+        group_by=list(group_by), window=parse_duration(m.get("window", DEFAULT_WINDOW), "mdr.window"),
+        incident=bool(m.get("incident", True)), explicit=explicit,
+    )
+
+
+def _load_file(path: str, out: UseCaseSet) -> None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        out.errors.append(LoadError(path, 0, f"cannot read: {e}"))
+        return
+    starts = _doc_lines(text)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        out.errors.append(LoadError(path, (mark.line + 1) if mark else 1, f"YAML error: {e}"))
+        return
+    for i, raw in enumerate(docs):
+        start = starts[i] if i < len(starts) else 1
+        if not isinstance(raw, dict):
+            out.errors.append(LoadError(path, start, "document is not a mapping"))
+            continue
+        name = raw.get("name") or raw.get("title")
+        try:
+            coll = SigmaCollection.from_dicts([raw], collect_errors=True, resolve_references=False)
+            if coll.errors:
+                raise coll.errors[0]
+            sig = coll.rules[0]
+            uc = _usecase(sig, raw, path, start)
+        except (SigmaError, ValueError, UnsupportedRule, TypeError, KeyError) as e:
+            field_key = getattr(e, "field", None) or "detection"
+            line = _key_line(text, start, field_key if isinstance(field_key, str) else "detection")
+            out.errors.append(LoadError(path, line, f"{type(e).__name__}: {e}", str(name)))
+            continue
+        out.usecases.append(uc)
+
+
+def _usecase(sig: SigmaRule | SigmaCorrelationRule, raw: dict[str, Any], path: str, line: int) -> UseCase:
+    level = str(sig.level.name).lower() if sig.level else "medium"
+    tags = [f"{t.namespace}.{t.name}" for t in (sig.tags or [])]
+    tests = raw.get("tests") or []
+    if not isinstance(tests, list):
+        raise ValueError("tests: must be a list")
+    if isinstance(sig, SigmaCorrelationRule):
+        group = [str(g) for g in (sig.group_by or [])]
+        mdr = _mdr_block(raw, level, tags, group)
+        return UseCase(id=str(sig.id or sig.name or sig.title), name=sig.name, title=sig.title, level=level,
+                       mdr=mdr, path=path, line=line, tags=tags, correlation=sig, tests=tests, sigma=sig)
+    mdr = _mdr_block(raw, level, tags, ["src.ip", "asset"])
+    compiled = compile_rule(sig)
+    return UseCase(id=compiled.id, name=sig.name, title=sig.title, level=level, mdr=mdr, path=path,
+                   line=line, tags=tags, compiled=compiled, tests=tests, sigma=sig)
+
+
+def _link(out: UseCaseSet) -> None:
+    """Resolve correlation references; drop correlations whose rules are missing (reported)."""
+    for uc in out.usecases:
+        out.by_ref[uc.id] = uc
+        if uc.name:
+            out.by_ref.setdefault(uc.name, uc)
+    ok: list[UseCase] = []
+    referenced: set[str] = set()
+    for uc in out.usecases:
+        if uc.correlation is None:
+            ok.append(uc)
+            continue
+        refs = [str(r.reference) for r in uc.correlation.rules]
+        missing = [r for r in refs if r not in out.by_ref]
+        if missing:
+            out.errors.append(LoadError(uc.path, uc.line, f"correlation references unknown rules {missing}",
+                                        uc.title))
+            continue
+        ok.append(uc)
+        for r in refs:
+            target = out.by_ref[r]
+            out.feeds.setdefault(target.id, []).append(uc)
+            if not uc.correlation.generate:
+                referenced.add(target.id)
+    out.usecases = ok
+    for uc in out.usecases:
+        # Sigma: rules referenced by a correlation do not generate on their own unless asked to.
+        if uc.compiled is not None and uc.id in referenced and not uc.mdr.explicit:
+            uc.mdr.incident = False
+    out.index = RuleIndex([u.compiled for u in out.usecases if u.compiled is not None])
+
+
+def iter_rule_files(paths: Iterable[str]) -> list[str]:
+    files: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith((".yml", ".yaml")))
+        else:
+            files.append(p)
+    return files
+
+
+def load_usecases(paths: Iterable[str] | str) -> UseCaseSet:
+    """Load every use-case file under the given files/directories. Broken files are reported, not fatal."""
+    if isinstance(paths, str):
+        paths = [paths]
+    out = UseCaseSet()
+    for f in iter_rule_files(paths):
+        out.files.append(f)
+        _load_file(f, out)
+    seen: dict[str, UseCase] = {}
+    unique: list[UseCase] = []
+    for uc in out.usecases:
+        if uc.id in seen:
+            out.errors.append(LoadError(uc.path, uc.line, f"duplicate id {uc.id} (first in {seen[uc.id].path})",
+                                        uc.title))
+            continue
+        seen[uc.id] = uc
+        unique.append(uc)
+    out.usecases = unique
+    _link(out)
+    return out

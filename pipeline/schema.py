@@ -1,0 +1,253 @@
+"""Normalized alert and incident models (the hot path: msgspec Structs).
+
+Field names follow OCSF Detection Finding (class 2004) where they fit; `schemas/alert.schema.json` and
+`schemas/incident.schema.json` are the published contracts and a test keeps them in step with these models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from msgspec import Struct, field
+
+FAMILIES = ("waf", "ids", "firewall", "host", "av", "fim", "auth", "ddos", "cloud")
+ACTIONS = ("blocked", "allowed", "detected", "failed", "succeeded")
+SEVERITY_LABELS = ("info", "low", "medium", "high", "critical")
+# Label -> default 0..100 score (OCSF severity_id 1..5 scaled).
+SEVERITY_SCORES = {"info": 10, "low": 30, "medium": 50, "high": 75, "critical": 95}
+
+CATEGORIES = (
+    "scan", "brute_force", "account_compromise", "web_attack", "exploit", "webshell", "malware", "c2",
+    "defacement", "dos", "data_leak", "policy", "other",
+)
+# National incident scheme (GB/T 20986 top-level classes as used in the Tencent guide).
+CATEGORY_CLASS = {
+    "scan": "network_attack", "brute_force": "network_attack", "web_attack": "network_attack",
+    "exploit": "network_attack", "dos": "network_attack",
+    "account_compromise": "intrusion", "webshell": "intrusion", "defacement": "intrusion",
+    "data_leak": "intrusion", "c2": "malware", "malware": "malware",
+    "policy": "other", "other": "other",
+}
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+class Source(Struct, omit_defaults=True, frozen=True):
+    product: str
+    vendor: str
+    family: str
+    format: str = ""
+
+
+class Severity(Struct, omit_defaults=True, frozen=True):
+    label: str = "medium"
+    score: int = 50
+
+
+class Rule(Struct, omit_defaults=True):
+    id: str = ""
+    name: str = ""
+    category: str | None = None
+    tags: list[str] = []
+    severity: str | None = None
+
+
+class Endpoint(Struct, omit_defaults=True):
+    ip: str | None = None
+    port: int | None = None
+    hostname: str | None = None
+
+
+class Http(Struct, omit_defaults=True):
+    method: str | None = None
+    url: str | None = None
+    host: str | None = None
+    status: int | None = None
+    user_agent: str | None = None
+
+
+class HostInfo(Struct, omit_defaults=True):
+    name: str | None = None
+    ip: str | None = None
+
+
+class Process(Struct, omit_defaults=True):
+    name: str | None = None
+    cmdline: str | None = None
+    uid: str | None = None
+    pid: int | None = None
+    exe: str | None = None
+
+
+class File(Struct, omit_defaults=True):
+    path: str | None = None
+    hash: str | None = None
+    change: str | None = None  # added | changed | removed | written
+
+
+class Network(Struct, omit_defaults=True):
+    proto: str | None = None
+    community_id: str | None = None
+    bytes: int | None = None
+    packets: int | None = None
+
+
+class Dns(Struct, omit_defaults=True):
+    query: str | None = None
+    rtype: str | None = None
+
+
+class AssetRef(Struct, omit_defaults=True):
+    name: str
+    criticality: str = "medium"
+    exposure: str | None = None
+    owner: str | None = None
+    tags: list[str] = []
+
+
+class IntelHit(Struct, omit_defaults=True):
+    indicator: str
+    type: str
+    field: str
+    source: str
+    confidence: int | None = None
+    tags: list[str] = []
+
+
+class Alert(Struct, omit_defaults=True, kw_only=True):
+    alert_id: str
+    tenant_id: str
+    source: Source
+    time: datetime
+    received_at: datetime
+    severity: Severity = Severity()
+    rule: Rule = field(default_factory=Rule)
+    rules: list[Rule] = []  # every rule the product reported for this record (CRS transactions carry many)
+    action: str = "detected"
+    message: str | None = None
+    src: Endpoint = field(default_factory=Endpoint)
+    dst: Endpoint = field(default_factory=Endpoint)
+    http: Http | None = None
+    host: HostInfo | None = None
+    user: str | None = None
+    process: Process | None = None
+    file: File | None = None
+    network: Network | None = None
+    dns: Dns | None = None
+    attack: list[str] = []
+    extra: dict[str, Any] = {}  # product-specific fields kept for rules (auditd key, CRS anomaly score, ...)
+    fingerprint: str = ""
+    count: int = 1
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    asset: AssetRef | None = None
+    intel: list[IntelHit] = []
+    raw: str = ""
+
+
+class DeadLetter(Struct, omit_defaults=True, kw_only=True):
+    reason: str
+    detail: str = ""
+    source: str = ""  # format name or "unknown"
+    tenant_id: str | None = None
+    file: str | None = None
+    line: int | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    field: str | None = None
+    raw: str = ""
+    raw_encoding: str = "utf-8"  # or base64 when the input was not text
+
+
+class Suppressed(Struct, omit_defaults=True, kw_only=True):
+    """An alert the noise classifier held back: kept for audit, counted in statistics, promotable."""
+
+    alert: Alert
+    score: float
+    threshold: float
+    model_version: str
+    reason: str
+    contributions: dict[str, float] = {}
+
+
+class MatchExplanation(Struct, omit_defaults=True):
+    use_case: str
+    title: str
+    alert_ids: list[str]
+    conditions: dict[str, list[str]] = {}  # condition / selection -> alert ids
+    correlation: dict[str, Any] | None = None  # type, count, timespan, group_by values
+
+
+class Entities(Struct, omit_defaults=True):
+    src_ips: list[str] = []
+    dst_ips: list[str] = []
+    hosts: list[str] = []
+    users: list[str] = []
+    files: list[str] = []
+    urls: list[str] = []
+    processes: list[str] = []
+    domains: list[str] = []
+
+
+class Incident(Struct, omit_defaults=True, kw_only=True):
+    incident_id: str
+    tenant_id: str
+    title: str
+    category: str
+    class_: str = field(name="class")
+    priority: str
+    base_priority: str = "P4"  # the use cases' own priority, before context (assets, intel, escort, fusion)
+    priority_reasons: list[str] = []
+    sla_due: datetime | None = None
+    sla_breached: bool = False
+    use_cases: list[str]
+    first_seen: datetime
+    last_seen: datetime
+    alert_count: int
+    alert_ids: list[str]
+    sources: dict[str, list[str]] = {}  # {"families": [...], "products": [...]}
+    entities: Entities = field(default_factory=Entities)
+    attack: list[str] = []
+    outcome: str = "unknown"  # blocked | attempted | succeeded | unknown
+    explanation: list[MatchExplanation] = []
+    fused_from: list[str] = []  # ids of incidents merged into this one
+    fused_counts: dict[str, int] = {}  # merged incident id -> its alert_count (included in alert_count)
+    merged_into: str | None = None  # set (with status "merged") on an incident fused into another
+    asset: AssetRef | None = None
+    intel: list[IntelHit] = []
+    escort: str | None = None
+    playbook: str | None = None
+    status: str = "open"  # open | closed | merged
+    version: int = 1
+
+
+_encoder = msgspec.json.Encoder()
+_alert_decoder = msgspec.json.Decoder(Alert)
+_incident_decoder = msgspec.json.Decoder(Incident)
+
+
+def encode(obj: Struct) -> bytes:
+    """JSON bytes of a model (one line, no trailing newline)."""
+    return _encoder.encode(obj)
+
+
+def decode_alert(data: bytes | str) -> Alert:
+    return _alert_decoder.decode(data)
+
+
+def decode_incident(data: bytes | str) -> Incident:
+    return _incident_decoder.decode(data)
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain dict/list/str form of a model (for templates, rules and JSON Schema checks)."""
+    return msgspec.to_builtins(obj)
+
+
+def utc(dt: datetime) -> datetime:
+    """The same instant in UTC; naive datetimes are taken as UTC."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

@@ -1,0 +1,40 @@
+"""WeCom (企业微信) group robot webhook: `POST .../cgi-bin/webhook/send?key=KEY` with a markdown message.
+Success is `{"errcode": 0}`; 45009 (API frequency limit) is retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.soar.connectors.base import (
+    ConnectorError,
+    HttpConnector,
+    Message,
+    Request,
+    RetryPolicy,
+    json_or_error,
+)
+
+MAX_BYTES = 4096
+RETRY_CODES = frozenset({45009, -1})
+
+
+class WeCom(HttpConnector):
+    type = "wecom"
+    required = ("url",)
+
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+               ) -> dict[str, Any]:
+        content = f"**{msg.title}**\n{msg.text}".encode()[:MAX_BYTES].decode("utf-8", "ignore")
+        req = Request("POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}})
+        self.preview(req)
+
+        def once() -> dict[str, Any]:
+            r = self._once(req, timeout or self.timeout)
+            data = json_or_error(r, "wecom")
+            code = data.get("errcode", 0)
+            if code != 0:
+                raise ConnectorError(f"wecom errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
+                                     retryable=code in RETRY_CODES)
+            return {"status": r.status_code}
+
+        return self.with_retry(once, retry)

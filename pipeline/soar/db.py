@@ -1,0 +1,90 @@
+"""Database plumbing: engines for SQLite (default) and PostgreSQL (`MDR_DB_URL`), Alembic upgrade on open, and
+an insert-or-ignore that means the same on both backends.
+
+SQLite runs in WAL mode and takes the write lock at the start of every transaction (`BEGIN IMMEDIATE`), so
+concurrent writers queue (busy timeout) instead of failing on a read-to-write upgrade. PostgreSQL serializes
+migrations with an advisory lock; row updates use `SELECT ... FOR UPDATE`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+_MIGRATE_LOCK = 0x6D6472  # pg advisory lock key ("mdr")
+
+
+def default_url(out_dir: str | Path = "out") -> str:
+    """`MDR_DB_URL`, else a SQLite file `soar.db` in `out_dir`."""
+    url = os.environ.get("MDR_DB_URL")
+    if url:
+        return url
+    return f"sqlite:///{Path(out_dir) / 'soar.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """postgres:// and postgresql:// use psycopg 3 (the driver this project installs)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               pool_size=pool_size, max_overflow=pool_size)
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=60000"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest Alembic revision (serialized across processes)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any],
+                  keys: list[str]) -> int:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if ins is None:
+        raise NotImplementedError(f"insert-or-ignore for {dialect}")
+    stmt = ins(model).values(rows).on_conflict_do_nothing(index_elements=keys)
+    return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]

@@ -1,0 +1,142 @@
+"""SQLAlchemy 2 models of the SOAR store: tickets, their timeline and entities, playbook runs, pending merges.
+
+The schema is created by Alembic (pipeline/migrations); these classes must stay in step with its revisions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+STATUSES = ("new", "acknowledged", "investigating", "resolved", "closed")
+# Allowed lifecycle moves. Any open ticket may be closed (with a verdict); a resolved one may be reopened.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"acknowledged", "closed"}),
+    "acknowledged": frozenset({"investigating", "resolved", "closed"}),
+    "investigating": frozenset({"resolved", "closed"}),
+    "resolved": frozenset({"investigating", "closed"}),
+    "closed": frozenset(),
+}
+VERDICTS = ("true_positive", "false_positive", "benign", "duplicate")
+RUN_STATES = ("pending", "running", "waiting", "done", "failed", "denied")
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("incident_id", name="uq_tickets_incident_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    category: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(2), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    verdict: Mapped[str | None] = mapped_column(String(32))
+    incident: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    incident_version: Mapped[int] = mapped_column(Integer, default=0)
+    incident_status: Mapped[str] = mapped_column(String(16), default="open")
+    sla_due: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)  # highest tier notified
+    escalation_priority: Mapped[str | None] = mapped_column(String(2))  # priority at that escalation
+    external: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)  # channel -> external ref
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TimelineEvent(Base):
+    __tablename__ = "timeline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(24))  # created|update|step|note|status|escalation|approval|...
+    actor: Mapped[str] = mapped_column(String(128), default="system")
+    status: Mapped[str | None] = mapped_column(String(16))  # ok|failed|skipped|retry|waiting
+    text: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+
+
+class TicketEntity(Base):
+    """Entities of a ticket's incident (for related-incident look-ups) and one-shot markers."""
+
+    __tablename__ = "ticket_entities"
+    __table_args__ = (Index("ix_ticket_entities_value", "tenant_id", "value"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+
+
+class PlaybookRun(Base):
+    __tablename__ = "playbook_runs"
+    __table_args__ = (UniqueConstraint("ticket_id", "playbook", name="uq_run_ticket_playbook"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    playbook: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)  # index of the next step
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts of that step so far
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)  # step id -> its result data
+    approval: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PendingMerge(Base):
+    """A merged incident whose survivor has no ticket yet: noted on the survivor's ticket when it opens."""
+
+    __tablename__ = "pending_merges"
+
+    survivor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+

@@ -1,0 +1,378 @@
+"""The ticket store: one ticket per incident, its lifecycle, timeline and SLA bookkeeping.
+
+`TicketStore(url)` opens SQLite (default, a file) or PostgreSQL and upgrades the schema. Tickets are keyed by
+incident id under a unique constraint: `upsert_incident` inserts-or-ignores, then locks the row and applies
+the update, so a replay, a restart, a duplicate update or two concurrent writers all land on one ticket.
+Updates older than (or equal to) the stored incident version change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.schema import Incident, to_builtins
+from pipeline.soar import db, sla
+from pipeline.soar.models import (
+    STATUSES,
+    TRANSITIONS,
+    VERDICTS,
+    PendingMerge,
+    PlaybookRun,
+    Ticket,
+    TicketEntity,
+    TimelineEvent,
+    utcnow,
+)
+
+ENTITY_KINDS = {"src_ips": "ip", "dst_ips": "ip", "hosts": "host", "users": "user", "domains": "domain",
+                "files": "file"}
+MAX_ENTITIES = 50  # per kind and ticket
+MERGED = "merged"  # TicketEntity kind marking a merge note already written
+
+
+class TicketError(ValueError):
+    """A ticket operation that is not allowed (unknown ticket, invalid transition, bad verdict)."""
+
+
+@dataclass(slots=True)
+class Upsert:
+    ticket: Ticket
+    created: bool
+    changes: list[str] = field(default_factory=list)
+
+
+class TicketStore:
+    def __init__(self, url: str | None = None, *, migrate: bool = True, pool_size: int = 10):
+        self.url = db.normalize_url(url or db.default_url())
+        self.engine = db.make_engine(self.url, pool_size=pool_size)
+        if migrate:
+            db.migrate(self.engine)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with self.Session.begin() as s:
+            yield s
+
+    # ---- incidents -> tickets ----------------------------------------------------------------------
+    def upsert_incident(self, inc: Incident, now: datetime | None = None) -> Upsert:
+        """Open the incident's ticket or add the update to it (idempotent by incident id and version)."""
+        now = now or utcnow()
+        snap = to_builtins(inc)
+        with self.tx() as s:
+            t = self._by_incident(s, inc.incident_id)
+            if t is None:
+                created = db.insert_ignore(s, Ticket, _new_row(inc, snap, now), ["incident_id"]) == 1
+                t = self._by_incident(s, inc.incident_id)
+                assert t is not None
+                if created:
+                    self._event(s, t.id, "created", f"ticket opened: {inc.title}", now=now, data={
+                        "priority": inc.priority, "category": inc.category, "sla_due": t.sla_due.isoformat(),
+                        "alerts": inc.alert_count, "version": inc.version})
+                    self._add_entities(s, t, inc)
+                    self._consume_merges(s, t, now)
+                    return Upsert(t, True)
+            return Upsert(t, False, self._apply(s, t, inc, snap, now))
+
+    def _apply(self, s: Session, t: Ticket, inc: Incident, snap: dict[str, Any], now: datetime) -> list[str]:
+        if inc.version < t.incident_version or (inc.version == t.incident_version
+                                                and inc.status == t.incident_status):
+            return []
+        old = t.incident or {}
+        changes = []
+        if inc.priority != t.priority:
+            changes.append(f"priority {t.priority} -> {inc.priority}")
+            t.priority = inc.priority
+            t.sla_due = sla.due(t.created_at, inc.priority)
+        if inc.status != t.incident_status:
+            changes.append(f"incident {inc.status}")
+        new_ucs = [u for u in inc.use_cases if u not in old.get("use_cases", [])]
+        if new_ucs:
+            changes.append("new use cases: " + ", ".join(new_ucs))
+        if inc.outcome != old.get("outcome"):
+            changes.append(f"outcome {old.get('outcome')} -> {inc.outcome}")
+        t.title = inc.title[:500]
+        t.category = inc.category
+        t.incident = snap
+        t.incident_version = inc.version
+        t.incident_status = inc.status
+        t.first_seen = min(t.first_seen, inc.first_seen)
+        t.last_seen = max(t.last_seen, inc.last_seen)
+        t.updated_at = now
+        self._add_entities(s, t, inc)
+        if changes:
+            self._event(s, t.id, "update", "; ".join(changes), now=now,
+                        data={"version": inc.version, "alerts": inc.alert_count})
+        return changes
+
+    def merge_incident(self, inc: Incident, now: datetime | None = None) -> Ticket | None:
+        """A fused incident: note it on its survivor's ticket (or remember it until that ticket opens) and
+        close its own ticket, if it had one, as a duplicate. Returns the survivor's ticket when it exists."""
+        now = now or utcnow()
+        assert inc.merged_into
+        with self.tx() as s:
+            survivor = self._by_incident(s, inc.merged_into)
+            if survivor is None:
+                db.insert_ignore(s, PendingMerge, {
+                    "survivor_id": inc.merged_into, "incident_id": inc.incident_id, "title": inc.title[:500],
+                    "alert_count": inc.alert_count, "at": now}, ["survivor_id", "incident_id"])
+            else:
+                self._note_merge(s, survivor, inc.incident_id, inc.title, inc.alert_count, now)
+            own = self._by_incident(s, inc.incident_id)
+            if own is not None and own.status != "closed":
+                ref = f"ticket {survivor.id}" if survivor else f"incident {inc.merged_into}"
+                self._set_status(s, own, "closed", "system:fusion", now, verdict="duplicate",
+                                 comment=f"merged into {ref}")
+            return survivor
+
+    def _note_merge(self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int,
+                    now: datetime) -> None:
+        marker = {"ticket_id": t.id, "kind": MERGED, "value": incident_id, "tenant_id": t.tenant_id}
+        if db.insert_ignore(s, TicketEntity, marker, ["ticket_id", "kind", "value"]):
+            self._event(s, t.id, "merged", f"incident {incident_id} ({title}, {alerts} alerts) merged into "
+                        "this ticket", now=now, data={"incident_id": incident_id})
+
+    def _consume_merges(self, s: Session, t: Ticket, now: datetime) -> None:
+        rows = s.scalars(select(PendingMerge).where(PendingMerge.survivor_id == t.incident_id)).all()
+        for m in rows:
+            self._note_merge(s, t, m.incident_id, m.title, m.alert_count, now)
+        if rows:
+            s.execute(delete(PendingMerge).where(PendingMerge.survivor_id == t.incident_id))
+
+    def _add_entities(self, s: Session, t: Ticket, inc: Incident) -> None:
+        rows = []
+        for attr, kind in ENTITY_KINDS.items():
+            for v in getattr(inc.entities, attr)[:MAX_ENTITIES]:
+                rows.append({"ticket_id": t.id, "kind": kind, "value": v[:300], "tenant_id": t.tenant_id})
+        db.insert_ignore(s, TicketEntity, rows, ["ticket_id", "kind", "value"])
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def get(self, ref: int | str) -> Ticket | None:
+        """A ticket by numeric id or by incident id."""
+        with self.tx() as s:
+            return self._find(s, ref, lock=False, required=False)
+
+    def require(self, ref: int | str) -> Ticket:
+        t = self.get(ref)
+        if t is None:
+            raise TicketError(f"no ticket {ref}")
+        return t
+
+    def list(self, status: str | None = None, priority: str | None = None, tenant: str | None = None,
+             limit: int = 100) -> list[Ticket]:
+        q = select(Ticket)
+        if status:
+            q = q.where(Ticket.status == status)
+        if priority:
+            q = q.where(Ticket.priority == priority)
+        if tenant:
+            q = q.where(Ticket.tenant_id == tenant)
+        with self.tx() as s:
+            return list(s.scalars(q.order_by(Ticket.priority, Ticket.created_at, Ticket.id).limit(limit)))
+
+    def count(self) -> int:
+        from sqlalchemy import func
+
+        with self.tx() as s:
+            return s.scalar(select(func.count()).select_from(Ticket)) or 0
+
+    def timeline(self, ticket_id: int) -> list[TimelineEvent]:
+        with self.tx() as s:
+            return list(s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == ticket_id)
+                                  .order_by(TimelineEvent.id)))
+
+    def runs(self, ticket_id: int) -> list[PlaybookRun]:
+        with self.tx() as s:
+            return list(s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id)
+                                  .order_by(PlaybookRun.id)))
+
+    def related(self, t: Ticket, limit: int = 20) -> list[dict[str, Any]]:
+        """Other tickets of the tenant sharing an entity (IP, host, user, domain, file) with `t`."""
+        mine = TicketEntity.__table__.alias("mine")
+        other = TicketEntity.__table__.alias("other")
+        q = (select(Ticket, other.c.value)
+             .join(other, other.c.ticket_id == Ticket.id)
+             .join(mine, and_(mine.c.tenant_id == other.c.tenant_id, mine.c.kind == other.c.kind,
+                              mine.c.value == other.c.value))
+             .where(mine.c.ticket_id == t.id, other.c.ticket_id != t.id,
+                    mine.c.kind.in_(set(ENTITY_KINDS.values())))
+             .order_by(Ticket.created_at.desc(), Ticket.id.desc()))
+        found: dict[int, dict[str, Any]] = {}
+        with self.tx() as s:
+            for rel, value in s.execute(q):
+                d = found.get(rel.id)
+                if d is None:
+                    if len(found) >= limit:
+                        continue
+                    d = found[rel.id] = {"id": rel.id, "incident_id": rel.incident_id, "title": rel.title,
+                                         "category": rel.category, "priority": rel.priority,
+                                         "status": rel.status, "verdict": rel.verdict,
+                                         "created_at": rel.created_at.isoformat(), "shared": []}
+                if value not in d["shared"]:
+                    d["shared"].append(value)
+        return list(found.values())
+
+    def unacknowledged_due(self, now: datetime) -> list[Ticket]:
+        with self.tx() as s:
+            return list(s.scalars(select(Ticket).where(Ticket.status == "new",
+                                                       Ticket.acknowledged_at.is_(None),
+                                                       Ticket.sla_due <= now).order_by(Ticket.sla_due)))
+
+    # ---- analyst actions ---------------------------------------------------------------------------
+    def transition(self, ref: int | str, to: str, *, actor: str, verdict: str | None = None,
+                   comment: str | None = None, now: datetime | None = None) -> Ticket:
+        """Move a ticket along new -> acknowledged -> investigating -> resolved -> closed."""
+        with self.tx() as s:
+            t = self._find(s, ref)
+            self._set_status(s, t, to, actor, now or utcnow(), verdict=verdict, comment=comment)
+            return t
+
+    def acknowledge(self, ref: int | str, actor: str, now: datetime | None = None) -> Ticket:
+        return self.transition(ref, "acknowledged", actor=actor, now=now)
+
+    def close(self, ref: int | str, verdict: str, actor: str, comment: str | None = None,
+              now: datetime | None = None) -> Ticket:
+        return self.transition(ref, "closed", actor=actor, verdict=verdict, comment=comment, now=now)
+
+    def _set_status(self, s: Session, t: Ticket, to: str, actor: str, now: datetime, *,
+                    verdict: str | None = None, comment: str | None = None) -> None:
+        if to not in STATUSES:
+            raise TicketError(f"unknown status {to!r}; one of {', '.join(STATUSES)}")
+        if to not in TRANSITIONS[t.status]:
+            allowed = ", ".join(sorted(TRANSITIONS[t.status])) or "none"
+            raise TicketError(f"ticket {t.id}: {t.status} -> {to} is not allowed (from {t.status}: {allowed})")
+        if to == "closed" and verdict not in VERDICTS:
+            raise TicketError(f"closing needs a verdict: one of {', '.join(VERDICTS)}")
+        if to != "closed" and verdict is not None:
+            raise TicketError("a verdict is given when closing")
+        old = t.status
+        t.status = to
+        if to in ("acknowledged", "closed") and t.acknowledged_at is None:
+            t.acknowledged_at = now
+            t.assignee = t.assignee or actor
+        if to in ("resolved", "closed") and t.resolved_at is None:
+            t.resolved_at = now
+        if old == "resolved" and to == "investigating":
+            t.resolved_at = None
+        if to == "closed":
+            t.closed_at = now
+            t.verdict = verdict
+        t.updated_at = now
+        text = f"{old} -> {to}" + (f" ({verdict})" if verdict else "") + (f": {comment}" if comment else "")
+        self._event(s, t.id, "status", text, actor=actor, now=now,
+                    data={"from": old, "to": to, **({"verdict": verdict} if verdict else {})})
+
+    def assign(self, ref: int | str, assignee: str, actor: str, now: datetime | None = None) -> Ticket:
+        now = now or utcnow()
+        with self.tx() as s:
+            t = self._find(s, ref)
+            t.assignee = assignee
+            t.updated_at = now
+            self._event(s, t.id, "assign", f"assigned to {assignee}", actor=actor, now=now)
+            return t
+
+    def note(self, ref: int | str, text: str, actor: str, now: datetime | None = None) -> Ticket:
+        now = now or utcnow()
+        with self.tx() as s:
+            t = self._find(s, ref)
+            self._event(s, t.id, "note", text, actor=actor, now=now)
+            return t
+
+    def add_event(self, ticket_id: int, kind: str, text: str, *, status: str | None = None,
+                  actor: str = "system", data: dict[str, Any] | None = None,
+                  now: datetime | None = None) -> None:
+        with self.tx() as s:
+            self._event(s, ticket_id, kind, text, status=status, actor=actor, data=data, now=now)
+
+    def set_external(self, ticket_id: int, channel: str, ref: dict[str, Any]) -> None:
+        with self.tx() as s:
+            t = self._find(s, ticket_id)
+            t.external = {**(t.external or {}), channel: ref}
+
+    def mark_escalated(self, t: Ticket, tier: int, *, breach: bool, text: str, actor: str = "system:sla",
+                       data: dict[str, Any] | None = None, now: datetime | None = None) -> bool:
+        """Compare-and-set the escalation level from what `t` holds to (t.priority, tier): True for the one
+        caller that wins, so each level is escalated exactly once even with concurrent checkers."""
+        now = now or utcnow()
+        prio = Ticket.escalation_priority
+        cond = [Ticket.id == t.id, Ticket.escalation_level == t.escalation_level,
+                prio.is_(None) if t.escalation_priority is None else prio == t.escalation_priority]
+        if breach:
+            cond.append(Ticket.acknowledged_at.is_(None))
+        values: dict[str, Any] = {"escalation_level": tier, "escalation_priority": t.priority, "updated_at": now}
+        if breach:
+            values["sla_breached"] = True
+        with self.tx() as s:
+            if s.execute(update(Ticket).where(*cond).values(**values)).rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            self._event(s, t.id, "escalation", text, status="ok", actor=actor, data=data, now=now)
+        t.escalation_level, t.escalation_priority = tier, t.priority
+        t.sla_breached = t.sla_breached or breach
+        return True
+
+    # ---- export ------------------------------------------------------------------------------------
+    def export(self, t: Ticket) -> dict[str, Any]:
+        """A ticket as one JSON-able dict (tickets.jsonl): fields, playbook runs and timeline."""
+        def iso(d: datetime | None) -> str | None:
+            return d.isoformat() if d else None
+
+        return {
+            "id": t.id, "incident_id": t.incident_id, "tenant_id": t.tenant_id, "title": t.title,
+            "category": t.category, "priority": t.priority, "status": t.status, "assignee": t.assignee,
+            "verdict": t.verdict, "sla_due": iso(t.sla_due), "sla_breached": t.sla_breached,
+            "escalation_level": t.escalation_level, "external": t.external or {},
+            "incident_version": t.incident_version, "incident_status": t.incident_status,
+            "first_seen": iso(t.first_seen), "last_seen": iso(t.last_seen), "created_at": iso(t.created_at),
+            "acknowledged_at": iso(t.acknowledged_at), "resolved_at": iso(t.resolved_at),
+            "closed_at": iso(t.closed_at),
+            "playbooks": [{"name": r.playbook, "status": r.status, "step": r.step} for r in self.runs(t.id)],
+            "timeline": [{"at": iso(e.at), "kind": e.kind, "actor": e.actor, "status": e.status,
+                          "text": e.text, **({"data": e.data} if e.data else {})} for e in self.timeline(t.id)],
+        }
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _by_incident(s: Session, incident_id: str) -> Ticket | None:
+        return s.scalars(select(Ticket).where(Ticket.incident_id == incident_id).with_for_update()).first()
+
+    @staticmethod
+    def _find(s: Session, ref: int | str, *, lock: bool = True, required: bool = True) -> Ticket:
+        q = select(Ticket)
+        if isinstance(ref, int) or str(ref).isdigit():
+            q = q.where(Ticket.id == int(ref))
+        else:
+            q = q.where(Ticket.incident_id == str(ref))
+        t = s.scalars(q.with_for_update() if lock else q).first()
+        if t is None and required:
+            raise TicketError(f"no ticket {ref}")
+        return t  # type: ignore[return-value]
+
+    @staticmethod
+    def _event(s: Session, ticket_id: int, kind: str, text: str, *, status: str | None = None,
+               actor: str = "system", data: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+        s.add(TimelineEvent(ticket_id=ticket_id, at=now or utcnow(), kind=kind, actor=actor, status=status,
+                            text=text, data=data))
+
+
+def _new_row(inc: Incident, snap: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "incident_id": inc.incident_id, "tenant_id": inc.tenant_id, "title": inc.title[:500],
+        "category": inc.category, "priority": inc.priority, "status": "new", "incident": snap,
+        "incident_version": inc.version, "incident_status": inc.status, "sla_due": sla.due(now, inc.priority),
+        "sla_breached": False, "escalation_level": 0, "external": {}, "first_seen": inc.first_seen,
+        "last_seen": inc.last_seen, "created_at": now, "updated_at": now,
+    }
