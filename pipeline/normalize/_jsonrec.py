@@ -2,14 +2,13 @@
 
 `load(text)` gives a `Rec` view of the top-level object; `rec.sub("event")` a view of a nested object whose
 errors name `event.<key>`. Cloud products export values as strings even when they hold numbers (Alibaba Cloud
-SLS stores every value as text), so `integer`, `number` and `port` accept decimal strings too. Empty
+SLS stores every value as text), so `integer` and `port` accept decimal strings too. Empty
 values ("", "-", null) read as absent.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 from typing import Any
 
 import orjson
@@ -84,7 +83,8 @@ class Rec:
             return int(v)
         if isinstance(v, str) and v not in _EMPTY:
             s = v.strip()
-            if s.isascii() and s.lstrip("-").isdigit() and len(s) < 20:
+            digits = s[1:] if s[:1] == "-" else s
+            if digits.isascii() and digits.isdigit() and len(digits) < 19:
                 return int(s)
             raise self._bad(key, "an integer", v)
         if _absent(v):
@@ -92,21 +92,6 @@ class Rec:
                 raise self._missing(key)
             return None
         raise self._bad(key, "an integer", v)
-
-    def number(self, key: str) -> float | None:
-        """A finite number (JSON number or decimal string)."""
-        v = self.d.get(key)
-        if _absent(v):
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise self._bad(key, "a number", v)
-        try:
-            x = float(v)
-        except ValueError:
-            raise self._bad(key, "a number", v) from None
-        if not math.isfinite(x):
-            raise self._bad(key, "a finite number", v)
-        return x
 
     def ip(self, key: str, required: bool = False) -> str | None:
         """A valid IPv4/IPv6 address in canonical form."""

@@ -29,7 +29,7 @@ from typing import Any
 from pipeline.normalize._jsonrec import Rec, load
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, severity
 from pipeline.normalize.registry import register
-from pipeline.normalize.timeparse import parse_epoch, parse_iso
+from pipeline.normalize.timeparse import parse_epoch
 from pipeline.schema import Alert, Endpoint, File, HostInfo, Process, Rule, Source
 
 LEVELS = {"serious": "high", "suspicious": "medium", "remind": "low"}

@@ -53,9 +53,9 @@ SUMMARY_IDS = frozenset({"949110", "949111", "959100", "959101", "980130", "9801
 _T1190 = ("attack-sqli", "attack-xss", "attack-rce", "attack-lfi", "attack-rfi", "attack-injection",
           "attack-fixation")
 _T1595 = ("attack-reputation",)
-MAX_DATA = 3  # matched `data` strings kept in extra
-RULE_CACHE_SIZE = 4096
+MAX_DATA = 3  # matched `data` strings kept in extra, each cut to MAX_DATA_LEN characters
 MAX_DATA_LEN = 200
+RULE_CACHE_SIZE = 4096  # parsed rule tails kept per normalizer (CRS has a few hundred rules)
 
 
 def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:

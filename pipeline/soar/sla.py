@@ -1,0 +1,138 @@
+"""Response-time SLA and escalation.
+
+Response times per priority follow the managed-service terms (P1 15 min, P2 30 min, P3 2 h, P4 4 h, P5 8 h);
+the clock starts when the ticket is opened (the notice to the service). A ticket still `new` (not
+acknowledged) at its due time is escalated: tier 1 at the due time, tier 2 one response time later, tier 3
+two response times later (on-call analyst, senior experts, chief expert group), each tier's channels
+notified once. The escalation level is kept in the ticket as (priority, tier) and advanced with a
+compare-and-set, so each level fires exactly once across concurrent checkers; a priority raised later
+makes a new level (its own due time is recomputed) and escalates again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pipeline.schema import PRIORITIES, Incident
+from pipeline.soar.connectors import ChannelUnavailable, Channels, ConnectorError, Message
+from pipeline.soar.models import Ticket, utcnow
+from pipeline.soar.templates import Templates
+
+if TYPE_CHECKING:
+    from pipeline.soar.tickets import TicketStore
+
+RESPONSE = {"P1": 15 * 60, "P2": 30 * 60, "P3": 2 * 3600, "P4": 4 * 3600, "P5": 8 * 3600}
+MAX_TIER = 3
+TIER_NAMES = {1: "on-call analyst", 2: "senior experts", 3: "chief expert group"}
+
+
+def response_time(priority: str) -> timedelta:
+    return timedelta(seconds=RESPONSE.get(priority, RESPONSE["P3"]))
+
+
+def due(start: datetime, priority: str) -> datetime:
+    return start + response_time(priority)
+
+
+def rank(priority: str | None) -> int:
+    """P1 -> 5 ... P5 -> 1; None (never escalated) -> 0."""
+    return len(PRIORITIES) - PRIORITIES.index(priority) if priority in PRIORITIES else 0
+
+
+def tier_due(t: Ticket, now: datetime) -> int:
+    """The escalation tier a ticket has reached at `now` (0: not due)."""
+    if t.acknowledged_at is not None or t.status != "new" or now < t.sla_due:
+        return 0
+    late = (now - t.sla_due) / response_time(t.priority)
+    return min(MAX_TIER, 1 + int(late))
+
+
+def pending_tier(t: Ticket, now: datetime) -> int:
+    """The tier to escalate to now, or 0 when this ticket's current level was already escalated."""
+    tier = tier_due(t, now)
+    if tier == 0:
+        return 0
+    if (rank(t.priority), tier) > (rank(t.escalation_priority), t.escalation_level):
+        return tier
+    return 0
+
+
+@dataclass(slots=True)
+class Escalation:
+    ticket_id: int
+    priority: str
+    tier: int
+    notices: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Escalator:
+    def __init__(self, store: TicketStore, channels: Channels, templates: Templates | None = None):
+        self.store = store
+        self.channels = channels
+        self.templates = templates or Templates()
+
+    def check(self, now: datetime | None = None) -> list[Escalation]:
+        """Escalate every overdue unacknowledged ticket whose current level has not been escalated."""
+        now = now or utcnow()
+        done = []
+        for t in self.store.unacknowledged_due(now):
+            tier = pending_tier(t, now)
+            if tier:
+                late = int((now - t.sla_due).total_seconds() // 60)
+                esc = self._escalate(t, tier, breach=True, now=now,
+                                     reason=f"not acknowledged {late} min after its {t.priority} due time")
+                if esc is not None:
+                    done.append(esc)
+        return done
+
+    def escalate_now(self, t: Ticket, reason: str, actor: str = "playbook") -> Escalation | None:
+        """A playbook or analyst escalation: the next tier, at once (not an SLA breach)."""
+        tier = min(MAX_TIER, max(1, t.escalation_level + 1 if t.escalation_priority == t.priority else 1))
+        return self._escalate(t, tier, breach=False, now=utcnow(), reason=reason, actor=actor)
+
+    def _escalate(self, t: Ticket, tier: int, *, breach: bool, now: datetime, reason: str,
+                  actor: str = "system:sla") -> Escalation | None:
+        names = self.channels.tiers[min(tier, len(self.channels.tiers)) - 1] if self.channels.tiers else []
+        text = (f"escalated to tier {tier} ({TIER_NAMES[tier]}) at {t.priority}: {reason}"
+                + (f"; notifying {', '.join(names)}" if names else "; no escalation channel configured"))
+        if not self.store.mark_escalated(t, tier, breach=breach, text=text, actor=actor, now=now,
+                                         data={"tier": tier, "priority": t.priority, "channels": names}):
+            return None
+        esc = Escalation(t.id, t.priority, tier)
+        msg = self.message(t, tier, reason)
+        for name in names:
+            esc.notices.append(self._notify(t, name, msg))
+        return esc
+
+    def message(self, t: Ticket, tier: int, reason: str) -> Message:
+        ctx = {"ticket": {"id": t.id, "priority": t.priority, "status": t.status, "title": t.title,
+                          "sla_due": t.sla_due.isoformat(), "tenant": t.tenant_id},
+               "incident": t.incident, "tier": tier, "tier_name": TIER_NAMES[tier], "reason": reason}
+        title = f"[ESCALATION T{tier}] {t.priority} ticket #{t.id}: {t.title}"
+        if self.templates.has("escalation"):
+            text = self.templates.render_file("escalation", ctx)
+        else:
+            text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
+        return Message(title=title, text=text, priority=t.priority, tenant=t.tenant_id,
+                       incident_id=t.incident_id, ticket_id=t.id, kind="escalation")
+
+    def _notify(self, t: Ticket, name: str, msg: Message) -> dict[str, Any]:
+        try:
+            conn = self.channels.get(name, t.tenant_id)
+            with conn.slots:
+                data = conn.notify(msg)
+            status, detail = "ok", f"escalation notice sent to {name}"
+        except ChannelUnavailable as e:
+            status, detail, data = "skipped", f"escalation notice to {name} skipped: {e}", {}
+        except ConnectorError as e:
+            status, detail, data = "failed", f"escalation notice to {name} failed: {e}", {}
+        self.store.add_event(t.id, "notify", detail, status=status, actor="system:sla",
+                             data={"channel": name, **data})
+        return {"channel": name, "status": status, "detail": detail}
+
+
+def incident_due(inc: Incident, start: datetime | None = None) -> datetime:
+    """The response due time of an incident's ticket opened at `start` (now by default)."""
+    return due(start or utcnow(), inc.priority)
