@@ -33,19 +33,19 @@ CATEGORY_CLASS = {
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 
 
-class Source(Struct, omit_defaults=True, frozen=True):
+class Source(Struct, omit_defaults=True, frozen=True, gc=False):
     product: str
     vendor: str
     family: str
     format: str = ""
 
 
-class Severity(Struct, omit_defaults=True, frozen=True):
+class Severity(Struct, omit_defaults=True, frozen=True, gc=False):
     label: str = "medium"
     score: int = 50
 
 
-class Rule(Struct, omit_defaults=True):
+class Rule(Struct, omit_defaults=True, gc=False):
     id: str = ""
     name: str = ""
     category: str | None = None
@@ -53,13 +53,13 @@ class Rule(Struct, omit_defaults=True):
     severity: str | None = None
 
 
-class Endpoint(Struct, omit_defaults=True):
+class Endpoint(Struct, omit_defaults=True, gc=False):
     ip: str | None = None
     port: int | None = None
     hostname: str | None = None
 
 
-class Http(Struct, omit_defaults=True):
+class Http(Struct, omit_defaults=True, gc=False):
     method: str | None = None
     url: str | None = None
     host: str | None = None
@@ -67,12 +67,12 @@ class Http(Struct, omit_defaults=True):
     user_agent: str | None = None
 
 
-class HostInfo(Struct, omit_defaults=True):
+class HostInfo(Struct, omit_defaults=True, gc=False):
     name: str | None = None
     ip: str | None = None
 
 
-class Process(Struct, omit_defaults=True):
+class Process(Struct, omit_defaults=True, gc=False):
     name: str | None = None
     cmdline: str | None = None
     uid: str | None = None
@@ -80,25 +80,25 @@ class Process(Struct, omit_defaults=True):
     exe: str | None = None
 
 
-class File(Struct, omit_defaults=True):
+class File(Struct, omit_defaults=True, gc=False):
     path: str | None = None
     hash: str | None = None
     change: str | None = None  # added | changed | removed | written
 
 
-class Network(Struct, omit_defaults=True):
+class Network(Struct, omit_defaults=True, gc=False):
     proto: str | None = None
     community_id: str | None = None
     bytes: int | None = None
     packets: int | None = None
 
 
-class Dns(Struct, omit_defaults=True):
+class Dns(Struct, omit_defaults=True, gc=False):
     query: str | None = None
     rtype: str | None = None
 
 
-class AssetRef(Struct, omit_defaults=True):
+class AssetRef(Struct, omit_defaults=True, gc=False):
     name: str
     criticality: str = "medium"
     exposure: str | None = None
@@ -106,7 +106,7 @@ class AssetRef(Struct, omit_defaults=True):
     tags: list[str] = []
 
 
-class IntelHit(Struct, omit_defaults=True):
+class IntelHit(Struct, omit_defaults=True, gc=False):
     indicator: str
     type: str
     field: str
@@ -115,7 +115,7 @@ class IntelHit(Struct, omit_defaults=True):
     tags: list[str] = []
 
 
-class Alert(Struct, omit_defaults=True, kw_only=True):
+class Alert(Struct, omit_defaults=True, kw_only=True, gc=False):
     alert_id: str
     tenant_id: str
     source: Source
@@ -146,7 +146,7 @@ class Alert(Struct, omit_defaults=True, kw_only=True):
     raw: str = ""
 
 
-class DeadLetter(Struct, omit_defaults=True, kw_only=True):
+class DeadLetter(Struct, omit_defaults=True, kw_only=True, gc=False):
     reason: str
     detail: str = ""
     source: str = ""  # format name or "unknown"
@@ -161,7 +161,7 @@ class DeadLetter(Struct, omit_defaults=True, kw_only=True):
     raw_encoding: str = "utf-8"  # or base64 when the input was not text
 
 
-class Suppressed(Struct, omit_defaults=True, kw_only=True):
+class Suppressed(Struct, omit_defaults=True, kw_only=True, gc=False):
     """An alert the noise classifier held back: kept for audit, counted in statistics, promotable."""
 
     alert: Alert
@@ -172,7 +172,7 @@ class Suppressed(Struct, omit_defaults=True, kw_only=True):
     contributions: dict[str, float] = {}
 
 
-class MatchExplanation(Struct, omit_defaults=True):
+class MatchExplanation(Struct, omit_defaults=True, gc=False):
     use_case: str
     title: str
     alert_ids: list[str]
@@ -180,7 +180,7 @@ class MatchExplanation(Struct, omit_defaults=True):
     correlation: dict[str, Any] | None = None  # type, count, timespan, group_by values
 
 
-class Entities(Struct, omit_defaults=True):
+class Entities(Struct, omit_defaults=True, gc=False):
     src_ips: list[str] = []
     dst_ips: list[str] = []
     hosts: list[str] = []
@@ -191,7 +191,7 @@ class Entities(Struct, omit_defaults=True):
     domains: list[str] = []
 
 
-class Incident(Struct, omit_defaults=True, kw_only=True):
+class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     incident_id: str
     tenant_id: str
     title: str

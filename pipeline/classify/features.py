@@ -154,15 +154,20 @@ def _percent_decode(buf: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.nd
     return out[keep], seg[keep]
 
 
-def _cols(*chars: str) -> list[int]:
-    return [ord(c) for c in chars]
+def _classes() -> np.ndarray:
+    """Byte -> character class indicator matrix (256 x classes), columns in `_CLASS_NAMES` order."""
+    groups = ["&", "'\"", "<>", "()", ";", "#", "=", " ", "/\\", ".", "%", "0123456789",
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
+    m = np.zeros((256, len(groups) + 1), dtype=np.float32)
+    for k, chars in enumerate(groups):
+        m[[ord(c) for c in chars], k] = 1.0
+    m[128:, len(groups)] = 1.0  # non-ASCII bytes
+    return m
 
 
-_DIGITS = list(range(48, 58))
-_UPPER = list(range(65, 91))
-_ALNUM = _DIGITS + _UPPER + list(range(97, 123))
-_ARG_CHARS = (_cols("'", '"'), _cols("<", ">"), _cols("(", ")"), _cols(";"), None, _cols("="), _cols(" "),
-              _cols("/", "\\"), _cols("."), _cols("%"))
+_CLASSES = _classes()
+# ARG_FEATURES columns filled straight from a class count (class index -> feature index).
+_CLASS_TO_ARG = ((1, 3), (2, 4), (3, 5), (4, 6), (6, 8), (7, 9), (8, 10), (9, 11), (10, 12), (14, 16))
 
 
 def arg_matrix(raws: Sequence[bytes]) -> np.ndarray:
@@ -175,24 +180,24 @@ def arg_matrix(raws: Sequence[bytes]) -> np.ndarray:
     buf = np.frombuffer(b"".join(raws), dtype=np.uint8)
     seg = np.repeat(np.arange(n, dtype=np.int64), lens)
     dec, seg = _percent_decode(buf, seg)
+    flat = np.bincount(seg * 256 + dec, minlength=n * 256)
+    nz = np.flatnonzero(flat)
+    cnt = flat[nz].astype(np.float64)
+    hlog = np.bincount(nz >> 8, weights=cnt * np.log2(cnt), minlength=n)
+    classes = flat.reshape(n, 256).astype(np.float32) @ _CLASSES
     length = np.bincount(seg, minlength=n).astype(np.float64)
-    hist = np.bincount(seg * 256 + dec, minlength=n * 256).reshape(n, 256).astype(np.float64)
     has = length > 0
     safe = np.where(has, length, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hlog = np.where(hist > 0, hist * np.log2(np.where(hist > 0, hist, 1.0)), 0.0).sum(axis=1)
     out[:, 0] = length
-    out[:, 1] = np.where(has, hist[:, 38] + 1, 0)
+    out[:, 1] = np.where(has, classes[:, 0] + 1, 0.0)
     out[:, 2] = np.where(has, np.log2(safe) - hlog / safe, 0.0)
-    for k, chars in enumerate(_ARG_CHARS, 3):
-        if chars is not None:
-            out[:, k] = hist[:, chars].sum(axis=1)
+    for c, k in _CLASS_TO_ARG:
+        out[:, k] = classes[:, c]
     pair = (seg[:-1] == seg[1:]) & (((dec[:-1] == 45) & (dec[1:] == 45)) | ((dec[:-1] == 47) & (dec[1:] == 42)))
-    out[:, 7] = hist[:, 35] + np.bincount(seg[:-1][pair], minlength=n)
-    out[:, 13] = hist[:, _DIGITS].sum(axis=1) / safe
-    out[:, 14] = hist[:, _UPPER].sum(axis=1) / safe
-    out[:, 15] = np.where(has, (length - hist[:, _ALNUM].sum(axis=1)) / safe, 0.0)
-    out[:, 16] = hist[:, 128:].sum(axis=1)
+    out[:, 7] = classes[:, 5] + np.bincount(seg[:-1][pair], minlength=n)
+    out[:, 13] = classes[:, 11] / safe
+    out[:, 14] = classes[:, 12] / safe
+    out[:, 15] = (length - classes[:, 13]) / safe
     return out
 
 

@@ -10,7 +10,7 @@ content on every call, so it is idempotent. Steps, in order, each one level (P1 
 | 1    | asset criticality `high` and the activity was not blocked              | +1     |
 | 2    | outcome `succeeded` (host evidence, a successful action)               | +1     |
 | 3    | a threat-intel hit with confidence >= 50 (or no confidence given)      | +1     |
-| 4    | fused from several incidents (stages of one attack)                    | +1     |
+| 4    | fused stages of one attack (fused incidents of two or more categories) | +1     |
 | cap  | steps 1–4 together raise at most two levels                             |        |
 | 5    | outcome `blocked` (all of it) on a `low`-criticality asset              | -1     |
 | 6    | escort period: `first_seen` inside a period of the tenant's calendar    | +1     |
@@ -48,7 +48,7 @@ SLA = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta
 MAX_CONTEXT_RAISE = 2
 INTEL_MIN_CONFIDENCE = 50
 ESCORT_SUFFIX = re.compile(r" \[escort: [^\]]*\]")
-MULTI_STAGE = " (multi-stage)"
+FUSED_REASON = re.compile(r"^fused with (\w+) incident ")  # the line fusion adds per fused incident
 Clock = Callable[[], datetime]
 
 
@@ -182,7 +182,13 @@ def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]
         strong, text = _intel_reason(inc.intel)
         steps.append((1 if strong else 0, text))
     if inc.fused_from:
-        steps.append((1, f"multi-stage attack: {len(inc.fused_from) + 1} incidents fused"))
+        stages = list(dict.fromkeys([inc.category, *(m.group(1) for r in inc.priority_reasons
+                                                     if (m := FUSED_REASON.match(r)))]))
+        n = len(inc.fused_from) + 1
+        if len(stages) > 1:
+            steps.append((1, f"multi-stage attack: {' + '.join(stages)} ({n} incidents fused)"))
+        else:
+            steps.append((0, f"{n} incidents of one {inc.category} activity fused (one stage)"))
     if inc.outcome == "blocked" and crit == "low":
         steps.append((-1, f"all activity was blocked and asset {asset.name!r} is low-criticality"))  # type: ignore[union-attr]
     return steps
@@ -196,10 +202,10 @@ def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPerio
     reasons = [_base_reason(inc), *(r for r in inc.priority_reasons if r.startswith("fused with "))]
     raised = 0
     for change, text in context_steps(inc, asset):
-        if change > 0 and raised >= MAX_CONTEXT_RAISE:
-            reasons.append(f"not raised: {text} (context raises at most {MAX_CONTEXT_RAISE} levels)")
-        elif change > 0 and level == 0:
+        if change > 0 and level == 0:
             reasons.append(f"not raised (already P1): {text}")
+        elif change > 0 and raised >= MAX_CONTEXT_RAISE:
+            reasons.append(f"not raised: {text} (context raises at most {MAX_CONTEXT_RAISE} levels)")
         elif change < 0 and level == len(PRIORITIES) - 1:
             reasons.append(f"not lowered (already P5): {text}")
         elif change:
@@ -218,16 +224,10 @@ def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPerio
     inc.sla_breached = (now or utcnow()) > inc.sla_due
     reasons.append(f"SLA {_minutes(SLA[inc.priority])}: respond by {inc.sla_due.isoformat()}")
     inc.priority_reasons = reasons
-    inc.title = _title(inc)
+    title = ESCORT_SUFFIX.sub("", inc.title)
+    inc.title = f"{title} [escort: {inc.escort}]" if inc.escort else title
 
 
 def _minutes(d: timedelta) -> str:
     m = int(d.total_seconds() // 60)
     return f"{m} min" if m < 60 else f"{m // 60} h"
-
-
-def _title(inc: Incident) -> str:
-    title = ESCORT_SUFFIX.sub("", inc.title)
-    if title.count(MULTI_STAGE) > 1:  # fusion appends its marker after ours; keep one
-        title = title.replace(MULTI_STAGE, "") + MULTI_STAGE
-    return f"{title} [escort: {inc.escort}]" if inc.escort else title

@@ -11,9 +11,10 @@ Mappings:
   at WAF until a challenge is passed; mask hides the leaked data); pass, continue and the `*_pass` actions
   (client passed the challenge) -> allowed; monitor, or no final action while a module matched (observation
   mode, `<module>_test`) -> detected.
-- category: `final_rule_type` (e.g. sqli, xss, code_exec, webshell, lfi, rfi), else the module's
-  `<module>_rule_type` (e.g. blacklist, custom), else the module name (`final_plugin`: waf, acl, cc, antiscan,
-  dlp, scene, intelligence, ...).
+- category: for the web-attack modules (`WEB_MODULES`: waf, deeplearning, sema, normalized,
+  major_protection) the attack type, `final_rule_type` else `<module>_rule_type` (e.g. sqli, xss, code_exec,
+  webshell, lfi, rfi); for the other modules the module name (`final_plugin`: acl, cc, antiscan, dlp, scene,
+  intelligence, ...), their rule sub-type (blacklist, custom, scantools, ...) staying in the rule name.
 - severity: web-attack modules (waf, deeplearning, sema, normalized, major_protection) -> high for the
   injection / execution / inclusion types in `HIGH_TYPES`, else medium; flood control (cc, scc_gdrl) ->
   medium; access control, scan protection, bot and threat-intelligence modules (`LOW_MODULES`) -> low; others
@@ -54,8 +55,9 @@ def severity_label(module: str, rule_type: str | None) -> str:
 
 
 def _rule(module: str, rule_id: str, rule_type: str | None, tags: list[str]) -> Rule:
-    return Rule(rule_id, f"{module}:{rule_type or rule_id}", rule_type or module, tags,
-                severity_label(module, rule_type))
+    category = (rule_type or module) if module in WEB_MODULES else module
+    label = severity_label(module, rule_type)
+    return Rule(rule_id, f"{module}:{rule_type or rule_id}", category, tags, label)
 
 
 def _module_rules(d: Rec) -> list[Rule]:

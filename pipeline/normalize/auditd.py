@@ -368,11 +368,10 @@ class AuditdNormalizer(Normalizer):
         """The event's alert, or the reason it is not one."""
         recs = ev.recs
         sc = next((r for r in recs if r.type == "SYSCALL"), None)
-        keys = (sc.f.get("key") or "").split("\x01") if sc else []
-        if keys and keys[0]:
-            if _path_search_miss(sc, recs):  # type: ignore[arg-type]
-                return "exec_path_search"
-            return self._keyed(ev, sc, keys)  # type: ignore[arg-type]
+        # several keys come hex-encoded, separated by 0x01
+        keys = [k for k in (sc.f.get("key") or "").split("\x01") if k] if sc else []
+        if sc is not None and keys:
+            return "exec_path_search" if _path_search_miss(sc, recs) else self._keyed(ev, sc, keys)
         main = next((r for r in recs if r.type not in _AUX_TYPES), sc or recs[0])
         typ, f = main.type, main.f
         if typ in _AUTH_TYPES:
@@ -406,7 +405,7 @@ class AuditdNormalizer(Normalizer):
         return Alert(
             alert_id=self.alert_id(rec), tenant_id=base.tenant_id, source=self.source, time=main.time,
             received_at=base.received_at, severity=severity(sev), rule=rule, rules=[rule], action=action,
-            message=message, host=HostInfo(name=main.node or base.host),
+            message=message, host=HostInfo(name=host) if (host := main.node or base.host) else None,
             extra={k: v for k, v in extra.items() if v is not None}, raw=raw, **kw)  # type: ignore[arg-type]
 
     def _keyed(self, ev: _Event, sc: _Rec, keys: list[str]) -> Alert:

@@ -1,18 +1,24 @@
 """Apache error log with ModSecurity rule lines (`ModSecurity: Warning. ...` / `Access denied ...`).
 
-A secondary product next to the JSON audit log: one alert per rule line, tied to the audit transaction by
-`extra.unique_id` (also set as `extra.transaction_id`, the audit log's key). The CRS anomaly-score summary
-lines (949110, 959100, 980130, ...) annotate and are Skipped("anomaly_summary"); other Apache lines (start-up
-notices, AH000xx) are Skipped("apache") and ModSecurity's own notices Skipped("modsecurity_notice").
+A secondary product next to the JSON audit log, and the only one where the audit log is off. Like the audit
+log, it gives ONE alert per transaction: the rule lines of a transaction (same `unique_id`) are assembled, the
+transaction is blocked when one of its lines says `Access denied`, and it is emitted when its closing summary
+line (980130/980140, or the blocking 949110/959100) arrives, when it has been quiet for `IDLE` seconds of log
+time, or at flush. `extra.unique_id` (also `extra.transaction_id`, the audit log's key) lets dedup merge it
+with the audit log's alert for the same transaction. The anomaly-score summary lines annotate (they close a
+transaction, they are not rules of it); other Apache lines (start-up notices, AH000xx) are Skipped("apache")
+and ModSecurity's own notices Skipped("modsecurity_notice"). Lines without a unique_id stand alone.
 Rule fields, severity, category and ATT&CK mappings are those of `modsecurity`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, make_id, severity
 from pipeline.normalize.modsecurity import (
     MAX_DATA_LEN,
     SEVERITY_LABEL,
@@ -22,12 +28,31 @@ from pipeline.normalize.modsecurity import (
 )
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_ctime
-from pipeline.schema import Alert, Endpoint, HostInfo, Http
+from pipeline.schema import Alert, Endpoint, HostInfo, Http, Rule
 
 # `[Tue Nov 24 06:38:34.040951 2026] [security2:error] ` (Apache 2.4) or `[...] [error] ` (2.2).
 _HEAD = re.compile(
     r"\[((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d [\d:.]+ \d{4})\] \[(?:[\w-]*:)?\w+\] ")
 _MARK = "ModSecurity: "
+IDLE = timedelta(seconds=2)
+_CLOSING = {"980130", "980140"}
+
+
+@dataclass(slots=True)
+class _Tx:
+    """The lines of one transaction seen so far."""
+
+    first: RawRecord
+    time: datetime
+    last: datetime
+    ip: str | None
+    port: int | None
+    host: str | None
+    uri: str | None
+    blocked: bool = False
+    rules: list[Any] = field(default_factory=list)  # RuleMeta of the real (non-summary) rules
+    data: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 def _client(head: str) -> tuple[str | None, int | None]:
@@ -44,12 +69,16 @@ def _client(head: str) -> tuple[str | None, int | None]:
         return None, None
     ip = values[-1]
     first = values[0]
-    if first.startswith(ip + ":") and first[len(ip) + 1:].isdigit():
-        return ip, int(first[len(ip) + 1:])
+    if first.startswith(ip + ":"):
+        return ip, _port(first[len(ip) + 1:])
     if len(values) == 1 and first.count(":") == 1:  # only Apache's `ip:port`
         addr, _, port = first.partition(":")
-        return addr, int(port) if port.isdigit() else None
+        return addr, _port(port)
     return ip, None
+
+
+def _port(s: str) -> int | None:
+    return int(s) if s.isascii() and s.isdigit() and len(s) <= 5 and int(s) <= 65535 else None
 
 
 @register
@@ -64,6 +93,10 @@ class ModSecErrorNormalizer(Normalizer):
     def sniff(self, text: str) -> bool:
         return text.startswith("[") and _HEAD.match(text) is not None
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: dict[str, _Tx] = {}
+
     def normalize(self, rec: RawRecord) -> list[Alert]:
         text = rec.text
         m = _HEAD.match(text)
@@ -74,38 +107,67 @@ class ModSecErrorNormalizer(Normalizer):
             raise Skipped("apache")
         body = text[at + len(_MARK):]
         if body.startswith("Access denied"):
-            action = "blocked"
+            blocked = True
         elif body.startswith("Warning"):
-            action = "detected"
+            blocked = False
         else:
             raise Skipped("modsecurity_notice")
         fields, tags = parse_message(body)
         meta = rule_meta(fields, tags)
         if meta is None:
             raise BadRecord("missing_field", "ModSecurity rule line without [id]", "id")
-        if meta.summary:
-            raise Skipped("anomaly_summary")
-        rid = meta.id
         when = parse_ctime(m.group(1))
-        ip, port = _client(text[m.end():at])
-        rule = meta.rule()
-        hostname = fields.get("hostname")
-        host = host_without_port(hostname) if hostname else None
-        uid = fields.get("unique_id")
-        extra: dict[str, Any] = {"rule_ids": [rid]}
-        if uid:
-            extra["unique_id"] = extra["transaction_id"] = uid
-        if meta.level is not None:
-            extra["paranoia_levels"] = [meta.level]
-        if "data" in fields:
-            extra["matched_data"] = [fields["data"][:MAX_DATA_LEN]]
-        uri = fields.get("uri")
-        return [Alert(
-            alert_id=self.alert_id(rec), tenant_id=rec.tenant_id, source=self.source, time=when,
-            received_at=rec.received_at, severity=severity(SEVERITY_LABEL.get(rule.severity or "", "info")),
-            rule=rule, rules=[rule], action=action,
-            message=f"ModSecurity {action} {host or ''}{uri or ''}: {rule.name} ({rid})"[:500],
-            src=Endpoint(ip, port), dst=Endpoint(hostname=host), http=Http(url=uri, host=host),
+        uid = fields.get("unique_id") or make_id(text)
+        tx = self._open.get(uid)
+        if tx is None:
+            ip, port = _client(text[m.end():at])
+            hostname = fields.get("hostname")
+            tx = self._open[uid] = _Tx(rec, when, when, ip, port, host_without_port(hostname) if hostname
+                                       else None, fields.get("uri"))
+        tx.last = max(tx.last, when)
+        tx.blocked = tx.blocked or blocked
+        tx.lines.append(text)
+        if not meta.summary:
+            tx.rules.append(meta)
+            if "data" in fields and len(tx.data) < 5:
+                tx.data.append(fields["data"][:MAX_DATA_LEN])
+        out = []
+        if meta.summary and (meta.id in _CLOSING or blocked) or "unique_id" not in fields:
+            out.append(self._emit(uid))
+        for other in [u for u, t in self._open.items() if t.last + IDLE < when]:
+            out.append(self._emit(other))
+        out = [a for a in out if a is not None]
+        if not out:
+            raise Skipped("anomaly_summary" if meta.summary else "buffered")
+        return out
+
+    def flush(self) -> list[Alert]:
+        return [a for a in (self._emit(u) for u in list(self._open)) if a is not None]
+
+    def _emit(self, uid: str) -> Alert | None:
+        tx = self._open.pop(uid)
+        if not tx.rules:
+            return None  # only summary lines: the audit log (or nothing) tells more
+        primary = min(tx.rules, key=lambda r: r.rank)
+        rules: list[Rule] = [r.rule() for r in tx.rules]
+        rule = primary.rule()
+        action = "blocked" if tx.blocked else "detected"
+        extra: dict[str, Any] = {"rule_ids": list(dict.fromkeys(r.id for r in rules)),
+                                 "unique_id": uid, "transaction_id": uid}
+        levels = sorted({r.level for r in tx.rules if r.level is not None})
+        if levels:
+            extra["paranoia_levels"] = levels
+        if tx.data:
+            extra["matched_data"] = tx.data
+        rec = tx.first
+        return Alert(
+            alert_id=self.alert_id(rec), tenant_id=rec.tenant_id, source=self.source, time=tx.time,
+            received_at=rec.received_at,
+            severity=severity(SEVERITY_LABEL.get(rule.severity or "", "high" if tx.blocked else "info")),
+            rule=rule, rules=rules, action=action,
+            message=f"ModSecurity {action} {tx.host or ''}{tx.uri or ''}: {rule.name} ({rule.id})"[:500],
+            src=Endpoint(tx.ip, tx.port), dst=Endpoint(hostname=tx.host), http=Http(url=tx.uri, host=tx.host),
             host=HostInfo(rec.host) if rec.host else None,
-            attack=list(meta.techniques), extra=extra, raw=text,
-        )]
+            attack=list(dict.fromkeys(t for r in tx.rules for t in r.techniques)), extra=extra,
+            raw="\n".join(tx.lines),
+        )

@@ -91,7 +91,7 @@ def tag_info(tags: list[str]) -> tuple[str | None, int | None, list[str]]:
             tech = "T1190" if t.startswith(_T1190) else "T1595" if t.startswith(_T1595) else None
             if tech is not None and tech not in techs:
                 techs.append(tech)
-        elif level is None and t.startswith("paranoia-level/") and t[15:].isdigit():
+        elif level is None and t.startswith("paranoia-level/") and t[15:].isdecimal():
             level = int(t[15:])
     return category, level, techs
 

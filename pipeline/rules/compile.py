@@ -219,7 +219,7 @@ class _Builder:
         keyword = item.field is None
         key = KEYWORD_KEY if keyword else self.key(item.field)
         if not item.value:
-            node: Node = Leaf(key, "null", None)
+            node: Node = Leaf(key.split(",")[0], "null", None)
         else:
             leaves = tuple(value_leaves(key, v, keyword, self.key) for v in item.value)
             node = And(leaves) if item.value_linking is ConditionAND else Or(leaves)

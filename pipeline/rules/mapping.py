@@ -38,7 +38,8 @@ class UnsupportedRule(Exception):
 
 # --- field names -------------------------------------------------------------------------------------------
 
-_URL_QUERY = ("http.url", "http.query")  # SigmaHQ writes paths and parameters alike into cs-uri-query
+# SigmaHQ writes paths and parameters alike into cs-uri-query: its values match the query or the whole URL.
+_URL_QUERY = ("http.query", "http.url")
 
 FIELD_MAP: dict[str, tuple[str, ...]] = {
     # W3C / webserver / proxy (SigmaHQ "webserver" and "proxy" taxonomy)
@@ -170,8 +171,7 @@ _ACCEPTING = {"accept", "accept4", "bind", "listen", "recvfrom", "43", "288", "4
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
-    """(path, query) of a request URI or absolute URL; fragment dropped."""
-    url = url.partition("#")[0]
+    """(path, query) of a request URI or absolute URL (a '#' stays: request URIs carry none legitimately)."""
     path, sep, query = url.partition("?")
     if "://" in path[:12]:
         rest = path.partition("://")[2]
@@ -180,7 +180,7 @@ def _split_url(url: str) -> tuple[str, str | None]:
 
 
 def _view_path(a: Alert) -> str | None:
-    return _split_url(a.http.url)[0] if a.http is not None and a.http.url is not None else None
+    return (_split_url(a.http.url)[0] or None) if a.http is not None and a.http.url is not None else None
 
 
 def _view_query(a: Alert) -> str | None:
@@ -195,8 +195,11 @@ def _view_extension(a: Alert) -> str | None:
     return last.rsplit(".", 1)[1] if "." in last else None
 
 
-def _view_blocked(a: Alert) -> str:
-    return "true" if a.action == "blocked" else "false"
+def _view_blocked(a: Alert) -> str | None:
+    """'true'/'false' when the product says whether it let the traffic through; None for a bare detection."""
+    if a.action == "blocked":
+        return "true"
+    return "false" if a.action in ("allowed", "succeeded", "failed") else None
 
 
 def _view_initiated(a: Alert) -> str | None:
@@ -542,19 +545,23 @@ def alert_from_fields(fields: Mapping[str, Any], source: Source | None = None, p
                       **alert_kw: Any) -> Alert:
     """An Alert holding `fields` (Sigma names or normalized paths) where the rules will read them.
 
-    Web views compose the URL: cs-uri-stem + '?' + cs-uri-query (a query alone becomes the URL itself).
+    Each field goes to its first path; computed views are composed back: the URL is cs-uri-stem + '?' +
+    cs-uri-query, `blocked` sets the action, `Initiated` the syscall; a product's own action word (not one of
+    the normalized verbs) goes to extra.action.
     """
     parts: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    web: dict[str, Any] = {}
+    views: dict[str, Any] = {}
     for name, value in fields.items():
         paths = resolve_field(name, product)
         if not paths:
             raise UnsupportedRule("unmapped field", name)
         path = paths[0]
-        if path in VIEWS or (path == "http.url" and "http.query" in paths):
-            web[path if path != "http.url" else "http.query"] = value
+        if path == "action" and value not in schema.ACTIONS:
+            path = "extra.action"
+        if path in VIEWS:
+            views[path] = value
         elif path.startswith("extra."):
             extra[path[6:]] = value
         elif "." in path and path.split(".", 1)[0] in _STRUCTS:
@@ -562,7 +569,7 @@ def alert_from_fields(fields: Mapping[str, Any], source: Source | None = None, p
             parts.setdefault(outer, {})[leaf] = value
         else:
             top[path] = value
-    _compose_web(web, parts, top, extra)
+    _compose_views(views, parts, top, extra)
     for outer, kw in parts.items():
         top[outer] = _STRUCTS[outer](**kw)
     raw = top.pop("raw", None)
@@ -573,23 +580,28 @@ def alert_from_fields(fields: Mapping[str, Any], source: Source | None = None, p
     return Alert(**{**base, **top, "extra": extra, "raw": raw or "", **alert_kw})
 
 
-def _compose_web(web: dict[str, Any], parts: dict[str, dict[str, Any]], top: dict[str, Any],
-                 extra: dict[str, Any]) -> None:
-    if "blocked" in web:
-        top.setdefault("action", "blocked" if str(web.pop("blocked")).lower() == "true" else "allowed")
-    if "network.initiated" in web:
-        initiated = str(web.pop("network.initiated")).lower() == "true"
+def _compose_views(views: dict[str, Any], parts: dict[str, dict[str, Any]], top: dict[str, Any],
+                   extra: dict[str, Any]) -> None:
+    flag = {"true": True, "false": False}
+    blocked = flag.get(str(views.pop("blocked", "")).lower())
+    if blocked is not None:
+        top.setdefault("action", "blocked" if blocked else "allowed")
+    initiated = flag.get(str(views.pop("network.initiated", "")).lower())
+    if initiated is not None:
         extra.setdefault("syscall", "connect" if initiated else "accept")
-    if not web:
+    if not views:
         return
     http = parts.setdefault("http", {})
-    path, query, ext = web.get("http.path"), web.get("http.query"), web.get("http.extension")
-    if path is None and ext is not None and query is None and "url" not in http:
-        path = f"/file.{ext}"
-    if path is None and query is not None:
-        http.setdefault("url", str(query))
-    elif path is not None:
-        http.setdefault("url", str(path) + (f"?{query}" if query is not None else ""))
+    path, query, ext = views.get("http.path"), views.get("http.query"), views.get("http.extension")
+    url = http.get("url")
+    if url is None:
+        if path is None and ext is not None:
+            path = f"/file.{ext}"
+        url = (str(path) if path is not None else "") + (f"?{query}" if query is not None else "")
+    elif query is not None and "?" not in str(url):
+        url = f"{url}?{query}"
+    if url:
+        http["url"] = url
 
 
 def schema_id(fields: Mapping[str, Any]) -> str:

@@ -160,10 +160,10 @@ def value_leaves(key: str, value: Any, keyword: bool, resolve: Callable[[str], s
         return Leaf(key, "num", value.number)
     if keyword:
         raise UnsupportedRule("unsupported keyword value", type(value).__name__)
-    if isinstance(value, SigmaNull):
-        return Leaf(key, "null", None)
+    if isinstance(value, SigmaNull):  # presence is the field's own (first) path, not its alternatives
+        return Leaf(key.split(",")[0], "null", None)
     if isinstance(value, SigmaExists):
-        return Leaf(key, "exists", value.exists)
+        return Leaf(key.split(",")[0], "exists", value.exists)
     if isinstance(value, SigmaCompareExpression):
         return Leaf(key, "cmp", (value.op, value.number.number))
     if isinstance(value, SigmaCIDRExpression):

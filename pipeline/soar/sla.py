@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pipeline.schema import PRIORITIES, Incident
+from pipeline.schema import PRIORITIES
 from pipeline.soar.connectors import ChannelUnavailable, Channels, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.templates import Templates
@@ -132,7 +132,3 @@ class Escalator:
                              data={"channel": name, **data})
         return {"channel": name, "status": status, "detail": detail}
 
-
-def incident_due(inc: Incident, start: datetime | None = None) -> datetime:
-    """The response due time of an incident's ticket opened at `start` (now by default)."""
-    return due(start or utcnow(), inc.priority)

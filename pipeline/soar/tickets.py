@@ -46,6 +46,23 @@ class Upsert:
     ticket: Ticket
     created: bool
     changes: list[str] = field(default_factory=list)
+    runs: list[tuple[int, str]] = field(default_factory=list)  # playbook runs started: (run id, playbook)
+
+
+def start_runs(s: Session, ticket_id: int, playbooks: list[str], now: datetime) -> list[tuple[int, str]]:
+    """Create a pending run per playbook not yet run on the ticket (insert-or-ignore), noting each start."""
+    started = []
+    for name in playbooks:
+        n = db.insert_ignore(s, PlaybookRun, {
+            "ticket_id": ticket_id, "playbook": name, "status": "pending", "step": 0, "attempt": 0,
+            "next_at": now, "context": {}, "created_at": now, "updated_at": now}, ["ticket_id", "playbook"])
+        if n:
+            run_id = s.scalar(select(PlaybookRun.id).where(PlaybookRun.ticket_id == ticket_id,
+                                                           PlaybookRun.playbook == name))
+            s.add(TimelineEvent(ticket_id=ticket_id, at=now, kind="playbook", actor="system", status="ok",
+                                text=f"playbook {name} started", data={"run": run_id}))
+            started.append((run_id, name))
+    return started
 
 
 class TicketStore:
@@ -69,8 +86,10 @@ class TicketStore:
             yield s
 
     # ---- incidents -> tickets ----------------------------------------------------------------------
-    def upsert_incident(self, inc: Incident, now: datetime | None = None) -> Upsert:
-        """Open the incident's ticket or add the update to it (idempotent by incident id and version)."""
+    def upsert_incident(self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None
+                        ) -> Upsert:
+        """Open the incident's ticket or add the update to it (idempotent by incident id and version), and
+        in the same transaction start the given playbooks when the ticket is new or the update changed it."""
         now = now or utcnow()
         snap = to_builtins(inc)
         with self.tx() as s:
@@ -85,8 +104,9 @@ class TicketStore:
                         "alerts": inc.alert_count, "version": inc.version})
                     self._add_entities(s, t, inc)
                     self._consume_merges(s, t, now)
-                    return Upsert(t, True)
-            return Upsert(t, False, self._apply(s, t, inc, snap, now))
+                    return Upsert(t, True, [], start_runs(s, t.id, playbooks or [], now))
+            changes = self._apply(s, t, inc, snap, now)
+            return Upsert(t, False, changes, start_runs(s, t.id, playbooks or [], now) if changes else [])
 
     def _apply(self, s: Session, t: Ticket, inc: Incident, snap: dict[str, Any], now: datetime) -> list[str]:
         if inc.version < t.incident_version or (inc.version == t.incident_version

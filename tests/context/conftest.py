@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.schema import Alert, Dns, Endpoint, File, HostInfo, Http, Incident, Source
+from pipeline.schema import Alert, Dns, Endpoint, File, HostInfo, Http, Incident, Process, Source
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def alert(fmt: str = "suricata", tenant: str = "shop", time: datetime = T0, **kw
     """An alert as the named product's normalizer shapes it (family decides which side is the asset)."""
     product, vendor, family = FAMILY[fmt]
     for k, cls in (("src", Endpoint), ("dst", Endpoint), ("http", Http), ("host", HostInfo), ("dns", Dns),
-                   ("file", File)):
+                   ("file", File), ("process", Process)):
         if isinstance(kw.get(k), dict):
             kw[k] = cls(**kw[k])
     return Alert(alert_id=f"a-{id(kw)}", tenant_id=tenant, source=Source(product, vendor, family, fmt),

@@ -11,7 +11,7 @@ import pytest
 from pipeline.normalize.base import BadRecord
 from pipeline.schema import to_builtins
 
-from .conftest import fixture, fixture_lines, normalize_one, run_file
+from .conftest import fixture, fixture_lines, normalize_one, run_file, run_text
 
 
 def records(fmt: str) -> list[str]:
@@ -42,6 +42,10 @@ def edit(text: str, fn: Callable[[dict[str, Any]], Any]) -> str:
 
 
 def assert_bad(fmt: str, text: str, reason: str, field: str | None) -> None:
+    """The record is a BadRecord naming `field`, and the stage turns it into that dead letter."""
     with pytest.raises(BadRecord) as e:
         normalize_one(fmt, text)
     assert (e.value.reason, e.value.field) == (reason, field), e.value.detail
+    r = run_text(fmt, text)
+    [dead] = r.dead
+    assert (r.alerts, dead.reason, dead.field, dead.source, dead.raw) == ([], reason, field, fmt, text)

@@ -49,12 +49,13 @@ def test_defaced_index_html():
         "rule": {"id": "aide:changed", "name": "AIDE: file changed", "category": "file_integrity"},
         "message": "AIDE: /srv/lab/waf/www/index.html changed (size, modify_time, change_time, sha256)",
         "host": {"name": "web-01"},
-        "file": {"path": "/srv/lab/waf/www/index.html",
-                 "hash": "8cc9260cbec5ab025c6fad15683a687eff322d70006e90c42894a321110e9926", "change": "changed"},
+        "file": {"path": "/srv/lab/waf/www/index.html", "change": "changed",
+                 "hash": "8cc9260cbec5ab025c6fad15683a687eff322d70006e90c42894a321110e9926"},
         "extra": {"aide_version": "0.18.3", "summary": "f > ... mc..H", "file_type": "file",
                   "changed_attrs": ["size", "modify_time", "change_time", "sha256"], "size_old": 44,
                   "size_new": 72, "modify_time_old": "2026-11-24 06:38:31 +0000",
-                  "modify_time_new": "2026-11-24 06:38:42 +0000", "change_time_old": "2026-11-24 06:38:31 +0000",
+                  "modify_time_new": "2026-11-24 06:38:42 +0000",
+                  "change_time_old": "2026-11-24 06:38:31 +0000",
                   "change_time_new": "2026-11-24 06:38:42 +0000",
                   "sha256_old": "HgJHgioahg6nWWVK/b1v2pzYciKsUoCM1uPe3X1zaxo=",
                   "sha256_new": "jMkmDL7FqwJcb60VaDpofv8yLXAAbpDEKJSjIREOmSY="},
@@ -107,7 +108,7 @@ def test_json_lines_of_reports(tmp_path):
     path = tmp_path / "aide_check.jsonl"
     docs = [json.loads(p.read_text(encoding="utf-8")) for p in (LAB, REMOVED)]
     path.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
-    [(rec, fmt)] = list(read_records(str(path), TENANT, None, RECEIVED))
+    [(_, fmt)] = list(read_records(str(path), TENANT, None, RECEIVED))
     assert fmt == FMT
     r = run_file(path)
     assert (r.records, r.dead, len(r.alerts)) == (1, [], 12)
@@ -125,7 +126,8 @@ def test_whole_document_is_detected():
     ('{"aide_version": "0.18.3", "start_time": "yesterday", "added": {"/a": "f++++"}}', "bad_timestamp",
      "start_time"),
     ('{"aide_version": "0.18.3", "added": {"/a": "f++++"}}', "bad_timestamp", "start_time"),
-    ('{"aide_version": "0.18.3", "start_time": "2026-11-24 06:38:43 +0000", "added": 3}', "bad_record", "added"),
+    ('{"aide_version": "0.18.3", "start_time": "2026-11-24 06:38:43 +0000", "added": 3}', "bad_record",
+     "added"),
     ('{"aide_version": "0.18.3", "start_time": "2026-11-24 06:38:43 +0000", "changed": {"/a": 1}}',
      "bad_record", "changed"),
 ])

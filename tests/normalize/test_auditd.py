@@ -189,6 +189,13 @@ def test_unkeyed_syscall_is_skipped():
     assert feed(lines, n)[0] == [] and n.event_skips == {"unkeyed_syscall": 1}
 
 
+def test_several_rule_keys():
+    """A record matching a rule with several -k keys logs them hex-encoded, separated by 0x01."""
+    both = b"www_exec\x01recon".hex().upper()
+    a = feed([ln.replace('key="www_exec"', f"key={both}") for ln in event(59)])[0][0]
+    assert (a.rule.id, a.extra["key"], a.extra["keys"]) == ("www_exec", "www_exec", ["www_exec", "recon"])
+
+
 def test_eoe_emits_at_once():
     lines = event(59)
     eoe = "node=vm type=EOE msg=audit(1795502322.170:59): "

@@ -50,16 +50,17 @@ def test_observation_mode_match_is_detected():
     }
 
 
-@pytest.mark.parametrize(("line", "action", "rule_id", "category", "label"), [
-    (CC_CAPTCHA, "blocked", "20023871", "custom", "medium"),
-    (BLACKLIST, "blocked", "20117735", "blacklist", "low"),
-    (SCANNER, "blocked", "30012", "scantools", "low"),
-    (CAPTCHA_PASS, "allowed", "20023871", "custom", "info"),
+@pytest.mark.parametrize(("line", "action", "rule_id", "name", "category", "label"), [
+    (CC_CAPTCHA, "blocked", "20023871", "cc:custom", "cc", "medium"),
+    (BLACKLIST, "blocked", "20117735", "acl:blacklist", "acl", "low"),
+    (SCANNER, "blocked", "30012", "antiscan:scantools", "antiscan", "low"),
+    (CAPTCHA_PASS, "allowed", "20023871", "cc:custom", "cc", "info"),
 ])
-def test_modules_actions_and_severities(line, action, rule_id, category, label):
+def test_modules_actions_and_severities(line, action, rule_id, name, category, label):
     d = golden(FMT, line)
-    assert (d["action"], d["rule"]["id"], d["rule"]["category"], d["severity"]["label"]) == (
-        action, rule_id, category, label)
+    r = d["rule"]
+    assert (d["action"], r["id"], r["name"], r["category"], d["severity"]["label"]) == (
+        action, rule_id, name, category, label)
 
 
 def test_final_rule_without_module_fields_and_several_modules():
@@ -75,7 +76,7 @@ def test_final_rule_without_module_fields_and_several_modules():
         d.update(acl_action="block", acl_rule_id="20117735", acl_rule_type="custom")
 
     [a] = normalize_one(FMT, edit(SQLI_BLOCK, also_acl))
-    assert [(r.id, r.category) for r in a.rules] == [("115341", "sqli"), ("20117735", "custom")]
+    assert [(r.id, r.category) for r in a.rules] == [("115341", "sqli"), ("20117735", "acl")]
     assert a.rule.id == "115341"
 
 

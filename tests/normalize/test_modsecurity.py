@@ -195,6 +195,11 @@ def test_no_rule_matched_is_skipped_unless_blocked():
         "blocked", "980130", 20, "high")
 
 
+def test_paranoia_level_tag_must_be_a_number():
+    [a] = normalize_one(FMT, BENIGN_IP_HOST.replace("paranoia-level/1", "paranoia-level/\u00b2"))
+    assert (a.rule.id, "paranoia_levels" in a.extra) == ("920350", False)
+
+
 def test_header_names_are_case_insensitive_and_host_port_stripped():
     def lower(d: dict) -> None:
         d["request"]["headers"] = {"host": "[::1]:8080", "user-agent": "x"}

@@ -54,7 +54,7 @@ def compiled(text: str) -> CompiledRule:
     return compile_rule(SigmaRule.from_yaml(text))
 
 
-# --- sample values ------------------------------------------------------------------------------------------
+# --- sample values ---------------------------------------------------------------------------------------
 
 _FILL = "qz"  # stands for a `*`
 
@@ -135,10 +135,12 @@ def sample(value: Any) -> tuple[Any, str] | None:
 
 
 def re_strip_flags(pattern: str) -> str:
-    return pattern[pattern.index(")") + 1:] if pattern.startswith("(?") and pattern[2:3].isalpha() else pattern
+    if pattern.startswith("(?") and pattern[2:3].isalpha():
+        return pattern[pattern.index(")") + 1:]
+    return pattern
 
 
-# --- events ----------------------------------------------------------------------------------------------------
+# --- events ----------------------------------------------------------------------------------------------
 
 def _item_sample(item: SigmaDetectionItem, choice: int) -> list[tuple[Any, str]] | None:
     """Samples for one detection item: all of its values when AND-linked, else the `choice`-th one."""
@@ -162,45 +164,38 @@ def _join(samples: list[tuple[Any, str]]) -> Any:
     return " ".join(str(v) for v, _ in ordered)
 
 
-def detection_event(det: SigmaDetection, choice: int) -> dict[str, Any]:
-    """Fields (and `keywords`, a list) that satisfy one named detection; `choice` picks among OR values."""
-    fields: dict[str, list[tuple[Any, str]]] = {}
-    keywords: list[str] = []
+Samples = dict[str, list[tuple[Any, str]]]  # field -> its samples; "keywords" -> keyword samples
 
-    def walk(d: SigmaDetection, k: int) -> None:
+
+def detection_samples(det: SigmaDetection, choice: int) -> Samples:
+    """Samples that satisfy one named detection; `choice` picks among OR-ed values and alternatives."""
+    out: Samples = {}
+
+    def walk(d: SigmaDetection) -> None:
         items = d.detection_items
         if d.item_linking is not ConditionAND:
-            items = [items[k % len(items)]]
+            items = [items[choice % len(items)]]
         for it in items:
             if isinstance(it, SigmaDetection):
-                walk(it, k)
-                continue
-            got = _item_sample(it, k)
-            if it.negated:
-                continue
-            if it.field is None:
-                keywords.extend(str(v) for v, _ in got or [])
-            elif got is None:
-                fields.setdefault(it.field, [])
-            else:
-                fields.setdefault(it.field, []).extend(got)
+                walk(it)
+            elif not it.negated:
+                got = _item_sample(it, choice)
+                out.setdefault(it.field or "keywords", []).extend(got or [])
 
-    walk(det, choice)
-    event: dict[str, Any] = {f: _join(s) for f, s in fields.items() if s}
-    if keywords:
-        event["keywords"] = keywords
-    return event
-
-
-def _merge(events: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for e in events:
-        for k, v in e.items():
-            if k == "keywords":
-                out.setdefault(k, []).extend(v)
-            else:
-                out.setdefault(k, v)
+    walk(det)
     return out
+
+
+def _event(samples: list[Samples]) -> dict[str, Any]:
+    """One event from merged samples: a field's samples joined into one value, keywords kept as a list."""
+    merged: Samples = {}
+    for s in samples:
+        for k, v in s.items():
+            merged.setdefault(k, []).extend(v)
+    event: dict[str, Any] = {k: _join(v) for k, v in merged.items() if v and k != "keywords"}
+    if merged.get("keywords"):
+        event["keywords"] = [str(v) for v, _ in merged["keywords"]]
+    return event
 
 
 def _mutations(event: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
@@ -233,11 +228,11 @@ def events_for(rule: SigmaRule, limit: int = 60) -> list[dict[str, Any]]:
     dets = rule.detection.detections
     base: list[dict[str, Any]] = []
     for choice in range(3):
-        singles = {name: detection_event(d, choice) for name, d in dets.items()}
-        base.extend(singles.values())
-        base.append(_merge(list(singles.values())))
+        singles = {name: detection_samples(d, choice) for name, d in dets.items()}
+        base.extend(_event([s]) for s in singles.values())
+        base.append(_event(list(singles.values())))
         if len(singles) > 1:
-            base.extend(_merge([e for n, e in singles.items() if n != skip]) for skip in singles)
+            base.extend(_event([s for n, s in singles.items() if n != skip]) for skip in singles)
     unique: dict[str, dict[str, Any]] = {}
     for e in base:
         unique.setdefault(repr(sorted(e.items(), key=lambda kv: kv[0])), e)

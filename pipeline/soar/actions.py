@@ -1,0 +1,160 @@
+"""`act(incident)`: the entry point from the core to SOAR. Opens or updates the incident's ticket
+(idempotently, by incident id) and starts its playbook(s); merged incidents are noted on their survivor.
+
+`Soar` bundles the store, the playbooks, the channels, the runner and the SLA escalator. Adapters drive it:
+`mdr replay` (`act_on_replay`), the streaming worker (`act` per incident update, `tick` periodically), tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.schema import Incident, to_builtins
+from pipeline.soar import db, sla
+from pipeline.soar.connectors import Channels, load_channels
+from pipeline.soar.models import Ticket, utcnow
+from pipeline.soar.playbooks import Playbook, PlaybookSet, Step, load_playbooks
+from pipeline.soar.runner import Runner, step_context
+from pipeline.soar.sla import Escalation, Escalator
+from pipeline.soar.steps import Enricher, Evidence, StepContext, StepResult, evaluate
+from pipeline.soar.tickets import TicketStore
+
+
+@dataclass(slots=True)
+class ActResult:
+    incident_id: str
+    ticket_id: int | None
+    created: bool = False
+    changes: list[str] = field(default_factory=list)
+    playbooks: list[str] = field(default_factory=list)  # started by this update
+    merged_into: str | None = None
+
+
+class Soar:
+    def __init__(self, store: TicketStore, playbooks: PlaybookSet, channels: Channels, *, workers: int = 8,
+                 evidence: Evidence | None = None, enrichers: dict[str, Enricher] | None = None):
+        self.store = store
+        self.playbooks = playbooks
+        self.channels = channels
+        self.escalator = Escalator(store, channels, playbooks.templates)
+        self.runner = Runner(store, playbooks, channels, workers=workers, evidence=evidence,
+                             enrichers=enrichers, escalator=self.escalator)
+
+    @classmethod
+    def open(cls, db_url: str | None = None, *, playbooks: str | Path | None = None,
+             channels: str | Path | None = None, **kw: Any) -> Soar:
+        """Store (`db_url`, else MDR_DB_URL, else out/soar.db), playbooks and channels from their defaults."""
+        chans = load_channels(channels)
+        pbs = load_playbooks(playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
+        return cls(TicketStore(db_url), pbs, chans, **kw)
+
+    def act(self, inc: Incident) -> ActResult:
+        """Take one incident update from the core."""
+        if inc.status == "merged" and inc.merged_into:
+            survivor = self.store.merge_incident(inc)
+            return ActResult(inc.incident_id, survivor.id if survivor else None, merged_into=inc.merged_into)
+        names = [p.name for p in self.playbooks.select(inc)]
+        up = self.store.upsert_incident(inc, playbooks=names)
+        for run_id, _ in up.runs:
+            self.runner.schedule(run_id)
+        return ActResult(inc.incident_id, up.ticket.id, up.created, up.changes, [n for _, n in up.runs])
+
+    def act_many(self, incidents: list[Incident]) -> list[ActResult]:
+        """Several updates; survivors before the incidents merged into them."""
+        ordered = sorted(incidents, key=lambda i: i.status == "merged")
+        return [self.act(i) for i in ordered]
+
+    def tick(self, now: datetime | None = None) -> list[Escalation]:
+        """Periodic work: resume due runs, time out approvals, escalate overdue tickets."""
+        self.runner.poll(now)
+        return self.escalator.check(now)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.channels.close()
+        self.store.close()
+
+
+# ---- module-level entry point ----------------------------------------------------------------------------
+_default: Soar | None = None
+_default_lock = threading.Lock()
+
+
+def act(incident: Incident, soar: Soar | None = None) -> ActResult:
+    """Open/update the incident's ticket and start its playbook(s) with `soar` or a default instance."""
+    global _default
+    if soar is None:
+        with _default_lock:
+            if _default is None:
+                _default = Soar.open()
+            soar = _default
+    return soar.act(incident)
+
+
+# ---- adapters --------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class ReplayTickets:
+    path: Path
+    tickets: int
+    created: int
+    runs_started: int
+    settled: bool
+    errors: list[str]
+
+
+def act_on_replay(res: Any, out_dir: str | Path, db_url: str | None = None, *,
+                  playbooks: str | Path | None = None, channels: str | Path | None = None, workers: int = 8,
+                  drain_timeout: float = 120.0) -> ReplayTickets:
+    """Tickets and playbooks for a replay's incidents (a `pipeline.replay.ReplayResult`); writes
+    `tickets.jsonl` into `out_dir`. Raw records of the replay's alerts are available to `collect` steps."""
+    out = Path(out_dir)
+    by_id = {a.alert_id: a for a in res.alerts}
+    soar = Soar.open(db_url or db.default_url(out), playbooks=playbooks, channels=channels,
+                     evidence=by_id.get, workers=workers)
+    try:
+        results = soar.act_many(res.sorted_incidents())
+        settled = soar.runner.drain(drain_timeout)
+        soar.escalator.check()
+        ids = sorted({r.ticket_id for r in results if r.ticket_id is not None and r.merged_into is None})
+        path = out / "tickets.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            for tid in ids:
+                t = soar.store.get(tid)
+                if t is not None:
+                    fh.write(orjson.dumps(soar.store.export(t)) + b"\n")
+        return ReplayTickets(path, len(ids), sum(r.created for r in results),
+                             sum(len(r.playbooks) for r in results), settled,
+                             [str(e) for e in soar.playbooks.errors])
+    finally:
+        soar.close()
+
+
+def dry_run(inc: Incident, playbooks: PlaybookSet, channels: Channels, store: TicketStore | None = None,
+            only: str | None = None) -> list[tuple[Playbook, list[tuple[Step, StepResult]]]]:
+    """What the incident's playbooks would do: each step's condition, parameters and outgoing request,
+    without sending anything or writing to the store (`channels` should be loaded with dry_run=True)."""
+    now = utcnow()
+    t = (store.get(inc.incident_id) if store else None) or Ticket(
+        id=0, incident_id=inc.incident_id, tenant_id=inc.tenant_id, title=inc.title, category=inc.category,
+        priority=inc.priority, status="new", incident=to_builtins(inc), sla_due=sla.due(now, inc.priority),
+        external={}, created_at=now, first_seen=inc.first_seen, last_seen=inc.last_seen, escalation_level=0)
+    chosen = [playbooks.playbooks[only]] if only else playbooks.select(inc)
+    out = []
+    for pb in chosen:
+        context: dict[str, Any] = {}
+        results = []
+        for step in pb.steps:
+            ctx = StepContext(store, channels, playbooks.templates, t, inc,
+                              step_context(t, inc, pb, context, now), now, dry_run=True)
+            res = evaluate(step, ctx)
+            context[step.id] = {"status": res.status, **res.data}
+            results.append((step, res))
+        out.append((pb, results))
+    return out

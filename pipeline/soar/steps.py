@@ -1,0 +1,267 @@
+"""The step actions. Each handler takes the run's `StepContext`, the step and its rendered parameters and
+returns a `StepResult`; connector errors become failed results (retryable or not), an unconfigured channel
+a skipped one, and a busy channel (its bulkhead full) raises `Busy` so the runner comes back shortly.
+Connector calls are made with the step's timeout and without inline retries: the runner retries the step
+with backoff through the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pipeline.schema import Alert, Incident
+from pipeline.soar.connectors import (
+    ChannelUnavailable,
+    Channels,
+    Connector,
+    ConnectorError,
+    DryRun,
+    Message,
+    TicketInfo,
+)
+from pipeline.soar.connectors.base import NO_RETRY
+from pipeline.soar.models import Ticket
+from pipeline.soar.playbooks import Step
+from pipeline.soar.templates import Templates
+
+if TYPE_CHECKING:
+    from pipeline.soar.sla import Escalator
+    from pipeline.soar.tickets import TicketStore
+
+RAW_LIMIT = 4096
+Evidence = Callable[[str], Alert | None]
+Enricher = Callable[[Incident], dict[str, Any]]
+
+
+class Busy(Exception):  # noqa: N818 - a control-flow signal
+    """The channel's concurrency limit is reached; try the step again shortly."""
+
+
+@dataclass(slots=True)
+class StepResult:
+    status: str  # ok | failed | skipped | waiting | denied | dry-run
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False
+
+
+@dataclass(slots=True)
+class StepContext:
+    store: TicketStore | None
+    channels: Channels
+    templates: Templates
+    ticket: Ticket
+    incident: Incident
+    vars: dict[str, Any]
+    now: datetime
+    approval: dict[str, Any] | None = None
+    evidence: Evidence | None = None
+    enrichers: dict[str, Enricher] = field(default_factory=dict)
+    escalator: Escalator | None = None
+    dry_run: bool = False
+
+    @contextmanager
+    def use(self, channel: str) -> Iterator[Connector]:
+        conn = self.channels.get(str(channel), self.ticket.tenant_id)
+        if not conn.slots.acquire(blocking=False):
+            raise Busy(channel)
+        try:
+            yield conn
+        finally:
+            conn.slots.release()
+
+
+def evaluate(step: Step, ctx: StepContext) -> StepResult:
+    """The step's `when:` condition, then the step itself."""
+    if step.when:
+        try:
+            if not ctx.templates.truthy(step.when, ctx.vars):
+                return StepResult("skipped", f"condition false: {step.when}")
+        except Exception as e:
+            return StepResult("failed", f"condition {step.when!r}: {type(e).__name__}: {e}")
+    return run_step(step, ctx)
+
+
+def run_step(step: Step, ctx: StepContext) -> StepResult:
+    """Render the parameters and run the step's action (exceptions become results)."""
+    try:
+        params = ctx.templates.value(step.params, ctx.vars)
+        return HANDLERS[step.action](ctx, step, params)
+    except Busy:
+        raise
+    except DryRun as d:
+        return StepResult("dry-run", f"would send {d.request['method']} {d.request['url']}", {"request": d.request})
+    except ChannelUnavailable as e:
+        return StepResult("skipped", f"channel unavailable: {e}")
+    except ConnectorError as e:
+        return StepResult("failed", str(e), retryable=e.retryable)
+    except Exception as e:  # a bug or bad data in one step must not lose the run
+        return StepResult("failed", f"{type(e).__name__}: {e}")
+
+
+def _message(ctx: StepContext, params: dict[str, Any], kind: str = "incident") -> Message:
+    inc, t = ctx.incident, ctx.ticket
+    if "template" in params:
+        text = ctx.templates.render_file(str(params["template"]), ctx.vars)
+    else:
+        text = str(params.get("text") or "")
+    title = str(params.get("title") or f"[{t.priority}] {inc.title}")
+    return Message(title=title, text=text.strip(), priority=t.priority, tenant=t.tenant_id,
+                   incident_id=t.incident_id, ticket_id=t.id, kind=kind)
+
+
+def _listify(v: Any) -> list[str]:
+    if v is None:
+        return []
+    items = re.split(r"[,\s]+", v) if isinstance(v, str) else list(v)
+    return list(dict.fromkeys(str(x).strip() for x in items if str(x).strip()))
+
+
+# ---- handlers ------------------------------------------------------------------------------------------
+def do_notify(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    msg = _message(ctx, p)
+    with ctx.use(p["channel"]) as conn:
+        data = conn.notify(msg, timeout=step.timeout, retry=NO_RETRY)
+    return StepResult("ok", f"notice sent to {p['channel']} ({conn.type})", {"channel": p["channel"], **data})
+
+
+def do_enrich(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    inc, out, parts = ctx.incident, {}, []
+    if "asset" in p["sources"]:
+        asset: dict[str, Any] = {"hosts": inc.entities.hosts, "dst_ips": inc.entities.dst_ips}
+        if inc.asset is not None:
+            asset["inventory"] = ctx.vars["incident"].get("asset")
+        if "asset" in ctx.enrichers:
+            asset.update(ctx.enrichers["asset"](inc))
+        out["asset"] = asset
+        parts.append(f"asset {inc.asset.name} ({inc.asset.criticality})" if inc.asset
+                     else f"hosts {', '.join(inc.entities.hosts[:3]) or 'unknown'}")
+    if "intel" in p["sources"]:
+        intel = list(ctx.vars["incident"].get("intel", []))
+        if "intel" in ctx.enrichers:
+            intel += ctx.enrichers["intel"](inc).get("intel", [])
+        out["intel"] = intel
+        parts.append(f"{len(intel)} intel hits")
+    if "related" in p["sources"] and ctx.store is not None:
+        out["related"] = ctx.store.related(ctx.ticket, int(p["related_limit"]))
+        parts.append(f"{len(out['related'])} related tickets")
+    return StepResult("ok", "enriched: " + ", ".join(parts), out)
+
+
+def do_collect(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    ids = ctx.incident.alert_ids[: p["limit"]] if p["alerts"] else []
+    raw: dict[str, str] = {}
+    if p["raw"] and ctx.evidence is not None:
+        for aid in ids:
+            a = ctx.evidence(aid)
+            if a is not None and a.raw:
+                raw[aid] = a.raw[:RAW_LIMIT]
+    note = "" if ctx.evidence is not None or not p["raw"] else " (raw records not available to this runner)"
+    return StepResult("ok", f"evidence: {len(ids)} of {len(ctx.incident.alert_ids)} alert ids, "
+                            f"{len(raw)} raw records{note}",
+                      {"alert_ids": ids, "alert_total": len(ctx.incident.alert_ids), "raw": raw})
+
+
+def ticket_info(ctx: StepContext, text: str) -> TicketInfo:
+    inc, t = ctx.incident, ctx.ticket
+    obs = [("ip", v) for v in inc.entities.src_ips[:50]] + [("hostname", v) for v in inc.entities.hosts[:20]]
+    obs += [("url", v) for v in inc.entities.urls[:20]] + [("domain", v) for v in inc.entities.domains[:20]]
+    obs += [("filename", v) for v in inc.entities.files[:20]]
+    return TicketInfo(ticket_id=t.id, incident_id=t.incident_id, tenant=t.tenant_id, title=inc.title, text=text,
+                      priority=t.priority, category=inc.category,
+                      created_ms=int(t.created_at.timestamp() * 1000),
+                      tags=["mdr", f"tenant:{t.tenant_id}", f"category:{inc.category}", *inc.attack[:10]],
+                      observables=obs)
+
+
+def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    t, action, channel = ctx.ticket, p["action"], p.get("channel")
+    if "template" in p or "text" in p:
+        text = _message(ctx, p).text
+    else:
+        text = ctx.templates.render_file("ticket", ctx.vars) if ctx.templates.has("ticket") else ctx.incident.title
+    external = dict(t.external or {})
+    if action == "escalate" and not channel:
+        if ctx.dry_run or ctx.escalator is None:
+            return StepResult("dry-run" if ctx.dry_run else "skipped", "would escalate the ticket")
+        esc = ctx.escalator.escalate_now(t, str(p.get("reason") or text))
+        return StepResult("ok", f"escalated to tier {esc.tier}" if esc else "already escalated",
+                          {"tier": esc.tier, "notices": esc.notices} if esc else {})
+    with ctx.use(channel) as conn:
+        if action == "open":
+            if channel in external:
+                return StepResult("ok", f"already open in {channel}: {external[channel]}", external[channel])
+            ref = conn.open_ticket(ticket_info(ctx, text), timeout=step.timeout, retry=NO_RETRY)
+        else:
+            if channel not in external and not ctx.dry_run:
+                return StepResult("failed", f"no {channel} ticket to {action}; open it first")
+            old = external.get(channel) or {"alert_id": "(new)", "key": "(new)"}
+            fn = conn.update_ticket if action == "update" else conn.escalate_ticket
+            ref = {**old, **fn(old, text, timeout=step.timeout, retry=NO_RETRY)}
+    if ctx.store is not None:
+        ctx.store.set_external(t.id, channel, {k: v for k, v in ref.items() if k != "comment_id"})
+    t.external = {**external, channel: ref}
+    return StepResult("ok", f"{action} in {channel}: {ref}", {"channel": channel, **ref})
+
+
+def _per_target(ctx: StepContext, step: Step, p: dict[str, Any], key: str,
+                call: Callable[[Connector, str], dict[str, Any]]) -> StepResult:
+    targets = _listify(p[key])
+    if not targets:
+        return StepResult("skipped", f"nothing to act on ({key} is empty)")
+    done, failed, retryable = [], [], False
+    with ctx.use(p["channel"]) as conn:
+        for target in targets:
+            try:
+                done.append(call(conn, target))
+            except ConnectorError as e:
+                failed.append({"target": target, "error": str(e)})
+                retryable = retryable or e.retryable
+    data = {"channel": p["channel"], "done": done, "failed": failed}
+    if failed:
+        return StepResult("failed", f"{step.action}: {len(failed)} of {len(targets)} failed: "
+                                    f"{failed[0]['error']}", data, retryable)
+    return StepResult("ok", f"{step.action}: {', '.join(targets)} via {p['channel']}", data)
+
+
+def do_block_ip(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
+    return _per_target(ctx, step, p, "ips", lambda c, ip: c.block_ip(
+        ip, duration=float(p["duration"]), reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout,
+        retry=NO_RETRY))
+
+
+def do_isolate_host(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
+    return _per_target(ctx, step, p, "hosts", lambda c, h: c.isolate_host(
+        h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY))
+
+
+def do_wait_approval(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
+    a = ctx.approval or {}
+    if a.get("step") == step.id and a.get("decision"):
+        by = a.get("by", "?")
+        data = {"approved": a["decision"] == "approve", "by": by, "comment": a.get("comment")}
+        if data["approved"]:
+            return StepResult("ok", f"approved by {by}", data)
+        return StepResult("denied", f"denied by {by}" + ("" if p["on_deny"] == "stop" else "; continuing"),
+                          data)
+    if ctx.dry_run:
+        return StepResult("dry-run", f"would wait for approval: {p['prompt']} (dry run assumes approval)",
+                          {"approved": True})
+    deadline = ctx.now + timedelta(seconds=float(p["timeout"]))
+    return StepResult("waiting", f"waiting for approval until {deadline:%Y-%m-%d %H:%M UTC}: {p['prompt']} "
+                                 f"(mdr tickets approve|deny {ctx.ticket.id})",
+                      {"step": step.id, "prompt": str(p["prompt"]), "deadline": deadline.isoformat(),
+                       "on_timeout": p["on_timeout"], "requested_at": ctx.now.isoformat()})
+
+
+HANDLERS: dict[str, Callable[[StepContext, Step, dict[str, Any]], StepResult]] = {
+    "notify": do_notify, "enrich": do_enrich, "collect": do_collect, "ticket": do_ticket,
+    "block_ip": do_block_ip, "isolate_host": do_isolate_host, "wait_approval": do_wait_approval,
+}
