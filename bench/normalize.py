@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 
+from pipeline.runtime import tune_gc
+
 try:
     from pipeline.dedup import Dedup
 except ImportError:  # the dedup stage is not there yet
@@ -83,6 +85,7 @@ def bench(fmt: str, lines: list[str], repeat: int) -> list[tuple[str, float, int
     # The input stands for a stream: keep the cyclic GC from walking 200k held records on every full pass.
     gc.collect()
     gc.freeze()
+    tune_gc()  # as the worker and `mdr replay` run
 
     def floor() -> tuple[int, int]:
         loads = orjson.loads

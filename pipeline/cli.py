@@ -14,11 +14,14 @@ from rich.table import Table
 
 from pipeline import paths
 from pipeline.context.cli import assets_app, build_context, intel_app
+from pipeline.soar.cli import playbooks_app, tickets_app
 
 app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 rules_app = typer.Typer(help="Use-case authoring: validate and test.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.add_typer(tickets_app, name="tickets")
+app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
 console = Console(stderr=True)
@@ -45,7 +48,8 @@ def load_rules(path: str | None):
 @app.command()
 def formats() -> None:
     """List the input formats (normalizers) this build knows."""
-    from pipeline.normalize.registry import get, formats as names
+    from pipeline.normalize.registry import formats as names
+    from pipeline.normalize.registry import get
 
     t = Table("format", "product", "vendor", "family")
     for n in names():
@@ -66,13 +70,17 @@ def replay(
     assets: Annotated[Path | None, typer.Option(help="Asset inventory (YAML/CSV) of --tenant")] = None,
     intel: Annotated[list[Path] | None, typer.Option(help="Intel feed (STIX/MISP/CSV); repeatable")] = None,
     escort: Annotated[Path | None, typer.Option(help="Escort calendar (YAML/CSV) of --tenant")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Ticket store URL (default: MDR_DB_URL, else "
+                                           "soar.db in --out)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
+    from pipeline.runtime import tune_gc
     from pipeline.engine import Core
     from pipeline.normalize.reader import expand
     from pipeline.normalize.registry import formats as names
     from pipeline.replay import replay as run
     from pipeline.replay import write_outputs
+    from pipeline.soar.cli import replay_tickets
 
     if fmt is not None and fmt not in names():
         fail(f"unknown format {fmt!r}; known: {', '.join(names())}")
@@ -82,6 +90,7 @@ def replay(
         fail(f"no such file or directory: {e}")
     if not files:
         fail("no input files found")
+    tune_gc()
     ucs = load_rules(usecases)
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
@@ -95,6 +104,7 @@ def replay(
     else:
         res = run(files, core, tenant, host, fmt)
     written = write_outputs(res, out)
+    written["tickets"] = replay_tickets(res, out, db)
     _summary(res)
     for name, p in written.items():
         console.print(f"{name:>11}: {p}")

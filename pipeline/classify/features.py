@@ -154,19 +154,20 @@ def _percent_decode(buf: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.nd
     return out[keep], seg[keep]
 
 
-def _classes() -> np.ndarray:
-    """Byte -> character class indicator matrix (256 x classes), columns in `_CLASS_NAMES` order."""
-    groups = ["&", "'\"", "<>", "()", ";", "#", "=", " ", "/\\", ".", "%", "0123456789",
-              "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
-    m = np.zeros((256, len(groups) + 1), dtype=np.float32)
-    for k, chars in enumerate(groups):
-        m[[ord(c) for c in chars], k] = 1.0
-    m[128:, len(groups)] = 1.0  # non-ASCII bytes
-    return m
+def _class_table() -> np.ndarray:
+    """Byte -> character class (disjoint classes, `_CLASSES` order; the last one is "other")."""
+    lut = np.full(256, len(_CLASSES) - 1, dtype=np.int64)
+    for k, chars in enumerate(_CLASSES[:-2]):
+        lut[list(chars.encode())] = k
+    lut[128:] = len(_CLASSES) - 2
+    return lut
 
 
-_CLASSES = _classes()
-# ARG_FEATURES columns filled straight from a class count (class index -> feature index).
+_CLASSES = ("&", "'\"", "<>", "()", ";", "#", "=", " ", "/\\", ".", "%", "0123456789",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "non-ascii", "other")
+_CLASS_OF = _class_table()
+_NC = len(_CLASSES)
+# ARG_FEATURES columns that are plain class counts: (class index, feature index).
 _CLASS_TO_ARG = ((1, 3), (2, 4), (3, 5), (4, 6), (6, 8), (7, 9), (8, 10), (9, 11), (10, 12), (14, 16))
 
 
@@ -184,20 +185,20 @@ def arg_matrix(raws: Sequence[bytes]) -> np.ndarray:
     nz = np.flatnonzero(flat)
     cnt = flat[nz].astype(np.float64)
     hlog = np.bincount(nz >> 8, weights=cnt * np.log2(cnt), minlength=n)
-    classes = flat.reshape(n, 256).astype(np.float32) @ _CLASSES
-    length = np.bincount(seg, minlength=n).astype(np.float64)
+    cls = np.bincount(seg * _NC + _CLASS_OF[dec], minlength=n * _NC).reshape(n, _NC).astype(np.float64)
+    length = cls.sum(axis=1)
     has = length > 0
     safe = np.where(has, length, 1.0)
     out[:, 0] = length
-    out[:, 1] = np.where(has, classes[:, 0] + 1, 0.0)
+    out[:, 1] = np.where(has, cls[:, 0] + 1, 0.0)
     out[:, 2] = np.where(has, np.log2(safe) - hlog / safe, 0.0)
     for c, k in _CLASS_TO_ARG:
-        out[:, k] = classes[:, c]
+        out[:, k] = cls[:, c]
     pair = (seg[:-1] == seg[1:]) & (((dec[:-1] == 45) & (dec[1:] == 45)) | ((dec[:-1] == 47) & (dec[1:] == 42)))
-    out[:, 7] = classes[:, 5] + np.bincount(seg[:-1][pair], minlength=n)
-    out[:, 13] = classes[:, 11] / safe
-    out[:, 14] = classes[:, 12] / safe
-    out[:, 15] = (length - classes[:, 13]) / safe
+    out[:, 7] = cls[:, 5] + np.bincount(seg[:-1][pair], minlength=n)
+    out[:, 13] = cls[:, 11] / safe
+    out[:, 14] = cls[:, 12] / safe
+    out[:, 15] = (length - cls[:, 11] - cls[:, 12] - cls[:, 13]) / safe
     return out
 
 

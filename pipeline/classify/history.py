@@ -24,6 +24,7 @@ WINDOWS = (60.0, 600.0, 3600.0)
 WINDOW_NAMES = ("1m", "10m", "1h")
 GAP_CAP = 86400.0
 RARITY_TAU = 86400.0  # time constant of the tenant rule frequencies
+RARITY_STEP = 60.0  # decay is applied in steps of this many seconds
 HISTORY_FEATURES = tuple(f"src_{kind}_{w}" for w in WINDOW_NAMES for kind in ("alerts", "rules", "targets")) + (
     "src_gap",)
 NO_HISTORY = [0.0] * (len(HISTORY_FEATURES) - 1) + [math.log1p(GAP_CAP)]
@@ -119,19 +120,20 @@ def _drop(c: Counter[str], key: str) -> None:
 
 
 class TenantRules:
-    """A tenant's rule frequencies, exponentially decayed in event time (time constant `RARITY_TAU`).
+    """A tenant's rule frequencies, decayed in event time (time constant `RARITY_TAU`, in `RARITY_STEP` steps).
 
-    Rarity of a rule = log(1 + decayed tenant alerts) - log(1 + decayed tenant alerts carrying the rule). Sums
-    are kept scaled by exp((t - anchor) / tau), so shares need no per-alert decay step. Alerts at the newest time
-    wait in `pend` (strictly-earlier semantics). A late alert is added at its own time but sees the sums as they
-    stand, later alerts included (a documented approximation for out-of-order input)."""
+    Rarity of a rule = log(1 + decayed tenant alerts) - log(1 + decayed tenant alerts carrying the rule). Counts
+    are kept in units of the current step: an alert adds 1 to each of its rules, and crossing k steps multiplies
+    everything by exp(-k * RARITY_STEP / RARITY_TAU). Alerts at the newest time wait in `pend` (strictly-earlier
+    semantics). A late alert is added with its own step's weight but sees the counts as they stand, later alerts
+    included (a documented approximation for out-of-order input)."""
 
-    __slots__ = ("anchor", "counts", "pend", "pend_t", "total")
+    __slots__ = ("counts", "pend", "pend_t", "step", "total")
 
     def __init__(self) -> None:
-        self.anchor: float | None = None
-        self.counts: dict[str, float] = {}
+        self.counts: Counter[str] = Counter()
         self.total = 0.0
+        self.step: int | None = None
         self.pend: list[tuple[str, ...]] = []
         self.pend_t = -math.inf
 
@@ -139,9 +141,11 @@ class TenantRules:
         """(rarity of the first rule, rarity of the rarest rule) at time t, then record the alert."""
         if t > self.pend_t:
             for r in self.pend:
-                self._add(self.pend_t, r)
+                self.counts.update(r)
+            self.total += len(self.pend)
             self.pend = []
             self.pend_t = t
+            self._advance(int(t // RARITY_STEP))
         if rules:
             base = math.log1p(self.total)
             get = self.counts.get
@@ -150,25 +154,21 @@ class TenantRules:
         else:
             first = rarest = 0.0
         if t < self.pend_t:
-            self._add(t, rules)
+            w = math.exp(-(self.step - int(t // RARITY_STEP)) * RARITY_STEP / RARITY_TAU)  # type: ignore[operator]
+            for r in rules:
+                self.counts[r] += w
+            self.total += w
         else:
             self.pend.append(rules)
         return first, rarest
 
-    def _add(self, t: float, rules: tuple[str, ...]) -> None:
-        if self.anchor is None:
-            self.anchor = t
-        x = (t - self.anchor) / RARITY_TAU
-        if x > 50.0:  # rescale before the weights grow out of range
-            f = math.exp(-x)
-            self.counts = {k: v * f for k, v in self.counts.items()}
+    def _advance(self, step: int) -> None:
+        if self.step is not None and step > self.step:
+            f = math.exp(-(step - self.step) * RARITY_STEP / RARITY_TAU)
+            self.counts = Counter({k: v * f for k, v in self.counts.items() if v * f > 1e-6})
             self.total *= f
-            self.anchor, x = t, 0.0
-        w = math.exp(x)
-        self.total += w
-        c = self.counts
-        for r in rules:
-            c[r] = c.get(r, 0.0) + w
+        if self.step is None or step > self.step:
+            self.step = step
 
 
 @dataclass(slots=True)

@@ -89,7 +89,7 @@ def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MIS
 def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, URL or file hash")],
                  tenant: Annotated[str | None, typer.Option(help="Tenant (its feeds + global feeds)")] = None
                  ) -> None:
-    """Which saved indicators match a value (at any time; the table says whether each is valid now)."""
+    """Which saved indicators match a value (at any time); one tab-separated line per indicator."""
     from pipeline.context.intel import guess_kind, normalize
     from pipeline.context.store import Context
 
@@ -101,16 +101,16 @@ def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, UR
         raise typer.Exit(2) from None
     kind = "hash" if kind not in ("ip", "cidr", "domain", "url") else kind
     now = int(datetime.now(UTC).timestamp())
-    t = Table("indicator", "type", "source", "confidence", "tags", "valid from", "valid until", "valid now")
     n = 0
     for s in ctx.intel_sets(tenant or ""):
         for ind, e in s.lookup(kind, key, None):
             n += 1
-            valid = (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5])
-            conf = "" if e[2] is None else str(e[2])
-            t.add_row(ind, e[0], e[1], conf, ", ".join(e[3]), _ts(e[4]), _ts(e[5]), "yes" if valid else "no")
-    out.print(t)
+            state = "valid" if (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5]) else "not valid now"
+            conf = "-" if e[2] is None else str(e[2])
+            typer.echo(f"{ind}\t{e[0]}\tsource={e[1]}\tconfidence={conf}\ttags={','.join(e[3])}\t"
+                       f"valid={_ts(e[4])}..{_ts(e[5])}\t{state}")
     if not n:
+        err.print(f"no indicator matches {value!r}")
         raise typer.Exit(1)
 
 

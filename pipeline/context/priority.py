@@ -158,7 +158,7 @@ def _base_reason(inc: Incident) -> str:
 
 def _intel_reason(hits: list[IntelHit]) -> tuple[bool, str]:
     strong = [h for h in hits if h.confidence is None or h.confidence >= INTEL_MIN_CONFIDENCE]
-    h = (strong or hits)[0]
+    h = max(strong or hits, key=lambda x: INTEL_MIN_CONFIDENCE if x.confidence is None else x.confidence)
     conf = "" if h.confidence is None else f", confidence {h.confidence}"
     more = f" (+{len(hits) - 1} more hits)" if len(hits) > 1 else ""
     text = f"threat intel: {h.type} {h.indicator!r} in {h.field} from {h.source}{conf}{more}"

@@ -37,18 +37,39 @@ class ActResult:
 
 
 class Soar:
-    def __init__(self, store: TicketStore, playbooks: PlaybookSet, channels: Channels, *, workers: int = 8,
-                 evidence: Evidence | None = None, enrichers: dict[str, Enricher] | None = None):
+    def __init__(
+        self,
+        store: TicketStore,
+        playbooks: PlaybookSet,
+        channels: Channels,
+        *,
+        workers: int = 8,
+        evidence: Evidence | None = None,
+        enrichers: dict[str, Enricher] | None = None,
+    ):
         self.store = store
         self.playbooks = playbooks
         self.channels = channels
         self.escalator = Escalator(store, channels, playbooks.templates)
-        self.runner = Runner(store, playbooks, channels, workers=workers, evidence=evidence,
-                             enrichers=enrichers, escalator=self.escalator)
+        self.runner = Runner(
+            store,
+            playbooks,
+            channels,
+            workers=workers,
+            evidence=evidence,
+            enrichers=enrichers,
+            escalator=self.escalator,
+        )
 
     @classmethod
-    def open(cls, db_url: str | None = None, *, playbooks: str | Path | None = None,
-             channels: str | Path | None = None, **kw: Any) -> Soar:
+    def open(
+        cls,
+        db_url: str | None = None,
+        *,
+        playbooks: str | Path | None = None,
+        channels: str | Path | None = None,
+        **kw: Any,
+    ) -> Soar:
         """Store (`db_url`, else MDR_DB_URL, else out/soar.db), playbooks and channels from their defaults."""
         chans = load_channels(channels)
         pbs = load_playbooks(playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
@@ -108,15 +129,27 @@ class ReplayTickets:
     errors: list[str]
 
 
-def act_on_replay(res: Any, out_dir: str | Path, db_url: str | None = None, *,
-                  playbooks: str | Path | None = None, channels: str | Path | None = None, workers: int = 8,
-                  drain_timeout: float = 120.0) -> ReplayTickets:
+def act_on_replay(
+    res: Any,
+    out_dir: str | Path,
+    db_url: str | None = None,
+    *,
+    playbooks: str | Path | None = None,
+    channels: str | Path | None = None,
+    workers: int = 8,
+    drain_timeout: float = 120.0,
+) -> ReplayTickets:
     """Tickets and playbooks for a replay's incidents (a `pipeline.replay.ReplayResult`); writes
     `tickets.jsonl` into `out_dir`. Raw records of the replay's alerts are available to `collect` steps."""
     out = Path(out_dir)
     by_id = {a.alert_id: a for a in res.alerts}
-    soar = Soar.open(db_url or db.default_url(out), playbooks=playbooks, channels=channels,
-                     evidence=by_id.get, workers=workers)
+    soar = Soar.open(
+        db_url or db.default_url(out),
+        playbooks=playbooks,
+        channels=channels,
+        evidence=by_id.get,
+        workers=workers,
+    )
     try:
         results = soar.act_many(res.sorted_incidents())
         settled = soar.runner.drain(drain_timeout)
@@ -129,30 +162,60 @@ def act_on_replay(res: Any, out_dir: str | Path, db_url: str | None = None, *,
                 t = soar.store.get(tid)
                 if t is not None:
                     fh.write(orjson.dumps(soar.store.export(t)) + b"\n")
-        return ReplayTickets(path, len(ids), sum(r.created for r in results),
-                             sum(len(r.playbooks) for r in results), settled,
-                             [str(e) for e in soar.playbooks.errors])
+        return ReplayTickets(
+            path,
+            len(ids),
+            sum(r.created for r in results),
+            sum(len(r.playbooks) for r in results),
+            settled,
+            [str(e) for e in soar.playbooks.errors],
+        )
     finally:
         soar.close()
 
 
-def dry_run(inc: Incident, playbooks: PlaybookSet, channels: Channels, store: TicketStore | None = None,
-            only: str | None = None) -> list[tuple[Playbook, list[tuple[Step, StepResult]]]]:
+def dry_run(
+    inc: Incident,
+    playbooks: PlaybookSet,
+    channels: Channels,
+    store: TicketStore | None = None,
+    only: str | None = None,
+) -> list[tuple[Playbook, list[tuple[Step, StepResult]]]]:
     """What the incident's playbooks would do: each step's condition, parameters and outgoing request,
     without sending anything or writing to the store (`channels` should be loaded with dry_run=True)."""
     now = utcnow()
     t = (store.get(inc.incident_id) if store else None) or Ticket(
-        id=0, incident_id=inc.incident_id, tenant_id=inc.tenant_id, title=inc.title, category=inc.category,
-        priority=inc.priority, status="new", incident=to_builtins(inc), sla_due=sla.due(now, inc.priority),
-        external={}, created_at=now, first_seen=inc.first_seen, last_seen=inc.last_seen, escalation_level=0)
+        id=0,
+        incident_id=inc.incident_id,
+        tenant_id=inc.tenant_id,
+        title=inc.title,
+        category=inc.category,
+        priority=inc.priority,
+        status="new",
+        incident=to_builtins(inc),
+        sla_due=sla.due(now, inc.priority),
+        external={},
+        created_at=now,
+        first_seen=inc.first_seen,
+        last_seen=inc.last_seen,
+        escalation_level=0,
+    )
     chosen = [playbooks.playbooks[only]] if only else playbooks.select(inc)
     out = []
     for pb in chosen:
         context: dict[str, Any] = {}
         results = []
         for step in pb.steps:
-            ctx = StepContext(store, channels, playbooks.templates, t, inc,
-                              step_context(t, inc, pb, context, now), now, dry_run=True)
+            ctx = StepContext(
+                store,
+                channels,
+                playbooks.templates,
+                t,
+                inc,
+                step_context(t, pb, context, now, channels),
+                now,
+                dry_run=True,
+            )
             res = evaluate(step, ctx)
             context[step.id] = {"status": res.status, **res.data}
             results.append((step, res))

@@ -32,7 +32,7 @@ def normalize_url(url: str) -> str:
     """postgres:// and postgresql:// use psycopg 3 (the driver this project installs)."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -42,8 +42,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
-                               pool_size=pool_size, max_overflow=pool_size)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
         _sqlite_pragmas(engine)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -77,8 +81,9 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any],
-                  keys: list[str]) -> int:
+def insert_ignore(
+    session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]
+) -> int:
     """INSERT ... ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
     if not rows:
         return 0

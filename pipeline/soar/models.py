@@ -139,4 +139,3 @@ class PendingMerge(Base):
     title: Mapped[str] = mapped_column(String(500))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-

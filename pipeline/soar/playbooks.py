@@ -86,15 +86,21 @@ class Trigger:
     default: bool = False
 
     def matches(self, inc: Incident) -> bool:
-        return ((not self.use_cases or any(u in self.use_cases for u in inc.use_cases))
-                and (not self.categories or inc.category in self.categories)
-                and (not self.priorities or inc.priority in self.priorities)
-                and (not self.tenants or inc.tenant_id in self.tenants))
+        return (
+            (not self.use_cases or any(u in self.use_cases for u in inc.use_cases))
+            and (not self.categories or inc.category in self.categories)
+            and (not self.priorities or inc.priority in self.priorities)
+            and (not self.tenants or inc.tenant_id in self.tenants)
+        )
 
     @property
     def specificity(self) -> int:
-        return (8 * bool(self.use_cases) + 4 * bool(self.tenants) + 2 * bool(self.categories)
-                + bool(self.priorities))
+        return (
+            8 * bool(self.use_cases)
+            + 4 * bool(self.tenants)
+            + 2 * bool(self.categories)
+            + bool(self.priorities)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,7 @@ class PlaybookSet:
 # ---- loading -------------------------------------------------------------------------------------------
 class _LineDict(dict):  # type: ignore[type-arg]
     line = 0
-    key_lines: dict[str, int]  # noqa: RUF012 - set per instance by the loader
+    key_lines: dict[str, int]
 
 
 class _Loader(yaml.SafeLoader):
@@ -176,8 +182,13 @@ def playbook_files(path: str | Path) -> list[Path]:
     p = Path(path)
     if p.is_file():
         return [p]
-    return sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.name != CHANNELS_FILE
-                  and "templates" not in f.relative_to(p).parts)
+    return sorted(
+        f
+        for f in p.rglob("*")
+        if f.suffix in (".yaml", ".yml")
+        and f.name != CHANNELS_FILE
+        and "templates" not in f.relative_to(p).parts
+    )
 
 
 def load_playbooks(path: str | Path | None = None, *, channels: set[str] | None = None) -> PlaybookSet:
@@ -213,8 +224,11 @@ def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
             continue
         if pb.name in pbs.playbooks:
             other = pbs.playbooks[pb.name]
-            pbs.errors.append(PlaybookError(pb.path, pb.line, f"duplicate playbook name {pb.name!r} "
-                                                              f"(also {other.path}:{other.line})"))
+            pbs.errors.append(
+                PlaybookError(
+                    pb.path, pb.line, f"duplicate playbook name {pb.name!r} (also {other.path}:{other.line})"
+                )
+            )
             continue
         pbs.playbooks[pb.name] = pb
 
@@ -222,8 +236,9 @@ def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
 class _Parser:
     """Turns one YAML document into a Playbook, recording every problem with its line."""
 
-    def __init__(self, path: str, templates: Templates, channels: set[str] | None,
-                 errors: list[PlaybookError]):
+    def __init__(
+        self, path: str, templates: Templates, channels: set[str] | None, errors: list[PlaybookError]
+    ):
         self.path, self.templates, self.channels, self.errors = path, templates, channels, errors
 
     def err(self, line: int, msg: str) -> None:
@@ -238,7 +253,9 @@ class _Parser:
                 self.err(_line(doc, k), f"unknown key {k!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
         name = doc.get("name")
         if not isinstance(name, str) or not NAME.match(name):
-            self.err(_line(doc, "name"), f"name must be lower-case letters, digits, '-', '_' or '.': {name!r}")
+            self.err(
+                _line(doc, "name"), f"name must be lower-case letters, digits, '-', '_' or '.': {name!r}"
+            )
             name = "?"
         trigger = self.trigger(doc.get("trigger") or {})
         defaults = doc.get("defaults") or {}
@@ -263,10 +280,16 @@ class _Parser:
             return Trigger()
         for k in t:
             if k not in TRIGGER_KEYS:
-                self.err(_line(t, k), f"trigger: unknown key {k!r} (allowed: {', '.join(sorted(TRIGGER_KEYS))})")
+                self.err(
+                    _line(t, k), f"trigger: unknown key {k!r} (allowed: {', '.join(sorted(TRIGGER_KEYS))})"
+                )
         lists: dict[str, tuple[str, ...]] = {}
-        for key, allowed in (("use_cases", None), ("categories", CATEGORIES), ("priorities", PRIORITIES),
-                             ("tenants", None)):
+        for key, allowed in (
+            ("use_cases", None),
+            ("categories", CATEGORIES),
+            ("priorities", PRIORITIES),
+            ("tenants", None),
+        ):
             v = t.get(key) or []
             if isinstance(v, str):
                 v = [v]
@@ -291,7 +314,9 @@ class _Parser:
         if "on_failure" in raw:
             on_failure = raw["on_failure"]
             if on_failure not in ("continue", "stop"):
-                self.err(_line(raw, "on_failure"), f"{where}.on_failure: continue or stop, not {on_failure!r}")
+                self.err(
+                    _line(raw, "on_failure"), f"{where}.on_failure: continue or stop, not {on_failure!r}"
+                )
         return Step(base.id, base.action, {}, None, timeout, retry, on_failure)
 
     def retry(self, r: Any, line: int, where: str, base: RetryPolicy) -> RetryPolicy:
@@ -300,8 +325,12 @@ class _Parser:
         if not isinstance(r, dict):
             self.err(line, f"{where}.retry: a mapping {{attempts, backoff, factor, max_backoff}} or a number")
             return base
-        out = {"attempts": base.attempts, "backoff": base.backoff, "factor": base.factor,
-               "max_backoff": base.max_backoff}
+        out = {
+            "attempts": base.attempts,
+            "backoff": base.backoff,
+            "factor": base.factor,
+            "max_backoff": base.max_backoff,
+        }
         for k, v in r.items():
             try:
                 if k == "attempts":
@@ -329,8 +358,11 @@ class _Parser:
                 self.err(_line(raw, k), f"{where}: unknown key {k!r}")
         actions = [k for k in raw if k in ACTIONS]
         if len(actions) != 1:
-            self.err(line, f"{where}: exactly one action is needed, found {actions or 'none'} "
-                           f"(actions: {', '.join(ACTIONS)})")
+            self.err(
+                line,
+                f"{where}: exactly one action is needed, found {actions or 'none'} "
+                f"(actions: {', '.join(ACTIONS)})",
+            )
             return None
         action = actions[0]
         sid = str(raw.get("id") or f"{action}-{i + 1}")
@@ -343,8 +375,16 @@ class _Parser:
         opts = self.step_options(raw, where, base)
         params = PARAMS[action](self, raw[action], _line(raw, action), where) or {}
         self.check_templates(params, _line(raw, action), where)
-        return Step(sid, action, params, None if when is None else str(when), opts.timeout, opts.retry,
-                    opts.on_failure, line)
+        return Step(
+            sid,
+            action,
+            params,
+            None if when is None else str(when),
+            opts.timeout,
+            opts.retry,
+            opts.on_failure,
+            line,
+        )
 
     def check_templates(self, v: Any, line: int, where: str) -> None:
         if isinstance(v, str) and ("{{" in v or "{%" in v):
@@ -359,15 +399,18 @@ class _Parser:
                 self.check_templates(x, line, where)
 
     # ---- per-action parameters --------------------------------------------------------------------
-    def mapping(self, v: Any, line: int, where: str, required: tuple[str, ...], optional: tuple[str, ...]
-                ) -> dict[str, Any] | None:
+    def mapping(
+        self, v: Any, line: int, where: str, required: tuple[str, ...], optional: tuple[str, ...]
+    ) -> dict[str, Any] | None:
         if not isinstance(v, dict):
             self.err(line, f"{where}: parameters must be a mapping")
             return None
         for k in v:
             if k not in required and k not in optional:
-                self.err(_line(v, k, line), f"{where}: unknown parameter {k!r} "
-                                            f"(allowed: {', '.join(required + optional)})")
+                self.err(
+                    _line(v, k, line),
+                    f"{where}: unknown parameter {k!r} (allowed: {', '.join(required + optional)})",
+                )
         for k in required:
             if v.get(k) in (None, "", []):
                 self.err(line, f"{where}: missing parameter {k!r}")
@@ -380,8 +423,10 @@ class _Parser:
                 self.err(line, f"{where}: missing parameter 'channel'")
             return
         if self.channels is not None and "{{" not in str(ch) and ch not in self.channels:
-            self.err(_line(p, "channel", line), f"{where}: unknown channel {ch!r} "
-                                                f"(configured: {', '.join(sorted(self.channels)) or 'none'})")
+            self.err(
+                _line(p, "channel", line),
+                f"{where}: unknown channel {ch!r} (configured: {', '.join(sorted(self.channels)) or 'none'})",
+            )
 
     def duration(self, p: dict[str, Any], key: str, default: float, line: int, where: str) -> None:
         try:
@@ -403,8 +448,11 @@ class _Parser:
 
     def p_collect(self, v: Any, line: int, where: str) -> dict[str, Any]:
         p = self.mapping({} if v in (True, None) else v, line, where, (), ("alerts", "raw", "limit")) or {}
-        return {"alerts": bool(p.get("alerts", True)), "raw": bool(p.get("raw", True)),
-                "limit": int(p.get("limit", 50))}
+        return {
+            "alerts": bool(p.get("alerts", True)),
+            "raw": bool(p.get("raw", True)),
+            "limit": int(p.get("limit", 50)),
+        }
 
     def p_notify(self, v: Any, line: int, where: str) -> dict[str, Any] | None:
         p = self.mapping(v, line, where, ("channel",), ("template", "text", "title"))
@@ -424,7 +472,9 @@ class _Parser:
         if p is None:
             return None
         if p.get("action") not in ("open", "update", "escalate"):
-            self.err(_line(p, "action", line), f"{where}.action: open, update or escalate, not {p.get('action')!r}")
+            self.err(
+                _line(p, "action", line), f"{where}.action: open, update or escalate, not {p.get('action')!r}"
+            )
         if "template" in p:
             problem = self.templates.check_file(str(p["template"]))
             if problem:
@@ -450,8 +500,10 @@ class _Parser:
         if p is None:
             return None
         self.duration(p, "timeout", 4 * 3600, line, where)
-        for key, allowed, default in (("on_timeout", ("deny", "approve"), "deny"),
-                                      ("on_deny", ("stop", "continue"), "stop")):
+        for key, allowed, default in (
+            ("on_timeout", ("deny", "approve"), "deny"),
+            ("on_deny", ("stop", "continue"), "stop"),
+        ):
             p.setdefault(key, default)
             if p[key] not in allowed:
                 self.err(_line(p, key, line), f"{where}.{key}: one of {', '.join(allowed)}, not {p[key]!r}")

@@ -51,22 +51,43 @@ class StepEvent:
     elapsed: float
 
 
-def step_context(t: Ticket, inc: Incident, pb: Playbook, run_context: dict[str, Any], now: datetime,
-                 **kw: Any) -> dict[str, Any]:
-    """Template variables of a step."""
+def step_context(
+    t: Ticket, pb: Playbook, run_context: dict[str, Any], now: datetime, channels: Channels, **kw: Any
+) -> dict[str, Any]:
+    """Template variables of a step (`available('name')` tells whether a channel is configured)."""
     return {
-        "incident": t.incident, "playbook": pb.name, "tenant": t.tenant_id, "now": now.isoformat(),
-        "ticket": {"id": t.id, "status": t.status, "priority": t.priority, "title": t.title,
-                   "sla_due": t.sla_due.isoformat() if t.sla_due else None, "tenant": t.tenant_id,
-                   "external": t.external or {}},
-        "steps": run_context, **kw,
+        "incident": t.incident,
+        "playbook": pb.name,
+        "tenant": t.tenant_id,
+        "now": now.isoformat(),
+        "ticket": {
+            "id": t.id,
+            "status": t.status,
+            "priority": t.priority,
+            "title": t.title,
+            "sla_due": t.sla_due.isoformat() if t.sla_due else None,
+            "tenant": t.tenant_id,
+            "external": t.external or {},
+        },
+        "steps": run_context,
+        "available": lambda name: channels.available(str(name), t.tenant_id),
+        **kw,
     }
 
 
 class Runner:
-    def __init__(self, store: TicketStore, playbooks: PlaybookSet, channels: Channels, *, workers: int = 8,
-                 lease: float = 300.0, evidence: Evidence | None = None,
-                 enrichers: dict[str, Enricher] | None = None, escalator: Escalator | None = None):
+    def __init__(
+        self,
+        store: TicketStore,
+        playbooks: PlaybookSet,
+        channels: Channels,
+        *,
+        workers: int = 8,
+        lease: float = 300.0,
+        evidence: Evidence | None = None,
+        enrichers: dict[str, Enricher] | None = None,
+        escalator: Escalator | None = None,
+    ):
         self.store = store
         self.playbooks = playbooks
         self.channels = channels
@@ -187,8 +208,12 @@ class Runner:
         step = (r.approval or {}).get("step")
         verb = "approved" if decision == "approve" else "denied"
         text = f"{r.playbook}/{step}: {verb} by {actor}" + (f": {comment}" if comment else "")
-        ok = self.runs.decide(r, {"decision": decision, "by": actor, "comment": comment,
-                                  "decided_at": utcnow().isoformat()}, text, actor)
+        ok = self.runs.decide(
+            r,
+            {"decision": decision, "by": actor, "comment": comment, "decided_at": utcnow().isoformat()},
+            text,
+            actor,
+        )
         if ok:
             self.schedule(r.id)
         return ok
@@ -202,16 +227,27 @@ class Runner:
         pb = self.playbooks.get(run.playbook)
         t = self.store.get(run.ticket_id)
         if pb is None or t is None:
-            self._save(run, "failed", ("playbook", f"playbook {run.playbook} is not loaded here", "failed", None))
+            self._save(
+                run, "failed", ("playbook", f"playbook {run.playbook} is not loaded here", "failed", None)
+            )
             return None
         inc = msgspec.convert(t.incident, Incident)
         while run.step < len(pb.steps):
             step = pb.steps[run.step]
             now = utcnow()
-            ctx = StepContext(self.store, self.channels, self.playbooks.templates, t, inc,
-                              step_context(t, inc, pb, run.context, now, approval=run.approval), now,
-                              approval=run.approval, evidence=self.evidence, enrichers=self.enrichers,
-                              escalator=self.escalator)
+            ctx = StepContext(
+                self.store,
+                self.channels,
+                self.playbooks.templates,
+                t,
+                inc,
+                step_context(t, pb, run.context, now, self.channels, approval=run.approval),
+                now,
+                approval=run.approval,
+                evidence=self.evidence,
+                enrichers=self.enrichers,
+                escalator=self.escalator,
+            )
             t0 = time.perf_counter()
             try:
                 res = evaluate(step, ctx)
@@ -222,18 +258,34 @@ class Runner:
             nxt = self._record(run, pb, step, res, time.perf_counter() - t0, now)
             if run.status != "running":
                 return nxt
-        n = {s: sum(1 for v in run.context.values() if v.get("status") == s) for s in ("ok", "failed", "skipped")}
+        n = {
+            s: sum(1 for v in run.context.values() if v.get("status") == s)
+            for s in ("ok", "failed", "skipped")
+        }
         final = "failed" if n["failed"] and not n["ok"] else "done"
-        self._save(run, final, ("playbook", f"playbook {pb.name} finished: {n['ok']} ok, {n['failed']} failed, "
-                                            f"{n['skipped']} skipped", final if final == "failed" else "ok",
-                                {"run": run.id}))
+        self._save(
+            run,
+            final,
+            (
+                "playbook",
+                f"playbook {pb.name} finished: {n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped",
+                final if final == "failed" else "ok",
+                {"run": run.id},
+            ),
+        )
         return None
 
-    def _record(self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float,
-                now: datetime) -> datetime | None:
+    def _record(
+        self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime
+    ) -> datetime | None:
         label = f"{pb.name}/{step.id} ({step.action})"
-        data = {"step": step.id, "action": step.action, "attempt": run.attempt + 1,
-                "elapsed_ms": round(elapsed * 1000, 1), **res.data}
+        data = {
+            "step": step.id,
+            "action": step.action,
+            "attempt": run.attempt + 1,
+            "elapsed_ms": round(elapsed * 1000, 1),
+            **res.data,
+        }
         self._emit(run, pb, step, res, elapsed, now)
         if res.status == "waiting":
             run.approval = dict(res.data)
@@ -243,17 +295,29 @@ class Runner:
             run.attempt += 1
             delay = step.retry.delay(run.attempt)
             nxt = now + timedelta(seconds=delay)
-            self._save(run, "pending", ("step", f"{label}: attempt {run.attempt}/{step.retry.attempts} failed: "
-                                                f"{res.detail}; retry in {delay:g}s", "retry", data), next_at=nxt)
+            self._save(
+                run,
+                "pending",
+                (
+                    "step",
+                    f"{label}: attempt {run.attempt}/{step.retry.attempts} failed: "
+                    f"{res.detail}; retry in {delay:g}s",
+                    "retry",
+                    data,
+                ),
+                next_at=nxt,
+            )
             return nxt
-        detail = res.detail + (f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt
-                               else "")
+        detail = res.detail + (
+            f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt else ""
+        )
         keep = {k: v for k, v in res.data.items() if k not in CONTEXT_SKIP}
         run.context = {**run.context, step.id: {"status": res.status, **keep}}
         run.step += 1
         run.attempt = 0
-        stop = ((res.status == "failed" and step.on_failure == "stop")
-                or (res.status == "denied" and step.params.get("on_deny", "stop") == "stop"))
+        stop = (res.status == "failed" and step.on_failure == "stop") or (
+            res.status == "denied" and step.params.get("on_deny", "stop") == "stop"
+        )
         status = ("denied" if res.status == "denied" else "failed") if stop else "running"
         self._save(run, status, ("step", f"{label}: {detail}", res.status, data))
         return None
@@ -263,11 +327,13 @@ class Runner:
             run.status = "lost"  # another worker took the run over (lease expired): stop here
             log.warning("playbook run %s: lease lost", run.id)
 
-    def _emit(self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float,
-              now: datetime) -> None:
+    def _emit(
+        self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime
+    ) -> None:
         if not self.listeners:
             return
-        ev = StepEvent(run.id, run.ticket_id, pb.name, step.id, step.action, res.status, res.detail, now,
-                       elapsed)
+        ev = StepEvent(
+            run.id, run.ticket_id, pb.name, step.id, step.action, res.status, res.detail, now, elapsed
+        )
         for fn in self.listeners:
             fn(ev)

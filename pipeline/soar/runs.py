@@ -30,45 +30,84 @@ class Runs:
 
     @staticmethod
     def _runnable(now: datetime) -> Any:
-        return or_(and_(PlaybookRun.status == "pending", PlaybookRun.next_at <= now),
-                   and_(PlaybookRun.status == "running", PlaybookRun.lease_until < now))
+        return or_(
+            and_(PlaybookRun.status == "pending", PlaybookRun.next_at <= now),
+            and_(PlaybookRun.status == "running", PlaybookRun.lease_until < now),
+        )
 
     def claim(self, run_id: int, owner: str, lease: float, now: datetime | None = None) -> PlaybookRun | None:
         now = now or utcnow()
         with self.store.tx() as s:
-            res = s.execute(update(PlaybookRun).where(PlaybookRun.id == run_id, self._runnable(now)).values(
-                status="running", owner=owner, lease_until=now + timedelta(seconds=lease), updated_at=now))
+            res = s.execute(
+                update(PlaybookRun)
+                .where(PlaybookRun.id == run_id, self._runnable(now))
+                .values(
+                    status="running", owner=owner, lease_until=now + timedelta(seconds=lease), updated_at=now
+                )
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             return s.get(PlaybookRun, run_id)
 
-    def save(self, run: PlaybookRun, owner: str, *, status: str, lease: float, event: Event | None = None,
-             next_at: datetime | None = None, now: datetime | None = None) -> bool:
+    def save(
+        self,
+        run: PlaybookRun,
+        owner: str,
+        *,
+        status: str,
+        lease: float,
+        event: Event | None = None,
+        next_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> bool:
         """Persist `run`'s step/attempt/context/approval with a new status, plus one timeline event."""
         now = now or utcnow()
         values: dict[str, Any] = {
-            "status": status, "step": run.step, "attempt": run.attempt, "context": run.context,
-            "approval": run.approval, "updated_at": now, "next_at": next_at or now,
+            "status": status,
+            "step": run.step,
+            "attempt": run.attempt,
+            "context": run.context,
+            "approval": run.approval,
+            "updated_at": now,
+            "next_at": next_at or now,
             "lease_until": now + timedelta(seconds=lease) if status == "running" else None,
             "owner": owner if status == "running" else None,
         }
         with self.store.tx() as s:
-            res = s.execute(update(PlaybookRun).where(PlaybookRun.id == run.id, PlaybookRun.owner == owner,
-                                                      PlaybookRun.status == "running").values(**values))
+            res = s.execute(
+                update(PlaybookRun)
+                .where(PlaybookRun.id == run.id, PlaybookRun.owner == owner, PlaybookRun.status == "running")
+                .values(**values)
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             if event is not None:
                 kind, text, st, data = event
-                s.add(TimelineEvent(ticket_id=run.ticket_id, at=now, kind=kind, actor=f"playbook:{run.playbook}",
-                                    status=st, text=text, data=data))
+                s.add(
+                    TimelineEvent(
+                        ticket_id=run.ticket_id,
+                        at=now,
+                        kind=kind,
+                        actor=f"playbook:{run.playbook}",
+                        status=st,
+                        text=text,
+                        data=data,
+                    )
+                )
         run.status = status
         return True
 
     def due(self, now: datetime | None = None, limit: int = 500) -> list[int]:
         now = now or utcnow()
         with self.store.tx() as s:
-            return list(s.scalars(select(PlaybookRun.id).where(self._runnable(now))
-                                  .order_by(PlaybookRun.next_at).limit(limit)))
+            return list(
+                s.scalars(
+                    select(PlaybookRun.id)
+                    .where(self._runnable(now))
+                    .order_by(PlaybookRun.next_at)
+                    .limit(limit)
+                )
+            )
 
     def next_due(self) -> datetime | None:
         with self.store.tx() as s:
@@ -81,23 +120,41 @@ class Runs:
         with self.store.tx() as s:
             return list(s.scalars(q.order_by(PlaybookRun.id)))
 
-    def decide(self, run: PlaybookRun, decision: dict[str, Any], text: str, actor: str,
-               now: datetime | None = None) -> bool:
+    def decide(
+        self, run: PlaybookRun, decision: dict[str, Any], text: str, actor: str, now: datetime | None = None
+    ) -> bool:
         """Record an approval decision on a waiting run and make it runnable again (once)."""
         now = now or utcnow()
         approval = {**(run.approval or {}), **decision}
         with self.store.tx() as s:
-            res = s.execute(update(PlaybookRun).where(PlaybookRun.id == run.id, PlaybookRun.status == "waiting")
-                            .values(status="pending", next_at=now, approval=approval, updated_at=now))
+            res = s.execute(
+                update(PlaybookRun)
+                .where(PlaybookRun.id == run.id, PlaybookRun.status == "waiting")
+                .values(status="pending", next_at=now, approval=approval, updated_at=now)
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            s.add(TimelineEvent(ticket_id=run.ticket_id, at=now, kind="approval", actor=actor,
-                                status="ok" if decision.get("decision") == "approve" else "denied",
-                                text=text, data={"run": run.id, "step": approval.get("step")}))
+            s.add(
+                TimelineEvent(
+                    ticket_id=run.ticket_id,
+                    at=now,
+                    kind="approval",
+                    actor=actor,
+                    status="ok" if decision.get("decision") == "approve" else "denied",
+                    text=text,
+                    data={"run": run.id, "step": approval.get("step")},
+                )
+            )
         run.approval = approval
         return True
 
     def pending_count(self) -> int:
         with self.store.tx() as s:
-            return s.scalar(select(func.count()).select_from(PlaybookRun)
-                            .where(PlaybookRun.status.in_(("pending", "running")))) or 0
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(PlaybookRun)
+                    .where(PlaybookRun.status.in_(("pending", "running")))
+                )
+                or 0
+            )

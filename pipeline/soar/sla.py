@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.schema import PRIORITIES
-from pipeline.soar.connectors import ChannelUnavailable, Channels, ConnectorError, Message
+from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.templates import Templates
 
@@ -81,8 +81,13 @@ class Escalator:
             tier = pending_tier(t, now)
             if tier:
                 late = int((now - t.sla_due).total_seconds() // 60)
-                esc = self._escalate(t, tier, breach=True, now=now,
-                                     reason=f"not acknowledged {late} min after its {t.priority} due time")
+                esc = self._escalate(
+                    t,
+                    tier,
+                    breach=True,
+                    now=now,
+                    reason=f"not acknowledged {late} min after its {t.priority} due time",
+                )
                 if esc is not None:
                     done.append(esc)
         return done
@@ -92,13 +97,22 @@ class Escalator:
         tier = min(MAX_TIER, max(1, t.escalation_level + 1 if t.escalation_priority == t.priority else 1))
         return self._escalate(t, tier, breach=False, now=utcnow(), reason=reason, actor=actor)
 
-    def _escalate(self, t: Ticket, tier: int, *, breach: bool, now: datetime, reason: str,
-                  actor: str = "system:sla") -> Escalation | None:
+    def _escalate(
+        self, t: Ticket, tier: int, *, breach: bool, now: datetime, reason: str, actor: str = "system:sla"
+    ) -> Escalation | None:
         names = self.channels.tiers[min(tier, len(self.channels.tiers)) - 1] if self.channels.tiers else []
-        text = (f"escalated to tier {tier} ({TIER_NAMES[tier]}) at {t.priority}: {reason}"
-                + (f"; notifying {', '.join(names)}" if names else "; no escalation channel configured"))
-        if not self.store.mark_escalated(t, tier, breach=breach, text=text, actor=actor, now=now,
-                                         data={"tier": tier, "priority": t.priority, "channels": names}):
+        text = f"escalated to tier {tier} ({TIER_NAMES[tier]}) at {t.priority}: {reason}" + (
+            f"; notifying {', '.join(names)}" if names else "; no escalation channel configured"
+        )
+        if not self.store.mark_escalated(
+            t,
+            tier,
+            breach=breach,
+            text=text,
+            actor=actor,
+            now=now,
+            data={"tier": tier, "priority": t.priority, "channels": names},
+        ):
             return None
         esc = Escalation(t.id, t.priority, tier)
         msg = self.message(t, tier, reason)
@@ -107,16 +121,34 @@ class Escalator:
         return esc
 
     def message(self, t: Ticket, tier: int, reason: str) -> Message:
-        ctx = {"ticket": {"id": t.id, "priority": t.priority, "status": t.status, "title": t.title,
-                          "sla_due": t.sla_due.isoformat(), "tenant": t.tenant_id},
-               "incident": t.incident, "tier": tier, "tier_name": TIER_NAMES[tier], "reason": reason}
+        ctx = {
+            "ticket": {
+                "id": t.id,
+                "priority": t.priority,
+                "status": t.status,
+                "title": t.title,
+                "sla_due": t.sla_due.isoformat(),
+                "tenant": t.tenant_id,
+            },
+            "incident": t.incident,
+            "tier": tier,
+            "tier_name": TIER_NAMES[tier],
+            "reason": reason,
+        }
         title = f"[ESCALATION T{tier}] {t.priority} ticket #{t.id}: {t.title}"
         if self.templates.has("escalation"):
             text = self.templates.render_file("escalation", ctx)
         else:
             text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
-        return Message(title=title, text=text, priority=t.priority, tenant=t.tenant_id,
-                       incident_id=t.incident_id, ticket_id=t.id, kind="escalation")
+        return Message(
+            title=title,
+            text=text,
+            priority=t.priority,
+            tenant=t.tenant_id,
+            incident_id=t.incident_id,
+            ticket_id=t.id,
+            kind="escalation",
+        )
 
     def _notify(self, t: Ticket, name: str, msg: Message) -> dict[str, Any]:
         try:
@@ -128,7 +160,7 @@ class Escalator:
             status, detail, data = "skipped", f"escalation notice to {name} skipped: {e}", {}
         except ConnectorError as e:
             status, detail, data = "failed", f"escalation notice to {name} failed: {e}", {}
-        self.store.add_event(t.id, "notify", detail, status=status, actor="system:sla",
-                             data={"channel": name, **data})
+        self.store.add_event(
+            t.id, "notify", detail, status=status, actor="system:sla", data={"channel": name, **data}
+        )
         return {"channel": name, "status": status, "detail": detail}
-

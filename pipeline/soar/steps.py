@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.schema import Alert, Incident
 from pipeline.soar.connectors import (
-    ChannelUnavailable,
     Channels,
+    ChannelUnavailable,
     Connector,
     ConnectorError,
     DryRun,
@@ -38,7 +38,7 @@ Evidence = Callable[[str], Alert | None]
 Enricher = Callable[[Incident], dict[str, Any]]
 
 
-class Busy(Exception):  # noqa: N818 - a control-flow signal
+class Busy(Exception):
     """The channel's concurrency limit is reached; try the step again shortly."""
 
 
@@ -95,7 +95,9 @@ def run_step(step: Step, ctx: StepContext) -> StepResult:
     except Busy:
         raise
     except DryRun as d:
-        return StepResult("dry-run", f"would send {d.request['method']} {d.request['url']}", {"request": d.request})
+        return StepResult(
+            "dry-run", f"would send {d.request['method']} {d.request['url']}", {"request": d.request}
+        )
     except ChannelUnavailable as e:
         return StepResult("skipped", f"channel unavailable: {e}")
     except ConnectorError as e:
@@ -111,8 +113,15 @@ def _message(ctx: StepContext, params: dict[str, Any], kind: str = "incident") -
     else:
         text = str(params.get("text") or "")
     title = str(params.get("title") or f"[{t.priority}] {inc.title}")
-    return Message(title=title, text=text.strip(), priority=t.priority, tenant=t.tenant_id,
-                   incident_id=t.incident_id, ticket_id=t.id, kind=kind)
+    return Message(
+        title=title,
+        text=text.strip(),
+        priority=t.priority,
+        tenant=t.tenant_id,
+        incident_id=t.incident_id,
+        ticket_id=t.id,
+        kind=kind,
+    )
 
 
 def _listify(v: Any) -> list[str]:
@@ -139,8 +148,11 @@ def do_enrich(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
         if "asset" in ctx.enrichers:
             asset.update(ctx.enrichers["asset"](inc))
         out["asset"] = asset
-        parts.append(f"asset {inc.asset.name} ({inc.asset.criticality})" if inc.asset
-                     else f"hosts {', '.join(inc.entities.hosts[:3]) or 'unknown'}")
+        parts.append(
+            f"asset {inc.asset.name} ({inc.asset.criticality})"
+            if inc.asset
+            else f"hosts {', '.join(inc.entities.hosts[:3]) or 'unknown'}"
+        )
     if "intel" in p["sources"]:
         intel = list(ctx.vars["incident"].get("intel", []))
         if "intel" in ctx.enrichers:
@@ -162,9 +174,11 @@ def do_collect(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
             if a is not None and a.raw:
                 raw[aid] = a.raw[:RAW_LIMIT]
     note = "" if ctx.evidence is not None or not p["raw"] else " (raw records not available to this runner)"
-    return StepResult("ok", f"evidence: {len(ids)} of {len(ctx.incident.alert_ids)} alert ids, "
-                            f"{len(raw)} raw records{note}",
-                      {"alert_ids": ids, "alert_total": len(ctx.incident.alert_ids), "raw": raw})
+    return StepResult(
+        "ok",
+        f"evidence: {len(ids)} of {len(ctx.incident.alert_ids)} alert ids, {len(raw)} raw records{note}",
+        {"alert_ids": ids, "alert_total": len(ctx.incident.alert_ids), "raw": raw},
+    )
 
 
 def ticket_info(ctx: StepContext, text: str) -> TicketInfo:
@@ -172,11 +186,18 @@ def ticket_info(ctx: StepContext, text: str) -> TicketInfo:
     obs = [("ip", v) for v in inc.entities.src_ips[:50]] + [("hostname", v) for v in inc.entities.hosts[:20]]
     obs += [("url", v) for v in inc.entities.urls[:20]] + [("domain", v) for v in inc.entities.domains[:20]]
     obs += [("filename", v) for v in inc.entities.files[:20]]
-    return TicketInfo(ticket_id=t.id, incident_id=t.incident_id, tenant=t.tenant_id, title=inc.title, text=text,
-                      priority=t.priority, category=inc.category,
-                      created_ms=int(t.created_at.timestamp() * 1000),
-                      tags=["mdr", f"tenant:{t.tenant_id}", f"category:{inc.category}", *inc.attack[:10]],
-                      observables=obs)
+    return TicketInfo(
+        ticket_id=t.id,
+        incident_id=t.incident_id,
+        tenant=t.tenant_id,
+        title=inc.title,
+        text=text,
+        priority=t.priority,
+        category=inc.category,
+        created_ms=int(t.created_at.timestamp() * 1000),
+        tags=["mdr", f"tenant:{t.tenant_id}", f"category:{inc.category}", *inc.attack[:10]],
+        observables=obs,
+    )
 
 
 def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
@@ -184,14 +205,21 @@ def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     if "template" in p or "text" in p:
         text = _message(ctx, p).text
     else:
-        text = ctx.templates.render_file("ticket", ctx.vars) if ctx.templates.has("ticket") else ctx.incident.title
+        text = (
+            ctx.templates.render_file("ticket", ctx.vars)
+            if ctx.templates.has("ticket")
+            else ctx.incident.title
+        )
     external = dict(t.external or {})
     if action == "escalate" and not channel:
         if ctx.dry_run or ctx.escalator is None:
             return StepResult("dry-run" if ctx.dry_run else "skipped", "would escalate the ticket")
         esc = ctx.escalator.escalate_now(t, str(p.get("reason") or text))
-        return StepResult("ok", f"escalated to tier {esc.tier}" if esc else "already escalated",
-                          {"tier": esc.tier, "notices": esc.notices} if esc else {})
+        return StepResult(
+            "ok",
+            f"escalated to tier {esc.tier}" if esc else "already escalated",
+            {"tier": esc.tier, "notices": esc.notices} if esc else {},
+        )
     with ctx.use(channel) as conn:
         if action == "open":
             if channel in external:
@@ -209,8 +237,13 @@ def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     return StepResult("ok", f"{action} in {channel}: {ref}", {"channel": channel, **ref})
 
 
-def _per_target(ctx: StepContext, step: Step, p: dict[str, Any], key: str,
-                call: Callable[[Connector, str], dict[str, Any]]) -> StepResult:
+def _per_target(
+    ctx: StepContext,
+    step: Step,
+    p: dict[str, Any],
+    key: str,
+    call: Callable[[Connector, str], dict[str, Any]],
+) -> StepResult:
     targets = _listify(p[key])
     if not targets:
         return StepResult("skipped", f"nothing to act on ({key} is empty)")
@@ -224,22 +257,44 @@ def _per_target(ctx: StepContext, step: Step, p: dict[str, Any], key: str,
                 retryable = retryable or e.retryable
     data = {"channel": p["channel"], "done": done, "failed": failed}
     if failed:
-        return StepResult("failed", f"{step.action}: {len(failed)} of {len(targets)} failed: "
-                                    f"{failed[0]['error']}", data, retryable)
+        return StepResult(
+            "failed",
+            f"{step.action}: {len(failed)} of {len(targets)} failed: {failed[0]['error']}",
+            data,
+            retryable,
+        )
     return StepResult("ok", f"{step.action}: {', '.join(targets)} via {p['channel']}", data)
 
 
 def do_block_ip(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
-    return _per_target(ctx, step, p, "ips", lambda c, ip: c.block_ip(
-        ip, duration=float(p["duration"]), reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout,
-        retry=NO_RETRY))
+    return _per_target(
+        ctx,
+        step,
+        p,
+        "ips",
+        lambda c, ip: c.block_ip(
+            ip,
+            duration=float(p["duration"]),
+            reason=reason,
+            ref=ctx.ticket.incident_id,
+            timeout=step.timeout,
+            retry=NO_RETRY,
+        ),
+    )
 
 
 def do_isolate_host(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
-    return _per_target(ctx, step, p, "hosts", lambda c, h: c.isolate_host(
-        h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY))
+    return _per_target(
+        ctx,
+        step,
+        p,
+        "hosts",
+        lambda c, h: c.isolate_host(
+            h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY
+        ),
+    )
 
 
 def do_wait_approval(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
@@ -249,19 +304,36 @@ def do_wait_approval(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepRes
         data = {"approved": a["decision"] == "approve", "by": by, "comment": a.get("comment")}
         if data["approved"]:
             return StepResult("ok", f"approved by {by}", data)
-        return StepResult("denied", f"denied by {by}" + ("" if p["on_deny"] == "stop" else "; continuing"),
-                          data)
+        return StepResult(
+            "denied", f"denied by {by}" + ("" if p["on_deny"] == "stop" else "; continuing"), data
+        )
     if ctx.dry_run:
-        return StepResult("dry-run", f"would wait for approval: {p['prompt']} (dry run assumes approval)",
-                          {"approved": True})
+        return StepResult(
+            "dry-run",
+            f"would wait for approval: {p['prompt']} (dry run assumes approval)",
+            {"approved": True},
+        )
     deadline = ctx.now + timedelta(seconds=float(p["timeout"]))
-    return StepResult("waiting", f"waiting for approval until {deadline:%Y-%m-%d %H:%M UTC}: {p['prompt']} "
-                                 f"(mdr tickets approve|deny {ctx.ticket.id})",
-                      {"step": step.id, "prompt": str(p["prompt"]), "deadline": deadline.isoformat(),
-                       "on_timeout": p["on_timeout"], "requested_at": ctx.now.isoformat()})
+    return StepResult(
+        "waiting",
+        f"waiting for approval until {deadline:%Y-%m-%d %H:%M UTC}: {p['prompt']} "
+        f"(mdr tickets approve|deny {ctx.ticket.id})",
+        {
+            "step": step.id,
+            "prompt": str(p["prompt"]),
+            "deadline": deadline.isoformat(),
+            "on_timeout": p["on_timeout"],
+            "requested_at": ctx.now.isoformat(),
+        },
+    )
 
 
 HANDLERS: dict[str, Callable[[StepContext, Step, dict[str, Any]], StepResult]] = {
-    "notify": do_notify, "enrich": do_enrich, "collect": do_collect, "ticket": do_ticket,
-    "block_ip": do_block_ip, "isolate_host": do_isolate_host, "wait_approval": do_wait_approval,
+    "notify": do_notify,
+    "enrich": do_enrich,
+    "collect": do_collect,
+    "ticket": do_ticket,
+    "block_ip": do_block_ip,
+    "isolate_host": do_isolate_host,
+    "wait_approval": do_wait_approval,
 }

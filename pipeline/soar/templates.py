@@ -35,8 +35,13 @@ class Templates:
     def __init__(self, directory: str | Path | None = None):
         self.directory = Path(directory) if directory else None
         loader = FileSystemLoader(str(self.directory)) if self.directory and self.directory.is_dir() else None
-        self.env = SandboxedEnvironment(loader=loader, undefined=ChainableUndefined, autoescape=False,
-                                        trim_blocks=True, lstrip_blocks=True)
+        self.env = SandboxedEnvironment(
+            loader=loader,
+            undefined=ChainableUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         self.env.filters["time"] = _fmt_time
         self._cache: dict[str, Template] = {}
         self._exprs: dict[str, Any] = {}
@@ -51,8 +56,9 @@ class Templates:
             else:
                 self.env.parse(source)
         except TemplateError as e:
-            return f"{type(e).__name__}: {e}" + (f" (template line {e.lineno})" if getattr(e, "lineno", None)
-                                                 else "")
+            return f"{type(e).__name__}: {e}" + (
+                f" (template line {e.lineno})" if getattr(e, "lineno", None) else ""
+            )
         return None
 
     def check_expression(self, expr: str) -> str | None:

@@ -31,8 +31,14 @@ from pipeline.soar.models import (
     utcnow,
 )
 
-ENTITY_KINDS = {"src_ips": "ip", "dst_ips": "ip", "hosts": "host", "users": "user", "domains": "domain",
-                "files": "file"}
+ENTITY_KINDS = {
+    "src_ips": "ip",
+    "dst_ips": "ip",
+    "hosts": "host",
+    "users": "user",
+    "domains": "domain",
+    "files": "file",
+}
 MAX_ENTITIES = 50  # per kind and ticket
 MERGED = "merged"  # TicketEntity kind marking a merge note already written
 
@@ -53,14 +59,37 @@ def start_runs(s: Session, ticket_id: int, playbooks: list[str], now: datetime) 
     """Create a pending run per playbook not yet run on the ticket (insert-or-ignore), noting each start."""
     started = []
     for name in playbooks:
-        n = db.insert_ignore(s, PlaybookRun, {
-            "ticket_id": ticket_id, "playbook": name, "status": "pending", "step": 0, "attempt": 0,
-            "next_at": now, "context": {}, "created_at": now, "updated_at": now}, ["ticket_id", "playbook"])
+        n = db.insert_ignore(
+            s,
+            PlaybookRun,
+            {
+                "ticket_id": ticket_id,
+                "playbook": name,
+                "status": "pending",
+                "step": 0,
+                "attempt": 0,
+                "next_at": now,
+                "context": {},
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["ticket_id", "playbook"],
+        )
         if n:
-            run_id = s.scalar(select(PlaybookRun.id).where(PlaybookRun.ticket_id == ticket_id,
-                                                           PlaybookRun.playbook == name))
-            s.add(TimelineEvent(ticket_id=ticket_id, at=now, kind="playbook", actor="system", status="ok",
-                                text=f"playbook {name} started", data={"run": run_id}))
+            run_id = s.scalar(
+                select(PlaybookRun.id).where(PlaybookRun.ticket_id == ticket_id, PlaybookRun.playbook == name)
+            )
+            s.add(
+                TimelineEvent(
+                    ticket_id=ticket_id,
+                    at=now,
+                    kind="playbook",
+                    actor="system",
+                    status="ok",
+                    text=f"playbook {name} started",
+                    data={"run": run_id},
+                )
+            )
             started.append((run_id, name))
     return started
 
@@ -86,8 +115,9 @@ class TicketStore:
             yield s
 
     # ---- incidents -> tickets ----------------------------------------------------------------------
-    def upsert_incident(self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None
-                        ) -> Upsert:
+    def upsert_incident(
+        self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None
+    ) -> Upsert:
         """Open the incident's ticket or add the update to it (idempotent by incident id and version), and
         in the same transaction start the given playbooks when the ticket is new or the update changed it."""
         now = now or utcnow()
@@ -99,9 +129,20 @@ class TicketStore:
                 t = self._by_incident(s, inc.incident_id)
                 assert t is not None
                 if created:
-                    self._event(s, t.id, "created", f"ticket opened: {inc.title}", now=now, data={
-                        "priority": inc.priority, "category": inc.category, "sla_due": t.sla_due.isoformat(),
-                        "alerts": inc.alert_count, "version": inc.version})
+                    self._event(
+                        s,
+                        t.id,
+                        "created",
+                        f"ticket opened: {inc.title}",
+                        now=now,
+                        data={
+                            "priority": inc.priority,
+                            "category": inc.category,
+                            "sla_due": t.sla_due.isoformat(),
+                            "alerts": inc.alert_count,
+                            "version": inc.version,
+                        },
+                    )
                     self._add_entities(s, t, inc)
                     self._consume_merges(s, t, now)
                     return Upsert(t, True, [], start_runs(s, t.id, playbooks or [], now))
@@ -109,8 +150,9 @@ class TicketStore:
             return Upsert(t, False, changes, start_runs(s, t.id, playbooks or [], now) if changes else [])
 
     def _apply(self, s: Session, t: Ticket, inc: Incident, snap: dict[str, Any], now: datetime) -> list[str]:
-        if inc.version < t.incident_version or (inc.version == t.incident_version
-                                                and inc.status == t.incident_status):
+        if inc.version < t.incident_version or (
+            inc.version == t.incident_version and inc.status == t.incident_status
+        ):
             return []
         old = t.incident or {}
         changes = []
@@ -123,8 +165,8 @@ class TicketStore:
         new_ucs = [u for u in inc.use_cases if u not in old.get("use_cases", [])]
         if new_ucs:
             changes.append("new use cases: " + ", ".join(new_ucs))
-        if inc.outcome != old.get("outcome"):
-            changes.append(f"outcome {old.get('outcome')} -> {inc.outcome}")
+        if inc.outcome != old.get("outcome", "unknown"):
+            changes.append(f"outcome {old.get('outcome', 'unknown')} -> {inc.outcome}")
         t.title = inc.title[:500]
         t.category = inc.category
         t.incident = snap
@@ -135,8 +177,14 @@ class TicketStore:
         t.updated_at = now
         self._add_entities(s, t, inc)
         if changes:
-            self._event(s, t.id, "update", "; ".join(changes), now=now,
-                        data={"version": inc.version, "alerts": inc.alert_count})
+            self._event(
+                s,
+                t.id,
+                "update",
+                "; ".join(changes),
+                now=now,
+                data={"version": inc.version, "alerts": inc.alert_count},
+            )
         return changes
 
     def merge_incident(self, inc: Incident, now: datetime | None = None) -> Ticket | None:
@@ -147,24 +195,41 @@ class TicketStore:
         with self.tx() as s:
             survivor = self._by_incident(s, inc.merged_into)
             if survivor is None:
-                db.insert_ignore(s, PendingMerge, {
-                    "survivor_id": inc.merged_into, "incident_id": inc.incident_id, "title": inc.title[:500],
-                    "alert_count": inc.alert_count, "at": now}, ["survivor_id", "incident_id"])
+                db.insert_ignore(
+                    s,
+                    PendingMerge,
+                    {
+                        "survivor_id": inc.merged_into,
+                        "incident_id": inc.incident_id,
+                        "title": inc.title[:500],
+                        "alert_count": inc.alert_count,
+                        "at": now,
+                    },
+                    ["survivor_id", "incident_id"],
+                )
             else:
                 self._note_merge(s, survivor, inc.incident_id, inc.title, inc.alert_count, now)
             own = self._by_incident(s, inc.incident_id)
             if own is not None and own.status != "closed":
                 ref = f"ticket {survivor.id}" if survivor else f"incident {inc.merged_into}"
-                self._set_status(s, own, "closed", "system:fusion", now, verdict="duplicate",
-                                 comment=f"merged into {ref}")
+                self._set_status(
+                    s, own, "closed", "system:fusion", now, verdict="duplicate", comment=f"merged into {ref}"
+                )
             return survivor
 
-    def _note_merge(self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int,
-                    now: datetime) -> None:
+    def _note_merge(
+        self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int, now: datetime
+    ) -> None:
         marker = {"ticket_id": t.id, "kind": MERGED, "value": incident_id, "tenant_id": t.tenant_id}
         if db.insert_ignore(s, TicketEntity, marker, ["ticket_id", "kind", "value"]):
-            self._event(s, t.id, "merged", f"incident {incident_id} ({title}, {alerts} alerts) merged into "
-                        "this ticket", now=now, data={"incident_id": incident_id})
+            self._event(
+                s,
+                t.id,
+                "merged",
+                f"incident {incident_id} ({title}, {alerts} alerts) merged into this ticket",
+                now=now,
+                data={"incident_id": incident_id},
+            )
 
     def _consume_merges(self, s: Session, t: Ticket, now: datetime) -> None:
         rows = s.scalars(select(PendingMerge).where(PendingMerge.survivor_id == t.incident_id)).all()
@@ -192,8 +257,13 @@ class TicketStore:
             raise TicketError(f"no ticket {ref}")
         return t
 
-    def list(self, status: str | None = None, priority: str | None = None, tenant: str | None = None,
-             limit: int = 100) -> list[Ticket]:
+    def list(
+        self,
+        status: str | None = None,
+        priority: str | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> list[Ticket]:
         q = select(Ticket)
         if status:
             q = q.where(Ticket.status == status)
@@ -212,25 +282,44 @@ class TicketStore:
 
     def timeline(self, ticket_id: int) -> list[TimelineEvent]:
         with self.tx() as s:
-            return list(s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == ticket_id)
-                                  .order_by(TimelineEvent.id)))
+            return list(
+                s.scalars(
+                    select(TimelineEvent)
+                    .where(TimelineEvent.ticket_id == ticket_id)
+                    .order_by(TimelineEvent.id)
+                )
+            )
 
     def runs(self, ticket_id: int) -> list[PlaybookRun]:
         with self.tx() as s:
-            return list(s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id)
-                                  .order_by(PlaybookRun.id)))
+            return list(
+                s.scalars(
+                    select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id).order_by(PlaybookRun.id)
+                )
+            )
 
     def related(self, t: Ticket, limit: int = 20) -> list[dict[str, Any]]:
         """Other tickets of the tenant sharing an entity (IP, host, user, domain, file) with `t`."""
         mine = TicketEntity.__table__.alias("mine")
         other = TicketEntity.__table__.alias("other")
-        q = (select(Ticket, other.c.value)
-             .join(other, other.c.ticket_id == Ticket.id)
-             .join(mine, and_(mine.c.tenant_id == other.c.tenant_id, mine.c.kind == other.c.kind,
-                              mine.c.value == other.c.value))
-             .where(mine.c.ticket_id == t.id, other.c.ticket_id != t.id,
-                    mine.c.kind.in_(set(ENTITY_KINDS.values())))
-             .order_by(Ticket.created_at.desc(), Ticket.id.desc()))
+        q = (
+            select(Ticket, other.c.value)
+            .join(other, other.c.ticket_id == Ticket.id)
+            .join(
+                mine,
+                and_(
+                    mine.c.tenant_id == other.c.tenant_id,
+                    mine.c.kind == other.c.kind,
+                    mine.c.value == other.c.value,
+                ),
+            )
+            .where(
+                mine.c.ticket_id == t.id,
+                other.c.ticket_id != t.id,
+                mine.c.kind.in_(set(ENTITY_KINDS.values())),
+            )
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        )
         found: dict[int, dict[str, Any]] = {}
         with self.tx() as s:
             for rel, value in s.execute(q):
@@ -238,23 +327,42 @@ class TicketStore:
                 if d is None:
                     if len(found) >= limit:
                         continue
-                    d = found[rel.id] = {"id": rel.id, "incident_id": rel.incident_id, "title": rel.title,
-                                         "category": rel.category, "priority": rel.priority,
-                                         "status": rel.status, "verdict": rel.verdict,
-                                         "created_at": rel.created_at.isoformat(), "shared": []}
+                    d = found[rel.id] = {
+                        "id": rel.id,
+                        "incident_id": rel.incident_id,
+                        "title": rel.title,
+                        "category": rel.category,
+                        "priority": rel.priority,
+                        "status": rel.status,
+                        "verdict": rel.verdict,
+                        "created_at": rel.created_at.isoformat(),
+                        "shared": [],
+                    }
                 if value not in d["shared"]:
                     d["shared"].append(value)
         return list(found.values())
 
     def unacknowledged_due(self, now: datetime) -> list[Ticket]:
         with self.tx() as s:
-            return list(s.scalars(select(Ticket).where(Ticket.status == "new",
-                                                       Ticket.acknowledged_at.is_(None),
-                                                       Ticket.sla_due <= now).order_by(Ticket.sla_due)))
+            return list(
+                s.scalars(
+                    select(Ticket)
+                    .where(Ticket.status == "new", Ticket.acknowledged_at.is_(None), Ticket.sla_due <= now)
+                    .order_by(Ticket.sla_due)
+                )
+            )
 
     # ---- analyst actions ---------------------------------------------------------------------------
-    def transition(self, ref: int | str, to: str, *, actor: str, verdict: str | None = None,
-                   comment: str | None = None, now: datetime | None = None) -> Ticket:
+    def transition(
+        self,
+        ref: int | str,
+        to: str,
+        *,
+        actor: str,
+        verdict: str | None = None,
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
         """Move a ticket along new -> acknowledged -> investigating -> resolved -> closed."""
         with self.tx() as s:
             t = self._find(s, ref)
@@ -264,17 +372,34 @@ class TicketStore:
     def acknowledge(self, ref: int | str, actor: str, now: datetime | None = None) -> Ticket:
         return self.transition(ref, "acknowledged", actor=actor, now=now)
 
-    def close(self, ref: int | str, verdict: str, actor: str, comment: str | None = None,
-              now: datetime | None = None) -> Ticket:
+    def close_ticket(
+        self,
+        ref: int | str,
+        verdict: str,
+        actor: str,
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Ticket:
         return self.transition(ref, "closed", actor=actor, verdict=verdict, comment=comment, now=now)
 
-    def _set_status(self, s: Session, t: Ticket, to: str, actor: str, now: datetime, *,
-                    verdict: str | None = None, comment: str | None = None) -> None:
+    def _set_status(
+        self,
+        s: Session,
+        t: Ticket,
+        to: str,
+        actor: str,
+        now: datetime,
+        *,
+        verdict: str | None = None,
+        comment: str | None = None,
+    ) -> None:
         if to not in STATUSES:
             raise TicketError(f"unknown status {to!r}; one of {', '.join(STATUSES)}")
         if to not in TRANSITIONS[t.status]:
             allowed = ", ".join(sorted(TRANSITIONS[t.status])) or "none"
-            raise TicketError(f"ticket {t.id}: {t.status} -> {to} is not allowed (from {t.status}: {allowed})")
+            raise TicketError(
+                f"ticket {t.id}: {t.status} -> {to} is not allowed (from {t.status}: {allowed})"
+            )
         if to == "closed" and verdict not in VERDICTS:
             raise TicketError(f"closing needs a verdict: one of {', '.join(VERDICTS)}")
         if to != "closed" and verdict is not None:
@@ -293,8 +418,15 @@ class TicketStore:
             t.verdict = verdict
         t.updated_at = now
         text = f"{old} -> {to}" + (f" ({verdict})" if verdict else "") + (f": {comment}" if comment else "")
-        self._event(s, t.id, "status", text, actor=actor, now=now,
-                    data={"from": old, "to": to, **({"verdict": verdict} if verdict else {})})
+        self._event(
+            s,
+            t.id,
+            "status",
+            text,
+            actor=actor,
+            now=now,
+            data={"from": old, "to": to, **({"verdict": verdict} if verdict else {})},
+        )
 
     def assign(self, ref: int | str, assignee: str, actor: str, now: datetime | None = None) -> Ticket:
         now = now or utcnow()
@@ -312,9 +444,17 @@ class TicketStore:
             self._event(s, t.id, "note", text, actor=actor, now=now)
             return t
 
-    def add_event(self, ticket_id: int, kind: str, text: str, *, status: str | None = None,
-                  actor: str = "system", data: dict[str, Any] | None = None,
-                  now: datetime | None = None) -> None:
+    def add_event(
+        self,
+        ticket_id: int,
+        kind: str,
+        text: str,
+        *,
+        status: str | None = None,
+        actor: str = "system",
+        data: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> None:
         with self.tx() as s:
             self._event(s, ticket_id, kind, text, status=status, actor=actor, data=data, now=now)
 
@@ -323,17 +463,33 @@ class TicketStore:
             t = self._find(s, ticket_id)
             t.external = {**(t.external or {}), channel: ref}
 
-    def mark_escalated(self, t: Ticket, tier: int, *, breach: bool, text: str, actor: str = "system:sla",
-                       data: dict[str, Any] | None = None, now: datetime | None = None) -> bool:
+    def mark_escalated(
+        self,
+        t: Ticket,
+        tier: int,
+        *,
+        breach: bool,
+        text: str,
+        actor: str = "system:sla",
+        data: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
         """Compare-and-set the escalation level from what `t` holds to (t.priority, tier): True for the one
         caller that wins, so each level is escalated exactly once even with concurrent checkers."""
         now = now or utcnow()
         prio = Ticket.escalation_priority
-        cond = [Ticket.id == t.id, Ticket.escalation_level == t.escalation_level,
-                prio.is_(None) if t.escalation_priority is None else prio == t.escalation_priority]
+        cond = [
+            Ticket.id == t.id,
+            Ticket.escalation_level == t.escalation_level,
+            prio.is_(None) if t.escalation_priority is None else prio == t.escalation_priority,
+        ]
         if breach:
             cond.append(Ticket.acknowledged_at.is_(None))
-        values: dict[str, Any] = {"escalation_level": tier, "escalation_priority": t.priority, "updated_at": now}
+        values: dict[str, Any] = {
+            "escalation_level": tier,
+            "escalation_priority": t.priority,
+            "updated_at": now,
+        }
         if breach:
             values["sla_breached"] = True
         with self.tx() as s:
@@ -347,21 +503,44 @@ class TicketStore:
     # ---- export ------------------------------------------------------------------------------------
     def export(self, t: Ticket) -> dict[str, Any]:
         """A ticket as one JSON-able dict (tickets.jsonl): fields, playbook runs and timeline."""
+
         def iso(d: datetime | None) -> str | None:
             return d.isoformat() if d else None
 
         return {
-            "id": t.id, "incident_id": t.incident_id, "tenant_id": t.tenant_id, "title": t.title,
-            "category": t.category, "priority": t.priority, "status": t.status, "assignee": t.assignee,
-            "verdict": t.verdict, "sla_due": iso(t.sla_due), "sla_breached": t.sla_breached,
-            "escalation_level": t.escalation_level, "external": t.external or {},
-            "incident_version": t.incident_version, "incident_status": t.incident_status,
-            "first_seen": iso(t.first_seen), "last_seen": iso(t.last_seen), "created_at": iso(t.created_at),
-            "acknowledged_at": iso(t.acknowledged_at), "resolved_at": iso(t.resolved_at),
+            "id": t.id,
+            "incident_id": t.incident_id,
+            "tenant_id": t.tenant_id,
+            "title": t.title,
+            "category": t.category,
+            "priority": t.priority,
+            "status": t.status,
+            "assignee": t.assignee,
+            "verdict": t.verdict,
+            "sla_due": iso(t.sla_due),
+            "sla_breached": t.sla_breached,
+            "escalation_level": t.escalation_level,
+            "external": t.external or {},
+            "incident_version": t.incident_version,
+            "incident_status": t.incident_status,
+            "first_seen": iso(t.first_seen),
+            "last_seen": iso(t.last_seen),
+            "created_at": iso(t.created_at),
+            "acknowledged_at": iso(t.acknowledged_at),
+            "resolved_at": iso(t.resolved_at),
             "closed_at": iso(t.closed_at),
             "playbooks": [{"name": r.playbook, "status": r.status, "step": r.step} for r in self.runs(t.id)],
-            "timeline": [{"at": iso(e.at), "kind": e.kind, "actor": e.actor, "status": e.status,
-                          "text": e.text, **({"data": e.data} if e.data else {})} for e in self.timeline(t.id)],
+            "timeline": [
+                {
+                    "at": iso(e.at),
+                    "kind": e.kind,
+                    "actor": e.actor,
+                    "status": e.status,
+                    "text": e.text,
+                    **({"data": e.data} if e.data else {}),
+                }
+                for e in self.timeline(t.id)
+            ],
         }
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -382,17 +561,47 @@ class TicketStore:
         return t  # type: ignore[return-value]
 
     @staticmethod
-    def _event(s: Session, ticket_id: int, kind: str, text: str, *, status: str | None = None,
-               actor: str = "system", data: dict[str, Any] | None = None, now: datetime | None = None) -> None:
-        s.add(TimelineEvent(ticket_id=ticket_id, at=now or utcnow(), kind=kind, actor=actor, status=status,
-                            text=text, data=data))
+    def _event(
+        s: Session,
+        ticket_id: int,
+        kind: str,
+        text: str,
+        *,
+        status: str | None = None,
+        actor: str = "system",
+        data: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        s.add(
+            TimelineEvent(
+                ticket_id=ticket_id,
+                at=now or utcnow(),
+                kind=kind,
+                actor=actor,
+                status=status,
+                text=text,
+                data=data,
+            )
+        )
 
 
 def _new_row(inc: Incident, snap: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
-        "incident_id": inc.incident_id, "tenant_id": inc.tenant_id, "title": inc.title[:500],
-        "category": inc.category, "priority": inc.priority, "status": "new", "incident": snap,
-        "incident_version": inc.version, "incident_status": inc.status, "sla_due": sla.due(now, inc.priority),
-        "sla_breached": False, "escalation_level": 0, "external": {}, "first_seen": inc.first_seen,
-        "last_seen": inc.last_seen, "created_at": now, "updated_at": now,
+        "incident_id": inc.incident_id,
+        "tenant_id": inc.tenant_id,
+        "title": inc.title[:500],
+        "category": inc.category,
+        "priority": inc.priority,
+        "status": "new",
+        "incident": snap,
+        "incident_version": inc.version,
+        "incident_status": inc.status,
+        "sla_due": sla.due(now, inc.priority),
+        "sla_breached": False,
+        "escalation_level": 0,
+        "external": {},
+        "first_seen": inc.first_seen,
+        "last_seen": inc.last_seen,
+        "created_at": now,
+        "updated_at": now,
     }

@@ -46,10 +46,18 @@ def _env_sink() -> Sink | None:
 def record(t: Ticket, actor: str, comment: str | None = None) -> dict[str, Any]:
     inc = t.incident or {}
     return {
-        "ticket_id": t.id, "incident_id": t.incident_id, "tenant_id": t.tenant_id, "verdict": t.verdict,
-        "analyst": actor, "comment": comment, "closed_at": t.closed_at.isoformat() if t.closed_at else None,
-        "priority": t.priority, "category": t.category, "use_cases": inc.get("use_cases", []),
-        "alert_ids": inc.get("alert_ids", []), "first_seen": t.first_seen.isoformat(),
+        "ticket_id": t.id,
+        "incident_id": t.incident_id,
+        "tenant_id": t.tenant_id,
+        "verdict": t.verdict,
+        "analyst": actor,
+        "comment": comment,
+        "closed_at": t.closed_at.isoformat() if t.closed_at else None,
+        "priority": t.priority,
+        "category": t.category,
+        "use_cases": inc.get("use_cases", []),
+        "alert_ids": inc.get("alert_ids", []),
+        "first_seen": t.first_seen.isoformat(),
         "acknowledged_at": t.acknowledged_at.isoformat() if t.acknowledged_at else None,
         "resolved_at": t.resolved_at.isoformat() if t.resolved_at else None,
     }

@@ -41,12 +41,23 @@ from pipeline.soar.connectors.thehive import TheHive
 from pipeline.soar.connectors.webhook import Webhook
 from pipeline.soar.connectors.wecom import WeCom
 
-REGISTRY: dict[str, type[Connector]] = {c.type: c for c in (DingTalk, WeCom, Slack, Email, Webhook, TheHive,
-                                                           Jira, ResponseApi, LogFile)}
+REGISTRY: dict[str, type[Connector]] = {
+    c.type: c for c in (DingTalk, WeCom, Slack, Email, Webhook, TheHive, Jira, ResponseApi, LogFile)
+}
 CHANNELS_FILE = "channels.yaml"
 
-__all__ = ["REGISTRY", "ChannelUnavailable", "Channels", "Connector", "ConnectorError", "DryRun", "Message",
-           "RetryPolicy", "TicketInfo", "load_channels"]
+__all__ = [
+    "REGISTRY",
+    "ChannelUnavailable",
+    "Channels",
+    "Connector",
+    "ConnectorError",
+    "DryRun",
+    "Message",
+    "RetryPolicy",
+    "TicketInfo",
+    "load_channels",
+]
 
 
 class ChannelConfigError(ValueError):
@@ -54,8 +65,14 @@ class ChannelConfigError(ValueError):
 
 
 class Channels:
-    def __init__(self, config: dict[str, Any] | None = None, *, source: str = "<config>",
-                 dry_run: bool = False, secrets: Secrets | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        source: str = "<config>",
+        dry_run: bool = False,
+        secrets: Secrets | None = None,
+    ):
         config = config or {}
         self.source = source
         self.dry_run = dry_run
@@ -73,8 +90,10 @@ class Channels:
         for name, spec in specs:
             if not isinstance(spec, dict) or spec.get("type") not in REGISTRY:
                 got = spec.get("type") if isinstance(spec, dict) else spec
-                raise ChannelConfigError(f"{self.source}: channel {name}: unknown type {got!r} "
-                                         f"(known: {', '.join(sorted(REGISTRY))})")
+                raise ChannelConfigError(
+                    f"{self.source}: channel {name}: unknown type {got!r} "
+                    f"(known: {', '.join(sorted(REGISTRY))})"
+                )
         for tier in self.tiers:
             for n in tier:
                 if n not in self.names():
@@ -102,6 +121,13 @@ class Channels:
         if isinstance(hit, ChannelUnavailable):
             raise hit
         return hit
+
+    def available(self, name: str, tenant: str = "") -> bool:
+        try:
+            self.get(name, tenant)
+        except ChannelUnavailable:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -1,9 +1,9 @@
 """What every connector shares: settings with secrets from the environment or a secrets file (never logged),
 a timeout, retry with exponential backoff, a bulkhead (bounded concurrency) and a dry-run mode.
 
-Setting values `env:NAME` read the environment; `secret:NAME` reads `MDR_SECRETS_FILE` (a YAML/JSON mapping,
-or a directory holding one file per secret). A channel whose secret is missing is *unavailable*: steps that
-use it are recorded as skipped, not failed. Every text a connector returns passes `redact()`, which removes
+Setting values `env:NAME` read the environment (`env?:NAME`: optional); `secret:NAME` reads
+`MDR_SECRETS_FILE` (a YAML/JSON mapping, or a directory holding one file per secret). A channel whose
+secret is missing is *unavailable*: steps that use it are recorded as skipped, not failed. Every text a connector returns passes `redact()`, which removes
 the secret values and URL query strings (DingTalk and WeCom carry their tokens there).
 """
 
@@ -40,7 +40,7 @@ class ChannelUnavailable(Exception):
     """The channel is not configured (unknown name, or a secret / setting it needs is not set)."""
 
 
-class DryRun(Exception):  # noqa: N818 - a control-flow signal, not an error
+class DryRun(Exception):
     """Raised instead of sending in dry-run mode; carries the (redacted) request that would go out."""
 
     def __init__(self, request: dict[str, Any]):
@@ -106,8 +106,11 @@ class Secrets:
     """Resolves `env:` and `secret:` references."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else (Path(os.environ["MDR_SECRETS_FILE"])
-                                             if os.environ.get("MDR_SECRETS_FILE") else None)
+        self.path = (
+            Path(path)
+            if path
+            else (Path(os.environ["MDR_SECRETS_FILE"]) if os.environ.get("MDR_SECRETS_FILE") else None)
+        )
         self._data: dict[str, str] | None = None
 
     def _file(self) -> dict[str, str]:
@@ -124,6 +127,8 @@ class Secrets:
         """(value, is_secret). Raises ChannelUnavailable when a reference cannot be resolved."""
         if not isinstance(value, str):
             return value, False
+        if value.startswith("env?:"):  # optional: unset means "no value"
+            return os.environ.get(value[5:]) or None, True
         if value.startswith("env:"):
             v = os.environ.get(value[4:])
             if not v:
@@ -145,8 +150,9 @@ class Connector:
     required: ClassVar[tuple[str, ...]] = ()
     secret_keys: ClassVar[tuple[str, ...]] = ("secret", "token", "password", "api_key", "key")
 
-    def __init__(self, name: str, settings: dict[str, Any], *, secrets: Secrets | None = None,
-                 dry_run: bool = False):
+    def __init__(
+        self, name: str, settings: dict[str, Any], *, secrets: Secrets | None = None, dry_run: bool = False
+    ):
         self.name = name
         self.dry_run = dry_run
         self._secret_values: list[str] = []
@@ -162,32 +168,63 @@ class Connector:
             raise ChannelUnavailable(f"channel {name}: missing setting(s) {', '.join(missing)}")
         self.timeout = float(self.settings.get("timeout", 10.0))
         r = self.settings.get("retry") or {}
-        self.retry = RetryPolicy(**{k: r[k] for k in ("attempts", "backoff", "factor", "max_backoff") if k in r})
+        self.retry = RetryPolicy(
+            **{k: r[k] for k in ("attempts", "backoff", "factor", "max_backoff") if k in r}
+        )
         self.slots = threading.BoundedSemaphore(int(self.settings.get("max_concurrency", 4)))
 
     # ---- operations (override what the connector supports) ------------------------------------------
-    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-               ) -> dict[str, Any]:
+    def notify(
+        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot notify", retryable=False)
 
-    def open_ticket(self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
-                    ) -> dict[str, Any]:
+    def open_ticket(
+        self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot open tickets", retryable=False)
 
-    def update_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                      retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def update_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot update tickets", retryable=False)
 
-    def escalate_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                        retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def escalate_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot escalate tickets", retryable=False)
 
-    def block_ip(self, ip: str, *, duration: float, reason: str, ref: str, timeout: float | None = None,
-                 retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def block_ip(
+        self,
+        ip: str,
+        *,
+        duration: float,
+        reason: str,
+        ref: str,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot block addresses", retryable=False)
 
-    def isolate_host(self, host: str, *, reason: str, ref: str, timeout: float | None = None,
-                     retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def isolate_host(
+        self,
+        host: str,
+        *,
+        reason: str,
+        ref: str,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot isolate hosts", retryable=False)
 
     # ---- shared machinery ---------------------------------------------------------------------------
@@ -225,24 +262,32 @@ class HttpConnector(Connector):
         with self._lock:
             if self._client is None:
                 verify: Any = self.settings.get("ca_file") or self.settings.get("verify", True)
-                self._client = httpx.Client(timeout=self.timeout, verify=verify,
-                                            headers={"User-Agent": "mdr-pipeline-soar/0.1"})
+                self._client = httpx.Client(
+                    timeout=self.timeout, verify=verify, headers={"User-Agent": "mdr-pipeline-soar/0.1"}
+                )
             return self._client
 
     def describe(self, req: Request) -> dict[str, Any]:
-        body = req.json if req.json is not None else (req.content.decode("utf-8", "replace")
-                                                      if req.content else None)
+        body = (
+            req.json
+            if req.json is not None
+            else (req.content.decode("utf-8", "replace") if req.content else None)
+        )
         url = req.url + ("?" + "&".join(f"{k}=..." for k in req.params) if req.params else "")
-        return {"method": req.method, "url": self.redact(url),
-                "body": json.loads(self.redact(json.dumps(body, ensure_ascii=False))) if body else None}
+        return {
+            "method": req.method,
+            "url": self.redact(url),
+            "body": json.loads(self.redact(json.dumps(body, ensure_ascii=False))) if body else None,
+        }
 
     def preview(self, req: Request) -> None:
         """In dry-run mode, stop here and report `req`."""
         if self.dry_run:
             raise DryRun(self.describe(req))
 
-    def send(self, req: Request, *, timeout: float | None = None, retry: RetryPolicy | None = None
-             ) -> httpx.Response:
+    def send(
+        self, req: Request, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> httpx.Response:
         """Send with retry; returns the 2xx/3xx response or raises ConnectorError (redacted)."""
         self.preview(req)
         return self.with_retry(lambda: self._once(req, timeout or self.timeout), retry)
@@ -250,17 +295,28 @@ class HttpConnector(Connector):
     def _once(self, req: Request, timeout: float) -> httpx.Response:
         where = f"{req.method} {self.redact(req.url)}"
         try:
-            r = self.client.request(req.method, req.url, json=req.json, content=req.content,
-                                    headers=req.headers, params=req.params or None, timeout=timeout)
+            r = self.client.request(
+                req.method,
+                req.url,
+                json=req.json,
+                content=req.content,
+                headers=req.headers,
+                params=req.params or None,
+                timeout=timeout,
+            )
         except httpx.TimeoutException:
             raise ConnectorError(f"{where}: timed out after {timeout:g}s", retryable=True) from None
         except httpx.TransportError as e:
-            raise ConnectorError(f"{where}: {self.redact(type(e).__name__ + ': ' + str(e))}",
-                                 retryable=True) from None
+            raise ConnectorError(
+                f"{where}: {self.redact(type(e).__name__ + ': ' + str(e))}", retryable=True
+            ) from None
         if r.status_code >= 400:
             retryable = r.status_code >= 500 or r.status_code in RETRY_STATUS
-            raise ConnectorError(f"{where}: HTTP {r.status_code} {self.redact(r.text[:200])}",
-                                 retryable=retryable, status=r.status_code)
+            raise ConnectorError(
+                f"{where}: HTTP {r.status_code} {self.redact(r.text[:200])}",
+                retryable=retryable,
+                status=r.status_code,
+            )
         return r
 
     def close(self) -> None:

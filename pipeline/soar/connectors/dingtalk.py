@@ -35,10 +35,13 @@ class DingTalk(HttpConnector):
     type = "dingtalk"
     required = ("url",)
 
-    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-               ) -> dict[str, Any]:
-        body: dict[str, Any] = {"msgtype": "markdown",
-                                "markdown": {"title": msg.title[:100], "text": f"### {msg.title}\n\n{msg.text}"}}
+    def notify(
+        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "msgtype": "markdown",
+            "markdown": {"title": msg.title[:100], "text": f"### {msg.title}\n\n{msg.text}"},
+        }
         mobiles = self.settings.get("at_mobiles") or []
         if mobiles:
             body["at"] = {"atMobiles": list(mobiles), "isAtAll": False}
@@ -56,6 +59,8 @@ class DingTalk(HttpConnector):
         data = json_or_error(r, "dingtalk")
         code = data.get("errcode", 0)
         if code != 0:
-            raise ConnectorError(f"dingtalk errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
-                                 retryable=code in RETRY_CODES)
+            raise ConnectorError(
+                f"dingtalk errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
+                retryable=code in RETRY_CODES,
+            )
         return {"status": r.status_code}

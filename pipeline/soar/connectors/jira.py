@@ -33,11 +33,17 @@ class Jira(HttpConnector):
             auth = "Basic " + base64.b64encode(f"{self.settings['username']}:{token}".encode()).decode()
         else:
             auth = f"Bearer {token}"
-        return Request(method, self.settings["url"].rstrip("/") + path, json=body, params=params or {},
-                       headers={"Authorization": auth, "Accept": "application/json"})
+        return Request(
+            method,
+            self.settings["url"].rstrip("/") + path,
+            json=body,
+            params=params or {},
+            headers={"Authorization": auth, "Accept": "application/json"},
+        )
 
-    def open_ticket(self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
-                    ) -> dict[str, Any]:
+    def open_ticket(
+        self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         label = f"mdr-{t.incident_id}"
         prios = {**PRIORITIES, **(self.settings.get("priorities") or {})}
         fields: dict[str, Any] = {
@@ -51,9 +57,14 @@ class Jira(HttpConnector):
             fields["priority"] = {"name": prios.get(t.priority, "Medium")}
         create = self._req("POST", "/rest/api/2/issue", {"fields": fields})
         self.preview(create)
-        search = self._req("GET", "/rest/api/2/search",
-                           params={"jql": f'labels = "{label}"', "fields": "key", "maxResults": "1"})
-        found = json_or_error(self.send(search, timeout=timeout, retry=retry), "jira search").get("issues") or []
+        search = self._req(
+            "GET",
+            "/rest/api/2/search",
+            params={"jql": f'labels = "{label}"', "fields": "key", "maxResults": "1"},
+        )
+        found = (
+            json_or_error(self.send(search, timeout=timeout, retry=retry), "jira search").get("issues") or []
+        )
         if found:
             return {"key": found[0]["key"], "id": found[0].get("id")}
         issue = json_or_error(self.send(create, timeout=timeout, retry=retry), "jira create")
@@ -61,12 +72,27 @@ class Jira(HttpConnector):
             raise ConnectorError("jira: no issue key in the answer", retryable=False)
         return {"key": issue["key"], "id": issue.get("id")}
 
-    def update_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                      retry: RetryPolicy | None = None) -> dict[str, Any]:
-        r = self.send(self._req("POST", f"/rest/api/2/issue/{ref['key']}/comment", {"body": text}),
-                      timeout=timeout, retry=retry)
+    def update_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
+        r = self.send(
+            self._req("POST", f"/rest/api/2/issue/{ref['key']}/comment", {"body": text}),
+            timeout=timeout,
+            retry=retry,
+        )
         return {"comment_id": json_or_error(r, "jira comment").get("id")}
 
-    def escalate_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                        retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def escalate_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         return self.update_ticket(ref, text or "Escalated by the MDR service.", timeout=timeout, retry=retry)

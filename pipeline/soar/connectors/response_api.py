@@ -25,8 +25,16 @@ class ResponseApi(HttpConnector):
         addr = ipaddress.ip_address(ip)
         return any(addr in ipaddress.ip_network(n, strict=False) for n in self.settings.get("protect") or [])
 
-    def block_ip(self, ip: str, *, duration: float, reason: str, ref: str, timeout: float | None = None,
-                 retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def block_ip(
+        self,
+        ip: str,
+        *,
+        duration: float,
+        reason: str,
+        ref: str,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         try:
             ip = str(ipaddress.ip_address(ip))
         except ValueError:
@@ -34,11 +42,22 @@ class ResponseApi(HttpConnector):
         if self.protected(ip):
             return {"ip": ip, "skipped": "protected address"}
         body = {"action": "block_ip", "ip": ip, "duration": int(duration), "reason": reason, "ref": ref}
-        r = self.send(self._req(self.settings.get("block_path", "/block"), body), timeout=timeout, retry=retry)
+        r = self.send(
+            self._req(self.settings.get("block_path", "/block"), body), timeout=timeout, retry=retry
+        )
         return {"ip": ip, "status": r.status_code}
 
-    def isolate_host(self, host: str, *, reason: str, ref: str, timeout: float | None = None,
-                     retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def isolate_host(
+        self,
+        host: str,
+        *,
+        reason: str,
+        ref: str,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         body = {"action": "isolate_host", "host": host, "reason": reason, "ref": ref}
-        r = self.send(self._req(self.settings.get("isolate_path", "/isolate"), body), timeout=timeout, retry=retry)
+        r = self.send(
+            self._req(self.settings.get("isolate_path", "/isolate"), body), timeout=timeout, retry=retry
+        )
         return {"host": host, "status": r.status_code}

@@ -37,13 +37,23 @@ class Email(Connector):
         m.set_content(msg.text)
         return m
 
-    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-               ) -> dict[str, Any]:
+    def notify(
+        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         mail = self.build(msg)
         if self.dry_run:
-            raise DryRun({"method": "SMTP", "url": f"smtp://{self.settings['host']}:{self.port}",
-                          "body": {"from": mail["From"], "to": self.recipients, "subject": mail["Subject"],
-                                   "text": msg.text[:500]}})
+            raise DryRun(
+                {
+                    "method": "SMTP",
+                    "url": f"smtp://{self.settings['host']}:{self.port}",
+                    "body": {
+                        "from": mail["From"],
+                        "to": self.recipients,
+                        "subject": mail["Subject"],
+                        "text": msg.text[:500],
+                    },
+                }
+            )
         return self.with_retry(lambda: self._send(mail, timeout or self.timeout), retry)
 
     @property
@@ -72,12 +82,20 @@ class Email(Connector):
             raise ConnectorError(f"{where}: {e} (refusing to send without TLS)", retryable=False) from None
         except smtplib.SMTPRecipientsRefused as e:
             codes = [c for c, _ in e.recipients.values()]
-            raise ConnectorError(f"{where}: recipients refused {codes}",
-                                 retryable=all(400 <= c < 500 for c in codes)) from None
+            raise ConnectorError(
+                f"{where}: recipients refused {codes}", retryable=all(400 <= c < 500 for c in codes)
+            ) from None
         except smtplib.SMTPResponseException as e:
-            text = e.smtp_error.decode(errors="replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
-            raise ConnectorError(f"{where}: {e.smtp_code} {self.redact(text)}",
-                                 retryable=400 <= e.smtp_code < 500, status=e.smtp_code) from None
+            text = (
+                e.smtp_error.decode(errors="replace")
+                if isinstance(e.smtp_error, bytes)
+                else str(e.smtp_error)
+            )
+            raise ConnectorError(
+                f"{where}: {e.smtp_code} {self.redact(text)}",
+                retryable=400 <= e.smtp_code < 500,
+                status=e.smtp_code,
+            ) from None
         except (smtplib.SMTPException, OSError) as e:
             kind = "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             raise ConnectorError(f"{where}: {self.redact(kind)}", retryable=True) from None

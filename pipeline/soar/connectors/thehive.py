@@ -36,13 +36,20 @@ class TheHive(HttpConnector):
     def source(self) -> str:
         return self.settings.get("source", "mdr-pipeline")
 
-    def open_ticket(self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
-                    ) -> dict[str, Any]:
+    def open_ticket(
+        self, t: TicketInfo, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         body = {
-            "type": self.settings.get("alert_type", "mdr-incident"), "source": self.source,
-            "sourceRef": t.incident_id, "title": f"[{t.priority}] {t.title}", "description": t.text,
-            "severity": SEVERITY.get(t.priority, 2), "date": t.created_ms, "tags": t.tags,
-            "tlp": int(self.settings.get("tlp", 2)), "pap": int(self.settings.get("pap", 2)),
+            "type": self.settings.get("alert_type", "mdr-incident"),
+            "source": self.source,
+            "sourceRef": t.incident_id,
+            "title": f"[{t.priority}] {t.title}",
+            "description": t.text,
+            "severity": SEVERITY.get(t.priority, 2),
+            "date": t.created_ms,
+            "tags": t.tags,
+            "tlp": int(self.settings.get("tlp", 2)),
+            "pap": int(self.settings.get("pap", 2)),
             "observables": [{"dataType": dt, "data": v} for dt, v in t.observables],
         }
         req = self._req("POST", "/api/v1/alert", body)
@@ -62,29 +69,52 @@ class TheHive(HttpConnector):
         return ref
 
     def _find(self, source_ref: str, timeout: float | None, retry: RetryPolicy | None) -> str | None:
-        query = {"query": [
-            {"_name": "listAlert"},
-            {"_name": "filter", "_and": [{"_eq": {"_field": "sourceRef", "_value": source_ref}},
-                                         {"_eq": {"_field": "source", "_value": self.source}}]},
-            {"_name": "page", "from": 0, "to": 1},
-        ]}
+        query = {
+            "query": [
+                {"_name": "listAlert"},
+                {
+                    "_name": "filter",
+                    "_and": [
+                        {"_eq": {"_field": "sourceRef", "_value": source_ref}},
+                        {"_eq": {"_field": "source", "_value": self.source}},
+                    ],
+                },
+                {"_name": "page", "from": 0, "to": 1},
+            ]
+        }
         r = self.send(self._req("POST", "/api/v1/query", query), timeout=timeout, retry=retry)
         found = r.json()
         return found[0].get("_id") if isinstance(found, list) and found else None
 
-    def update_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                      retry: RetryPolicy | None = None) -> dict[str, Any]:
-        path = (f"/api/v1/case/{ref['case_id']}/comment" if ref.get("case_id")
-                else f"/api/v1/alert/{ref['alert_id']}/comment")
+    def update_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
+        path = (
+            f"/api/v1/case/{ref['case_id']}/comment"
+            if ref.get("case_id")
+            else f"/api/v1/alert/{ref['alert_id']}/comment"
+        )
         r = self.send(self._req("POST", path, {"message": text}), timeout=timeout, retry=retry)
         return {"comment_id": json_or_error(r, "thehive comment").get("_id")}
 
-    def escalate_ticket(self, ref: dict[str, Any], text: str, *, timeout: float | None = None,
-                        retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def escalate_ticket(
+        self,
+        ref: dict[str, Any],
+        text: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         """Promote the alert to a case (once); a note goes along as a case comment."""
         if not ref.get("case_id"):
-            r = self.send(self._req("POST", f"/api/v1/alert/{ref['alert_id']}/case", {}),
-                          timeout=timeout, retry=retry)
+            r = self.send(
+                self._req("POST", f"/api/v1/alert/{ref['alert_id']}/case", {}), timeout=timeout, retry=retry
+            )
             ref = {**ref, "case_id": json_or_error(r, "thehive promote").get("_id")}
         if text:
             self.update_ticket(ref, text, timeout=timeout, retry=retry)

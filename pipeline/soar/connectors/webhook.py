@@ -28,12 +28,14 @@ class Webhook(HttpConnector):
     type = "webhook"
     required = ("url",)
 
-    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-               ) -> dict[str, Any]:
+    def notify(
+        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         return self.post_json({"event": msg.kind, **asdict(msg)}, timeout=timeout, retry=retry)
 
-    def post_json(self, payload: dict[str, Any], *, timeout: float | None = None,
-                  retry: RetryPolicy | None = None) -> dict[str, Any]:
+    def post_json(
+        self, payload: dict[str, Any], *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
         self.preview(Request("POST", self.settings["url"], json=payload))
 
@@ -44,8 +46,9 @@ class Webhook(HttpConnector):
                 ts = str(int(time.time()))
                 headers[TIMESTAMP_HEADER] = ts
                 headers[self.settings.get("signature_header", SIGNATURE_HEADER)] = signature(secret, ts, body)
-            r = self._once(Request("POST", self.settings["url"], content=body, headers=headers),
-                           timeout or self.timeout)
+            r = self._once(
+                Request("POST", self.settings["url"], content=body, headers=headers), timeout or self.timeout
+            )
             return {"status": r.status_code}
 
         return self.with_retry(once, retry)

@@ -22,10 +22,13 @@ class WeCom(HttpConnector):
     type = "wecom"
     required = ("url",)
 
-    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-               ) -> dict[str, Any]:
+    def notify(
+        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
         content = f"**{msg.title}**\n{msg.text}".encode()[:MAX_BYTES].decode("utf-8", "ignore")
-        req = Request("POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}})
+        req = Request(
+            "POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}}
+        )
         self.preview(req)
 
         def once() -> dict[str, Any]:
@@ -33,8 +36,10 @@ class WeCom(HttpConnector):
             data = json_or_error(r, "wecom")
             code = data.get("errcode", 0)
             if code != 0:
-                raise ConnectorError(f"wecom errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
-                                     retryable=code in RETRY_CODES)
+                raise ConnectorError(
+                    f"wecom errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
+                    retryable=code in RETRY_CODES,
+                )
             return {"status": r.status_code}
 
         return self.with_retry(once, retry)

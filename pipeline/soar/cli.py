@@ -1,0 +1,398 @@
+"""`mdr tickets ...` and `mdr playbooks ...` (Typer sub-apps registered in pipeline/cli.py).
+
+Heavy imports (SQLAlchemy, httpx) happen inside the commands so that `mdr --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from pipeline.soar.actions import Soar
+    from pipeline.soar.tickets import TicketStore
+
+tickets_app = typer.Typer(
+    help="Tickets: list, show, acknowledge, note, close with a verdict, approve, escalate.",
+    no_args_is_help=True,
+)
+playbooks_app = typer.Typer(help="Playbooks: validate, dry-run, resume pending runs.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (default: MDR_DB_URL, else out/soar.db)")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Analyst name (default: the login name)")]
+PlaybooksOpt = Annotated[str | None, typer.Option("--playbooks", help="Playbook file or directory")]
+ChannelsOpt = Annotated[str | None, typer.Option("--channels", help="Channel configuration (channels.yaml)")]
+IdArg = Annotated[str, typer.Argument(help="Ticket number or incident id")]
+
+
+def _actor(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "analyst"
+
+
+@contextmanager
+def _store(db: str | None) -> Iterator[TicketStore]:
+    from pipeline.soar.tickets import TicketError, TicketStore
+
+    store = TicketStore(db)
+    try:
+        yield store
+    except TicketError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+
+
+@contextmanager
+def _soar(db: str | None, playbooks: str | None, channels: str | None) -> Iterator[Soar]:
+    from pipeline.soar.actions import Soar
+    from pipeline.soar.tickets import TicketError
+
+    soar = Soar.open(db, playbooks=playbooks, channels=channels)
+    try:
+        yield soar
+    except TicketError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    finally:
+        soar.close()
+
+
+def _ts(d: datetime | None) -> str:
+    return d.strftime("%Y-%m-%d %H:%M:%S") if d else "-"
+
+
+# ---- tickets ----------------------------------------------------------------------------------------------
+@tickets_app.command("list")
+def tickets_list(
+    status: Annotated[str | None, typer.Option(help="new|acknowledged|investigating|...")] = None,
+    priority: Annotated[str | None, typer.Option(help="P1..P5")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant id")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    db: DbOpt = None,
+) -> None:
+    """List tickets (most urgent first)."""
+    with _store(db) as store:
+        rows = store.list(status=status, priority=priority, tenant=tenant, limit=limit)
+        if as_json:
+            for t in rows:
+                out.print_json(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}))
+            return
+        tab = Table("id", "prio", "status", "tenant", "category", "title", "SLA due", "breached", "verdict")
+        for t in rows:
+            tab.add_row(
+                str(t.id),
+                t.priority,
+                t.status,
+                t.tenant_id,
+                t.category,
+                t.title[:60],
+                _ts(t.sla_due),
+                "yes" if t.sla_breached else "",
+                t.verdict or "",
+            )
+        out.print(tab)
+
+
+@tickets_app.command("show")
+def tickets_show(
+    ref: IdArg, as_json: Annotated[bool, typer.Option("--json")] = False, db: DbOpt = None
+) -> None:
+    """A ticket with its playbook runs and timeline."""
+    with _store(db) as store:
+        d = store.export(store.require(ref))
+        if as_json:
+            out.print_json(json.dumps(d))
+            return
+        out.print(f"[bold]#{d['id']}[/bold] [{d['priority']}] {d['title']}")
+        for k in (
+            "status",
+            "tenant_id",
+            "category",
+            "incident_id",
+            "assignee",
+            "verdict",
+            "sla_due",
+            "sla_breached",
+            "escalation_level",
+            "first_seen",
+            "created_at",
+            "acknowledged_at",
+            "resolved_at",
+            "closed_at",
+            "external",
+        ):
+            out.print(f"  {k:>16}: {d[k]}")
+        for r in d["playbooks"]:
+            out.print(f"  {'playbook':>16}: {r['name']} ({r['status']}, next step {r['step']})")
+        tab = Table("at", "kind", "status", "actor", "text", title="timeline")
+        for e in d["timeline"]:
+            tab.add_row(e["at"][:19], e["kind"], e["status"] or "", e["actor"], e["text"][:160])
+        out.print(tab)
+
+
+@tickets_app.command("ack")
+def tickets_ack(ref: IdArg, by: ByOpt = None, db: DbOpt = None) -> None:
+    """Acknowledge a ticket (stops SLA escalation)."""
+    with _store(db) as store:
+        t = store.acknowledge(ref, _actor(by))
+        out.print(f"ticket {t.id}: acknowledged by {t.assignee}")
+
+
+@tickets_app.command("status")
+def tickets_status(
+    ref: IdArg,
+    to: Annotated[str, typer.Argument(help="investigating | resolved")],
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Move a ticket to another status (invalid transitions are refused)."""
+    with _store(db) as store:
+        t = store.transition(ref, to, actor=_actor(by))
+        out.print(f"ticket {t.id}: {t.status}")
+
+
+@tickets_app.command("assign")
+def tickets_assign(ref: IdArg, assignee: str, by: ByOpt = None, db: DbOpt = None) -> None:
+    """Assign a ticket to an analyst."""
+    with _store(db) as store:
+        t = store.assign(ref, assignee, _actor(by))
+        out.print(f"ticket {t.id}: assigned to {t.assignee}")
+
+
+@tickets_app.command("note")
+def tickets_note(ref: IdArg, text: str, by: ByOpt = None, db: DbOpt = None) -> None:
+    """Add a note to a ticket's timeline."""
+    with _store(db) as store:
+        t = store.note(ref, text, _actor(by))
+        out.print(f"ticket {t.id}: note added")
+
+
+def verdicts_path(db_url: str) -> Path:
+    """MDR_VERDICTS_FILE, else verdicts.jsonl beside a SQLite store, else ./verdicts.jsonl."""
+    if os.environ.get("MDR_VERDICTS_FILE"):
+        return Path(os.environ["MDR_VERDICTS_FILE"])
+    if db_url.startswith("sqlite") and "///" in db_url:
+        return Path(db_url.split("///", 1)[1]).parent / "verdicts.jsonl"
+    return Path("verdicts.jsonl")
+
+
+@tickets_app.command("close")
+def tickets_close(
+    ref: IdArg,
+    verdict: Annotated[str, typer.Option(help="true_positive|false_positive|benign|duplicate")],
+    comment: Annotated[str | None, typer.Option(help="Closing note")] = None,
+    verdicts: Annotated[Path | None, typer.Option(help="Verdicts JSONL file to append to")] = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks)."""
+    from pipeline.soar import verdicts as pub
+
+    with _store(db) as store:
+        actor = _actor(by)
+        t = store.close_ticket(ref, verdict, actor, comment)
+        path = verdicts or verdicts_path(store.url)
+        pub.publish(pub.record(t, actor, comment), path)
+        out.print(f"ticket {t.id}: closed as {t.verdict} (verdict appended to {path})")
+
+
+def _decide(
+    ref: str,
+    approve: bool,
+    by: str | None,
+    comment: str | None,
+    db: str | None,
+    playbooks: str | None,
+    channels: str | None,
+    wait: float,
+) -> None:
+    with _soar(db, playbooks, channels) as soar:
+        t = soar.store.require(ref)
+        before = len(soar.store.timeline(t.id))
+        runs = soar.runner.decide(t.id, approve, _actor(by), comment)
+        settled = soar.runner.drain(wait)
+        for e in soar.store.timeline(t.id)[before:]:
+            out.print(f"{e.kind:>10} {e.status or '':>8}  {e.text}")
+        out.print(
+            f"ticket {t.id}: {'approved' if approve else 'denied'} ({len(runs)} run(s) resumed"
+            + ("" if settled else "; steps still pending, `mdr playbooks resume` continues them")
+            + ")"
+        )
+
+
+@tickets_app.command("approve")
+def tickets_approve(
+    ref: IdArg,
+    comment: Annotated[str | None, typer.Option()] = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+    playbooks: PlaybooksOpt = None,
+    channels: ChannelsOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the resumed steps")] = 60.0,
+) -> None:
+    """Approve the playbook step waiting on this ticket; the run resumes."""
+    _decide(ref, True, by, comment, db, playbooks, channels, wait)
+
+
+@tickets_app.command("deny")
+def tickets_deny(
+    ref: IdArg,
+    comment: Annotated[str | None, typer.Option()] = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+    playbooks: PlaybooksOpt = None,
+    channels: ChannelsOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the resumed steps")] = 60.0,
+) -> None:
+    """Deny the playbook step waiting on this ticket (the run stops, or continues if the step says so)."""
+    _decide(ref, False, by, comment, db, playbooks, channels, wait)
+
+
+@tickets_app.command("escalate")
+def tickets_escalate(
+    now: Annotated[str | None, typer.Option(help="Check as of this ISO time")] = None,
+    db: DbOpt = None,
+    playbooks: PlaybooksOpt = None,
+    channels: ChannelsOpt = None,
+) -> None:
+    """Run the SLA check now: escalate unacknowledged tickets past their due time (once per level)."""
+    when = datetime.fromisoformat(now) if now else None
+    with _soar(db, playbooks, channels) as soar:
+        done = soar.escalator.check(when)
+        for e in done:
+            notes = ", ".join(f"{n['channel']}: {n['status']}" for n in e.notices) or "no channel"
+            out.print(f"ticket {e.ticket_id}: {e.priority} escalated to tier {e.tier} ({notes})")
+        out.print(f"{len(done)} escalation(s)")
+
+
+# ---- playbooks --------------------------------------------------------------------------------------------
+@playbooks_app.command("validate")
+def playbooks_validate(
+    path: Annotated[str | None, typer.Argument(help="Playbook file or directory")] = None,
+    channels: ChannelsOpt = None,
+) -> None:
+    """Check playbooks: schema, actions and parameters, templates, conditions, channel names (file:line)."""
+    from pipeline.soar.connectors import ChannelConfigError, load_channels
+    from pipeline.soar.playbooks import load_playbooks
+
+    try:
+        chans = load_channels(channels)
+    except ChannelConfigError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    names = chans.names() if chans.specs or chans.tenants else None
+    pbs = load_playbooks(path, channels=names)
+    for e in pbs.errors:
+        err.print(f"[red]{e}[/red]")
+    err.print(
+        f"{len(pbs.playbooks)} playbooks loaded from {len(pbs.files)} files, {len(pbs.errors)} problems"
+        + ("" if names is not None else " (no channel configuration: channel names not checked)")
+    )
+    if pbs.errors:
+        raise typer.Exit(1)
+
+
+def _incidents(path: Path) -> list[Any]:
+    from pipeline.schema import decode_incident
+
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("{") and "\n{" not in text:
+        return [decode_incident(text)]
+    return [decode_incident(line) for line in text.splitlines() if line.strip()]
+
+
+@playbooks_app.command("run")
+def playbooks_run(
+    incident: Annotated[Path, typer.Argument(help="Incident JSON (or JSONL) file")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run/--no-dry-run", help="Show each step and what it would send")
+    ] = True,
+    playbook: Annotated[str | None, typer.Option(help="Run this playbook, not the selected")] = None,
+    db: DbOpt = None,
+    playbooks: PlaybooksOpt = None,
+    channels: ChannelsOpt = None,
+) -> None:
+    """Run the incident's playbooks: by default a dry run that sends nothing and writes nothing."""
+    from pipeline.soar.actions import dry_run as simulate
+    from pipeline.soar.connectors import load_channels
+    from pipeline.soar.playbooks import load_playbooks
+
+    incs = _incidents(incident)
+    if not dry_run:
+        with _soar(db, playbooks, channels) as soar:
+            for inc in incs:
+                r = soar.act(inc)
+                out.print(
+                    f"incident {inc.incident_id}: ticket {r.ticket_id}"
+                    f"{' (new)' if r.created else ''}, playbooks started: {', '.join(r.playbooks) or 'none'}"
+                )
+            soar.runner.drain(120)
+        return
+    chans = load_channels(channels, dry_run=True)
+    pbs = load_playbooks(playbooks)
+    if playbook and playbook not in pbs.playbooks:
+        err.print(f"[red]no playbook {playbook!r}[/red] (loaded: {', '.join(sorted(pbs.playbooks))})")
+        raise typer.Exit(1)
+    for inc in incs:
+        runs = simulate(inc, pbs, chans, only=playbook)
+        if not runs:
+            out.print(f"incident {inc.incident_id}: no playbook selected")
+        for pb, results in runs:
+            out.print(
+                f"[bold]incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}"
+                "[/bold]"
+            )
+            for step, res in results:
+                out.print(f"  {step.id:<22} {step.action:<13} {res.status:<8} {res.detail}")
+                req = res.data.get("request")
+                if req:
+                    out.print_json(json.dumps(req, ensure_ascii=False, default=str), indent=2)
+
+
+@playbooks_app.command("resume")
+def playbooks_resume(
+    db: DbOpt = None,
+    playbooks: PlaybooksOpt = None,
+    channels: ChannelsOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to keep running due steps")] = 60.0,
+) -> None:
+    """Run what is due: retries, runs left by a stopped process, approvals past their deadline."""
+    with _soar(db, playbooks, channels) as soar:
+        n = soar.runner.poll()
+        settled = soar.runner.drain(wait)
+        out.print(
+            f"{n} run(s) resumed" + ("" if settled else "; some are still waiting for their retry time")
+        )
+
+
+def replay_tickets(res: Any, out_dir: Path, db: str | None) -> Path:
+    """The SOAR part of `mdr replay`: tickets and playbooks for the incidents; returns tickets.jsonl."""
+    from pipeline.soar.actions import act_on_replay
+
+    r = act_on_replay(res, out_dir, db)
+    for e in r.errors:
+        err.print(f"[yellow]skipped playbook[/yellow] {e}")
+    err.print(
+        f"tickets: {r.tickets} for this replay ({r.created} new), {r.runs_started} playbook runs started"
+        + ("" if r.settled else "; some steps still wait for a retry (`mdr playbooks resume`)")
+    )
+    return r.path
