@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Asset:
                         owner=self.owner, tags=list(self.tags))
 
 
+@lru_cache(maxsize=8192)
 def host_part(value: str) -> str:
     """`Host` header or host name -> lower-case name or address without port, brackets or trailing dot."""
     v = value.strip().lower()

@@ -31,7 +31,9 @@ HASH_KINDS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 _HEX = re.compile(r"^[0-9a-f]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))+$")
 _CMD_URL = re.compile(r"\b(?:https?|ftp)://[^\s'\"<>|;`]+", re.IGNORECASE)
+_IPV4 = re.compile(r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _CMD_IP = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_TABLE = {"ip": "ip", "domain": "domain", "url": "url", **{k: "hash" for k in HASH_KINDS.values()}}
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ftp": "21"}
 
 # (kind, source, confidence, tags, valid_from, valid_until); times are epoch seconds or None.
@@ -141,30 +143,35 @@ class IntelSet:
         self._v4 = pytricia.PyTricia(32)
         self._v6 = pytricia.PyTricia(128)
         self._cidrs: Table = {}
+        self._nets = {4: 0, 6: 0}  # CIDRs per family (len() of a PyTricia walks the whole trie)
         self._interned: dict[Entry, Entry] = {}
 
     def __len__(self) -> int:
         return self.count
 
     def add(self, ind: Indicator) -> None:
-        e: Entry = (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until)
+        self.put(ind.value, (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until))
+
+    def put(self, value: str, e: Entry) -> None:
+        """Add a normalized value with its metadata (interned: equal metadata is stored once)."""
         e = self._interned.setdefault(e, e)
-        if ind.kind == "cidr":
-            table = self._cidrs
-        else:
-            table = self.exact["hash" if ind.kind in HASH_KINDS.values() else ind.kind]
-        old = table.get(ind.value)
+        kind = e[0]
+        table = self._cidrs if kind == "cidr" else self.exact[_TABLE[kind]]
+        old = table.get(value)
         if old is None:
-            table[ind.value] = e
+            table[value] = e
         elif isinstance(old, list):
-            if e not in old:
-                old.append(e)
+            if e in old:
+                return
+            old.append(e)
         elif old != e:
-            table[ind.value] = [old, e]
+            table[value] = [old, e]
         else:
             return
-        if ind.kind == "cidr":
-            (self._v6 if ":" in ind.value else self._v4)[ind.value] = table[ind.value]
+        if kind == "cidr":
+            v6 = ":" in value
+            (self._v6 if v6 else self._v4)[value] = table[value]
+            self._nets[6 if v6 else 4] += old is None
         self.count += 1
 
     def extend(self, inds: Iterable[Indicator]) -> IntelSet:
@@ -183,9 +190,10 @@ class IntelSet:
         e = self.exact["ip"].get(ip)
         if e is not None:
             yield from _valid(ip, e, t)
-        trie = self._v6 if ":" in ip else self._v4
-        if not len(trie):
+        v6 = ":" in ip
+        if not self._nets[6 if v6 else 4]:
             return
+        trie = self._v6 if v6 else self._v4
         try:
             key = trie.get_key(ip)
         except ValueError:
@@ -238,7 +246,7 @@ class _Candidates:
             self.items.append((fld, kind, value))
 
     def ip(self, fld: str, v: str | None) -> None:
-        if v and ":" in v:
+        if v and not _IPV4.match(v):
             try:
                 v = str(ipaddress.ip_address(v))
             except ValueError:
@@ -250,7 +258,10 @@ class _Candidates:
         if not v:
             return
         h = host_part(v)
-        if h[:1].isdigit() or ":" in h:
+        if _IPV4.match(h):
+            self.add(fld, "ip", h)
+            return
+        if ":" in h:
             try:
                 self.add(fld, "ip", str(ipaddress.ip_address(h)))
                 return

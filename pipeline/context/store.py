@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ import orjson
 
 from pipeline.context.assets import Asset, AssetInventory, asset_to_dict, load_assets
 from pipeline.context.feeds import FeedStats, load_feed
-from pipeline.context.intel import Indicator, IntelSet, match
+from pipeline.context.intel import IntelSet, match
 from pipeline.context.loader import ContextFileError
 from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
 from pipeline.schema import Alert, AssetRef, Incident, IntelHit
@@ -40,12 +41,14 @@ def mdr_home() -> Path:
 
 @dataclass(slots=True)
 class _IntelFile:
-    """Persisted form of an intel set: metadata interned once, then one row per indicator."""
+    """Persisted form of an intel set, columnar: the distinct metadata entries, the values, and per value the
+    index of its entry (uint32 array bytes). Decoding makes no per-indicator objects besides the strings."""
 
     name: str
     origin: str
-    metas: list[tuple[str, str, int | None, tuple[str, ...], int | None, int | None]]
-    rows: list[tuple[str, int]]  # (value, meta index)
+    entries: list[tuple[str, str, int | None, tuple[str, ...], int | None, int | None]]
+    values: list[str]
+    entry_index: bytes
 
 
 class Context:
@@ -209,18 +212,23 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def write_intel(path: Path, s: IntelSet) -> None:
-    metas: dict[tuple[Any, ...], int] = {}
-    rows = []
+    entries: dict[tuple[Any, ...], int] = {}
+    values: list[str] = []
+    index = array("I")
     for ind in s.indicators():
-        m = (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until)
-        rows.append((ind.value, metas.setdefault(m, len(metas))))
-    _write(path, msgspec.msgpack.encode(_IntelFile(s.name, s.origin, list(metas), rows)))  # type: ignore[arg-type]
+        values.append(ind.value)
+        index.append(entries.setdefault(
+            (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until), len(entries)))
+    f = _IntelFile(s.name, s.origin, list(entries), values, index.tobytes())  # type: ignore[arg-type]
+    _write(path, msgspec.msgpack.encode(f))
 
 
 def read_intel(path: Path) -> IntelSet:
     f = msgspec.msgpack.decode(path.read_bytes(), type=_IntelFile)
     s = IntelSet(f.name, f.origin)
-    metas = [(k, src, c, tuple(tags), vf, vu) for k, src, c, tags, vf, vu in f.metas]
-    for value, m in f.rows:
-        s.add(Indicator(value, *metas[m]))
+    entries = [(k, src, c, tuple(tags), vf, vu) for k, src, c, tags, vf, vu in f.entries]
+    index = array("I")
+    index.frombytes(f.entry_index)
+    for value, i in zip(f.values, index, strict=True):
+        s.put(value, entries[i])
     return s

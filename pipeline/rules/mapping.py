@@ -86,7 +86,7 @@ FIELD_MAP: dict[str, tuple[str, ...]] = {
     "file.hash": ("file.hash",),
     "dns.question.name": ("dns.query",),
     "dns.question.type": ("dns.rtype",),
-    "event.action": ("action",),
+    "event.action": ("action", "extra.action"),
     "network.transport": ("network.proto",),
     "network.protocol": ("network.proto",),
     "network.community_id": ("network.community_id",),
@@ -464,6 +464,7 @@ _LINUX = _c(families=("host", "auth", "av", "fim"))
 _SYSLOG_FORMATS = ("sshd", "fail2ban")  # syslog-style Linux daemon logs we ingest
 
 CATEGORY_ROUTES: dict[str, Constraint] = {
+    **{fam: _c(families=(fam,)) for fam in schema.FAMILIES},  # our own use cases: category = alert family
     "webserver": _c(requires=("http",)),
     "proxy": _c(requires=("http",)),
     "process_creation": _c(requires=("process.cmdline",)),
@@ -473,8 +474,7 @@ CATEGORY_ROUTES: dict[str, Constraint] = {
     "network_connection": _c(requires=("dst.ip", "process")),
     "dns": _c(requires=("dns",)),
     "dns_query": _c(requires=("dns",)),
-    "firewall": _c(families=("firewall", "ids")),
-    **{fam: _c(families=(fam,)) for fam in schema.FAMILIES},
+    "firewall": _c(families=("firewall", "ids")),  # SigmaHQ's firewall logs: also what our IDS sensors see
 }
 
 # (product, service) pairs of SigmaHQ log sources this project has data for.

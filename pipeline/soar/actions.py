@@ -217,7 +217,7 @@ def dry_run(
                 dry_run=True,
             )
             res = evaluate(step, ctx)
-            context[step.id] = {"status": res.status, **res.data}
+            context[step.id] = {"status": res.status, "action": step.action, **res.data}
             results.append((step, res))
         out.append((pb, results))
     return out

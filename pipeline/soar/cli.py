@@ -362,7 +362,7 @@ def playbooks_run(
                 "[/bold]"
             )
             for step, res in results:
-                out.print(f"  {step.id:<22} {step.action:<13} {res.status:<8} {res.detail}")
+                out.print(f"  {step.id:<22} {step.action:<13} {res.status:<8} {res.detail}", soft_wrap=True)
                 req = res.data.get("request")
                 if req:
                     out.print_json(json.dumps(req, ensure_ascii=False, default=str), indent=2)

@@ -312,7 +312,7 @@ class Runner:
             f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt else ""
         )
         keep = {k: v for k, v in res.data.items() if k not in CONTEXT_SKIP}
-        run.context = {**run.context, step.id: {"status": res.status, **keep}}
+        run.context = {**run.context, step.id: {"status": res.status, "action": step.action, **keep}}
         run.step += 1
         run.attempt = 0
         stop = (res.status == "failed" and step.on_failure == "stop") or (

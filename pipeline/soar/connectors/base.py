@@ -3,8 +3,9 @@ a timeout, retry with exponential backoff, a bulkhead (bounded concurrency) and 
 
 Setting values `env:NAME` read the environment (`env?:NAME`: optional); `secret:NAME` reads
 `MDR_SECRETS_FILE` (a YAML/JSON mapping, or a directory holding one file per secret). A channel whose
-secret is missing is *unavailable*: steps that use it are recorded as skipped, not failed. Every text a connector returns passes `redact()`, which removes
-the secret values and URL query strings (DingTalk and WeCom carry their tokens there).
+secret is missing is *unavailable*: steps that use it are recorded as skipped, not failed. Every text a
+connector returns passes `redact()`, which removes the secret values and URL query strings (DingTalk and
+WeCom carry their tokens there).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ import yaml
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 425, 429})
 _URL = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*")
+
+
+def _masked(secret: str) -> str:
+    """A secret URL shows its scheme and host only (webhook paths and queries carry tokens)."""
+    m = re.match(r"^(https?://[^/?#@]+)", secret)
+    return f"{m.group(1)}/***" if m else "***"
 
 
 class ConnectorError(Exception):
@@ -155,13 +162,13 @@ class Connector:
     ):
         self.name = name
         self.dry_run = dry_run
-        self._secret_values: list[str] = []
+        self._secret_values: dict[str, str] = {}  # secret -> what is shown instead
         secrets = secrets or Secrets()
         self.settings: dict[str, Any] = {}
         for k, v in settings.items():
             val, is_secret = secrets.resolve(v)
             if (is_secret or k in self.secret_keys) and isinstance(val, str) and len(val) >= 4:
-                self._secret_values.append(val)
+                self._secret_values[val] = _masked(val)
             self.settings[k] = val
         missing = [k for k in self.required if not self.settings.get(k)]
         if missing:
@@ -229,8 +236,8 @@ class Connector:
 
     # ---- shared machinery ---------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        for s in self._secret_values:
-            text = text.replace(s, "***")
+        for secret in sorted(self._secret_values, key=len, reverse=True):
+            text = text.replace(secret, self._secret_values[secret])
         return _URL.sub(r"\1?***", text)
 
     def with_retry(self, fn: Callable[[], T], retry: RetryPolicy | None) -> T:

@@ -1,0 +1,150 @@
+"""The trained noise model on disk and the `NoiseClassifier` the core calls.
+
+A model is a directory:
+
+    manifest.json   model version and kind, feature schema (version, vocabulary, features used), training data
+                    hash, split, metrics, threshold and target recall, library versions, sha256 of model.skops
+    model.skops     the fitted estimator (a CalibratedClassifierCV), saved with skops; loading checks the sha256
+                    and accepts only the sklearn types in `TRUSTED`
+
+`NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
+`predict_proba` call, then an alert is suppressed when P(attack) < threshold and no guardrail keeps it
+(`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
+top `TOP_K` feature contributions (`pipeline.classify.explain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+
+from pipeline.classify.explain import explainer_for
+from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.classify.guardrails import keep_reason
+from pipeline.engine import Classifier
+from pipeline.rules.usecase import UseCase
+from pipeline.schema import Alert, Suppressed
+
+MODEL_FILE = "model.skops"
+MANIFEST_FILE = "manifest.json"
+TOP_K = 5
+TRUSTED = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+class ModelError(Exception):
+    """The model directory is missing, damaged or incompatible."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class NoiseClassifier(Classifier):
+    """Suppresses alerts the model scores as noise, under the guardrails; implements the core's hook."""
+
+    def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
+                 manifest: dict[str, Any], state: ClassifierState | None = None):
+        self.estimator = estimator
+        self.schema = schema
+        self.used = list(used)
+        self.columns = np.asarray([schema.index[n] for n in self.used], dtype=np.int64)
+        self.threshold = float(threshold)
+        self.manifest = manifest
+        self.version = str(manifest.get("model_version", "unsaved"))
+        self.extractor = FeatureExtractor(schema, state)
+        self._explainer: Any = None
+
+    # ---- persistence -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, state: ClassifierState | None = None) -> NoiseClassifier:
+        """Load a model directory (verifies the checksum, the trusted types and the feature schema version)."""
+        d = Path(path)
+        try:
+            manifest = json.loads((d / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot read {d / MANIFEST_FILE}: {e}") from None
+        mfile = d / MODEL_FILE
+        if not mfile.exists():
+            raise ModelError(f"missing {mfile}")
+        if sha256_file(mfile) != manifest.get("model_sha256"):
+            raise ModelError(f"{mfile} does not match the checksum in its manifest")
+        untrusted = sio.get_untrusted_types(file=mfile)
+        unknown = sorted(set(untrusted) - set(TRUSTED))
+        if unknown:
+            raise ModelError(f"{mfile} holds types outside the allowlist: {unknown}")
+        estimator = sio.load(mfile, trusted=untrusted)
+        fs = manifest["features"]
+        try:
+            schema = FeatureSchema(Vocabulary(**fs["vocabulary"]), fs["version"])
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        missing = [n for n in fs["used"] if n not in schema.index]
+        if missing:
+            raise ModelError(f"features unknown to this build: {missing[:5]}")
+        return cls(estimator, schema, fs["used"], manifest["threshold"], manifest, state)
+
+    def save(self, path: str | Path) -> Path:
+        """Write model.skops and manifest.json (the model version is derived from the model's bytes)."""
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        sio.dump(self.estimator, d / MODEL_FILE)
+        digest = sha256_file(d / MODEL_FILE)
+        self.version = f"noise-{self.manifest.get('kind', 'model')}-{digest[:12]}"
+        self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold)
+        self.manifest["features"] = {**self.schema.describe(), "used": self.used}
+        (d / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n",
+                                       encoding="utf-8")
+        return d
+
+    # ---- scoring -----------------------------------------------------------------------------------
+    @property
+    def base_estimator(self) -> Any:
+        """The fitted model under the calibration (CalibratedClassifierCV with ensemble=False)."""
+        return self.estimator.calibrated_classifiers_[0].estimator
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated P(attack) for feature rows (full schema width)."""
+        return self.estimator.predict_proba(X[:, self.columns])[:, 1]
+
+    def score(self, alerts: Sequence[Alert]) -> tuple[np.ndarray, np.ndarray]:
+        """(features, P(attack)) for a batch; updates the streaming state."""
+        X = self.extractor.transform(alerts)
+        return X, (self.predict(X) if len(alerts) else np.zeros(0))
+
+    def contributions(self, X: np.ndarray, top: int = TOP_K) -> list[dict[str, float]]:
+        """Top feature contributions (log-odds of attack) for each row, largest magnitude first."""
+        if self._explainer is None:
+            self._explainer = explainer_for(self.base_estimator)
+        C = self._explainer.contributions(X[:, self.columns])
+        out: list[dict[str, float]] = []
+        for row in C:
+            idx = np.argsort(-np.abs(row), kind="stable")[:top]
+            out.append({self.used[j]: round(float(row[j]), 4) for j in idx if row[j] != 0.0})
+        return out
+
+    def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        X, p = self.score(alerts)
+        out: list[Suppressed | None] = [None] * len(alerts)
+        pick = [i for i in np.flatnonzero(p < self.threshold).tolist() if keep_reason(alerts[i], matched[i]) is None]
+        if not pick:
+            return out
+        for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
+            s = float(p[i])
+            out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=self.threshold,
+                                model_version=self.version, contributions=contrib,
+                                reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
+        return out

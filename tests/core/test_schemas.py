@@ -1,0 +1,35 @@
+"""The published JSON Schemas match the models, and real outputs validate against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import msgspec
+
+from pipeline import schemas
+from pipeline.engine import Core
+from pipeline.replay import replay
+from pipeline.rules.usecase import load_usecases
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schemas_are_current() -> None:
+    for name in schemas.MODELS:
+        committed = (ROOT / "schemas" / f"{name}.schema.json").read_text()
+        assert committed == schemas.render(name), f"run `python -m pipeline.schemas` ({name} drifted)"
+
+
+def test_real_outputs_validate() -> None:
+    res = replay([str(ROOT / "samples" / "lab-1")], Core(load_usecases(str(ROOT / "usecases"))), "shop", "web-01")
+    alert_v = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas/alert.schema.json").read_text()))
+    inc_v = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas/incident.schema.json").read_text()))
+    for a in res.alerts[::25]:
+        alert_v.validate(msgspec.to_builtins(a))
+    for i in res.incidents.values():
+        inc_v.validate(msgspec.to_builtins(i))
+    bad = dict(msgspec.to_builtins(res.alerts[0]))
+    del bad["tenant_id"]
+    assert not alert_v.is_valid(bad)
