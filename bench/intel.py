@@ -35,6 +35,7 @@ ASSETS = """assets:
     criticality: high
 """
 # values of the lab-1 day that the generated feed also lists, so that lookups find real hits
+HASHES = {128: "md5", 160: "sha1", 256: "sha256"}
 REAL_HITS = [("127.0.0.66", "ip"), ("malware-lab.test", "domain"), ("shop.lab.local/uploads/cmd.php", "url")]
 
 
@@ -62,6 +63,9 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
         return f"{rnd.choice(words)}{rnd.randrange(10**6)}.{rnd.choice(words)}-{rnd.randrange(10**4)}." \
                f"{rnd.choice(tlds)}"
 
+    def ipv4() -> str:  # first three octets
+        return f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
+
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("value,type,source,confidence,tags,valid_from,valid_until\n")
         for v, t in REAL_HITS:
@@ -69,24 +73,23 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
         for i in range(n - len(REAL_HITS)):
             r = rnd.random()
             if r < 0.40:
-                v, t = f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}", "ip"
+                v, t = f"{ipv4()}.{rnd.randrange(256)}", "ip"
             elif r < 0.42:
-                v, t = f"2001:db8:{rnd.randrange(65536):x}:{rnd.randrange(65536):x}::{rnd.randrange(65536):x}", "ip"
+                g = [f"{rnd.getrandbits(16):x}" for _ in range(3)]
+                v, t = f"2001:db8:{g[0]}:{g[1]}::{g[2]}", "ip"
             elif r < 0.47:
-                v, t = f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.0/24", "cidr"
+                v, t = f"{ipv4()}.0/24", "cidr"
             elif r < 0.72:
                 v, t = domain(), "domain"
             elif r < 0.80:
                 v, t = f"http://{domain()}/{rnd.choice(words)}/{rnd.randrange(10**8):x}.php", "url"
             else:
                 bits = rnd.choice((128, 160, 256))
-                v, t = f"{rnd.getrandbits(bits):0{bits // 4}x}", {128: "md5", 160: "sha1", 256: "sha256"}[bits]
-            valid = ""
+                v, t = f"{rnd.getrandbits(bits):0{bits // 4}x}", HASHES[bits]
+            valid = ","
             if i % 2:  # half carry their own validity window (STIX-like), half none (blocklist-like)
-                d = rnd.randrange(1, 28)
-                valid = f"2026-{rnd.randrange(1, 12):02d}-{d:02d}T00:00:00Z,2027-{rnd.randrange(1, 13):02d}-{d:02d}"
-            else:
-                valid = ","
+                d, m1, m2 = rnd.randrange(1, 28), rnd.randrange(1, 12), rnd.randrange(1, 13)
+                valid = f"2026-{m1:02d}-{d:02d}T00:00:00Z,2027-{m2:02d}-{d:02d}"
             fh.write(f"{v},{t},{rnd.choice(sources)},{rnd.randrange(10, 101)},{rnd.choice(tags)},{valid}\n")
 
 
@@ -97,7 +100,7 @@ def child_load_csv(csv: str, state: str) -> dict:
 
     base, _ = rss_mb()
     t = time.perf_counter()
-    s, stats = load_feed(csv)
+    s, _ = load_feed(csv)
     elapsed = time.perf_counter() - t
     cur, peak = rss_mb()
     write_intel(Path(state), s)
@@ -217,12 +220,13 @@ def main() -> None:
               f"{load['base_rss_mb']:.0f} MB)")
         st = run_child("--child", "load_state", str(state))
         print(f"load saved state   : {st['indicators']:,} indicators in {st['seconds']:.1f} s; RSS "
-              f"{st['rss_mb']:.0f} MB (peak {st['peak_rss_mb']:.0f} MB); file {state.stat().st_size / 1e6:.0f} MB")
+              f"{st['rss_mb']:.0f} MB (peak {st['peak_rss_mb']:.0f} MB); "
+              f"file {state.stat().st_size / 1e6:.0f} MB")
         pa = run_child("--child", "per_alert", str(state), args.samples, str(args.repeat))
-    print(f"per alert ({pa['alerts']:,} lab-1 alerts from {pa['records']:,} records; {pa['alerts_with_asset']:,} "
-          f"with an asset, {pa['alerts_with_intel_hits']:,} with intel hits):")
-    print(f"  normalize stage  : {pa['normalize_us_per_alert']:.1f} µs;  + enrich {pa['enrich_us_per_alert']:.1f} µs"
-          f"  -> +{pa['normalize_stage_overhead_pct']:.1f} %")
+    print(f"per alert ({pa['alerts']:,} lab-1 alerts from {pa['records']:,} records; "
+          f"{pa['alerts_with_asset']:,} with an asset, {pa['alerts_with_intel_hits']:,} with intel hits):")
+    print(f"  normalize stage  : {pa['normalize_us_per_alert']:.1f} µs;  + enrich "
+          f"{pa['enrich_us_per_alert']:.1f} µs  -> +{pa['normalize_stage_overhead_pct']:.1f} %")
     if "core_us_per_alert" in pa:
         print(f"  core (feed_alerts): {pa['core_us_per_alert']:.1f} µs;  with enricher "
               f"{pa['core_with_enrich_us_per_alert']:.1f} µs  -> +{pa['core_overhead_pct']:.1f} %")

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
-
 from pipeline.runtime import tune_gc
 
 try:

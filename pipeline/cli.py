@@ -74,12 +74,12 @@ def replay(
                                            "soar.db in --out)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
-    from pipeline.runtime import tune_gc
     from pipeline.engine import Core
     from pipeline.normalize.reader import expand
     from pipeline.normalize.registry import formats as names
     from pipeline.replay import replay as run
     from pipeline.replay import write_outputs
+    from pipeline.runtime import tune_gc
     from pipeline.soar.cli import replay_tickets
 
     if fmt is not None and fmt not in names():

@@ -136,15 +136,24 @@ class NoiseClassifier(Classifier):
             out.append({self.used[j]: round(float(row[j]), 4) for j in idx if row[j] != 0.0})
         return out
 
-    def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+    def assess(self, alerts: list[Alert], matched: list[list[UseCase]]
+               ) -> tuple[np.ndarray, list[Suppressed | None]]:
+        """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
         X, p = self.score(alerts)
         out: list[Suppressed | None] = [None] * len(alerts)
-        pick = [i for i in np.flatnonzero(p < self.threshold).tolist() if keep_reason(alerts[i], matched[i]) is None]
-        if not pick:
-            return out
-        for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
-            s = float(p[i])
-            out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=self.threshold,
-                                model_version=self.version, contributions=contrib,
-                                reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
-        return out
+        pick = [i for i in np.flatnonzero(p < self.threshold).tolist()
+                if keep_reason(alerts[i], matched[i]) is None]
+        if pick:
+            for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
+                s = float(p[i])
+                out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=self.threshold,
+                                    model_version=self.version, contributions=contrib,
+                                    reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
+        return p, out
+
+    def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        return self.assess(alerts, matched)[1]
+
+    def reset(self, state: ClassifierState | None = None) -> None:
+        """Start a new stream: fresh (or the given) streaming state."""
+        self.extractor = FeatureExtractor(self.schema, state)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import lru_cache
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 

@@ -105,7 +105,8 @@ def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, UR
     for s in ctx.intel_sets(tenant or ""):
         for ind, e in s.lookup(kind, key, None):
             n += 1
-            state = "valid" if (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5]) else "not valid now"
+            valid = (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5])
+            state = "valid" if valid else "not valid now"
             conf = "-" if e[2] is None else str(e[2])
             typer.echo(f"{ind}\t{e[0]}\tsource={e[1]}\tconfidence={conf}\ttags={','.join(e[3])}\t"
                        f"valid={_ts(e[4])}..{_ts(e[5])}\t{state}")

@@ -224,11 +224,11 @@ def write_intel(path: Path, s: IntelSet) -> None:
 
 
 def read_intel(path: Path) -> IntelSet:
-    f = msgspec.msgpack.decode(path.read_bytes(), type=_IntelFile)
+    f = msgspec.msgpack.decode(path.read_bytes(), type=_IntelFile)  # entries decode as (hashable) tuples
     s = IntelSet(f.name, f.origin)
-    entries = [(k, src, c, tuple(tags), vf, vu) for k, src, c, tags, vf, vu in f.entries]
     index = array("I")
     index.frombytes(f.entry_index)
+    entries = f.entries
     for value, i in zip(f.values, index, strict=True):
         s.put(value, entries[i])
     return s

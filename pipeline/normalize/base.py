@@ -26,7 +26,7 @@ class BadRecord(Exception):
         self.field = field
 
 
-class Skipped(Exception):  # noqa: N818 - a signal, not an error
+class Skipped(Exception):
     """The record is valid but not an alert (context, banner, summary); counted by reason."""
 
     def __init__(self, reason: str):

@@ -132,7 +132,7 @@ class ModSecErrorNormalizer(Normalizer):
             if "data" in fields and len(tx.data) < 5:
                 tx.data.append(fields["data"][:MAX_DATA_LEN])
         out = []
-        if meta.summary and (meta.id in _CLOSING or blocked) or "unique_id" not in fields:
+        if (meta.summary and (meta.id in _CLOSING or blocked)) or "unique_id" not in fields:
             out.append(self._emit(uid))
         for other in [u for u, t in self._open.items() if t.last + IDLE < when]:
             out.append(self._emit(other))

@@ -13,6 +13,7 @@ Conditions `lt`/`lte` (absence) are decided when the window closes (`expire`).
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Callable, MutableMapping
@@ -163,10 +164,8 @@ class Correlator:
 
     def _observe_one(self, c: _Compiled, ref: str, alert: Alert, weight: int, group: dict[str, Any] | None,
                      alert_ids: list[str] | None) -> CorrelationHit | None:
-        if group is not None:
-            values = [group.get(g) for g in c.group_by]
-        else:
-            values = [g(alert) for g in c.group_getters[ref]]
+        values = ([group.get(g) for g in c.group_by] if group is not None
+                  else [g(alert) for g in c.group_getters[ref]])
         if any(v is None or v == "" for v in values):
             return None
         values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
@@ -178,11 +177,10 @@ class Correlator:
             value = value[0] if value else None
         ids = alert_ids if alert_ids is not None else [alert.alert_id]
         ev = st["ev"]
-        ev.append([t, ids, ref, value, weight])
-        ev.sort(key=lambda e: e[0])
-        horizon = max(e[0] for e in ev) - c.timespan
-        while ev and ev[0][0] < horizon:
-            ev.pop(0)
+        bisect.insort(ev, [t, ids, ref, value, weight], key=lambda e: e[0])
+        horizon = ev[-1][0] - c.timespan
+        if ev[0][0] < horizon:
+            del ev[:bisect.bisect_left(ev, horizon, key=lambda e: e[0])]
         ok, measure = self._holds(c, ev)
         if c.op in _ABSENCE:
             ok = False  # decided at window close

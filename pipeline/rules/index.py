@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.rules.compile import FETCH, CompiledRule, Ctx
 from pipeline.rules.mapping import VIEWS, SourceKey, known_paths, probe_alert, source_key
-from pipeline.rules.modifiers import And, Leaf, Node, Not, Or, leaf_matcher, literal_set
+from pipeline.rules.modifiers import And, Leaf, Node, Not, Or, leaf_matcher, literal_set, regex_literals
 from pipeline.schema import Alert
 
-Atom = tuple[str, str, str]  # (kind "eq" | "sub", normalized path, lower-case literal)
+Atom = tuple[str, str, Any]  # ("eq", path, lower-case value) | ("sub", path, lower-case literal) | ("num", path, n)
 
 # Fields whose values repeat across most alerts: poor triggers.
 _COMMON = frozenset((
@@ -35,7 +36,8 @@ _SET_SHARD = 4000  # literals per RE2 set
 
 def _atom_cost(a: Atom) -> float:
     kind, path, lit = a
-    return (25.0 if path in _COMMON else 1.0) * (1.0 if kind == "eq" else 2.0) / (1 + min(len(lit), 24))
+    size = min(len(lit), 24) if isinstance(lit, str) else 3
+    return (25.0 if path in _COMMON else 1.0) * (2.0 if kind == "sub" else 1.0) / (1 + size)
 
 
 def _leaf_atoms(leaf: Leaf) -> frozenset[Atom] | None:
@@ -43,6 +45,11 @@ def _leaf_atoms(leaf: Leaf) -> frozenset[Atom] | None:
     if leaf.op == "eq":  # equality on a part of a stored field (a URL view) is a substring of that field
         lit = leaf.arg.lower()
         return frozenset(("sub", VIEWS[p], lit) if VIEWS.get(p) and lit else ("eq", p, lit) for p in paths)
+    if leaf.op == "num":  # numbers compare by value: the probe looks them up among the field's numbers
+        return frozenset(("num", p, leaf.arg) for p in paths)
+    if leaf.op == "re":
+        lits = regex_literals(leaf.arg)
+        return None if lits is None else frozenset(("sub", VIEWS.get(p) or p, lit) for p in paths for lit in lits)
     if leaf.op in ("contains", "prefix", "suffix"):
         lit = leaf.arg.lower()
     elif leaf.op == "glob":
@@ -115,11 +122,12 @@ class _LiteralSet:
 
 @dataclass(slots=True)
 class _Probe:
-    """One field the prefilter reads: equality literals (dict) and substring literals (RE2 sets)."""
+    """One field the prefilter reads: equal values and numbers (dicts), substring literals (RE2 sets)."""
 
     path: str
     fetch: Callable[[Alert], tuple[str, ...]]
     eq: dict[str, list[int]] | None = None
+    num: dict[float, list[int]] | None = None
     sub: _LiteralSet | None = None
     sub_owners: list[list[int]] = field(default_factory=list)
 
@@ -191,6 +199,9 @@ class RuleIndex:
                 if kind == "eq":
                     probe.eq = probe.eq or {}
                     probe.eq.setdefault(lit, []).append(pos)
+                elif kind == "num":
+                    probe.num = probe.num or {}
+                    probe.num.setdefault(lit, []).append(pos)
                 else:
                     subs.setdefault(path, {}).setdefault(lit, []).append(pos)
         for path, table in subs.items():
@@ -219,6 +230,11 @@ class RuleIndex:
             if p.eq is not None:
                 for v in lows:
                     hit = p.eq.get(v)
+                    if hit:
+                        cand.update(hit)
+            if p.num is not None:
+                for n in ctx.num[p.path]:
+                    hit = p.num.get(n)
                     if hit:
                         cand.update(hit)
             if p.sub is not None:

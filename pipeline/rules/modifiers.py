@@ -236,6 +236,57 @@ def compile_regex(source: str) -> Callable[[str], Any]:
     return compiled.search
 
 
+# Letters a case-insensitive regex also matches in non-ASCII forms that str.lower() does not map back
+# (ſ -> s, K -> k, İ -> i): a literal containing them is no safe prefilter for an (?i) regex.
+_FOLD_UNSAFE = set("sSkKiI")
+
+
+def regex_literals(source: str) -> frozenset[str] | None:
+    """Lower-cased literals of which at least one occurs in every match of the regex; None if unknown."""
+    try:
+        tree = sre_parse.parse(source)
+    except re.error:
+        return None
+    return _required(list(tree), bool(tree.state.flags & re.IGNORECASE))
+
+
+def _required(items: list[Any], icase: bool) -> frozenset[str] | None:
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            options.append(frozenset(["".join(run).lower()]))
+            run.clear()
+
+    for op, av in items:
+        if op is sre_c.LITERAL:
+            c = chr(av)
+            if icase and (not c.isascii() or c in _FOLD_UNSAFE):
+                flush()
+            else:
+                run.append(c)
+        elif op in (sre_c.AT, sre_c.ASSERT, sre_c.ASSERT_NOT):
+            continue  # zero-width: the literals around it stay adjacent
+        else:
+            flush()
+            sub: frozenset[str] | None = None
+            if op is sre_c.SUBPATTERN:
+                sub = _required(list(av[-1]), (icase or bool(av[1] & re.IGNORECASE)) and not av[2] & re.IGNORECASE)
+            elif op is sre_c.BRANCH:
+                alts = [_required(list(b), icase) for b in av[1]]
+                sub = None if any(a is None for a in alts) else frozenset().union(*alts)  # type: ignore[arg-type]
+            elif op in _REPEATS and av[0] >= 1:
+                sub = _required(list(av[2]), icase)
+            if sub:
+                options.append(sub)
+    flush()
+    options = [o for o in options if o and all(o)]
+    if not options:
+        return None
+    return max(options, key=lambda o: (min(map(len, o)), -len(o)))
+
+
 # --- leaves -> closures -----------------------------------------------------------------------------------
 
 _MANY_LITERALS = 8  # above this, a list of `contains` literals is searched with one RE2 set

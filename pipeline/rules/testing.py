@@ -80,7 +80,7 @@ def run_test(ucs: UseCaseSet, uc: UseCase, i: int, t: dict[str, Any]) -> TestRes
         return TestResult(uc, i, name, expect, False, f"expect must be match or no-match, not {expect!r}")
     core = Core(ucs, lateness=1e9)
     try:
-        events = t["events"] if "events" in t else [t]
+        events = t.get("events", [t])
         fired = False
         for n, ev in enumerate(events):
             alerts = _event_alerts(core, ev, n, where)

@@ -91,5 +91,7 @@ def insert_ignore(
     ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if ins is None:
         raise NotImplementedError(f"insert-or-ignore for {dialect}")
-    stmt = ins(model).values(rows).on_conflict_do_nothing(index_elements=keys)
-    return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
+    table = getattr(model, "__table__", model)
+    stmt = ins(table).values(rows).on_conflict_do_nothing(index_elements=keys)
+    # rowcount is unreliable here (implicit RETURNING on PostgreSQL): count the rows RETURNING gives back
+    return len(session.execute(stmt.returning(*table.primary_key.columns)).all())

@@ -41,8 +41,9 @@ def alert(fmt: str = "suricata", tenant: str = "shop", time: datetime = T0, **kw
 def incident(base: str = "P3", **kw: Any) -> Incident:
     kw.setdefault("first_seen", T0)
     kw.setdefault("last_seen", T0)
-    return Incident(incident_id="i-1", tenant_id=kw.pop("tenant_id", "shop"), title=kw.pop("title", "Web attack"),
-                    category=kw.pop("category", "web_attack"), class_="network_attack", priority=base,
+    return Incident(incident_id="i-1", tenant_id=kw.pop("tenant_id", "shop"),
+                    title=kw.pop("title", "Web attack"), category=kw.pop("category", "web_attack"),
+                    class_="network_attack", priority=base,
                     base_priority=base, priority_reasons=[f"base {base} from use case 'Web attack campaign'"],
                     use_cases=["uc-1"], alert_count=1, alert_ids=["a-1"], **kw)
 

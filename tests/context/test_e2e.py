@@ -1,4 +1,4 @@
-"""lab-1 through the real core with the context hooks: assets, priority with SLA, escort, intel into incidents."""
+"""lab-1 through the real core with the context hooks: assets, priority + SLA, escort, intel in incidents."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def escorted(tmp_path_factory):
 
 
 def _compromise(res):
-    found = [i for i in res.open_incidents if i.category in COMPROMISE and i.asset and i.asset.name == "web-01"
-             and i.outcome == "succeeded"]
+    found = [i for i in res.open_incidents if i.category in COMPROMISE and i.outcome == "succeeded"
+             and i.asset and i.asset.name == "web-01"]
     assert found, [(i.category, i.title) for i in res.open_incidents]
     return max(found, key=lambda i: i.alert_count)
 
@@ -125,7 +125,8 @@ def test_intel_hits_reach_the_incident(tmp_path):
     assert c2, "the C2 domain lookup should carry its intel hit into its incident"
     hit = next(h for h in c2[0].intel if h.indicator == "c2.malware-lab.test")
     assert (hit.field, hit.source, hit.confidence) == ("dns.query", "lab-feed", 95)
-    assert any(r.startswith(("raised to", "not raised")) and "threat intel" in r for r in c2[0].priority_reasons)
+    assert any(r.startswith(("raised to", "not raised")) and "threat intel" in r
+               for r in c2[0].priority_reasons)
     # incidents built from the attacker's own alerts carry the hit (fusion does not fold intel in yet)
     attacker = [i for i in res.open_incidents if "127.0.0.66" in i.entities.src_ips and not i.fused_from]
     assert len(attacker) >= 2 and all(any(h.indicator == "127.0.0.66" for h in i.intel) for i in attacker)

@@ -200,7 +200,8 @@ def test_bad_misp_and_csv(tmp_path: Path):
         load_feed(c)
     assert str(e.value).splitlines() == [
         "iocs.csv:3: type: unknown type 'domian' (known: cidr, domain, domain-name, file-hash, fqdn, hash, "
-        "hostname, ip, ip-dst, ip-src, ipv4, ipv4-addr, ipv6, ipv6-addr, md5, sha1, sha256, sha512, uri, url)",
+        "hostname, ip, ip-dst, ip-src, ipv4, ipv4-addr, ipv6, ipv6-addr, md5, sha1, sha256, sha512, uri, "
+        "url)",
         "iocs.csv:4: confidence: not an integer 0-100: 'high'",
         "iocs.csv:5: valid_from: not a timestamp: 'last week'",
     ]

@@ -22,7 +22,7 @@ UNRATED = IntelHit(indicator="malware-lab.test", type="domain", field="dns.query
 
 
 def _run(base, crit, outcome, intel=None, fused=False, escort=False):
-    """fused: False, True (a webshell incident fused in: two stages) or a category name (that one fused in)."""
+    """fused: False, True (a webshell incident fused in: two stages) or the category of the fused part."""
     inc = incident(base, outcome=outcome, intel=[intel] if intel else [])
     if fused:
         _fuse(inc, "webshell" if fused is True else fused)
@@ -95,7 +95,8 @@ def test_priority_properties_over_the_whole_matrix(case):
     if outcome == "blocked" and crit in ("high", "medium", None) and not (intel is STRONG or fused or escort):
         assert inc.priority == base
     again = inc.priority, list(inc.priority_reasons), inc.title, inc.sla_due
-    prioritize(inc, AssetRef(name="web-01", criticality=crit) if crit else None, ESCORT if escort else None, T0)
+    asset = AssetRef(name="web-01", criticality=crit) if crit else None
+    prioritize(inc, asset, ESCORT if escort else None, T0)
     assert (inc.priority, inc.priority_reasons, inc.title, inc.sla_due) == again
 
 
@@ -104,7 +105,8 @@ def test_reasons_read_as_an_explanation():
     assert inc.priority_reasons == [
         "base P3 from use case 'Web attack campaign'",
         "fused with webshell incident 'part of the attack' (f9522cbef3d7)",
-        "raised to P2: asset 'web-01' is high-criticality and the activity was not blocked (outcome succeeded)",
+        "raised to P2: asset 'web-01' is high-criticality and the activity was not blocked "
+        "(outcome succeeded)",
         "raised to P1: outcome succeeded: the activity took effect (successful action or host evidence)",
         "not raised (already P1): threat intel: ip '127.0.0.66' in src.ip from lab-feed, confidence 90",
         "not raised (already P1): multi-stage attack: web_attack + webshell (2 incidents fused)",
@@ -117,8 +119,8 @@ def test_reasons_read_as_an_explanation():
 def test_lowering_and_weak_intel_reasons():
     inc = _run("P3", "low", "blocked", WEAK)
     assert inc.priority_reasons[1:] == [
-        "unchanged P3: threat intel: cidr '10.66.0.0/16' in src.ip from lab-feed, confidence 30 — all hits below "
-        "confidence 50",
+        "unchanged P3: threat intel: cidr '10.66.0.0/16' in src.ip from lab-feed, confidence 30 — all hits "
+        "below confidence 50",
         "lowered to P4: all activity was blocked and asset 'web-01' is low-criticality",
         "SLA 4 h: respond by 2026-11-24T10:30:00+00:00",
     ]
@@ -161,7 +163,8 @@ def test_escort_yaml_with_timezone(tmp_path: Path):
     f = tmp_path / "escort.yaml"
     f.write_text("timezone: Asia/Shanghai\nperiods:\n"
                  "  - name: National Day\n    start: 2026-10-01\n    end: 2026-10-07\n"
-                 "  - name: Two Sessions\n    start: 2026-03-04T08:00:00\n    end: 2026-03-11T18:00:00+08:00\n")
+                 "  - name: Two Sessions\n    start: 2026-03-04T08:00:00\n"
+                 "    end: 2026-03-11T18:00:00+08:00\n")
     cal = load_escort(f)
     nd = cal.at(datetime(2026, 10, 7, 15, 59, tzinfo=UTC))  # 23:59 in Shanghai: still inside
     assert nd is not None and nd.name == "National Day"

@@ -80,11 +80,13 @@ def test_replay_with_context_files(mdr_home: Path, tmp_path: Path):
     (tmp_path / "escort.csv").write_text("start,end,name\n2026-11-24,2026-11-24,Audit day\n")
     out = tmp_path / "out"
     r = mdr("replay", LAB, "--tenant", "shop", "--out", out, "--assets", tmp_path / "assets.yaml",
-            "--escort", tmp_path / "escort.csv", "--intel", data("iocs.csv"), "--intel", data("stix_bundle.json"))
+            "--escort", tmp_path / "escort.csv",
+            "--intel", data("iocs.csv"), "--intel", data("stix_bundle.json"))
     assert r.exit_code == 0, r.output
     incidents = [orjson.loads(ln) for ln in (out / "incidents.jsonl").read_bytes().splitlines()]
     live = [i for i in incidents if i.get("status") != "merged"]
-    assert live and all(i["escort"] == "Audit day" and i["title"].endswith(" [escort: Audit day]") for i in live)
+    assert live
+    assert all(i["escort"] == "Audit day" and i["title"].endswith(" [escort: Audit day]") for i in live)
     assert any(i.get("asset", {}).get("name") == "web-01" and i["priority"] == "P1" for i in live)
     assert any(h["indicator"] == "malware-lab.test" for i in incidents for h in i.get("intel", []))
     r = mdr("replay", LAB, "--tenant", "shop", "--out", out, "--assets", data("assets_bad.yaml"))

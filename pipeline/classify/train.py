@@ -1,0 +1,317 @@
+"""Training the noise model: labeled data in, a `NoiseClassifier` with its manifest out.
+
+Data directory: product records (any format the normalizers read, `.gz` too) plus labels:
+
+- `labels.jsonl`: `{"<record id key>": ..., "label": "attack"|"benign", ...}` keyed by the product's own record id
+  (`RECORD_KEYS`: ModSecurity `transaction_id`, else `record_id` / `event_id` in `extra`, else `alert_id`).
+- `verdicts.jsonl` (optional, from the ticket system): `{"alert_ids": [...], "verdict": ...}` or
+  `{"incident_id": ..., "verdict": ...}`; incident ids are resolved through `incidents.jsonl` (an `mdr replay`
+  output) in the same directory. true_positive / malicious -> attack (every alert of a true-positive incident),
+  false_positive / benign / noise -> benign. Precedence: labels.jsonl, then alert verdicts, then incident verdicts.
+
+Every alert of a directory goes through the feature extractor in event-time order with one fresh state, labeled or
+not (the source history must see the whole stream, as the core would); only labeled alerts become rows.
+
+Split: by a salted blake2b hash of the record id, 60 % train / 20 % validation / 20 % held-out (`split_of`).
+Deterministic, and every alert of a record lands in one split. Held-out rows are never used here except to
+report figures after everything is fixed. Candidates (HistGradientBoostingClassifier and a standardized
+LogisticRegression, fixed hyper-parameters) are fitted on train inside CalibratedClassifierCV (sigmoid, 5 folds,
+ensemble=False: one refit model + one calibrator). On validation, each gets the threshold for the target recall
+(`recall_threshold`), and the one suppressing the larger share of benign alerts wins (ties: the linear model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pipeline.classify.features import FEATURE_VERSION, GROUPS, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.normalize.reader import expand, read_records
+from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+from pipeline.schema import Alert
+
+RECORD_KEYS = ("transaction_id", "record_id", "event_id", "alert_id")
+LABELS_FILE, VERDICTS_FILE, INCIDENTS_FILE = "labels.jsonl", "verdicts.jsonl", "incidents.jsonl"
+SIDE_FILES = frozenset({LABELS_FILE, VERDICTS_FILE, INCIDENTS_FILE})
+SPLIT_SALT = "mdr-noise-split-v1"
+SPLIT_BOUNDS = (("train", 60), ("validation", 80), ("heldout", 100))
+DEFAULT_TARGET_RECALL = 0.995
+BATCH = 2048
+LABEL_VALUES = {
+    "attack": 1, "malicious": 1, "true_positive": 1, "tp": 1, "confirmed": 1, "anom": 1,
+    "benign": 0, "false_positive": 0, "fp": 0, "noise": 0, "benign_positive": 0, "norm": 0,
+}
+RECEIVED = datetime(2000, 1, 1, tzinfo=UTC)  # fixed, so alerts are byte-identical between runs
+
+
+def split_of(record_id: str) -> str:
+    """train / validation / heldout, from a salted hash of the record id (60/20/20)."""
+    h = int.from_bytes(hashlib.blake2b(f"{SPLIT_SALT}:{record_id}".encode(), digest_size=8).digest(), "big") % 100
+    return next(name for name, hi in SPLIT_BOUNDS if h < hi)
+
+
+def record_id(a: Alert) -> str:
+    """The product's own id of the record behind an alert (falls back to the alert id)."""
+    for k in RECORD_KEYS[:-1]:
+        v = a.extra.get(k)
+        if isinstance(v, str | int) and v != "":
+            return str(v)
+    return a.alert_id
+
+
+def label_value(v: Any) -> int | None:
+    return LABEL_VALUES.get(str(v).strip().lower()) if v is not None else None
+
+
+@dataclass(slots=True)
+class Dataset:
+    """Labeled alerts of one or more data directories, each directory's alerts in event-time order."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)  # 1 attack, 0 benign, -1 unlabeled
+    kinds: list[str] = field(default_factory=list)  # attack_type from labels.jsonl when present
+    record_ids: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    streams: list[tuple[int, int]] = field(default_factory=list)  # [start, end) per directory
+    files: list[str] = field(default_factory=list)
+    stats: Counter[str] = field(default_factory=Counter)
+    data_hash: str = ""
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.asarray(self.labels, dtype=np.int8)
+
+    def mask(self, split: str) -> np.ndarray:
+        """Labeled alerts of a split ("all": every labeled alert)."""
+        if split == "all":
+            return self.y >= 0
+        return (np.asarray(self.splits) == split) & (self.y >= 0)
+
+
+def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                d = orjson.loads(line)
+                if isinstance(d, dict):
+                    yield d
+
+
+def data_files(d: Path) -> list[str]:
+    """Product record files of a data directory (labels, verdicts and incidents left out)."""
+    return [f for f in expand([str(d)]) if Path(f).name not in SIDE_FILES]
+
+
+def normalize_dir(d: Path, tenant: str) -> tuple[list[Alert], Counter[str], list[str]]:
+    """Alerts of a directory's product files, sorted by event time (stable, as `mdr replay` feeds them)."""
+    stage, res = NormalizeStage(), NormalizeResult()
+    files = data_files(d)
+    for f in files:
+        for rec, hint in read_records(f, tenant, None, RECEIVED):
+            stage.process(rec, hint, res)
+    stage.flush(res)
+    stats = Counter({"records": res.records, "dead_letters": len(res.dead), "context_records": sum(
+        res.skipped.values())})
+    return sorted(res.alerts, key=lambda a: a.time), stats, files
+
+
+def _verdict_labels(d: Path, alerts: Sequence[Alert], stats: Counter[str]) -> dict[str, tuple[int, int]]:
+    """alert id -> (label, precedence) from verdicts.jsonl (alert verdicts 1, incident verdicts 2)."""
+    ids = {a.alert_id for a in alerts}
+    incidents = {i["incident_id"]: i.get("alert_ids", []) for i in _jsonl(d / INCIDENTS_FILE) if "incident_id" in i}
+    out: dict[str, tuple[int, int]] = {}
+    for v in _jsonl(d / VERDICTS_FILE):
+        lab = label_value(v.get("verdict"))
+        if lab is None:
+            stats["verdicts_unusable"] += 1
+            continue
+        if "alert_ids" in v:
+            targets, prec = list(v["alert_ids"]), 1
+        elif v.get("incident_id") in incidents:
+            targets, prec = list(incidents[v["incident_id"]]), 2
+        else:
+            stats["verdicts_unresolved"] += 1
+            continue
+        stats["verdicts_joined"] += 1
+        for aid in targets:
+            if aid not in ids:
+                stats["verdict_alerts_missing"] += 1
+                continue
+            old = out.get(aid)
+            if old is None or prec < old[1] or (prec == old[1] and lab > old[0]):  # attack wins a tie
+                if old is not None and old[0] != lab:
+                    stats["verdict_conflicts"] += 1
+                out[aid] = (lab, prec)
+    return out
+
+
+def load_data(dirs: Sequence[str | Path], tenant: str = "default") -> Dataset:
+    """Normalize and label every data directory (see the module docstring)."""
+    ds = Dataset()
+    digest = hashlib.sha256()
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"not a data directory: {d}")
+        alerts, stats, files = normalize_dir(d, tenant)
+        ds.stats.update(stats)
+        for f in [*files, *(str(d / n) for n in sorted(SIDE_FILES) if (d / n).exists())]:
+            digest.update(f"{Path(f).relative_to(d)}\0{_sha256(f)}\n".encode())
+        labels: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in _jsonl(d / LABELS_FILE):
+            key = next((k for k in RECORD_KEYS if k in row), None)
+            if key is not None:
+                labels[(key, str(row[key]))] = row
+        key_used = next((k for k, _ in labels), RECORD_KEYS[0])
+        verdicts = _verdict_labels(d, alerts, ds.stats)
+        start = len(ds.alerts)
+        for a in alerts:
+            rid = a.alert_id if key_used == "alert_id" else record_id(a)
+            row = labels.get((key_used, rid))
+            lab = label_value(row.get("label")) if row else None
+            if lab is None and a.alert_id in verdicts:
+                lab = verdicts[a.alert_id][0]
+                ds.stats["labeled_by_verdict"] += 1
+            ds.alerts.append(a)
+            ds.labels.append(-1 if lab is None else lab)
+            ds.kinds.append(str(row.get("attack_type", "")) if row else "")
+            ds.record_ids.append(rid)
+            ds.splits.append(split_of(rid))
+        ds.streams.append((start, len(ds.alerts)))
+        ds.files += files
+        ds.stats["labels_unmatched"] += len(labels) - sum(
+            1 for i in range(start, len(ds.alerts)) if (key_used, ds.record_ids[i]) in labels)
+    ds.data_hash = digest.hexdigest()
+    ds.stats["unlabeled_alerts"] = sum(1 for v in ds.labels if v < 0)
+    return ds
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def features(ds: Dataset, schema: FeatureSchema, batch: int = BATCH) -> np.ndarray:
+    """Feature rows of every alert: each directory is one stream with a fresh state, fed in batches."""
+    X = np.zeros((len(ds.alerts), len(schema)), dtype=np.float32)
+    for start, end in ds.streams:
+        fx = FeatureExtractor(schema)
+        for i in range(start, end, batch):
+            X[i:min(i + batch, end)] = fx.transform(ds.alerts[i:min(i + batch, end)])
+    return X
+
+
+def recall_threshold(attack_scores: np.ndarray, target: float) -> float:
+    """Suppress scores strictly below the returned threshold; split-conformal choice for the target recall.
+
+    With n validation attack scores sorted ascending, the threshold is the k-th of them, k = floor((1 - target)
+    * (n + 1)). If attack scores are exchangeable, a new attack falls below it with probability <= k / (n + 1)
+    <= 1 - target: the recall guarantee holds in expectation. k = 0 (too few attacks) suppresses nothing."""
+    s = np.sort(np.asarray(attack_scores, dtype=np.float64))
+    k = math.floor((1.0 - target) * (len(s) + 1) + 1e-9)
+    return float(s[k - 1]) if k >= 1 else float("-inf")
+
+
+def candidates() -> dict[str, Any]:
+    """The two model families compared, with fixed hyper-parameters (not tuned on held-out data)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return {
+        "hgb": HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20, l2_regularization=1.0,
+            early_stopping=True, validation_fraction=0.1, n_iter_no_change=15, random_state=0),
+        "linear": make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)),
+    }
+
+
+def fit_calibrated(base: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    return CalibratedClassifierCV(base, method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+
+
+def used_features(schema: FeatureSchema, without: Sequence[str] = ()) -> list[str]:
+    """Feature names the model uses: the schema minus the named groups (`GROUPS`) and features."""
+    drop: set[str] = set()
+    for w in without:
+        drop |= GROUPS.get(w, {w})
+    return [n for n in schema.names if n not in drop]
+
+
+def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECALL,
+          kinds: Sequence[str] = ("hgb", "linear"), without: Sequence[str] = (), tenant: str = "default",
+          ds: Dataset | None = None) -> tuple[Any, Dataset, np.ndarray]:
+    """Fit, select and threshold a model; returns (NoiseClassifier, dataset, feature matrix). Not saved."""
+    from sklearn.metrics import average_precision_score
+
+    from pipeline.classify.model import NoiseClassifier
+
+    ds = ds or load_data(dirs, tenant)
+    tr, va = ds.mask("train"), ds.mask("validation")
+    y = ds.y
+    if len(set(y[tr].tolist())) < 2 or (y[va] == 1).sum() == 0:
+        raise ValueError("training needs both labels in the train split and attacks in the validation split")
+    vocab = Vocabulary.learn([a for a, m in zip(ds.alerts, tr, strict=True) if m])
+    schema = FeatureSchema(vocab)
+    X = features(ds, schema)
+    used = used_features(schema, without)
+    cols = [schema.index[n] for n in used]
+    results: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, Any] = {}
+    for kind, base in candidates().items():
+        if kind not in kinds:
+            continue
+        est = fit_calibrated(base, X[tr][:, cols], y[tr])
+        p = est.predict_proba(X[va][:, cols])[:, 1]
+        thr = recall_threshold(p[y[va] == 1], target_recall)
+        results[kind] = {
+            "threshold": thr, "noise_reduction": float((p[y[va] == 0] < thr).mean()),
+            "fn_rate": float((p[y[va] == 1] < thr).mean()),
+            "average_precision": float(average_precision_score(y[va], p)),
+        }
+        fitted[kind] = est
+    best = max(results, key=lambda k: (results[k]["noise_reduction"], -results[k]["fn_rate"], k == "linear"))
+    manifest = {
+        "kind": best, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target_recall": target_recall, "training_data": {
+            "sha256": ds.data_hash, "dirs": [str(d) for d in dirs], "records": int(ds.stats["records"]),
+            "alerts": len(ds.alerts), "stats": dict(ds.stats),
+            "rows": {s: int(ds.mask(s).sum()) for s, _ in SPLIT_BOUNDS},
+            "attacks": {s: int((y[ds.mask(s)] == 1).sum()) for s, _ in SPLIT_BOUNDS}},
+        "split": {"method": "blake2b(salt:record_id) % 100", "salt": SPLIT_SALT,
+                  "bounds": dict(SPLIT_BOUNDS), "record_keys": list(RECORD_KEYS)},
+        "selection": {"criterion": "validation noise reduction at the target-recall threshold",
+                      "candidates": results, "without": list(without)},
+        "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
+        "threshold_rule": "split-conformal on validation attacks: k-th lowest score, k=floor((1-target)(n+1))",
+        "versions": _versions(), "feature_schema_version": FEATURE_VERSION,
+    }
+    model = NoiseClassifier(fitted[best], schema, used, results[best]["threshold"], manifest)
+    return model, ds, X
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import skops
+
+    return {"python": platform.python_version(), "sklearn": sklearn.__version__, "skops": skops.__version__,
+            "numpy": np.__version__}
