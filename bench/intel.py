@@ -7,7 +7,7 @@
    lab-1 records: the normalize stage alone vs normalize + enrich, and the whole core (`Core.feed_alerts`:
    dedup, match, correlate, incidents, fusion, priority) without vs with the enricher.
 
-    .venv/bin/python bench/intel.py [--n 1000000] [--samples samples/lab-1] [--repeat 3]
+    .venv/bin/python bench/intel.py [--n 1000000] [--samples samples/lab-1] [--repeat 5]
 
 Targets: load < 30 s and < 500 MB; enrichment adds < 10 % to the per-alert cost.
 """
@@ -198,7 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--samples", default=str(ROOT / "samples" / "lab-1"))
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

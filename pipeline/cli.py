@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pipeline import paths
 from pipeline.context.cli import assets_app, build_context, intel_app
+from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
 
 app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
@@ -24,6 +25,7 @@ app.add_typer(tickets_app, name="tickets")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
+app.command("report")(report_cmd)
 console = Console(stderr=True)
 PROGRESS_MIN_BYTES = 20_000_000
 
@@ -79,8 +81,10 @@ def replay(
     from pipeline.normalize.registry import formats as names
     from pipeline.replay import replay as run
     from pipeline.replay import write_outputs
+    from pipeline.report.stats import record_stats
     from pipeline.runtime import tune_gc
     from pipeline.soar.cli import replay_tickets
+    from pipeline.soar.db import default_url
 
     if fmt is not None and fmt not in names():
         fail(f"unknown format {fmt!r}; known: {', '.join(names())}")
@@ -105,6 +109,7 @@ def replay(
         res = run(files, core, tenant, host, fmt)
     written = write_outputs(res, out)
     written["tickets"] = replay_tickets(res, out, db)
+    record_stats(db or default_url(out), tenant, res)  # alert statistics for `mdr report`
     _summary(res)
     for name, p in written.items():
         console.print(f"{name:>11}: {p}")

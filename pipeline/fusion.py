@@ -131,6 +131,12 @@ class Fusion:
         survivor.first_seen = min(survivor.first_seen, other.first_seen)
         survivor.last_seen = max(survivor.last_seen, other.last_seen)
         survivor.outcome = merge_outcome(survivor.outcome, other.outcome)
+        if survivor.asset is None:
+            survivor.asset = other.asset
+        seen = {(h.indicator, h.field) for h in survivor.intel}
+        survivor.intel.extend(h for h in other.intel if (h.indicator, h.field) not in seen)
+        for cat in (survivor.category, *other.stages, other.category):
+            _add(survivor.stages, cat)
         self._retitle(survivor)
         survivor.version += 1
         other.status = "merged"
@@ -141,8 +147,7 @@ class Fusion:
 
     def _retitle(self, survivor: Incident) -> None:
         """A fused compromise is named for the asset and every stage it holds."""
-        cats = [self.incidents[i].category for i in survivor.fused_from if i in self.incidents]
-        stages = list(dict.fromkeys([survivor.category, *cats]))
+        stages = survivor.stages
         if survivor.category not in COMPROMISE or len(stages) == 1:
             return
         asset = next((h for h in survivor.entities.hosts), "unknown asset")

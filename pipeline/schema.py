@@ -215,6 +215,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     fused_from: list[str] = []  # ids of incidents merged into this one
     fused_counts: dict[str, int] = {}  # merged incident id -> its alert_count (included in alert_count)
     merged_into: str | None = None  # set (with status "merged") on an incident fused into another
+    stages: list[str] = []  # categories of the incidents fused into this one (its own first)
     asset: AssetRef | None = None
     intel: list[IntelHit] = []
     escort: str | None = None

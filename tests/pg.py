@@ -77,7 +77,7 @@ def postgres_cluster() -> Iterator[str]:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError:
-                raise PgUnavailable("running as root and there is no 'postgres' user to run the server")
+                raise PgUnavailable("running as root and there is no 'postgres' user to run the server") from None
             if not shutil.which("runuser"):
                 raise PgUnavailable("running as root and runuser is missing")
             os.chown(tmp, pw.pw_uid, pw.pw_gid)

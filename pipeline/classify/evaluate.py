@@ -23,18 +23,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from pipeline.classify.guardrails import keep_reason
 from pipeline.classify.model import NoiseClassifier
-from pipeline.classify.train import BATCH, Dataset, data_files, load_data, recall_threshold
-from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import Dedup
+from pipeline.classify.train import (
+    BATCH,
+    DEDUP_WINDOW,
+    Dataset,
+    data_files,
+    load_data,
+    recall_threshold,
+    recorded,
+    representatives,
+)
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert
 
 FN_LIST_MAX = 200
+BASELINE_REFERENCE = (10, 13)  # fixed anomaly-score thresholds quoted by the labeled set's README
 
 
 def match_usecases(ucs: UseCaseSet | None, alerts: Sequence[Alert]) -> list[list[UseCase]]:
@@ -50,11 +57,12 @@ def model_decisions(model: NoiseClassifier, ds: Dataset, ucs: UseCaseSet | None 
     """(P(attack), suppressed?, guardrail counts) for every alert of the dataset; one fresh state per stream."""
     p = np.zeros(len(ds.alerts))
     sup = np.zeros(len(ds.alerts), dtype=bool)
+    rec = recorded(ds, model.dedup_window)
     for start, end in ds.streams:
         model.reset()
         for i in range(start, end, BATCH):
             batch = ds.alerts[i:min(i + BATCH, end)]
-            scores, dec = model.assess(batch, match_usecases(ucs, batch))
+            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)])
             p[i:i + len(batch)] = scores
             sup[i:i + len(batch)] = [d is not None for d in dec]
     guards = Counter(r.split(":")[0] for a, ucs_a, s, q in zip(
@@ -154,10 +162,8 @@ def pipeline_check(model_dir: str | Path, ds: Dataset, dirs: Sequence[str | Path
         core = Core(ucs or UseCaseSet(), dedup_window=window, classifier=NoiseClassifier.load(model_dir))
         res = replay(data_files(Path(d)), core, tenant)
         sup_ids |= {s.alert.alert_id for s in res.suppressed}
-        dd = Dedup(window)
-        for a in ds.alerts[start:end]:
-            rep, _ = dd.process(msgspec.structs.replace(a))
-            rep_of[a.alert_id] = rep.alert_id
+        alerts = ds.alerts[start:end]
+        rep_of.update((a.alert_id, r) for a, r in zip(alerts, representatives(alerts, window), strict=True))
     y, mask = ds.y, ds.mask(split)
     sup = np.array([rep_of[a.alert_id] in sup_ids for a in ds.alerts], dtype=bool)
     label_of = {a.alert_id: lab for a, lab in zip(ds.alerts, ds.labels, strict=True)}
@@ -190,10 +196,13 @@ def evaluate(model_dir: str | Path, dirs: Sequence[str | Path], report_dir: str 
                      "threshold": bthr, **rates(bsup, y, mask)},
         "false_negatives": false_negatives(ds, mask, sup, p),
         "baseline_false_negatives": false_negatives(ds, mask, bsup, bscore)["by_attack_type"],
+        "baseline_fixed": {f"anomaly_score < {t}": rates(np.nan_to_num(bscore, nan=np.inf) < t, y, mask)
+                           for t in BASELINE_REFERENCE},
         "per_rule": per_rule(ds, mask, sup),
     }
     if pipeline:
-        report["pipeline"] = pipeline_check(model_dir, ds, dirs, split, ucs, tenant)
+        report["pipeline"] = pipeline_check(model_dir, ds, dirs, split, ucs, tenant,
+                                            model.dedup_window or DEDUP_WINDOW)
     if report_dir is not None:
         write_report(report, Path(report_dir), y[mask], p[mask], bscore[mask], sup[mask], bsup[mask])
     return report

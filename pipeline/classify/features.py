@@ -306,8 +306,11 @@ class FeatureExtractor:
         self._ua_cache: dict[str | None, int] = {}
         self._rule_cols: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
 
-    def transform(self, alerts: Sequence[Alert]) -> np.ndarray:
-        """Feature matrix (float32, one row per alert, in input order); alerts are visited in time order."""
+    def transform(self, alerts: Sequence[Alert], record: Sequence[bool] | None = None) -> np.ndarray:
+        """Feature matrix (float32, one row per alert, in input order); alerts are visited in time order.
+
+        `record[i]` false: alert i is scored against the state but leaves no trace in it (training uses this
+        for alerts the core's dedup would merge, so the history matches what the core's classifier sees)."""
         n, width = len(alerts), len(self.schema)
         order = sorted(range(n), key=lambda i: alerts[i].time)
         dense: list[float] = []
@@ -316,7 +319,7 @@ class FeatureExtractor:
         args: list[bytes] = [b""] * n
         for i in order:
             a = alerts[i]
-            dense += self._dense(a)
+            dense += self._dense(a, True if record is None else record[i])
             k = len(cols)
             self._hits(a, cols)
             per.append(len(cols) - k)
@@ -328,7 +331,7 @@ class FeatureExtractor:
         X[:, _O_ARGS:_O_ARGS + len(ARG_FEATURES)] = arg_matrix(args)
         return X
 
-    def _dense(self, a: Alert) -> list[float]:
+    def _dense(self, a: Alert, rec: bool) -> list[float]:
         """The `DENSE` columns of one alert (updates the source history and tenant rule frequencies)."""
         ids = rule_ids(a)
         lvls = a.extra.get("paranoia_levels")
@@ -343,10 +346,10 @@ class FeatureExtractor:
             del row[5:]
             row += (float(v) if isinstance(v, int | float) else 0.0 for v in map(extra.get, EXTRA_SCORES))
         row += path_stats(http.url if http else None)
-        row += self._history(a, t, a.rule.id or (ids[0] if ids else ""))
+        row += self._history(a, t, a.rule.id or (ids[0] if ids else ""), rec)
         tenants = self.state.tenants
         tr = tenants.get(a.tenant_id) or TenantRules()
-        row += tr.observe(t, ids)
+        row += tr.observe(t, ids, rec)
         tenants[a.tenant_id] = tr
         hour = (t % 86400.0) / 3600.0
         row += (float(_CRITICALITY.get(a.asset.criticality, 2)) if a.asset else 0.0, float(len(a.intel)),
@@ -386,13 +389,13 @@ class FeatureExtractor:
             j = self._ua_cache[ua] = self._ua_col[ua_family(ua)]
         return j
 
-    def _history(self, a: Alert, t: float, rule: str) -> list[float]:
+    def _history(self, a: Alert, t: float, rule: str, rec: bool) -> list[float]:
         key = source_key(a)
         if key is None:
             return NO_HISTORY
         sources = self.state.sources
         h = sources.get(key) or SourceHistory()
-        out = h.observe(t, rule, target_of(a))
+        out = h.observe(t, rule, target_of(a), rec)
         sources[key] = h
         return out
 

@@ -51,10 +51,10 @@ class SourceHistory:
         self.pend: list[tuple[str, str]] = []
         self.pend_t = -math.inf
 
-    def observe(self, t: float, rule: str, target: str) -> list[float]:
-        """Features of an alert at time t, then record it."""
+    def observe(self, t: float, rule: str, target: str, record: bool = True) -> list[float]:
+        """Features of an alert at time t, then record it (unless `record` is false: a look without a trace)."""
         if t < self.pend_t:
-            return self._late(t, rule, target)
+            return self._late(t, rule, target, record)
         if t > self.pend_t:
             for r, tg in self.pend:
                 self._append(self.pend_t, r, tg)
@@ -71,7 +71,8 @@ class SourceHistory:
             self.lo[w] = lo
             out += (math.log1p(n - lo), float(len(rc)), float(len(tc)))
         out.append(math.log1p(min(t - times[-1], GAP_CAP) if n else GAP_CAP))
-        self.pend.append((rule, target))
+        if record:
+            self.pend.append((rule, target))
         if self.lo[-1] >= _COMPACT:
             k = self.lo[-1]
             del self.times[:k], self.rules[:k], self.targets[:k]
@@ -86,7 +87,7 @@ class SourceHistory:
             rc[rule] += 1
             tc[target] += 1
 
-    def _late(self, t: float, rule: str, target: str) -> list[float]:
+    def _late(self, t: float, rule: str, target: str, record: bool) -> list[float]:
         """An out-of-order alert: scan the committed entries, then insert it at its time position."""
         out: list[float] = []
         hi = bisect_left(self.times, t)
@@ -95,6 +96,8 @@ class SourceHistory:
             out += (math.log1p(hi - lo), float(len(set(self.rules[lo:hi]))),
                     float(len(set(self.targets[lo:hi]))))
         out.append(math.log1p(min(t - self.times[hi - 1], GAP_CAP) if hi else GAP_CAP))
+        if not record:
+            return out
         i = bisect_right(self.times, t)
         self.times.insert(i, t)
         self.rules.insert(i, rule)
@@ -137,8 +140,8 @@ class TenantRules:
         self.pend: list[tuple[str, ...]] = []
         self.pend_t = -math.inf
 
-    def observe(self, t: float, rules: tuple[str, ...]) -> tuple[float, float]:
-        """(rarity of the first rule, rarity of the rarest rule) at time t, then record the alert."""
+    def observe(self, t: float, rules: tuple[str, ...], record: bool = True) -> tuple[float, float]:
+        """(rarity of the first rule, rarity of the rarest rule) at time t, then record the alert (if `record`)."""
         if t > self.pend_t:
             for r in self.pend:
                 self.counts.update(r)
@@ -153,12 +156,12 @@ class TenantRules:
             rarest = base - math.log1p(min(map(get, rules, repeat(0.0))))
         else:
             first = rarest = 0.0
-        if t < self.pend_t:
+        if record and t < self.pend_t:
             w = math.exp(-(self.step - int(t // RARITY_STEP)) * RARITY_STEP / RARITY_TAU)  # type: ignore[operator]
             for r in rules:
                 self.counts[r] += w
             self.total += w
-        else:
+        elif record:
             self.pend.append(rules)
         return first, rarest
 

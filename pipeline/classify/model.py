@@ -112,6 +112,12 @@ class NoiseClassifier(Classifier):
 
     # ---- scoring -----------------------------------------------------------------------------------
     @property
+    def dedup_window(self) -> float | None:
+        """The core dedup window the source history was trained under (None: every alert classified)."""
+        v = self.manifest.get("history_view", {}).get("dedup_window_s")
+        return None if v is None else float(v)
+
+    @property
     def base_estimator(self) -> Any:
         """The fitted model under the calibration (CalibratedClassifierCV with ensemble=False)."""
         return self.estimator.calibrated_classifiers_[0].estimator
@@ -120,9 +126,10 @@ class NoiseClassifier(Classifier):
         """Calibrated P(attack) for feature rows (full schema width)."""
         return self.estimator.predict_proba(X[:, self.columns])[:, 1]
 
-    def score(self, alerts: Sequence[Alert]) -> tuple[np.ndarray, np.ndarray]:
-        """(features, P(attack)) for a batch; updates the streaming state."""
-        X = self.extractor.transform(alerts)
+    def score(self, alerts: Sequence[Alert], record: Sequence[bool] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(features, P(attack)) for a batch; updates the streaming state (see `FeatureExtractor.transform`)."""
+        X = self.extractor.transform(alerts, record)
         return X, (self.predict(X) if len(alerts) else np.zeros(0))
 
     def contributions(self, X: np.ndarray, top: int = TOP_K) -> list[dict[str, float]]:
@@ -136,10 +143,10 @@ class NoiseClassifier(Classifier):
             out.append({self.used[j]: round(float(row[j]), 4) for j in idx if row[j] != 0.0})
         return out
 
-    def assess(self, alerts: list[Alert], matched: list[list[UseCase]]
-               ) -> tuple[np.ndarray, list[Suppressed | None]]:
+    def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
+               record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:
         """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
-        X, p = self.score(alerts)
+        X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
         pick = [i for i in np.flatnonzero(p < self.threshold).tolist()
                 if keep_reason(alerts[i], matched[i]) is None]

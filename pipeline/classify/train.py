@@ -32,10 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 
 from pipeline.classify.features import FEATURE_VERSION, GROUPS, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
+from pipeline.dedup import Dedup
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.schema import Alert
@@ -43,6 +46,7 @@ from pipeline.schema import Alert
 RECORD_KEYS = ("transaction_id", "record_id", "event_id", "alert_id")
 LABELS_FILE, VERDICTS_FILE, INCIDENTS_FILE = "labels.jsonl", "verdicts.jsonl", "incidents.jsonl"
 SIDE_FILES = frozenset({LABELS_FILE, VERDICTS_FILE, INCIDENTS_FILE})
+_DOC_PREFIXES = ("README", "LICENSE", "NOTICE", "COPYING")
 SPLIT_SALT = "mdr-noise-split-v1"
 SPLIT_BOUNDS = (("train", 60), ("validation", 80), ("heldout", 100))
 DEFAULT_TARGET_RECALL = 0.995
@@ -110,8 +114,9 @@ def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
 
 
 def data_files(d: Path) -> list[str]:
-    """Product record files of a data directory (labels, verdicts and incidents left out)."""
-    return [f for f in expand([str(d)]) if Path(f).name not in SIDE_FILES]
+    """Product record files of a data directory (labels, verdicts, incidents, licenses and docs left out)."""
+    return [f for f in expand([str(d)]) if Path(f).name not in SIDE_FILES
+            and not Path(f).name.upper().startswith(_DOC_PREFIXES) and "LICENSE" not in Path(f).name.upper()]
 
 
 def normalize_dir(d: Path, tenant: str) -> tuple[list[Alert], Counter[str], list[str]]:
@@ -205,13 +210,34 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def features(ds: Dataset, schema: FeatureSchema, batch: int = BATCH) -> np.ndarray:
-    """Feature rows of every alert: each directory is one stream with a fresh state, fed in batches."""
+def representatives(alerts: Sequence[Alert], window: float | None) -> list[str]:
+    """The alert id of the representative the core's dedup (this window) merges each alert into."""
+    if window is None:
+        return [a.alert_id for a in alerts]
+    dd = Dedup(window)
+    return [dd.process(msgspec.structs.replace(a))[0].alert_id for a in alerts]
+
+
+def recorded(ds: Dataset, window: float | None) -> list[bool]:
+    """Which alerts the core's classifier would see (dedup representatives): only they enter the history."""
+    out: list[bool] = []
+    for start, end in ds.streams:
+        alerts = ds.alerts[start:end]
+        out += [r == a.alert_id for r, a in zip(representatives(alerts, window), alerts, strict=True)]
+    return out
+
+
+def features(ds: Dataset, schema: FeatureSchema, window: float | None = DEDUP_WINDOW,
+             batch: int = BATCH) -> np.ndarray:
+    """Feature rows of every alert: each directory is one stream with a fresh state, fed in batches; the
+    history records only what the core's classifier would see under dedup `window` (see `recorded`)."""
     X = np.zeros((len(ds.alerts), len(schema)), dtype=np.float32)
+    rec = recorded(ds, window)
     for start, end in ds.streams:
         fx = FeatureExtractor(schema)
         for i in range(start, end, batch):
-            X[i:min(i + batch, end)] = fx.transform(ds.alerts[i:min(i + batch, end)])
+            j = min(i + batch, end)
+            X[i:j] = fx.transform(ds.alerts[i:j], rec[i:j])
     return X
 
 
@@ -243,10 +269,8 @@ def candidates() -> dict[str, Any]:
 
 def fit_calibrated(base: Any, X: np.ndarray, y: np.ndarray) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
 
-    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    return CalibratedClassifierCV(base, method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+    return CalibratedClassifierCV(base, method="sigmoid", cv=5, ensemble=False).fit(X, y)
 
 
 def used_features(schema: FeatureSchema, without: Sequence[str] = ()) -> list[str]:
@@ -259,7 +283,7 @@ def used_features(schema: FeatureSchema, without: Sequence[str] = ()) -> list[st
 
 def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECALL,
           kinds: Sequence[str] = ("hgb", "linear"), without: Sequence[str] = (), tenant: str = "default",
-          ds: Dataset | None = None) -> tuple[Any, Dataset, np.ndarray]:
+          dedup_window: float | None = DEDUP_WINDOW, ds: Dataset | None = None) -> tuple[Any, Dataset, np.ndarray]:
     """Fit, select and threshold a model; returns (NoiseClassifier, dataset, feature matrix). Not saved."""
     from sklearn.metrics import average_precision_score
 
@@ -272,7 +296,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
         raise ValueError("training needs both labels in the train split and attacks in the validation split")
     vocab = Vocabulary.learn([a for a, m in zip(ds.alerts, tr, strict=True) if m])
     schema = FeatureSchema(vocab)
-    X = features(ds, schema)
+    X = features(ds, schema, dedup_window)
     used = used_features(schema, without)
     cols = [schema.index[n] for n in used]
     results: dict[str, dict[str, Any]] = {}
@@ -304,6 +328,9 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
         "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
         "threshold_rule": "split-conformal on validation attacks: k-th lowest score, k=floor((1-target)(n+1))",
         "versions": _versions(), "feature_schema_version": FEATURE_VERSION,
+        "history_view": {"dedup_window_s": dedup_window,
+                         "note": "source history / rule rarity count only the alerts the core's classifier sees "
+                                 "(dedup representatives under this window); run the core with the same window"},
     }
     model = NoiseClassifier(fitted[best], schema, used, results[best]["threshold"], manifest)
     return model, ds, X

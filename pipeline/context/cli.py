@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.context.loader import ContextFileError
+
+if TYPE_CHECKING:
+    from pipeline.context.store import Context
 
 assets_app = typer.Typer(help="Asset inventory per tenant: import, list.", no_args_is_help=True)
 intel_app = typer.Typer(help="Threat intelligence feeds (STIX 2.1, MISP, CSV): import, lookup.",
@@ -119,14 +122,14 @@ def _ts(v: int | None) -> str:
     return "" if v is None else datetime.fromtimestamp(v, UTC).isoformat()
 
 
-def build_context(tenant: str, assets: Path | None, intel: list[Path], escort: Path | None):  # -> Context
+def build_context(tenant: str, assets: Path | None, intel: list[Path], escort: Path | None) -> Context:
     """The saved state for `tenant` (+ global intel) with the given files on top; exits 2 on a bad file."""
     from pipeline.context.store import Context
 
     ctx = Context.from_state(tenants=[tenant])
     loads = [(ctx.load_assets, (tenant, assets)) if assets else None,
              (ctx.load_escort, (tenant, escort)) if escort else None,
-             *((ctx.load_intel, (f, tenant)) for f in intel)]
+             *((ctx.load_intel, (f, tenant, str(f))) for f in intel)]
     for fn, args in filter(None, loads):
         if not fn(*args):  # type: ignore[operator]
             for p in ctx.errors:

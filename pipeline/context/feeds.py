@@ -4,8 +4,9 @@
   `[ipv4-addr:value = '…']`, `[ipv6-addr:value = …]`, `[domain-name:value = …]`, `[url:value = …]`,
   `[file:hashes.'SHA-256' = …]` (MD5, SHA-1, SHA-512 too), `[network-traffic:dst_ref.value = …]`) become
   indicators; valid_from / valid_until, labels + indicator_types (tags), confidence, created_by_ref (resolved
-  to the identity's name when the bundle has it) are kept. Other patterns (AND, FOLLOWEDBY, other objects) are
-  valid STIX we cannot match on one field: skipped and counted. Revoked indicators are skipped.
+  to the identity's name when the bundle has it; without a creator the source is the feed's file name) are
+  kept. Other patterns (AND, FOLLOWEDBY, other objects) are valid STIX we cannot match on one field: skipped
+  and counted. Revoked indicators are skipped.
 - MISP: `{"Event": …}`, a list of those, or `{"response": [...]}`; `Event.Attribute[]` and
   `Event.Object[].Attribute[]` of types ip-src, ip-dst (and `|port`), domain, hostname, domain|ip, url, md5,
   sha1, sha256, sha512 (and `filename|<hash>`) with `to_ids` set. Tags: event + attribute tags; source:

@@ -48,7 +48,6 @@ SLA = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta
 MAX_CONTEXT_RAISE = 2
 INTEL_MIN_CONFIDENCE = 50
 ESCORT_SUFFIX = re.compile(r" \[escort: [^\]]*\]")
-FUSED_REASON = re.compile(r"^fused with (\w+) incident ")  # the line fusion adds per fused incident
 Clock = Callable[[], datetime]
 
 
@@ -139,7 +138,7 @@ def _period(line: int, row: Any, default_tz: Any, errors: Collector) -> EscortPe
     if bounds[1] < bounds[0]:
         errors.add(at("end"), "end", "before start")
         return None
-    return EscortPeriod(name, bounds[0].astimezone(UTC), bounds[1].astimezone(UTC))
+    return EscortPeriod(name, bounds[0], bounds[1])  # aware, in the calendar's zone (shown as written)
 
 
 # ---- the priority function ---------------------------------------------------------------------------------
@@ -170,11 +169,11 @@ def _intel_reason(hits: list[IntelHit]) -> tuple[bool, str]:
 def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]]:
     """(change, reason) of the context steps 1–5 that apply, before capping."""
     steps: list[tuple[int, str]] = []
-    crit = asset.criticality if asset is not None else None
+    crit, name = (asset.criticality, asset.name) if asset is not None else (None, "")
     if crit == "critical":
-        steps.append((1, f"asset {asset.name!r} is critical"))  # type: ignore[union-attr]
+        steps.append((1, f"asset {name!r} is critical"))
     elif crit == "high" and inc.outcome in ("attempted", "succeeded"):
-        steps.append((1, f"asset {asset.name!r} is high-criticality and the activity was not blocked "  # type: ignore[union-attr]
+        steps.append((1, f"asset {name!r} is high-criticality and the activity was not blocked "
                          f"(outcome {inc.outcome})"))
     if inc.outcome == "succeeded":
         steps.append((1, "outcome succeeded: the activity took effect (successful action or host evidence)"))
@@ -182,15 +181,14 @@ def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]
         strong, text = _intel_reason(inc.intel)
         steps.append((1 if strong else 0, text))
     if inc.fused_from:
-        stages = list(dict.fromkeys([inc.category, *(m.group(1) for r in inc.priority_reasons
-                                                     if (m := FUSED_REASON.match(r)))]))
+        stages = inc.stages or [inc.category]
         n = len(inc.fused_from) + 1
         if len(stages) > 1:
             steps.append((1, f"multi-stage attack: {' + '.join(stages)} ({n} incidents fused)"))
         else:
             steps.append((0, f"{n} incidents of one {inc.category} activity fused (one stage)"))
     if inc.outcome == "blocked" and crit == "low":
-        steps.append((-1, f"all activity was blocked and asset {asset.name!r} is low-criticality"))  # type: ignore[union-attr]
+        steps.append((-1, f"all activity was blocked and asset {name!r} is low-criticality"))
     return steps
 
 

@@ -1,14 +1,17 @@
 """RuleIndex: the rules an alert can match, found without evaluating the others.
 
-Two filters keep the cost of `match` nearly flat in the number of rules:
+Three filters keep the cost of `match` nearly flat in the number of rules:
 
-1. Log source: rules are bucketed by the alert's routing key (format, family, present parts); a bucket is
-   built the first time its key is seen.
-2. Literals: from each rule's condition a *trigger* is derived, a set of atoms of which at least one must hold
-   whenever the rule matches: `("eq", path, value)` (a lower-cased field value) or `("sub", path, literal)`
-   (a lower-cased substring). An AND contributes its most selective operand's atoms, an OR the union of its
-   operands' (when all have some), a NOT nothing. Equality atoms are dict lookups; substring atoms of one
-   field are searched at once with an RE2 set. Rules without a trigger are always evaluated.
+1. Log source: rules are bucketed by the alert's routing key (format, family, product, which parts it has);
+   a bucket is built the first time its key is seen.
+2. Specialization: in a bucket, tests on what the key fixes (source.*, parts the alert lacks) are evaluated
+   once; a rule that cannot match such alerts is left out of the bucket.
+3. Literals: from each rule's (specialized) condition a *trigger* is derived, a set of atoms of which at
+   least one holds whenever the rule matches: `("eq", path, value)` (a lower-cased field value),
+   `("num", path, n)` (a number) or `("sub", path, literal)` (a lower-cased substring, also taken from
+   regexes). An AND contributes its most selective operand's atoms, an OR the union of its operands' (when
+   all have some), a NOT nothing. Equality and number atoms are dict lookups; substring atoms of one field are
+   searched at once with RE2 sets. Only rules with a hit, and rules without a trigger, are evaluated.
 """
 
 from __future__ import annotations
@@ -102,24 +105,6 @@ def trigger(node: Node) -> frozenset[Atom] | None:
     return min(known, key=lambda s: sum(map(_atom_cost, s)))
 
 
-class _LiteralSet:
-    """Which of many literals occur in a text: RE2 sets (shards of `_SET_SHARD` literals).
-
-    `shards` holds (match, offset): `match(utf8_bytes)` gives the shard's literal numbers.
-    """
-
-    def __init__(self, literals: list[str]):
-        self.shards = [(literal_set(literals[i:i + _SET_SHARD]), i)
-                       for i in range(0, len(literals), _SET_SHARD)]
-
-    def find(self, text: str) -> list[int]:
-        data = text.encode()
-        out: list[int] = []
-        for match, start in self.shards:
-            out.extend(start + i for i in match(data) or ())
-        return out
-
-
 @dataclass(slots=True)
 class _Probe:
     """One field the prefilter reads: equal values and numbers (dicts), substring literals (RE2 sets)."""
@@ -128,15 +113,16 @@ class _Probe:
     fetch: Callable[[Alert], tuple[str, ...]]
     eq: dict[str, list[int]] | None = None
     num: dict[float, list[int]] | None = None
-    sub: _LiteralSet | None = None
-    sub_owners: list[list[int]] = field(default_factory=list)
+    shards: list[tuple[Callable[[bytes], list[int] | None], int]] = field(default_factory=list)
+    sub_owners: list[list[int]] = field(default_factory=list)  # rule positions per substring literal
 
 
 @dataclass(slots=True)
 class _Bucket:
     rules: list[CompiledRule]
     always: list[int] = field(default_factory=list)
-    probes: list[_Probe] = field(default_factory=list)
+    # per probe: (path, fetch, eq table, num table, RE2 shards (match, offset), owners of each literal)
+    plan: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 class RuleIndex:
@@ -170,6 +156,16 @@ class RuleIndex:
 
     def get(self, rule_id: str) -> CompiledRule | None:
         return self._rules.get(rule_id)
+
+    def routing_keys(self) -> list[SourceKey]:
+        """The routing keys seen so far (pass them to the next index's `warm` on a hot reload)."""
+        return list(self._buckets)
+
+    def warm(self, keys: Iterable[SourceKey]) -> None:
+        """Build the buckets of these routing keys now rather than on their first alert."""
+        for k in keys:
+            if k not in self._buckets:
+                self._bucket(k)
 
     def untriggered(self) -> list[CompiledRule]:
         """Rules that have no literal trigger: evaluated for every alert their log source covers."""
@@ -206,9 +202,9 @@ class RuleIndex:
                     subs.setdefault(path, {}).setdefault(lit, []).append(pos)
         for path, table in subs.items():
             lits = list(table)
-            probes[path].sub = _LiteralSet(lits)
+            probes[path].shards = [(literal_set(lits[i:i + _SET_SHARD]), i) for i in range(0, len(lits), _SET_SHARD)]
             probes[path].sub_owners = [table[lit] for lit in lits]
-        b.probes = list(probes.values())
+        b.plan = [(p.path, p.fetch, p.eq, p.num, p.shards, p.sub_owners) for p in probes.values()]
         self._buckets[key] = b
         return b
 
@@ -223,26 +219,28 @@ class RuleIndex:
         """Positions of the bucket's rules whose trigger holds (plus the untriggered ones)."""
         cand = set(b.always)
         alert, low, enc = ctx.alert, ctx.low, ctx.enc
-        for p in b.probes:
-            values = p.fetch(alert)
+        for path, fetch, eq, num, shards, owners in b.plan:
+            values = fetch(alert)
+            if not values:
+                low[path] = ()
+                continue
             lows = (values[0].lower(),) if len(values) == 1 else tuple([v.lower() for v in values])
-            low[p.path] = lows  # shared with the rules evaluated next
-            if p.eq is not None:
+            low[path] = lows  # shared with the rules evaluated next
+            if eq is not None:
                 for v in lows:
-                    hit = p.eq.get(v)
+                    hit = eq.get(v)
                     if hit:
                         cand.update(hit)
-            if p.num is not None:
-                for n in ctx.num[p.path]:
-                    hit = p.num.get(n)
+            if num is not None:
+                for n in ctx.num[path]:
+                    hit = num.get(n)
                     if hit:
                         cand.update(hit)
-            if p.sub is not None:
-                owners = p.sub_owners
+            if shards:
                 datas = (lows[0].encode(),) if len(lows) == 1 else tuple([v.encode() for v in lows])
-                enc[p.path] = datas
+                enc[path] = datas
                 for data in datas:
-                    for match, start in p.sub.shards:
+                    for match, start in shards:
                         hits = match(data)
                         if hits:
                             for i in hits:

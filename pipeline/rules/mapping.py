@@ -366,19 +366,8 @@ def field_getter(name: str, product: str | None = None) -> Callable[[Alert], lis
     paths = resolve_field(name, product)
     if not paths:
         raise UnsupportedRule("unmapped field", name)
-    gets = [getter(p) for p in paths]
-
-    def values(a: Alert) -> list[Any]:
-        out: list[Any] = []
-        for g in gets:
-            v = g(a)
-            if isinstance(v, list):
-                out.extend(x for x in v if x is not None)
-            elif v is not None:
-                out.append(v)
-        return out
-
-    return values
+    key = ",".join(paths)
+    return lambda a: raw_values(a, key)
 
 
 # --- log sources -------------------------------------------------------------------------------------------

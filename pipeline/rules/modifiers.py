@@ -236,9 +236,11 @@ def compile_regex(source: str) -> Callable[[str], Any]:
     return compiled.search
 
 
-# Letters a case-insensitive regex also matches in non-ASCII forms that str.lower() does not map back
-# (ſ -> s, K -> k, İ -> i): a literal containing them is no safe prefilter for an (?i) regex.
-_FOLD_UNSAFE = set("sSkKiI")
+# Letters that a case-insensitive regex also matches in a non-ASCII form which str.lower() does not map back
+# to them: RE2 folds s with ſ; Python's re (our fallback) also folds i with ı and İ. A literal containing
+# them is no safe prefilter for such a regex.
+_FOLD_UNSAFE_RE2 = frozenset("sS")
+_FOLD_UNSAFE_PY = frozenset("sSiI")
 
 
 def regex_literals(source: str) -> frozenset[str] | None:
@@ -247,10 +249,15 @@ def regex_literals(source: str) -> frozenset[str] | None:
         tree = sre_parse.parse(source)
     except re.error:
         return None
-    return _required(list(tree), bool(tree.state.flags & re.IGNORECASE))
+    try:
+        re2.compile(source, _RE2_OPTIONS)
+        unsafe = _FOLD_UNSAFE_RE2
+    except re2.error:
+        unsafe = _FOLD_UNSAFE_PY
+    return _required(list(tree), bool(tree.state.flags & re.IGNORECASE), unsafe)
 
 
-def _required(items: list[Any], icase: bool) -> frozenset[str] | None:
+def _required(items: list[Any], icase: bool, unsafe: frozenset[str]) -> frozenset[str] | None:
     options: list[frozenset[str]] = []
     run: list[str] = []
 
@@ -262,7 +269,7 @@ def _required(items: list[Any], icase: bool) -> frozenset[str] | None:
     for op, av in items:
         if op is sre_c.LITERAL:
             c = chr(av)
-            if icase and (not c.isascii() or c in _FOLD_UNSAFE):
+            if icase and (not c.isascii() or c in unsafe):
                 flush()
             else:
                 run.append(c)
@@ -272,12 +279,13 @@ def _required(items: list[Any], icase: bool) -> frozenset[str] | None:
             flush()
             sub: frozenset[str] | None = None
             if op is sre_c.SUBPATTERN:
-                sub = _required(list(av[-1]), (icase or bool(av[1] & re.IGNORECASE)) and not av[2] & re.IGNORECASE)
+                local = (icase or bool(av[1] & re.IGNORECASE)) and not av[2] & re.IGNORECASE
+                sub = _required(list(av[-1]), local, unsafe)
             elif op is sre_c.BRANCH:
-                alts = [_required(list(b), icase) for b in av[1]]
+                alts = [_required(list(b), icase, unsafe) for b in av[1]]
                 sub = None if any(a is None for a in alts) else frozenset().union(*alts)  # type: ignore[arg-type]
             elif op in _REPEATS and av[0] >= 1:
-                sub = _required(list(av[2]), icase)
+                sub = _required(list(av[2]), icase, unsafe)
             if sub:
                 options.append(sub)
     flush()

@@ -217,7 +217,7 @@ def dry_run(
                 dry_run=True,
             )
             res = evaluate(step, ctx)
-            context[step.id] = {"status": res.status, "action": step.action, **res.data}
+            context[step.id] = {**res.data, "action": step.action, "status": res.status}
             results.append((step, res))
         out.append((pb, results))
     return out

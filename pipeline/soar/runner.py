@@ -294,7 +294,7 @@ class Runner:
         if res.status == "failed" and res.retryable and run.attempt + 1 < step.retry.attempts:
             run.attempt += 1
             delay = step.retry.delay(run.attempt)
-            nxt = now + timedelta(seconds=delay)
+            nxt = utcnow() + timedelta(seconds=delay)  # from the failure, not the step start
             self._save(
                 run,
                 "pending",
@@ -312,7 +312,7 @@ class Runner:
             f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt else ""
         )
         keep = {k: v for k, v in res.data.items() if k not in CONTEXT_SKIP}
-        run.context = {**run.context, step.id: {"status": res.status, "action": step.action, **keep}}
+        run.context = {**run.context, step.id: {**keep, "action": step.action, "status": res.status}}
         run.step += 1
         run.attempt = 0
         stop = (res.status == "failed" and step.on_failure == "stop") or (

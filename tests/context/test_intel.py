@@ -41,6 +41,13 @@ def test_stix_bundle():
     assert by_value["2001:db8:bad::1"].source == "stix_bundle"  # no creator: the feed's name
 
 
+def test_stix_fixture_is_valid_for_the_stix2_library():
+    import stix2
+
+    bundle = stix2.parse(data("stix_bundle.json").read_text(), allow_custom=False)
+    assert sum(o.type == "indicator" for o in bundle.objects) == 8
+
+
 def test_misp_event():
     s, stats = load_feed(data("misp_event.json"))
     assert stats.format == "misp"

@@ -32,8 +32,9 @@ def _run(base, crit, outcome, intel=None, fused=False, escort=False):
 
 
 def _fuse(inc, category: str, iid: str = "f9522cbef3d7aa") -> None:
-    """What fusion does to a survivor: the part's id, and a reason line naming its category."""
+    """What fusion does to a survivor: the part's id, its stages, and a reason line naming its category."""
     inc.fused_from.append(iid)
+    inc.stages = list(dict.fromkeys([*(inc.stages or [inc.category]), category]))
     inc.priority_reasons.append(f"fused with {category} incident 'part of the attack' ({iid[:12]})")
 
 
@@ -168,6 +169,7 @@ def test_escort_yaml_with_timezone(tmp_path: Path):
     cal = load_escort(f)
     nd = cal.at(datetime(2026, 10, 7, 15, 59, tzinfo=UTC))  # 23:59 in Shanghai: still inside
     assert nd is not None and nd.name == "National Day"
+    assert f"{nd.start:%Y-%m-%d} – {nd.end:%Y-%m-%d}" == "2026-10-01 – 2026-10-07"  # reasons show local dates
     assert cal.at(datetime(2026, 10, 7, 16, 0, 1, tzinfo=UTC)) is None
     assert cal.at(datetime(2026, 9, 30, 16, 0, tzinfo=UTC)).name == "National Day"
     assert cal.at(datetime(2026, 3, 4, 0, 0, tzinfo=UTC)).name == "Two Sessions"

@@ -492,6 +492,9 @@ def test_index_returns_matching_rules_in_order_and_hot_swaps() -> None:
     r2b = rule("sel: {rule.id: '1'}\ncondition: sel", extra=f"id: {r2.id}\n")
     idx.add(r2b)
     assert idx.match(hit) == [] and len(idx) == 2
+    fresh = RuleIndex([r1, r3])
+    fresh.warm(idx.routing_keys())  # a hot reload builds the buckets before the stream resumes
+    assert fresh.routing_keys() == idx.routing_keys() and fresh.match(hit) == [r1]
 
 
 def _fixture_alerts() -> list[Alert]:

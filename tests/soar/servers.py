@@ -80,7 +80,7 @@ class RecordingServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -133,13 +133,13 @@ class SmtpServer:
         outer = self
 
         class Handler:
-            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
                 if reject:
                     return f"{reject} mailbox unavailable"
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            async def handle_DATA(self, server, session, envelope):
                 outer.tls_seen.append(session.ssl is not None)
                 outer.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                                        "data": envelope.content.decode("utf-8", "replace"),
@@ -149,7 +149,7 @@ class SmtpServer:
         def auth(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
             ok = isinstance(data, LoginPassword) and data.login.decode() == username \
                 and data.password.decode() == password
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
         kw: dict[str, Any] = {"tls_context": ctx, "require_starttls": True}
         if username:

@@ -34,6 +34,14 @@ def _masked(secret: str) -> str:
     return f"{m.group(1)}/***" if m else "***"
 
 
+def _url_tokens(value: str) -> list[str]:
+    """Query values and long path segments of a URL (where webhook URLs keep their tokens)."""
+    if not re.match(r"^https?://", value):
+        return []
+    u = httpx.URL(value)
+    return [v for _, v in u.params.multi_items() if len(v) >= 4] + [p for p in u.path.split("/") if len(p) >= 9]
+
+
 class ConnectorError(Exception):
     """A failed call. `retryable`: a timeout, a connection error, 5xx or 408/425/429 (worth another try)."""
 
@@ -169,6 +177,8 @@ class Connector:
             val, is_secret = secrets.resolve(v)
             if (is_secret or k in self.secret_keys) and isinstance(val, str) and len(val) >= 4:
                 self._secret_values[val] = _masked(val)
+                for part in _url_tokens(val):  # a server may echo a URL's token back in an error
+                    self._secret_values.setdefault(part, "***")
             self.settings[k] = val
         missing = [k for k in self.required if not self.settings.get(k)]
         if missing:
@@ -301,15 +311,11 @@ class HttpConnector(Connector):
 
     def _once(self, req: Request, timeout: float) -> httpx.Response:
         where = f"{req.method} {self.redact(req.url)}"
+        # httpx would replace the URL's own query (DingTalk's access_token) with `params`: merge instead
+        url = str(httpx.URL(req.url).copy_merge_params(req.params)) if req.params else req.url
         try:
             r = self.client.request(
-                req.method,
-                req.url,
-                json=req.json,
-                content=req.content,
-                headers=req.headers,
-                params=req.params or None,
-                timeout=timeout,
+                req.method, url, json=req.json, content=req.content, headers=req.headers, timeout=timeout
             )
         except httpx.TimeoutException:
             raise ConnectorError(f"{where}: timed out after {timeout:g}s", retryable=True) from None

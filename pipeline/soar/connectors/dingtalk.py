@@ -63,4 +63,4 @@ class DingTalk(HttpConnector):
                 f"dingtalk errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
                 retryable=code in RETRY_CODES,
             )
-        return {"status": r.status_code}
+        return {"http_status": r.status_code}

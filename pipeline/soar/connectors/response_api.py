@@ -45,7 +45,7 @@ class ResponseApi(HttpConnector):
         r = self.send(
             self._req(self.settings.get("block_path", "/block"), body), timeout=timeout, retry=retry
         )
-        return {"ip": ip, "status": r.status_code}
+        return {"ip": ip, "http_status": r.status_code}
 
     def isolate_host(
         self,
@@ -60,4 +60,4 @@ class ResponseApi(HttpConnector):
         r = self.send(
             self._req(self.settings.get("isolate_path", "/isolate"), body), timeout=timeout, retry=retry
         )
-        return {"host": host, "status": r.status_code}
+        return {"host": host, "http_status": r.status_code}

@@ -22,4 +22,4 @@ class Slack(HttpConnector):
             ],
         }
         r = self.send(Request("POST", self.settings["url"], json=body), timeout=timeout, retry=retry)
-        return {"status": r.status_code}
+        return {"http_status": r.status_code}

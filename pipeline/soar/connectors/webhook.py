@@ -49,6 +49,6 @@ class Webhook(HttpConnector):
             r = self._once(
                 Request("POST", self.settings["url"], content=body, headers=headers), timeout or self.timeout
             )
-            return {"status": r.status_code}
+            return {"http_status": r.status_code}
 
         return self.with_retry(once, retry)

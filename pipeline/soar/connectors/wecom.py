@@ -40,6 +40,6 @@ class WeCom(HttpConnector):
                     f"wecom errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
                     retryable=code in RETRY_CODES,
                 )
-            return {"status": r.status_code}
+            return {"http_status": r.status_code}
 
         return self.with_retry(once, retry)

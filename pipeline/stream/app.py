@@ -1,0 +1,299 @@
+"""The Faust worker: thin agents around `processor` (normalize, repartition by tenant, core, emit).
+
+    mdr.alerts.{waf,firewall,host,ddos}  --normalize agent-->  mdr.internal.by-tenant (key tenant)
+    mdr.internal.by-tenant  --core agent (state in the `state` table: changelog + RocksDB)-->
+        mdr.incidents (compacted, key incident id), mdr.alerts.normalized, mdr.suppressed, mdr.dlq, mdr.tickets
+
+All correlation, incident and fusion state of a tenant lives in one partition of the by-tenant topic, so the
+worker scales out across tenants and partitions (a single tenant's analysis runs on one worker at a time).
+Ingest messages are keyed by host, so a host's records stay in order for the stateful auditd assembly.
+Delivery is at least once; outputs are idempotent (deterministic ids, compacted incident topic, ingest
+high-water marks in the state so redelivered alerts do not count twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from pipeline.rules.usecase import UseCaseSet
+from pipeline.schema import encode
+from pipeline.stream.config import WorkerConfig
+from pipeline.stream.envelope import Message
+from pipeline.stream.metrics import Metrics
+from pipeline.stream.processor import Batch, Flushed, Normalized, Normalizer, PartitionWork, pack, unpack_batch
+from pipeline.stream.state import REDO, PartitionState, encode_redo
+from pipeline.stream.usecases import UseCaseFeed
+
+log = logging.getLogger("mdr.worker")
+MAX_MESSAGE = 16 * 1024 * 1024
+ITEMS_PER_MESSAGE = 1000
+FLUSH_TICK = 0.05
+
+
+def faust_settings(cfg: WorkerConfig) -> dict[str, Any]:
+    """Faust tuned for throughput and a quick group join (see tests/stream/test_broker.py)."""
+    return {
+        "broker": f"kafka://{cfg.bootstrap}",
+        "store": "rocksdb://",
+        "datadir": str(cfg.data_dir),
+        "autodiscover": False,
+        "web_enabled": False,
+        "topic_partitions": cfg.partitions,
+        "topic_replication_factor": 1,
+        "table_standby_replicas": 0,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_buffer_maxsize": 65536,
+        "broker_max_poll_records": 5000,
+        "stream_wait_empty": False,
+        "stream_recovery_delay": 0.1,
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 15.0,
+        "broker_commit_interval": 0.5,
+        "producer_max_request_size": MAX_MESSAGE,
+        "producer_linger_ms": 5,
+    }
+
+
+class Runtime:
+    """The worker's shared objects: config, metrics, normalizer, per-partition work, use cases, topics."""
+
+    def __init__(self, cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None):
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.normalizer = Normalizer(cfg.tenant_bindings)
+        self.usecases = usecases
+        self.parts: dict[int, PartitionWork] = {}
+        self.last_ingest = 0.0
+        self.ready = False
+        self.app: faust.App = faust.App(cfg.app_id, **faust_settings(cfg))
+        self.table = self.app.Table("state", partitions=cfg.partitions, key_serializer="raw",
+                                    value_serializer="raw",
+                                    extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE)})
+        self.soar = None
+        self.feed = UseCaseFeed(cfg, self._reloaded, self._rejected)
+
+    # ---- outputs ------------------------------------------------------------------------------------
+    async def send(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
+        futures.append(await self.app.producer.send(topic, key.encode() if key else None, value, None, None,
+                                                    None))
+
+    async def send_normalized(self, res: Normalized) -> None:
+        futures: list = []
+        t = self.cfg.topics
+        for tenant, items in res.by_tenant.items():
+            for i in range(0, len(items), ITEMS_PER_MESSAGE):
+                await self.send(t.internal, tenant, pack(Batch(tenant, items[i:i + ITEMS_PER_MESSAGE])), futures)
+            self.metrics.alerts.labels(tenant).inc(len(items))
+        await self.send_dead(res.dead, futures)
+        for topic, n in res.records.items():
+            self.metrics.records.labels(topic).inc(n)
+        await asyncio.gather(*futures)
+
+    async def send_dead(self, dead: Iterable, futures: list) -> None:
+        for d in dead:
+            key = f"{d.topic}:{d.partition}:{d.offset}" if d.topic else None
+            await self.send(self.cfg.topics.dlq, key, encode(d), futures)
+            self.metrics.dead.labels(d.reason).inc()
+
+    # ---- the core, per partition --------------------------------------------------------------------
+    def work(self, partition: int) -> PartitionWork:
+        w = self.parts.get(partition)
+        if w is None:
+            st = PartitionState()
+            n = st.load(_partition_items(self.table, partition))
+            log.info("partition %d: state loaded (%d keys)", partition, n)
+            w = self.parts[partition] = PartitionWork(partition, self.cfg, self.usecases, st)
+        return w
+
+    def revoked(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            if tp.topic == self.cfg.topics.internal and self.parts.pop(tp.partition, None) is not None:
+                log.info("partition %d revoked: state dropped from memory", tp.partition)
+
+    async def flush_due(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for p, w in list(self.parts.items()):
+            if w.events and (force or w.due(now)):
+                await self.flush(p, w)
+
+    async def flush(self, partition: int, w: PartitionWork) -> None:
+        t0 = time.perf_counter()
+        fl = w.run()
+        t1 = time.perf_counter()
+        self._persist(fl)
+        futures: list = []
+        t = self.cfg.topics
+        for inc in sorted(fl.out.incidents.values(), key=lambda i: i.status == "merged"):
+            await self.send(t.incidents, inc.incident_id, encode(inc), futures)
+            self.metrics.incidents.labels(inc.priority).inc()
+        for a in fl.alerts:
+            await self.send(t.alerts, a.alert_id, encode(a), futures)
+        for s in fl.out.suppressed:
+            await self.send(t.suppressed, s.alert.alert_id, encode(s), futures)
+        await self.send_dead(fl.out.dead, futures)
+        if self.soar is not None and fl.out.incidents:
+            await self._tickets(list(fl.out.incidents.values()), futures)
+        await asyncio.gather(*futures)
+        await self.app.producer.flush()
+        for ev in fl.events:
+            ev.ack()
+        done = time.time()
+        m = self.metrics
+        m.stage.labels("core").observe(t1 - t0)
+        m.stage.labels("emit").observe(time.perf_counter() - t1)
+        m.alerts_new.inc(len(fl.out.alerts))
+        m.suppressed.inc(len(fl.out.suppressed))
+        m.redelivered.inc(fl.redelivered)
+        for t_in in fl.t_in:
+            m.e2e.observe(max(0.0, done - t_in))
+        if fl.out.incidents:
+            log.info("partition %d: %d alerts -> %d incident updates", partition, fl.fed, len(fl.out.incidents))
+
+    def _persist(self, fl: Flushed) -> None:
+        """Write the delta to the table in the partition of the events it came from: redo record first."""
+        token = _current_event.set(weakref.ref(fl.events[-1]))
+        try:
+            table = self.table
+            table[REDO.encode()] = encode_redo(fl.delta)
+            for k, v in fl.delta.items():
+                if v is not None:
+                    table[k] = v
+                else:
+                    try:
+                        del table[k]
+                    except KeyError:
+                        pass
+        finally:
+            _current_event.reset(token)
+
+    async def _tickets(self, incidents: list, futures: list) -> None:
+        """Ticket snapshots of the SOAR store (--db) to mdr.tickets."""
+        import orjson
+
+        results = await asyncio.get_running_loop().run_in_executor(None, self.soar.act_many, incidents)
+        for r in results:
+            body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
+            await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
+                            orjson.dumps(body, default=str), futures)
+
+    # ---- use cases ----------------------------------------------------------------------------------
+    def _reloaded(self, ucs: UseCaseSet) -> None:
+        self.usecases = ucs
+        for w in self.parts.values():
+            w.reload(ucs)
+        self.metrics.usecase_reloads.labels("ok").inc()
+        log.info("use cases reloaded: %d use cases", len(ucs.usecases))
+
+    async def _rejected(self, name: str, reason: str, text: str) -> None:
+        from pipeline.normalize.stage import dead_letter
+
+        d = dead_letter(None, "usecase_rejected", f"{name}: {reason}", source="usecase", raw=text)
+        d.topic = self.cfg.topics.usecases
+        futures: list = []
+        await self.send(self.cfg.topics.dlq, f"usecase:{name}", encode(d), futures)
+        await asyncio.gather(*futures)
+        self.metrics.usecase_reloads.labels("rejected").inc()
+        log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
+
+
+def _partition_items(table: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:
+    store = table.data
+    if hasattr(store, "_db_for_partition"):
+        return store._db_for_partition(partition).items()
+    return list(store.items())
+
+
+def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None) -> Runtime:
+    """The Faust app with its agents and timers."""
+    rt = Runtime(cfg, usecases, metrics)
+    app, t = rt.app, cfg.topics
+    ingest = app.topic(*t.ingest, key_serializer="raw", value_serializer="raw")
+    internal = app.topic(t.internal, partitions=cfg.partitions, key_serializer="raw", value_serializer="raw")
+    verdicts = app.topic(t.verdicts, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(ingest, name="normalize")
+    async def normalize(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(cfg.normalize_batch, within=cfg.normalize_within):
+            t0 = time.perf_counter()
+            msgs = [Message(ev.message.value, ev.message.topic, ev.message.partition, ev.message.offset,
+                            int(ev.message.timestamp * 1000) if ev.message.timestamp else None,
+                            ev.message.headers or ()) for ev in events]
+            res = rt.normalizer.process(msgs)
+            rt.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
+            await rt.send_normalized(res)
+            rt.last_ingest = time.monotonic()
+
+    @app.agent(internal, name="core")
+    async def core(stream: faust.StreamT) -> None:
+        async for ev in stream.noack().events():
+            rt.work(ev.message.partition).add(unpack_batch(ev.message.value), ev, time.monotonic())
+
+    @app.agent(verdicts, name="verdicts")
+    async def verdict(stream: faust.StreamT) -> None:
+        async for ev in stream.events():
+            rt.metrics.verdicts.inc()
+            _verdict(cfg, ev.message.value)
+
+    @app.timer(FLUSH_TICK)
+    async def flusher() -> None:
+        await rt.flush_due()
+
+    @app.timer(0.5)
+    async def idle_flush() -> None:
+        if rt.normalizer.dirty and time.monotonic() - rt.last_ingest >= cfg.idle_flush:
+            await rt.send_normalized(rt.normalizer.flush())
+        _lag(rt)
+
+    @app.task
+    async def usecase_feed() -> None:
+        await rt.feed.run()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any = (), **kw: Any) -> None:
+        rt.revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any = (), **kw: Any) -> None:
+        rt.ready = True
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+    return rt
+
+
+def _verdict(cfg: WorkerConfig, value: bytes | None) -> None:
+    import orjson
+
+    try:
+        rec = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        log.warning("verdict is not JSON; ignored")
+        return
+    log.info("verdict %s for incident %s", rec.get("verdict"), rec.get("incident_id"))
+    if cfg.verdicts_file is not None:
+        from pipeline.soar.verdicts import publish
+
+        publish(rec, cfg.verdicts_file)
+
+
+def _lag(rt: Runtime) -> None:
+    """Consumer lag per assigned partition (highwater minus the position of the consumer)."""
+    consumer = getattr(rt.app, "_consumer", None)
+    if consumer is None:
+        return
+    try:
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            pos = consumer._last_offset.get(tp) if hasattr(consumer, "_last_offset") else None
+            if hw is not None and pos is not None:
+                rt.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos - 1))
+    except Exception as e:  # lag is best effort; never stop the worker for it
+        log.debug("lag: %s", e)

@@ -1,0 +1,110 @@
+"""Settings of the streaming worker: topic names, tenant bindings, batching, state and Faust tuning."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import paths
+
+PREFIX = "mdr."
+INGEST = ("waf", "firewall", "host", "ddos")
+
+
+@dataclass(slots=True)
+class Topics:
+    """Topic names; every name starts with the configured prefix."""
+
+    prefix: str = PREFIX
+    ingest_kinds: tuple[str, ...] = INGEST
+
+    @property
+    def ingest(self) -> list[str]:
+        return [f"{self.prefix}alerts.{k}" for k in self.ingest_kinds]
+
+    def ingest_topic(self, kind: str) -> str:
+        return f"{self.prefix}alerts.{kind}"
+
+    @property
+    def internal(self) -> str:  # normalized alerts, repartitioned by tenant
+        return f"{self.prefix}internal.by-tenant"
+
+    @property
+    def incidents(self) -> str:
+        return f"{self.prefix}incidents"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts.normalized"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    @property
+    def suppressed(self) -> str:
+        return f"{self.prefix}suppressed"
+
+    @property
+    def tickets(self) -> str:
+        return f"{self.prefix}tickets"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.prefix}verdicts"
+
+    @property
+    def usecases(self) -> str:
+        return f"{self.prefix}usecases"
+
+    @property
+    def compacted(self) -> list[str]:
+        return [self.incidents, self.usecases]
+
+    @property
+    def plain(self) -> list[str]:
+        return [*self.ingest, self.alerts, self.dlq, self.suppressed, self.tickets, self.verdicts]
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    """Everything `mdr worker` needs. `from_env` fills the broker address from MDR_KAFKA_BOOTSTRAP."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "mdr-worker"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4  # of the by-tenant topic and the state table (scale-out unit)
+    tenant_bindings: dict[str, str] = field(default_factory=dict)  # ingest topic -> tenant
+    usecases: Path = field(default_factory=paths.usecases_dir)
+    data_dir: Path = Path(".mdr-worker")
+    dedup_window: float = 600.0
+    lateness: float = 600.0
+    normalize_batch: int = 20_000  # ingest events per take
+    normalize_within: float = 0.05  # seconds
+    quiet: float = 0.25  # flush a partition's pending alerts after this much silence ...
+    max_hold: float = 1.0  # ... or once the oldest pending alert waited this long
+    max_pending: int = 200_000  # ... or once this many alerts wait
+    idle_flush: float = 2.0  # flush stateful normalizers (auditd assembly) after this much ingest silence
+    metrics_port: int = 0  # 0: no HTTP server
+    db_url: str | None = None  # SOAR ticket store; tickets go to mdr.tickets when set
+    verdicts_file: Path | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, **kw: object) -> WorkerConfig:
+        cfg = cls(**{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]
+        if "bootstrap" not in kw or kw["bootstrap"] is None:
+            cfg.bootstrap = os.environ.get("MDR_KAFKA_BOOTSTRAP", cfg.bootstrap)
+        return cfg
+
+
+def parse_bindings(items: list[str] | None, topics: Topics) -> dict[str, str]:
+    """`--bind waf=shop` or `--bind mdr.alerts.waf=shop` -> {topic: tenant}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, tenant = item.partition("=")
+        if not sep or not name or not tenant:
+            raise ValueError(f"bad binding {item!r}; want TOPIC=TENANT")
+        out[name if name.startswith(topics.prefix) else topics.ingest_topic(name)] = tenant
+    return out

@@ -1,0 +1,131 @@
+"""One Kafka message of an ingest topic -> raw records for the normalize stage, or a dead letter.
+
+A value is either one raw product record, or a JSON envelope
+``{"tenant": ..., "format": ..., "host": ..., "record": "<one record>"}`` (or ``"records": [...]`` to carry
+many records of one tenant/host/format in one message, which amortises the per-message cost).
+Headers ``tenant``, ``format``, ``host`` may carry the same; ``envelope: 1`` marks a value as an envelope.
+Tenant precedence: envelope, header, the topic's binding. A message with no tenant is a dead letter,
+never given to a default tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from pipeline.normalize.base import Origin, RawRecord
+from pipeline.normalize.registry import formats
+from pipeline.normalize.stage import MAX_RECORD_BYTES, dead_letter
+from pipeline.schema import DeadLetter
+
+ENVELOPE_KEYS = frozenset({"tenant", "format", "host", "record", "records"})
+DLQ_RAW_LIMIT = 64 * 1024  # raw bytes kept in a dead letter of an oversized message
+
+
+@dataclass(slots=True)
+class Message:
+    """The parts of a consumed message the envelope needs."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(slots=True)
+class Unpacked:
+    records: list[RawRecord]
+    fmt: str | None = None
+    dead: DeadLetter | None = None
+
+
+def _headers(msg: Message) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in msg.headers or ():
+        try:
+            out[k] = v.decode("utf-8") if isinstance(v, bytes | bytearray) else str(v)
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _dead(msg: Message, origin: Origin, reason: str, detail: str, tenant: str | None = None,
+          raw: bytes | None = None) -> Unpacked:
+    rec = RawRecord("", tenant or "", _received(msg), origin=origin)
+    return Unpacked([], None, dead_letter(rec, reason, detail, raw=raw if raw is not None else msg.value or b"",
+                                          tenant_id=tenant))
+
+
+def _received(msg: Message) -> datetime:
+    if msg.timestamp_ms is None or msg.timestamp_ms < 0:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+
+
+def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:
+    """Raw records of one message (all of one tenant, host and format), or a dead letter with its reason."""
+    origin = Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+    hdr = _headers(msg)
+    value = msg.value
+    if value is None or not value.strip():
+        return _dead(msg, origin, "empty", "message has no value", hdr.get("tenant"), b"")
+    if len(value) > MAX_RECORD_BYTES:
+        return _dead(msg, origin, "oversized", f"{len(value)} bytes > {MAX_RECORD_BYTES}", hdr.get("tenant"),
+                     value[:DLQ_RAW_LIMIT])
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _dead(msg, origin, "not_utf8", f"message is not UTF-8 text: {e}", hdr.get("tenant"))
+    env: dict | None = None
+    marked = hdr.get("envelope") in ("1", "true")
+    if marked or (text.startswith("{") and '"record' in text[:200] + text[-200:]):
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            if marked:
+                return _dead(msg, origin, "bad_envelope", f"envelope is not JSON: {e}", hdr.get("tenant"))
+            obj = None
+        if isinstance(obj, dict) and ("record" in obj or "records" in obj) and set(obj) <= ENVELOPE_KEYS:
+            env = obj
+        elif marked:
+            return _dead(msg, origin, "bad_envelope", "envelope must be an object with record or records",
+                         hdr.get("tenant"))
+    tenant = (env or {}).get("tenant") or hdr.get("tenant") or bindings.get(msg.topic)
+    fmt = (env or {}).get("format") or hdr.get("format")
+    host = (env or {}).get("host") or hdr.get("host")
+    if env is not None:
+        texts = env.get("records") if "records" in env else [env.get("record")]
+        bad = _check_envelope(texts, tenant, fmt, host)
+        if bad:
+            return _dead(msg, origin, "bad_envelope", bad, tenant if isinstance(tenant, str) else None)
+    else:
+        texts = [text]
+    if not tenant:
+        return _dead(msg, origin, "missing_tenant", "no tenant in envelope, headers or topic binding")
+    when = _received(msg)
+    return Unpacked([RawRecord(t, tenant, when, host, origin) for t in texts], fmt)
+
+
+def _check_envelope(texts: object, tenant: object, fmt: object, host: object) -> str:
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return "record must be a string (records a non-empty list of strings)"
+    for name, v in (("tenant", tenant), ("format", fmt), ("host", host)):
+        if v is not None and not isinstance(v, str):
+            return f"{name} must be a string"
+    if fmt is not None and fmt not in formats():
+        return f"unknown format {fmt!r}"
+    return ""
+
+
+def envelope(records: list[str], tenant: str | None, fmt: str | None = None, host: str | None = None) -> bytes:
+    """The value `mdr produce` sends: one envelope for one or many records."""
+    body: dict[str, object] = {"record": records[0]} if len(records) == 1 else {"records": records}
+    for k, v in (("tenant", tenant), ("format", fmt), ("host", host)):
+        if v is not None:
+            body[k] = v
+    return orjson.dumps(body)

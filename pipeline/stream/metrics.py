@@ -1,0 +1,62 @@
+"""Prometheus metrics of the worker and a tiny HTTP server for /metrics and /healthz."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """All metrics of one worker, in their own registry (several workers may share a process in tests)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.records = Counter("mdr_records", "Ingest records consumed", ["topic"], registry=r)
+        self.alerts = Counter("mdr_alerts", "Normalized alerts", ["tenant"], registry=r)
+        self.alerts_new = Counter("mdr_alerts_deduplicated", "Alerts after dedup", registry=r)
+        self.redelivered = Counter("mdr_alerts_redelivered", "Alerts skipped as already applied", registry=r)
+        self.dead = Counter("mdr_dead_letters", "Dead letters", ["reason"], registry=r)
+        self.incidents = Counter("mdr_incident_updates", "Incident updates emitted", ["priority"], registry=r)
+        self.suppressed = Counter("mdr_suppressed", "Alerts suppressed as noise", registry=r)
+        self.verdicts = Counter("mdr_verdicts", "Analyst verdicts consumed", registry=r)
+        self.usecase_reloads = Counter("mdr_usecase_reloads", "Use-case set reloads", ["result"], registry=r)
+        self.lag = Gauge("mdr_consumer_lag", "Messages behind the end of the topic", ["topic", "partition"],
+                         registry=r)
+        self.stage = Histogram("mdr_stage_seconds", "Time per batch in a stage", ["stage"], buckets=_LATENCY,
+                               registry=r)
+        self.e2e = Histogram("mdr_end_to_end_seconds", "Ingest timestamp to incident emitted",
+                             buckets=_LATENCY, registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(metrics: Metrics, port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz on 127.0.0.1:port in a daemon thread (port 0: any free port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
+            elif self.path.startswith("/healthz"):
+                ok = healthy()
+                body, ctype, code = (b"ok\n" if ok else b"starting\n"), "text/plain", 200 if ok else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # quiet
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -1,0 +1,229 @@
+"""Playbook runs end to end against local servers: every step in the timeline, retries with backoff,
+a slow connector that does not stall other incidents, approvals (pause in the store, resume from another
+process), approval timeouts, runs left by a crashed worker, idempotent starts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.schema import Alert, Source
+from pipeline.soar.actions import Soar
+from pipeline.soar.connectors import Channels
+from pipeline.soar.models import utcnow
+from pipeline.soar.playbooks import load_playbooks
+from pipeline.soar.runs import Runs
+from pipeline.soar.tickets import TicketStore
+from tests.soar.helpers import T0, incident, playbook, write_yaml
+from tests.soar.servers import RecordingServer, Reply
+
+Server = Callable[..., RecordingServer]
+FAST_RETRY = {"attempts": 3, "backoff": "50ms", "factor": 2}
+
+
+@pytest.fixture
+def make_soar(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Soar]]:
+    made: list[Soar] = []
+
+    def make(playbooks: list[dict[str, Any]], channels: dict[str, Any], **kw: Any) -> Soar:
+        d = tmp_path / f"pb{len(made)}"
+        for p in playbooks:
+            write_yaml(d / f"{p['name']}.yaml", p)
+        pbs = load_playbooks(d, channels=set(channels))
+        assert pbs.errors == []
+        soar = Soar(TicketStore(db_url), pbs, Channels({"channels": channels}), **kw)
+        made.append(soar)
+        return soar
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def events(soar: Soar, ticket_id: int, kind: str | None = None) -> list[tuple[str, str | None, str]]:
+    return [(e.kind, e.status, e.text) for e in soar.store.timeline(ticket_id) if kind is None or e.kind == kind]
+
+
+def test_steps_run_in_order_and_land_in_the_timeline(make_soar: Callable[..., Soar], http_server: Server) -> None:
+    hook, hive, fw = http_server(), http_server(lambda s: Reply(201, {"_id": "~1"})), http_server()
+    steps = [
+        {"id": "enrich", "enrich": ["asset", "intel", "related"]},
+        {"id": "evidence", "collect": {"limit": 2}},
+        {"id": "tell", "notify": {"channel": "hook", "template": "incident"}},
+        {"id": "hive", "ticket": {"action": "open", "channel": "hive", "template": "ticket"}},
+        {"id": "block", "when": "incident.outcome != 'blocked'",
+         "block_ip": {"channel": "fw", "ips": "{{ incident.entities.src_ips }}", "duration": "1h"}},
+        {"id": "never", "when": "incident.outcome == 'blocked'", "isolate_host": {"channel": "fw", "hosts": "x"}},
+    ]
+    raw = {"a1-1": Alert(alert_id="a1-1", tenant_id="shop", source=Source("p", "v", "waf"), time=T0,
+                         received_at=T0, raw='{"transaction": "evil"}')}
+    soar = make_soar([playbook("web", steps, categories=["web_attack"])],
+                     {"hook": {"type": "webhook", "url": hook.url + "/h"},
+                      "hive": {"type": "thehive", "url": hive.url, "api_key": "k"},
+                      "fw": {"type": "response_api", "url": fw.url}}, evidence=raw.get)
+    r = soar.act(incident(1, src=["198.51.100.1", "198.51.100.2"]))
+    assert r.created and r.playbooks == ["web"]
+    assert soar.runner.drain(10)
+    steps_seen = events(soar, r.ticket_id, "step")
+    assert [(s, t.split(" ")[0]) for _, s, t in steps_seen] == [
+        ("ok", "web/enrich"), ("ok", "web/evidence"), ("ok", "web/tell"), ("ok", "web/hive"),
+        ("ok", "web/block"), ("skipped", "web/never")]
+    assert [k for k, _, _ in events(soar, r.ticket_id)] == ["created", "playbook", *["step"] * 6, "playbook"]
+    assert "finished: 5 ok, 0 failed, 1 skipped" in events(soar, r.ticket_id)[-1][2]
+    evidence = next(e for e in soar.store.timeline(r.ticket_id) if e.text.startswith("web/evidence"))
+    assert evidence.data["alert_ids"] == ["a1-1", "a1-2"] and evidence.data["raw"] == {"a1-1": raw["a1-1"].raw}
+    assert "**web_attack #1" in hook.requests[0].json["text"]
+    assert hive.requests[0].json["sourceRef"] == "inc0001"
+    assert [q.json["ip"] for q in fw.requests] == ["198.51.100.1", "198.51.100.2"]
+    t = soar.store.require(r.ticket_id)
+    assert t.external == {"hive": {"alert_id": "~1"}}
+    assert [(x.playbook, x.status) for x in soar.store.runs(t.id)] == [("web", "done")]
+
+
+def test_failed_step_is_retried_with_backoff_then_recorded(make_soar: Callable[..., Soar],
+                                                          http_server: Server) -> None:
+    down, ok = http_server(lambda s: Reply(503, {})), http_server()
+    steps = [{"id": "page", "notify": {"channel": "down", "text": "x"}, "retry": FAST_RETRY},
+             {"id": "after", "notify": {"channel": "ok", "text": "y"}}]
+    soar = make_soar([playbook("p", steps)], {"down": {"type": "webhook", "url": down.url},
+                                              "ok": {"type": "webhook", "url": ok.url}})
+    r = soar.act(incident(1))
+    assert soar.runner.drain(10)
+    ev = events(soar, r.ticket_id, "step")
+    assert [s for _, s, _ in ev] == ["retry", "retry", "failed", "ok"]
+    assert "attempt 1/3 failed: POST" in ev[0][2] and "retry in 0.05s" in ev[0][2]
+    assert "retry in 0.1s" in ev[1][2] and "(after 3 attempts)" in ev[2][2]
+    times = [q.at for q in down.requests]
+    assert len(times) == 3 and times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+    assert len(ok.requests) == 1
+
+
+def test_unconfigured_channel_is_skipped_not_failed(make_soar: Callable[..., Soar]) -> None:
+    soar = make_soar([playbook("p", [{"notify": {"channel": "chat", "text": "x"}}])],
+                     {"chat": {"type": "dingtalk", "url": "env:MDR_TEST_NEVER_SET"}})
+    r = soar.act(incident(1))
+    assert soar.runner.drain(10)
+    [(_, status, text)] = events(soar, r.ticket_id, "step")
+    assert status == "skipped" and "MDR_TEST_NEVER_SET is not set" in text
+
+
+def test_slow_connector_does_not_stall_other_incidents(make_soar: Callable[..., Soar],
+                                                       http_server: Server) -> None:
+    slow, fast = http_server(lambda s: Reply(200, {}, delay=1.0)), http_server()
+    soar = make_soar(
+        [playbook("slow-pb", [{"notify": {"channel": "slow", "text": "x"}, "timeout": "5s"}],
+                  categories=["web_attack"]),
+         playbook("fast-pb", [{"notify": {"channel": "fast", "text": "y"}}], categories=["scan"])],
+        {"slow": {"type": "webhook", "url": slow.url, "max_concurrency": 2},
+         "fast": {"type": "webhook", "url": fast.url}}, workers=4)
+    t0 = time.time()
+    for n in range(6):
+        soar.act(incident(100 + n, category="web_attack"))
+    for n in range(8):
+        soar.act(incident(200 + n, category="scan"))
+    got = fast.wait(8, timeout=5)
+    assert len(got) == 8 and max(q.at for q in got) - t0 < 0.8  # while the slow channel is still busy
+    assert len(slow.requests) <= 3  # the bulkhead let at most 2 (+1 finishing) through so far
+    assert soar.runner.drain(30)
+    assert len(slow.requests) == 6
+
+
+def test_approval_pauses_the_run_until_an_analyst_decides(make_soar: Callable[..., Soar], http_server: Server,
+                                                          db_url: str) -> None:
+    fw = http_server()
+    chans = {"fw": {"type": "response_api", "url": fw.url}}
+    pbs = [playbook("contain", [
+        {"id": "ask", "wait_approval": {"prompt": "Block {{ incident.entities.src_ips | join(', ') }}?"}},
+        {"id": "block", "when": "steps.ask.approved",
+         "block_ip": {"channel": "fw", "ips": "{{ incident.entities.src_ips }}"}},
+    ])]
+    soar = make_soar(pbs, chans)
+    yes = soar.act(incident(1, src=["198.51.100.7"]))
+    no = soar.act(incident(2, src=["198.51.100.8"]))
+    assert soar.runner.drain(10)
+    assert fw.requests == []
+    waiting = events(soar, yes.ticket_id, "approval")
+    assert waiting[0][1] == "waiting" and "Block 198.51.100.7?" in waiting[0][2]
+    assert [r.status for r in soar.store.runs(yes.ticket_id)] == ["waiting"]
+    other = make_soar(pbs, chans)  # another process (the CLI) takes the decision
+    assert other.runner.decide(yes.ticket_id, True, "ana", "go") != []
+    assert other.runner.decide(no.incident_id, False, "ana") != []
+    assert other.runner.drain(10)
+    assert [q.json["ip"] for q in fw.requests] == ["198.51.100.7"]
+    kinds = [(k, s) for k, s, _ in events(other, yes.ticket_id) if k in ("approval", "step")]
+    assert kinds == [("approval", "waiting"), ("approval", "ok"), ("step", "ok"), ("step", "ok")]
+    assert [r.status for r in other.store.runs(yes.ticket_id)] == ["done"]
+    assert [r.status for r in other.store.runs(no.ticket_id)] == ["denied"]
+    assert any(s == "denied" and "denied by ana" in t for _, s, t in events(other, no.ticket_id, "step"))
+    with pytest.raises(Exception, match="no playbook run is waiting"):
+        other.runner.decide(yes.ticket_id, True, "ana")
+
+
+def test_approval_times_out(make_soar: Callable[..., Soar]) -> None:
+    soar = make_soar([playbook("p", [{"id": "ask", "wait_approval": {"prompt": "?", "timeout": "100ms"}},
+                                     {"collect": {}}])], {})
+    r = soar.act(incident(1))
+    assert soar.runner.drain(10)
+    time.sleep(0.15)
+    soar.runner.poll()
+    assert soar.runner.drain(10)
+    assert [x.status for x in soar.store.runs(r.ticket_id)] == ["denied"]
+    assert any("system:timeout" in t for _, _, t in events(soar, r.ticket_id, "approval"))
+
+
+def test_run_of_a_crashed_worker_is_resumed(make_soar: Callable[..., Soar], http_server: Server) -> None:
+    hook = http_server()
+    pbs = [playbook("p", [{"notify": {"channel": "hook", "text": "x"}}])]
+    soar = make_soar(pbs, {"hook": {"type": "webhook", "url": hook.url}}, workers=1)
+    up = soar.store.upsert_incident(incident(1), playbooks=["p"])  # started, but never scheduled here
+    [(run_id, _)] = up.runs
+    assert Runs(soar.store).claim(run_id, "dead-worker", lease=0.2) is not None  # claimed, then it died
+    assert soar.runner.poll() == 0  # still leased
+    time.sleep(0.3)
+    assert soar.runner.poll(utcnow()) == 1
+    assert soar.runner.drain(10)
+    assert len(hook.requests) == 1 and [r.status for r in soar.store.runs(up.ticket.id)] == ["done"]
+
+
+def test_act_is_idempotent_and_starts_new_matching_playbooks(make_soar: Callable[..., Soar]) -> None:
+    soar = make_soar([playbook("web", [{"collect": {}}], categories=["web_attack"]),
+                      playbook("urgent-web", [{"collect": {}}], categories=["web_attack"], priorities=["P1"])], {})
+    inc = incident(1, priority="P3")
+    assert soar.act(inc).playbooks == ["web"]
+    assert soar.act(inc).playbooks == []  # the same update again (replay, restart)
+    inc.version, inc.priority = 2, "P1"
+    r = soar.act(inc)
+    assert r.changes == ["priority P3 -> P1"] and r.playbooks == ["urgent-web"]
+    assert soar.runner.drain(10)
+    assert sorted(x.playbook for x in soar.store.runs(r.ticket_id)) == ["urgent-web", "web"]
+    assert soar.store.count() == 1
+
+
+def test_merged_update_goes_to_the_survivor(make_soar: Callable[..., Soar]) -> None:
+    soar = make_soar([playbook("p", [{"collect": {}}])], {})
+    survivor = incident(1, category="webshell")
+    part = incident(2, category="malware", status="merged", merged_into=survivor.incident_id)
+    res = soar.act_many([part, survivor])
+    assert res[0].incident_id == survivor.incident_id and res[1].merged_into == survivor.incident_id
+    assert res[1].ticket_id == res[0].ticket_id and soar.store.count() == 1
+    assert len(events(soar, res[0].ticket_id, "merged")) == 1
+
+
+def test_escalate_step_and_sla_tick(make_soar: Callable[..., Soar], http_server: Server) -> None:
+    pager = http_server()
+    soar = make_soar([playbook("p", [{"ticket": {"action": "escalate", "reason": "host compromise"}}])],
+                     {"pager": {"type": "webhook", "url": pager.url}})
+    soar.channels.tiers = [["pager"]]
+    r = soar.act(incident(1, priority="P2"))
+    assert soar.runner.drain(10)
+    assert len(pager.wait(1)) == 1 and pager.requests[0].json["kind"] == "escalation"
+    t = soar.store.require(r.ticket_id)
+    assert t.escalation_level == 1 and not t.sla_breached
+    late = soar.tick(t.created_at + timedelta(minutes=31))  # tier 1 at P2 is done: nothing new yet
+    assert late == []
+    assert [e.tier for e in soar.tick(t.created_at + timedelta(minutes=61))] == [2]
