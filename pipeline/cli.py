@@ -16,6 +16,7 @@ from pipeline import paths
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
+from pipeline.stream.cli import register as register_stream
 
 app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ app.add_typer(tickets_app, name="tickets")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
+register_stream(app)
 app.command("report")(report_cmd)
 console = Console(stderr=True)
 PROGRESS_MIN_BYTES = 20_000_000

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 COLORS = {"P1": "#b71c1c", "P2": "#e65100", "P3": "#f9a825", "P4": "#1565c0", "P5": "#78909c"}
 ACCENT = "#37474f"
+# Style applied while building and saving (not globally); SVG text stays text: searchable and selectable.
+STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
 matplotlib.use("Agg")  # no display; figures are built with the OO API
-matplotlib.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                     "svg.fonttype": "none"})  # text stays text (searchable, selectable in the PDF)
 
 
 def _fig(w: float = 6.4, h: float = 2.6) -> tuple[Figure, Axes]:
@@ -106,6 +106,11 @@ def mttr_box(d: ReportData) -> Figure:
 
 
 def all_charts(d: ReportData) -> dict[str, Figure]:
+    with matplotlib.rc_context(STYLE):
+        return _build(d)
+
+
+def _build(d: ReportData) -> dict[str, Figure]:
     return {
         "daily": daily_volume(d),
         "funnel": funnel(d),
@@ -118,11 +123,13 @@ def all_charts(d: ReportData) -> dict[str, Figure]:
 
 def to_svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
 
 
 def to_png(fig: Figure, dpi: int = 130) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

@@ -14,6 +14,7 @@ high-water marks in the state so redelivered alerts do not count twice).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -168,10 +169,8 @@ class Runtime:
                 if v is not None:
                     table[k] = v
                 else:
-                    try:
+                    with contextlib.suppress(KeyError):
                         del table[k]
-                    except KeyError:
-                        pass
         finally:
             _current_event.reset(token)
 

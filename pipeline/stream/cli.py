@@ -1,0 +1,151 @@
+"""Typer commands of the streaming side: `mdr worker`, `mdr produce`, `mdr demo`, `mdr broker start|stop`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline import paths
+from pipeline.stream.config import Topics, WorkerConfig, parse_bindings
+
+broker_app = typer.Typer(help="A local Apache Kafka broker from the Maven jars.", no_args_is_help=True)
+Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap host:port (default: MDR_KAFKA_BOOTSTRAP)")]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                "msg": record.getMessage()}
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str)
+
+
+def json_handler() -> logging.Handler:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(JsonFormatter())
+    return h
+
+
+def run_worker(cfg: WorkerConfig) -> None:
+    """Create the topics, build the Faust app and run it until SIGTERM/SIGINT (graceful: commit, flush)."""
+    import faust
+
+    from pipeline.rules.usecase import load_usecases
+    from pipeline.runtime import tune_gc
+    from pipeline.stream.app import build
+    from pipeline.stream.broker import create_topics
+    from pipeline.stream.metrics import serve
+
+    tune_gc()
+    handler = json_handler()
+    logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler], force=True)
+    t = cfg.topics
+    create_topics(cfg.bootstrap, [*t.plain], partitions=cfg.partitions)
+    create_topics(cfg.bootstrap, [t.internal], partitions=cfg.partitions,
+                  configs={"max.message.bytes": str(16 * 1024 * 1024)})
+    create_topics(cfg.bootstrap, t.compacted, partitions=1, compacted=True)
+    ucs = load_usecases(str(cfg.usecases))
+    for e in ucs.errors:
+        logging.getLogger("mdr.worker").warning("skipped use case %s", e)
+    rt = build(cfg, ucs)
+    if cfg.db_url:
+        from pipeline.soar.actions import Soar
+
+        rt.soar = Soar.open(cfg.db_url)
+    if cfg.metrics_port:
+        serve(rt.metrics, cfg.metrics_port, lambda: rt.ready)
+    worker = faust.Worker(rt.app, loglevel=cfg.log_level, loghandlers=[handler], redirect_stdouts=False,
+                          quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+
+
+def worker(
+    bootstrap: Bootstrap = None,
+    app_id: Annotated[str, typer.Option(help="Consumer group / Faust app id")] = "mdr-worker",
+    partitions: Annotated[int, typer.Option(help="Partitions of the by-tenant topic and state table")] = 4,
+    bind: Annotated[list[str] | None, typer.Option(help="Bind an ingest topic to a tenant: waf=shop")] = None,
+    prefix: Annotated[str, typer.Option(help="Topic name prefix")] = "mdr.",
+    usecases: Annotated[Path | None, typer.Option(help="Base use-case directory")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Local state (RocksDB) directory")] = Path(".mdr-worker"),
+    quiet: Annotated[float, typer.Option(help="Feed a partition after this many quiet seconds")] = 0.25,
+    max_hold: Annotated[float, typer.Option(help="...or after its oldest pending alert waited this long")] = 1.0,
+    lateness: Annotated[float, typer.Option(help="Allowed event-time lateness, seconds")] = 600.0,
+    metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
+    db: Annotated[str | None, typer.Option("--db", help="SOAR ticket store URL: tickets to mdr.tickets")] = None,
+    verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the streaming worker: the same core as `mdr replay`, on Kafka topics."""
+    topics = Topics(prefix=prefix)
+    cfg = WorkerConfig.from_env(
+        bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
+        tenant_bindings=parse_bindings(bind, topics), usecases=usecases or paths.usecases_dir(),
+        data_dir=data_dir, quiet=quiet, max_hold=max_hold, lateness=lateness, metrics_port=metrics_port,
+        db_url=db, verdicts_file=verdicts_file, log_level=log_level)
+    run_worker(cfg)
+
+
+def produce(
+    files: Annotated[list[str], typer.Argument(help="Files or directories")],
+    topic: Annotated[str, typer.Option(help="Ingest topic (name, or kind: waf, firewall, host, ddos)")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant (omit to rely on the topic's binding)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
+    host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
+    per_message: Annotated[int, typer.Option(help="Records per envelope")] = 1,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Stream product files into an ingest topic as envelopes."""
+    import os
+
+    from pipeline.stream.producer import produce as run
+
+    name = topic if "." in topic else Topics().ingest_topic(topic)
+    n = run(bootstrap or os.environ.get("MDR_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), files, name, tenant, fmt,
+            host, per_message)
+    typer.echo(f"{n} messages -> {name}")
+
+
+def demo(
+    samples: Annotated[Path, typer.Option(help="Lab sample directory")] = Path("samples/lab-1"),
+    tenant: Annotated[str, typer.Option(help="Tenant of the samples")] = "shop",
+    seconds: Annotated[float, typer.Option(help="Stop this long after the last incident update")] = 8.0,
+) -> None:
+    """Start a broker and a worker, stream the lab samples, show incidents arriving live."""
+    from pipeline.stream.demo import run_demo
+
+    raise typer.Exit(run_demo(samples, tenant, seconds))
+
+
+@broker_app.command("start")
+def broker_start(data_dir: Annotated[Path, typer.Option(help="Broker data directory")] = Path(".mdr-kafka"),
+                 port: Annotated[int | None, typer.Option(help="Listener port")] = None) -> None:
+    """Start a detached single-node broker; prints its bootstrap address."""
+    from pipeline.stream.broker import KafkaBroker
+
+    b = KafkaBroker(port, data_dir, detach=True).start()
+    typer.echo(b.bootstrap)
+
+
+@broker_app.command("stop")
+def broker_stop(data_dir: Annotated[Path, typer.Option(help="Broker data directory")] = Path(".mdr-kafka")
+                ) -> None:
+    """Stop the broker started with `mdr broker start`."""
+    from pipeline.stream.broker import KafkaBroker
+
+    KafkaBroker(data_dir=data_dir).stop()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the streaming commands to the `mdr` app."""
+    app.command()(worker)
+    app.command()(produce)
+    app.command()(demo)
+    app.add_typer(broker_app, name="broker")
