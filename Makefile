@@ -23,6 +23,7 @@ system-deps:
 	@need=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v pdftoppm >/dev/null 2>&1 || need="$$need poppler-utils"; \
+	ldconfig -p | grep -q libpangoft2-1.0 || need="$$need libpango-1.0-0 libpangoft2-1.0-0"; \
 	command -v java >/dev/null 2>&1 || need="$$need openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null 2>&1 || need="$$need maven"; \
 	if [ -n "$$need" ]; then \

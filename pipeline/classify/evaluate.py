@@ -1,17 +1,21 @@
 """Evaluating a noise model on labeled data, beside the CRS anomaly-score baseline, in one run.
 
-Figures are on the held-out split (`--split all` for data the model never saw), per labeled alert:
+Figures are on the held-out split (`--split all` for data the model never saw), in two views:
 
-- noise reduction = share of benign-caused alerts suppressed; FN rate = share of attack alerts suppressed.
-- The model's decisions come from `NoiseClassifier.assess` (the code the core runs, guardrails included), over
-  each directory's whole stream in event-time order with a fresh state.
-- Baseline: suppress when `extra.anomaly_score` (CRS inbound anomaly score) is below a threshold chosen on the
-  validation split for the same target recall with the same rule (`recall_threshold`), same guardrails.
-- False negatives listed one by one and counted by rule, rule category and attack type; a per-rule table;
-  PR curve, confusion matrix and noise-reduction / FN trade-off as PNG (matplotlib, Agg).
-- Pipeline check: the production core (`mdr replay` path, dedup window `DEDUP_WINDOW`) runs with the model; an
-  alert the dedup merged into a representative shares its fate. Representatives are classified with the source
-  history the core sees (representatives only), and may come from any split.
+- per alert: every labeled alert classified on its own (the view of the labeled set's README baseline).
+- as the core decides: the core dedups first, so only representatives are classified and each decision covers
+  every alert merged into it; representatives of the split, weighted by the labeled alerts they cover. Attack
+  alerts the dedup merged into a *benign* representative are reported apart (no threshold can keep them without
+  keeping the benign representative).
+
+Noise reduction = share of benign-caused alerts suppressed; FN rate = share of attack alerts suppressed. The
+model's decisions come from `NoiseClassifier.assess` (the code the core runs, guardrails included) over each
+directory's whole stream in event-time order with a fresh state, the history fed as in the core. Baseline: suppress
+when the CRS inbound anomaly score (`extra.anomaly_score`) is below a threshold chosen on the validation split
+with the same rule and target recall (`choose_threshold`), same guardrails; fixed README thresholds for
+reference. Also: false negatives one by one and by rule, category and attack type; a per-rule table; PR curve,
+confusion matrices and noise-reduction / FN trade-off as PNG; and a check that the real core (`mdr replay` path)
+made the same decisions.
 """
 
 from __future__ import annotations
@@ -26,17 +30,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.classify.guardrails import keep_reason
+from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.classify.model import NoiseClassifier
-from pipeline.classify.train import (
-    BATCH,
-    DEDUP_WINDOW,
-    Dataset,
-    data_files,
-    load_data,
-    recall_threshold,
-    recorded,
-    representatives,
-)
+from pipeline.classify.train import BATCH, DEDUP_WINDOW, Dataset, data_files, load_data
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert
 
@@ -52,22 +48,24 @@ def match_usecases(ucs: UseCaseSet | None, alerts: Sequence[Alert]) -> list[list
     return [[by_ref[r.id] for r in ucs.index.match(a) if r.id in by_ref] for a in alerts]
 
 
-def model_decisions(model: NoiseClassifier, ds: Dataset, ucs: UseCaseSet | None = None
+def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: UseCaseSet | None = None
                     ) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
-    """(P(attack), suppressed?, guardrail counts) for every alert of the dataset; one fresh state per stream."""
+    """(P(attack), suppressed?, guardrail counts) for every alert of the dataset; one fresh state per stream,
+    only representatives entering the history (as in the core)."""
     p = np.zeros(len(ds.alerts))
     sup = np.zeros(len(ds.alerts), dtype=bool)
-    rec = recorded(ds, model.dedup_window)
+    rec = view.is_rep.tolist()
+    guards: Counter[str] = Counter()
     for start, end in ds.streams:
         model.reset()
         for i in range(start, end, BATCH):
             batch = ds.alerts[i:min(i + BATCH, end)]
-            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)])
+            matched = match_usecases(ucs, batch)
+            scores, dec = model.assess(batch, matched, rec[i:i + len(batch)])
             p[i:i + len(batch)] = scores
             sup[i:i + len(batch)] = [d is not None for d in dec]
-    guards = Counter(r.split(":")[0] for a, ucs_a, s, q in zip(
-        ds.alerts, match_usecases(ucs, ds.alerts), sup, p, strict=True)
-        if not s and q < model.threshold and (r := keep_reason(a, ucs_a)))
+            guards.update(keep_reason(a, m).split(":")[0] for a, m, q, d in zip(  # type: ignore[union-attr]
+                batch, matched, scores, dec, strict=True) if d is None and q < model.threshold)
     return p, sup, guards
 
 
@@ -81,25 +79,15 @@ def anomaly_scores(ds: Dataset) -> np.ndarray:
     return out
 
 
-def baseline(ds: Dataset, target: float, ucs: UseCaseSet | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """(threshold chosen on validation, scores, suppressed?) of the anomaly-score baseline."""
+def baseline(ds: Dataset, view: CoreView, target: float, ucs: UseCaseSet | None = None
+             ) -> tuple[float, np.ndarray, np.ndarray]:
+    """(threshold chosen on validation as for the model, scores, suppressed?) of the anomaly-score baseline."""
     s = anomaly_scores(ds)
-    y, va = ds.y, ds.mask("validation")
-    att = s[va & (y == 1)]
-    thr = recall_threshold(att[~np.isnan(att)], target)
+    thr = choose_threshold(s, ds.y, ds.mask("validation"), view, target)
     matched = match_usecases(ucs, ds.alerts)
     sup = np.array([bool(v < thr) and keep_reason(a, m) is None
                     for a, v, m in zip(ds.alerts, s, matched, strict=True)], dtype=bool)
     return thr, s, sup
-
-
-def rates(sup: np.ndarray, y: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """Noise reduction and FN rate of a suppression decision over the alerts in `mask`."""
-    ben, att = mask & (y == 0), mask & (y == 1)
-    nb, na = int(ben.sum()), int(att.sum())
-    sb, sa = int((sup & ben).sum()), int((sup & att).sum())
-    return {"benign": nb, "attack": na, "suppressed_benign": sb, "suppressed_attack": sa,
-            "noise_reduction": sb / nb if nb else 0.0, "fn_rate": sa / na if na else 0.0}
 
 
 def _rules(a: Alert) -> list[str]:
@@ -150,29 +138,20 @@ def false_negatives(ds: Dataset, mask: np.ndarray, sup: np.ndarray, p: np.ndarra
             "by_attack_type": dict(by_type.most_common()), "alerts": items}
 
 
-def pipeline_check(model_dir: str | Path, ds: Dataset, dirs: Sequence[str | Path], split: str,
-                   ucs: UseCaseSet | None, tenant: str, window: float = DEDUP_WINDOW) -> dict[str, Any]:
-    """Run the production core with the model (dedup on) and score every labeled alert by its fate."""
+def pipeline_check(model_dir: str | Path, ds: Dataset, dirs: Sequence[str | Path], view: CoreView,
+                   sup: np.ndarray, ucs: UseCaseSet | None, tenant: str, window: float) -> dict[str, Any]:
+    """Run the real core (`mdr replay` path) with the model over the data; compare its decisions."""
     from pipeline.engine import Core
     from pipeline.replay import replay
 
-    sup_ids: set[str] = set()
-    rep_of: dict[str, str] = {}
-    for d, (start, end) in zip(dirs, ds.streams, strict=True):
+    core_sup: set[str] = set()
+    for d in dirs:
         core = Core(ucs or UseCaseSet(), dedup_window=window, classifier=NoiseClassifier.load(model_dir))
-        res = replay(data_files(Path(d)), core, tenant)
-        sup_ids |= {s.alert.alert_id for s in res.suppressed}
-        alerts = ds.alerts[start:end]
-        rep_of.update((a.alert_id, r) for a, r in zip(alerts, representatives(alerts, window), strict=True))
-    y, mask = ds.y, ds.mask(split)
-    sup = np.array([rep_of[a.alert_id] in sup_ids for a in ds.alerts], dtype=bool)
-    label_of = {a.alert_id: lab for a, lab in zip(ds.alerts, ds.labels, strict=True)}
-    hidden = [i for i, a in enumerate(ds.alerts)
-              if y[i] == 1 and rep_of[a.alert_id] != a.alert_id and label_of[rep_of[a.alert_id]] == 0]
-    return {"dedup_window_s": window, "representatives": len(set(rep_of.values())),
-            "alerts": len(ds.alerts), **rates(sup, y, mask),
-            "attacks_merged_into_benign_representative": len(hidden),
-            "of_which_suppressed": sum(1 for i in hidden if sup[i])}
+        core_sup |= {s.alert.alert_id for s in replay(data_files(Path(d)), core, tenant).suppressed}
+    reps = np.flatnonzero(view.is_rep)
+    differ = sum(1 for i in reps if (ds.alerts[i].alert_id in core_sup) != bool(sup[i]))
+    return {"dedup_window_s": window, "representatives": len(reps), "suppressed_by_core": len(core_sup),
+            "decisions_differing": differ}
 
 
 def evaluate(model_dir: str | Path, dirs: Sequence[str | Path], report_dir: str | Path | None = None,
@@ -181,27 +160,30 @@ def evaluate(model_dir: str | Path, dirs: Sequence[str | Path], report_dir: str 
     """The evaluation report (a dict; also written to `report_dir` with figures when given)."""
     model = NoiseClassifier.load(model_dir)
     ds = ds or load_data(dirs, tenant)
-    mask = ds.mask(split)
-    y = ds.y
-    p, sup, guards = model_decisions(model, ds, ucs)
+    view = core_view(ds, model.dedup_window)
+    mask, y = ds.mask(split), ds.y
+    p, sup, guards = model_decisions(model, ds, view, ucs)
     target = float(model.manifest.get("target_recall", 0.995))
-    bthr, bscore, bsup = baseline(ds, target, ucs)
+    bthr, bscore, bsup = baseline(ds, view, target, ucs)
     report: dict[str, Any] = {
-        "model": {"version": model.version, "kind": model.manifest.get("kind"), "threshold": model.threshold,
-                  "target_recall": target, "features": len(model.used)},
+        "model": {"version": model.version, "variant": model.manifest.get("variant"),
+                  "threshold": model.threshold, "target_recall": target, "features": len(model.used),
+                  "dedup_window_s": model.dedup_window},
         "data": {"dirs": [str(d) for d in dirs], "split": split, "alerts": len(ds.alerts),
                  "same_data_as_training": ds.data_hash == model.manifest["training_data"]["sha256"]},
         "model_metrics": {**rates(sup, y, mask), "kept_by_guardrail": dict(guards)},
+        "model_core": core_rates(sup, y, mask, view),
         "baseline": {"rule": "suppress if CRS inbound anomaly score < threshold (chosen on validation)",
                      "threshold": bthr, **rates(bsup, y, mask)},
-        "false_negatives": false_negatives(ds, mask, sup, p),
-        "baseline_false_negatives": false_negatives(ds, mask, bsup, bscore)["by_attack_type"],
+        "baseline_core": core_rates(bsup, y, mask, view),
         "baseline_fixed": {f"anomaly_score < {t}": rates(np.nan_to_num(bscore, nan=np.inf) < t, y, mask)
                            for t in BASELINE_REFERENCE},
+        "false_negatives": false_negatives(ds, mask, sup, p),
+        "baseline_false_negatives": false_negatives(ds, mask, bsup, bscore)["by_attack_type"],
         "per_rule": per_rule(ds, mask, sup),
     }
     if pipeline:
-        report["pipeline"] = pipeline_check(model_dir, ds, dirs, split, ucs, tenant,
+        report["pipeline"] = pipeline_check(model_dir, ds, dirs, view, sup, ucs, tenant,
                                             model.dedup_window or DEDUP_WINDOW)
     if report_dir is not None:
         write_report(report, Path(report_dir), y[mask], p[mask], bscore[mask], sup[mask], bsup[mask])
@@ -228,26 +210,30 @@ def write_report(report: dict[str, Any], d: Path, y: np.ndarray, p: np.ndarray, 
     (d / "report.md").write_text(markdown(report), encoding="utf-8")
 
 
+def _line(name: str, r: dict[str, Any]) -> str:
+    return (f"{name}: noise reduction {r['noise_reduction']:.2%} ({r['suppressed_benign']}/{r['benign']}), "
+            f"FN rate {r['fn_rate']:.2%} ({r['suppressed_attack']}/{r['attack']})")
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The headline figures, model beside baseline (for the CLI, the bench and the report)."""
-    m, b = report["model_metrics"], report["baseline"]
+    m, b, mc, bc = report["model_metrics"], report["baseline"], report["model_core"], report["baseline_core"]
+    md = report["model"]
     lines = [
-        f"split {report['data']['split']}: {m['benign']} benign, {m['attack']} attack alerts",
-        f"model    {report['model']['version']} ({report['model']['kind']}), threshold "
-        f"{report['model']['threshold']:.4g}: noise reduction {m['noise_reduction']:.2%} "
-        f"({m['suppressed_benign']}/{m['benign']}), FN rate {m['fn_rate']:.2%} "
-        f"({m['suppressed_attack']}/{m['attack']})",
-        f"baseline anomaly score < {b['threshold']:g}: noise reduction {b['noise_reduction']:.2%} "
-        f"({b['suppressed_benign']}/{b['benign']}), FN rate {b['fn_rate']:.2%} "
-        f"({b['suppressed_attack']}/{b['attack']})",
+        f"model {md['version']} ({md['variant']}), P(attack) threshold {md['threshold']:.4g}, target recall "
+        f"{md['target_recall']}; baseline: CRS anomaly score < {b['threshold']:g}; split {report['data']['split']}",
+        _line("per alert      model   ", m), _line("per alert      baseline", b),
+        _line(f"as core decides model   ({mc['representatives']} representatives)", mc),
+        _line("as core decides baseline", bc),
+        f"attack alerts the dedup ({md['dedup_window_s']} s) merged into benign representatives: "
+        f"{mc['attack_in_benign_groups']} ({mc['attack_in_benign_groups_suppressed']} suppressed with them; "
+        f"baseline {bc['attack_in_benign_groups_suppressed']})",
     ]
+    lines += [_line(f"per alert      {k:>21}", v) for k, v in report["baseline_fixed"].items()]
     pl = report.get("pipeline")
     if pl:
-        lines.append(
-            f"pipeline (core, dedup {pl['dedup_window_s']:g} s, {pl['representatives']} representatives of "
-            f"{pl['alerts']} alerts): noise reduction {pl['noise_reduction']:.2%}, FN rate {pl['fn_rate']:.2%}; "
-            f"{pl['attacks_merged_into_benign_representative']} attack alerts (all splits) merged into a benign "
-            f"representative, {pl['of_which_suppressed']} of them suppressed with it")
+        lines.append(f"real core (mdr replay path): {pl['suppressed_by_core']} suppressed, "
+                     f"{pl['decisions_differing']} of {pl['representatives']} decisions differ from this evaluation")
     return lines
 
 

@@ -67,9 +67,9 @@ ARG_FEATURES = (
 )
 # Per-alert numeric columns, filled in this order by `FeatureExtractor._dense`.
 DENSE = (
-    ("severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level")
-    + tuple(f"x:{k}" for k in EXTRA_SCORES) + PATH_FEATURES + HISTORY_FEATURES
-    + ("rule_rarity", "rule_rarity_max", "asset_criticality", "intel_hits", "hour_sin", "hour_cos", "weekend")
+    "severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level",
+    *(f"x:{k}" for k in EXTRA_SCORES), *PATH_FEATURES, *HISTORY_FEATURES,
+    "rule_rarity", "rule_rarity_max", "asset_criticality", "intel_hits", "hour_sin", "hour_cos", "weekend",
 )
 ONE_HOT = (
     tuple(f"action={a}" for a in ACTIONS) + tuple(f"family={f}" for f in FAMILIES)

@@ -25,8 +25,8 @@ WINDOW_NAMES = ("1m", "10m", "1h")
 GAP_CAP = 86400.0
 RARITY_TAU = 86400.0  # time constant of the tenant rule frequencies
 RARITY_STEP = 60.0  # decay is applied in steps of this many seconds
-HISTORY_FEATURES = tuple(f"src_{kind}_{w}" for w in WINDOW_NAMES for kind in ("alerts", "rules", "targets")) + (
-    "src_gap",)
+HISTORY_FEATURES = (*(f"src_{kind}_{w}" for w in WINDOW_NAMES for kind in ("alerts", "rules", "targets")),
+                    "src_gap")
 NO_HISTORY = [0.0] * (len(HISTORY_FEATURES) - 1) + [math.log1p(GAP_CAP)]
 _COMPACT = 256
 

@@ -9,21 +9,26 @@ Data directory: product records (any format the normalizers read, `.gz` too) plu
   output) in the same directory. true_positive / malicious -> attack (every alert of a true-positive incident),
   false_positive / benign / noise -> benign. Precedence: labels.jsonl, then alert verdicts, then incident verdicts.
 
-Every alert of a directory goes through the feature extractor in event-time order with one fresh state, labeled or
-not (the source history must see the whole stream, as the core would); only labeled alerts become rows.
+The core classifies only what its dedup keeps (the first alert of each fingerprint window, the representative)
+and that decision covers every alert merged into it. Training follows it (`--dedup-window`, default the core's):
+every alert of a directory goes through the feature extractor in event-time order with one fresh state, labeled
+or not, but only representatives enter the source history and rule rarity, as in the core; every labeled alert
+is a training row.
 
-Split: by a salted blake2b hash of the record id, 60 % train / 20 % validation / 20 % held-out (`split_of`).
-Deterministic, and every alert of a record lands in one split. Held-out rows are never used here except to
-report figures after everything is fixed. Candidates (HistGradientBoostingClassifier and a standardized
-LogisticRegression, fixed hyper-parameters) are fitted on train inside CalibratedClassifierCV (sigmoid, 5 folds,
-ensemble=False: one refit model + one calibrator). On validation, each gets the threshold for the target recall
-(`recall_threshold`), and the one suppressing the larger share of benign alerts wins (ties: the linear model).
+Split: by a salted blake2b hash of the record id, 60 % train / 20 % validation / 20 % held-out (`split_of`);
+deterministic, and the records of a stream are interleaved in every split. Training never reads held-out labels
+(`mdr model evaluate` reports on them). Candidates: HistGradientBoostingClassifier and a standardized
+LogisticRegression (fixed hyper-parameters), each with all features and without the source-history group, fitted on
+train inside CalibratedClassifierCV (sigmoid, 5 folds, ensemble=False: one refit model + one calibrator). On
+validation each gets its threshold for the target recall of attack alerts, met both per alert and as the core
+decides (validation representatives weighted by the attack alerts their decision covers; `choose_threshold`).
+The candidate that then suppresses the largest share of benign alerts wins (`_rank`; ties: fewer false
+negatives, fewer features, the linear model).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import platform
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,13 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import orjson
 
 from pipeline.classify.features import FEATURE_VERSION, GROUPS, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import Dedup
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.schema import Alert
@@ -210,46 +214,17 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def representatives(alerts: Sequence[Alert], window: float | None) -> list[str]:
-    """The alert id of the representative the core's dedup (this window) merges each alert into."""
-    if window is None:
-        return [a.alert_id for a in alerts]
-    dd = Dedup(window)
-    return [dd.process(msgspec.structs.replace(a))[0].alert_id for a in alerts]
-
-
-def recorded(ds: Dataset, window: float | None) -> list[bool]:
-    """Which alerts the core's classifier would see (dedup representatives): only they enter the history."""
-    out: list[bool] = []
-    for start, end in ds.streams:
-        alerts = ds.alerts[start:end]
-        out += [r == a.alert_id for r, a in zip(representatives(alerts, window), alerts, strict=True)]
-    return out
-
-
-def features(ds: Dataset, schema: FeatureSchema, window: float | None = DEDUP_WINDOW,
-             batch: int = BATCH) -> np.ndarray:
-    """Feature rows of every alert: each directory is one stream with a fresh state, fed in batches; the
-    history records only what the core's classifier would see under dedup `window` (see `recorded`)."""
+def features(ds: Dataset, schema: FeatureSchema, view: CoreView, batch: int = BATCH) -> np.ndarray:
+    """Feature rows of every alert: each directory is one stream with a fresh state, fed in batches; only the
+    representatives enter the history, as in the core (the others are scored without leaving a trace)."""
     X = np.zeros((len(ds.alerts), len(schema)), dtype=np.float32)
-    rec = recorded(ds, window)
+    rec = view.is_rep.tolist()
     for start, end in ds.streams:
         fx = FeatureExtractor(schema)
         for i in range(start, end, batch):
             j = min(i + batch, end)
             X[i:j] = fx.transform(ds.alerts[i:j], rec[i:j])
     return X
-
-
-def recall_threshold(attack_scores: np.ndarray, target: float) -> float:
-    """Suppress scores strictly below the returned threshold; split-conformal choice for the target recall.
-
-    With n validation attack scores sorted ascending, the threshold is the k-th of them, k = floor((1 - target)
-    * (n + 1)). If attack scores are exchangeable, a new attack falls below it with probability <= k / (n + 1)
-    <= 1 - target: the recall guarantee holds in expectation. k = 0 (too few attacks) suppresses nothing."""
-    s = np.sort(np.asarray(attack_scores, dtype=np.float64))
-    k = math.floor((1.0 - target) * (len(s) + 1) + 1e-9)
-    return float(s[k - 1]) if k >= 1 else float("-inf")
 
 
 def candidates() -> dict[str, Any]:
@@ -282,9 +257,12 @@ def used_features(schema: FeatureSchema, without: Sequence[str] = ()) -> list[st
 
 
 def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECALL,
-          kinds: Sequence[str] = ("hgb", "linear"), without: Sequence[str] = (), tenant: str = "default",
-          dedup_window: float | None = DEDUP_WINDOW, ds: Dataset | None = None) -> tuple[Any, Dataset, np.ndarray]:
-    """Fit, select and threshold a model; returns (NoiseClassifier, dataset, feature matrix). Not saved."""
+          kinds: Sequence[str] = ("hgb", "linear"), variants: Sequence[Sequence[str]] = ((), ("history",)),
+          tenant: str = "default", dedup_window: float | None = DEDUP_WINDOW, ds: Dataset | None = None
+          ) -> tuple[Any, Dataset, np.ndarray]:
+    """Fit every kind x feature variant (groups left out), threshold each on validation representatives for the
+    target recall of attack alerts as the core decides them, keep the best; returns (NoiseClassifier, dataset,
+    feature matrix). Not saved."""
     from sklearn.metrics import average_precision_score
 
     from pipeline.classify.model import NoiseClassifier
@@ -294,28 +272,28 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     y = ds.y
     if len(set(y[tr].tolist())) < 2 or (y[va] == 1).sum() == 0:
         raise ValueError("training needs both labels in the train split and attacks in the validation split")
-    vocab = Vocabulary.learn([a for a, m in zip(ds.alerts, tr, strict=True) if m])
-    schema = FeatureSchema(vocab)
-    X = features(ds, schema, dedup_window)
-    used = used_features(schema, without)
-    cols = [schema.index[n] for n in used]
+    schema = FeatureSchema(Vocabulary.learn([a for a, m in zip(ds.alerts, tr, strict=True) if m]))
+    view = core_view(ds, dedup_window)
+    X = features(ds, schema, view)
     results: dict[str, dict[str, Any]] = {}
-    fitted: dict[str, Any] = {}
+    fitted: dict[str, tuple[Any, list[str]]] = {}
     for kind, base in candidates().items():
-        if kind not in kinds:
-            continue
-        est = fit_calibrated(base, X[tr][:, cols], y[tr])
-        p = est.predict_proba(X[va][:, cols])[:, 1]
-        thr = recall_threshold(p[y[va] == 1], target_recall)
-        results[kind] = {
-            "threshold": thr, "noise_reduction": float((p[y[va] == 0] < thr).mean()),
-            "fn_rate": float((p[y[va] == 1] < thr).mean()),
-            "average_precision": float(average_precision_score(y[va], p)),
-        }
-        fitted[kind] = est
-    best = max(results, key=lambda k: (results[k]["noise_reduction"], -results[k]["fn_rate"], k == "linear"))
+        for without in variants if kind in kinds else ():
+            name = "-".join((kind, *(f"no{w}" for w in without)))
+            used = used_features(schema, without)
+            cols = [schema.index[n] for n in used]
+            est = fit_calibrated(base, X[tr][:, cols], y[tr])
+            p = np.zeros(len(y))
+            p[va] = est.predict_proba(X[va][:, cols])[:, 1]
+            thr = choose_threshold(p, y, va, view, target_recall)
+            sup = p < thr
+            results[name] = {"threshold": thr, "features": len(used), "per_alert": rates(sup, y, va),
+                             "core": core_rates(sup, y, va, view),
+                             "average_precision": float(average_precision_score(y[va], p[va]))}
+            fitted[name] = (est, used)
+    best = max(results, key=lambda k: _rank(results[k], k))
     manifest = {
-        "kind": best, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kind": best.split("-")[0], "variant": best, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "target_recall": target_recall, "training_data": {
             "sha256": ds.data_hash, "dirs": [str(d) for d in dirs], "records": int(ds.stats["records"]),
             "alerts": len(ds.alerts), "stats": dict(ds.stats),
@@ -323,17 +301,26 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             "attacks": {s: int((y[ds.mask(s)] == 1).sum()) for s, _ in SPLIT_BOUNDS}},
         "split": {"method": "blake2b(salt:record_id) % 100", "salt": SPLIT_SALT,
                   "bounds": dict(SPLIT_BOUNDS), "record_keys": list(RECORD_KEYS)},
-        "selection": {"criterion": "validation noise reduction at the target-recall threshold",
-                      "candidates": results, "without": list(without)},
+        "selection": {"criterion": "validation noise reduction (as the core decides, then per alert) at the "
+                                   "target-recall threshold; ties: fewer FN, fewer features, linear",
+                      "candidates": results},
         "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
-        "threshold_rule": "split-conformal on validation attacks: k-th lowest score, k=floor((1-target)(n+1))",
+        "threshold_rule": "split-conformal on validation attacks, k-th lowest score with k=floor((1-target)(n+1)), "
+                          "per alert and as the core decides (representatives weighted by the attack alerts "
+                          "they cover); the lower of the two",
         "versions": _versions(), "feature_schema_version": FEATURE_VERSION,
         "history_view": {"dedup_window_s": dedup_window,
-                         "note": "source history / rule rarity count only the alerts the core's classifier sees "
-                                 "(dedup representatives under this window); run the core with the same window"},
+                         "note": "only the alerts the core classifies (dedup representatives under this window) "
+                                 "enter the source history and rule rarity; run the core with the same window"},
     }
-    model = NoiseClassifier(fitted[best], schema, used, results[best]["threshold"], manifest)
-    return model, ds, X
+    est, used = fitted[best]
+    return NoiseClassifier(est, schema, used, results[best]["threshold"], manifest), ds, X
+
+
+def _rank(r: dict[str, Any], name: str) -> tuple[float, ...]:
+    """Selection order: noise reduction (core, then per alert), then fewer FN, fewer features, linear."""
+    return (r["core"]["noise_reduction"], r["per_alert"]["noise_reduction"], -r["core"]["fn_rate"],
+            -r["per_alert"]["fn_rate"], -r["features"], float(name.startswith("linear")))
 
 
 def _versions() -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import pipeline.report.stats  # noqa: F401  (registers the report's alert_stats / funnel_stats tables on Base)
 from pipeline.soar.db import default_url, normalize_url
 from pipeline.soar.models import Base
 

@@ -68,9 +68,11 @@ def assess(d: ReportData) -> str:
                      f"{plural(incs, 'incident')}).")
     judged = d.sla_met + d.sla_breached
     if judged:
-        verdict = "All response SLAs were met" if not d.sla_breached else (
+        verdict = "Every acknowledged incident met its response SLA" if not d.sla_breached else (
             f"{d.sla_breached} of {judged} incidents missed their response SLA")
-        parts.append(f"{verdict} ({pct(d.sla_met, judged)} on time; median time to acknowledge "
+        pending = sum(t.pending for t in d.timing)
+        waiting = f", {pending} not acknowledged yet but still within their response time" if pending else ""
+        parts.append(f"{verdict} ({pct(d.sla_met, judged)} on time{waiting}; median time to acknowledge "
                      f"{duration(d.overall('mtta'))}, median time to resolve {duration(d.overall('mttr'))}).")
     elif n:
         parts.append("No incident of the period has been acknowledged yet.")

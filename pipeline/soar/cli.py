@@ -113,9 +113,7 @@ def tickets_list(
 
 
 @tickets_app.command("show")
-def tickets_show(
-    ref: IdArg, as_json: Annotated[bool, typer.Option("--json")] = False, db: DbOpt = None
-) -> None:
+def tickets_show(ref: IdArg, as_json: Annotated[bool, typer.Option("--json")] = False, db: DbOpt = None) -> None:
     """A ticket with its playbook runs and timeline."""
     with _store(db) as store:
         d = store.export(store.require(ref))
@@ -357,10 +355,7 @@ def playbooks_run(
         if not runs:
             out.print(f"incident {inc.incident_id}: no playbook selected")
         for pb, results in runs:
-            out.print(
-                f"[bold]incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}"
-                "[/bold]"
-            )
+            out.print(f"[bold]incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}[/bold]")
             for step, res in results:
                 out.print(f"  {step.id:<22} {step.action:<13} {res.status:<8} {res.detail}", soft_wrap=True)
                 req = res.data.get("request")
@@ -379,9 +374,7 @@ def playbooks_resume(
     with _soar(db, playbooks, channels) as soar:
         n = soar.runner.poll()
         settled = soar.runner.drain(wait)
-        out.print(
-            f"{n} run(s) resumed" + ("" if settled else "; some are still waiting for their retry time")
-        )
+        out.print(f"{n} run(s) resumed" + ("" if settled else "; some are still waiting for their retry time"))
 
 
 def replay_tickets(res: Any, out_dir: Path, db: str | None) -> Path:

@@ -81,9 +81,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def insert_ignore(
-    session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]
-) -> int:
+def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
     """INSERT ... ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
     if not rows:
         return 0

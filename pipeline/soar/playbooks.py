@@ -95,12 +95,7 @@ class Trigger:
 
     @property
     def specificity(self) -> int:
-        return (
-            8 * bool(self.use_cases)
-            + 4 * bool(self.tenants)
-            + 2 * bool(self.categories)
-            + bool(self.priorities)
-        )
+        return 8 * bool(self.use_cases) + 4 * bool(self.tenants) + 2 * bool(self.categories) + bool(self.priorities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +180,7 @@ def playbook_files(path: str | Path) -> list[Path]:
     return sorted(
         f
         for f in p.rglob("*")
-        if f.suffix in (".yaml", ".yml")
-        and f.name != CHANNELS_FILE
-        and "templates" not in f.relative_to(p).parts
+        if f.suffix in (".yaml", ".yml") and f.name != CHANNELS_FILE and "templates" not in f.relative_to(p).parts
     )
 
 
@@ -225,9 +218,7 @@ def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
         if pb.name in pbs.playbooks:
             other = pbs.playbooks[pb.name]
             pbs.errors.append(
-                PlaybookError(
-                    pb.path, pb.line, f"duplicate playbook name {pb.name!r} (also {other.path}:{other.line})"
-                )
+                PlaybookError(pb.path, pb.line, f"duplicate playbook name {pb.name!r} (also {other.path}:{other.line})")
             )
             continue
         pbs.playbooks[pb.name] = pb
@@ -236,9 +227,7 @@ def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
 class _Parser:
     """Turns one YAML document into a Playbook, recording every problem with its line."""
 
-    def __init__(
-        self, path: str, templates: Templates, channels: set[str] | None, errors: list[PlaybookError]
-    ):
+    def __init__(self, path: str, templates: Templates, channels: set[str] | None, errors: list[PlaybookError]):
         self.path, self.templates, self.channels, self.errors = path, templates, channels, errors
 
     def err(self, line: int, msg: str) -> None:
@@ -253,9 +242,7 @@ class _Parser:
                 self.err(_line(doc, k), f"unknown key {k!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
         name = doc.get("name")
         if not isinstance(name, str) or not NAME.match(name):
-            self.err(
-                _line(doc, "name"), f"name must be lower-case letters, digits, '-', '_' or '.': {name!r}"
-            )
+            self.err(_line(doc, "name"), f"name must be lower-case letters, digits, '-', '_' or '.': {name!r}")
             name = "?"
         trigger = self.trigger(doc.get("trigger") or {})
         defaults = doc.get("defaults") or {}
@@ -280,9 +267,7 @@ class _Parser:
             return Trigger()
         for k in t:
             if k not in TRIGGER_KEYS:
-                self.err(
-                    _line(t, k), f"trigger: unknown key {k!r} (allowed: {', '.join(sorted(TRIGGER_KEYS))})"
-                )
+                self.err(_line(t, k), f"trigger: unknown key {k!r} (allowed: {', '.join(sorted(TRIGGER_KEYS))})")
         lists: dict[str, tuple[str, ...]] = {}
         for key, allowed in (
             ("use_cases", None),
@@ -314,9 +299,7 @@ class _Parser:
         if "on_failure" in raw:
             on_failure = raw["on_failure"]
             if on_failure not in ("continue", "stop"):
-                self.err(
-                    _line(raw, "on_failure"), f"{where}.on_failure: continue or stop, not {on_failure!r}"
-                )
+                self.err(_line(raw, "on_failure"), f"{where}.on_failure: continue or stop, not {on_failure!r}")
         return Step(base.id, base.action, {}, None, timeout, retry, on_failure)
 
     def retry(self, r: Any, line: int, where: str, base: RetryPolicy) -> RetryPolicy:
@@ -360,8 +343,7 @@ class _Parser:
         if len(actions) != 1:
             self.err(
                 line,
-                f"{where}: exactly one action is needed, found {actions or 'none'} "
-                f"(actions: {', '.join(ACTIONS)})",
+                f"{where}: exactly one action is needed, found {actions or 'none'} (actions: {', '.join(ACTIONS)})",
             )
             return None
         action = actions[0]
@@ -472,9 +454,7 @@ class _Parser:
         if p is None:
             return None
         if p.get("action") not in ("open", "update", "escalate"):
-            self.err(
-                _line(p, "action", line), f"{where}.action: open, update or escalate, not {p.get('action')!r}"
-            )
+            self.err(_line(p, "action", line), f"{where}.action: open, update or escalate, not {p.get('action')!r}")
         if "template" in p:
             problem = self.templates.check_file(str(p["template"]))
             if problem:

@@ -1,24 +1,30 @@
-"""The playbook runner: advances persistent runs step by step on a thread pool.
+"""The playbook runner: advances persistent runs on a small pool of worker threads.
 
-Each run is claimed from the store, its steps run one after another with their own timeouts, and every
-result is written to the ticket's timeline. A failed step is retried with backoff by rescheduling the run
-(the worker thread is released while it waits), a `wait_approval` step parks the run until an analyst
-decides, and a channel whose concurrency limit is reached defers only the runs that need it. So one slow
-connector holds at most its own `max_concurrency` workers and never stalls other incidents; a crash
-leaves runs in the store, where `poll()` (or another process) picks them up again.
+A run is claimed from the store and worked in slices: a slice runs steps until one with an external effect
+(notify, ticket, block_ip, isolate_host) has been done, saves the slice's results to the ticket's timeline
+in one transaction, and puts the run back on the queue. The queue is ordered by how far a run has got, so a
+new incident's first steps never wait behind the later steps of older runs.
+
+A failed step is retried with backoff by rescheduling the run (no thread waits out the backoff), a
+`wait_approval` step parks the run in the store until an analyst decides, and a channel whose concurrency
+limit is reached defers only the runs that need it: one slow connector holds at most its own
+`max_concurrency` workers and never stalls other incidents. A crash leaves runs in the store, where `poll()`
+(or another process) resumes them once their lease has run out; steps without external effects that had
+not been saved yet are simply run again.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +34,7 @@ from pipeline.schema import Incident
 from pipeline.soar.connectors import Channels
 from pipeline.soar.models import PlaybookRun, Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step
-from pipeline.soar.runs import Runs
+from pipeline.soar.runs import Event, Runs
 from pipeline.soar.sla import Escalator
 from pipeline.soar.steps import Busy, Enricher, Evidence, StepContext, StepResult, evaluate
 from pipeline.soar.tickets import TicketError, TicketStore
@@ -36,6 +42,8 @@ from pipeline.soar.tickets import TicketError, TicketStore
 log = logging.getLogger(__name__)
 BUSY_DELAY = 0.2  # seconds before a step whose channel is saturated is tried again
 CONTEXT_SKIP = ("raw",)  # step data kept in the timeline but not in the run context
+EXTERNAL = frozenset({"notify", "ticket", "block_ip", "isolate_host"})  # steps saved at once
+_STOP = (1 << 30, 0, 0)
 
 
 @dataclass(slots=True)
@@ -49,6 +57,17 @@ class StepEvent:
     detail: str
     at: datetime
     elapsed: float
+
+
+@dataclass(slots=True)
+class _Live:
+    """A run this process has claimed, between its slices."""
+
+    run: PlaybookRun
+    pb: Playbook
+    ticket: Ticket
+    incident: Incident
+    events: list[Event] = field(default_factory=list)  # results not yet saved
 
 
 def step_context(
@@ -98,9 +117,13 @@ class Runner:
         self.escalator = escalator or Escalator(store, channels, playbooks.templates)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.listeners: list[Callable[[StepEvent], None]] = []
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soar-run")
+        self.workers = workers
+        self._queue: queue.PriorityQueue[tuple[int, int, int]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._live: dict[int, _Live] = {}
         self._cv = threading.Condition()
-        self._active: set[int] = set()
+        self._active: set[int] = set()  # queued or being worked on in this process
         self._again: set[int] = set()
         self._timers: list[tuple[float, int]] = []
         self._timer_thread: threading.Thread | None = None
@@ -130,12 +153,18 @@ class Runner:
             self._timer_thread.start()
         self._cv.notify_all()
 
-    def _submit(self, run_id: int) -> None:
+    def _submit(self, run_id: int, priority: int = 0) -> None:
         if run_id in self._active:
             self._again.add(run_id)
             return
         self._active.add(run_id)
-        self.pool.submit(self._work, run_id)
+        self._queue.put((priority, next(self._seq), run_id))
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._worker, name=f"soar-run-{i}", daemon=True) for i in range(self.workers)
+            ]
+            for th in self._threads:
+                th.start()
 
     def _timer_loop(self) -> None:
         with self._cv:
@@ -145,20 +174,29 @@ class Runner:
                     self._submit(heapq.heappop(self._timers)[1])
                 self._cv.wait(self._timers[0][0] - now if self._timers else None)
 
-    def _work(self, run_id: int) -> None:
-        nxt = None
-        try:
-            nxt = self._advance(run_id)
-        except Exception:
-            log.exception("playbook run %s failed unexpectedly (left for poll to resume)", run_id)
-        finally:
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item == _STOP:
+                return
+            run_id = item[2]
+            outcome: int | datetime | None = None
+            try:
+                outcome = self._slice(run_id)
+            except Exception:
+                log.exception("playbook run %s failed unexpectedly (left for poll to resume)", run_id)
             with self._cv:
+                if isinstance(outcome, int) and not self._closed:  # more steps: back on the queue
+                    self._again.discard(run_id)
+                    self._queue.put((outcome, next(self._seq), run_id))
+                    continue
+                self._live.pop(run_id, None)
                 self._active.discard(run_id)
                 if run_id in self._again:
                     self._again.discard(run_id)
                     self._submit(run_id)
-                elif nxt is not None and not self._closed:
-                    self._push(nxt, run_id)
+                elif isinstance(outcome, datetime) and not self._closed:
+                    self._push(outcome, run_id)
                 self._cv.notify_all()
 
     def poll(self, now: datetime | None = None) -> int:
@@ -191,7 +229,10 @@ class Runner:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        self.pool.shutdown(wait=True)
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for th in self._threads:
+            th.join(timeout=30)
         if self._timer_thread is not None:
             self._timer_thread.join(timeout=5)
 
@@ -208,30 +249,33 @@ class Runner:
         step = (r.approval or {}).get("step")
         verb = "approved" if decision == "approve" else "denied"
         text = f"{r.playbook}/{step}: {verb} by {actor}" + (f": {comment}" if comment else "")
-        ok = self.runs.decide(
-            r,
-            {"decision": decision, "by": actor, "comment": comment, "decided_at": utcnow().isoformat()},
-            text,
-            actor,
-        )
+        record = {"decision": decision, "by": actor, "comment": comment, "decided_at": utcnow().isoformat()}
+        ok = self.runs.decide(r, record, text, actor)
         if ok:
             self.schedule(r.id)
         return ok
 
     # ---- execution ----------------------------------------------------------------------------------
-    def _advance(self, run_id: int) -> datetime | None:
-        """Run the claimed run's steps until it ends, waits, or must come back later (returns when)."""
+    def _claim(self, run_id: int) -> _Live | None:
         run = self.runs.claim(run_id, self.owner, self.lease)
         if run is None:
             return None
         pb = self.playbooks.get(run.playbook)
         t = self.store.get(run.ticket_id)
         if pb is None or t is None:
-            self._save(
-                run, "failed", ("playbook", f"playbook {run.playbook} is not loaded here", "failed", None)
-            )
+            ev = Event("playbook", f"playbook {run.playbook} is not loaded here", "failed")
+            self.runs.save(run, self.owner, status="failed", lease=self.lease, events=[ev])
             return None
-        inc = msgspec.convert(t.incident, Incident)
+        return _Live(run, pb, t, msgspec.convert(t.incident, Incident))
+
+    def _slice(self, run_id: int) -> int | datetime | None:
+        """Work on a run until it has done an external step (returns its queue priority), must come back
+        later (returns when), or has ended / waits for an analyst (None)."""
+        live = self._live.get(run_id) or self._claim(run_id)
+        if live is None:
+            return None
+        self._live[run_id] = live
+        run, pb = live.run, live.pb
         while run.step < len(pb.steps):
             step = pb.steps[run.step]
             now = utcnow()
@@ -239,9 +283,9 @@ class Runner:
                 self.store,
                 self.channels,
                 self.playbooks.templates,
-                t,
-                inc,
-                step_context(t, pb, run.context, now, self.channels, approval=run.approval),
+                live.ticket,
+                live.incident,
+                step_context(live.ticket, pb, run.context, now, self.channels, approval=run.approval),
                 now,
                 approval=run.approval,
                 evidence=self.evidence,
@@ -253,32 +297,24 @@ class Runner:
                 res = evaluate(step, ctx)
             except Busy:
                 nxt = now + timedelta(seconds=BUSY_DELAY)
-                self._save(run, "pending", None, next_at=nxt)
-                return nxt
-            nxt = self._record(run, pb, step, res, time.perf_counter() - t0, now)
-            if run.status != "running":
-                return nxt
-        n = {
-            s: sum(1 for v in run.context.values() if v.get("status") == s)
-            for s in ("ok", "failed", "skipped")
-        }
+                return nxt if self._save(live, "pending", next_at=nxt) else None
+            self._emit(run, pb, step, res, time.perf_counter() - t0, now)
+            outcome = self._record(live, step, res, time.perf_counter() - t0, now)
+            if outcome is not None or run.status != "running":
+                return outcome
+            if step.action in EXTERNAL and res.status not in ("skipped", "dry-run"):
+                return run.step if self._save(live, "running") else None
+        n = {s: sum(1 for v in run.context.values() if v.get("status") == s) for s in ("ok", "failed", "skipped")}
         final = "failed" if n["failed"] and not n["ok"] else "done"
-        self._save(
-            run,
-            final,
-            (
-                "playbook",
-                f"playbook {pb.name} finished: {n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped",
-                final if final == "failed" else "ok",
-                {"run": run.id},
-            ),
-        )
+        text = f"playbook {pb.name} finished: {n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped"
+        live.events.append(Event("playbook", text, final if final == "failed" else "ok", {"run": run.id}))
+        self._save(live, final)
         return None
 
-    def _record(
-        self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime
-    ) -> datetime | None:
-        label = f"{pb.name}/{step.id} ({step.action})"
+    def _record(self, live: _Live, step: Step, res: StepResult, elapsed: float, now: datetime) -> datetime | None:
+        """Fold a step result into the run; saves at once when the run waits, retries later or stops."""
+        run = live.run
+        label = f"{live.pb.name}/{step.id} ({step.action})"
         data = {
             "step": step.id,
             "action": step.action,
@@ -286,54 +322,42 @@ class Runner:
             "elapsed_ms": round(elapsed * 1000, 1),
             **res.data,
         }
-        self._emit(run, pb, step, res, elapsed, now)
         if res.status == "waiting":
             run.approval = dict(res.data)
-            self._save(run, "waiting", ("approval", f"{label}: {res.detail}", "waiting", data))
+            live.events.append(Event("approval", f"{label}: {res.detail}", "waiting", data, now))
+            self._save(live, "waiting")
             return None
         if res.status == "failed" and res.retryable and run.attempt + 1 < step.retry.attempts:
             run.attempt += 1
             delay = step.retry.delay(run.attempt)
             nxt = utcnow() + timedelta(seconds=delay)  # from the failure, not the step start
-            self._save(
-                run,
-                "pending",
-                (
-                    "step",
-                    f"{label}: attempt {run.attempt}/{step.retry.attempts} failed: "
-                    f"{res.detail}; retry in {delay:g}s",
-                    "retry",
-                    data,
-                ),
-                next_at=nxt,
-            )
-            return nxt
-        detail = res.detail + (
-            f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt else ""
-        )
+            text = f"{label}: attempt {run.attempt}/{step.retry.attempts} failed: {res.detail}; retry in {delay:g}s"
+            live.events.append(Event("step", text, "retry", data, now))
+            return nxt if self._save(live, "pending", next_at=nxt) else None
+        detail = res.detail + (f" (after {run.attempt + 1} attempts)" if res.status == "failed" and run.attempt else "")
         keep = {k: v for k, v in res.data.items() if k not in CONTEXT_SKIP}
         run.context = {**run.context, step.id: {**keep, "action": step.action, "status": res.status}}
         run.step += 1
         run.attempt = 0
+        live.events.append(Event("step", f"{label}: {detail}", res.status, data, now))
         stop = (res.status == "failed" and step.on_failure == "stop") or (
             res.status == "denied" and step.params.get("on_deny", "stop") == "stop"
         )
-        status = ("denied" if res.status == "denied" else "failed") if stop else "running"
-        self._save(run, status, ("step", f"{label}: {detail}", res.status, data))
+        if stop:
+            self._save(live, "denied" if res.status == "denied" else "failed")
         return None
 
-    def _save(self, run: PlaybookRun, status: str, event: Any, next_at: datetime | None = None) -> None:
-        if not self.runs.save(run, self.owner, status=status, lease=self.lease, event=event, next_at=next_at):
-            run.status = "lost"  # another worker took the run over (lease expired): stop here
-            log.warning("playbook run %s: lease lost", run.id)
+    def _save(self, live: _Live, status: str, next_at: datetime | None = None) -> bool:
+        events, live.events = live.events, []
+        if self.runs.save(live.run, self.owner, status=status, lease=self.lease, events=events, next_at=next_at):
+            return True
+        live.run.status = "lost"  # another worker took the run over (its lease ran out): stop here
+        log.warning("playbook run %s: lease lost", live.run.id)
+        return False
 
-    def _emit(
-        self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime
-    ) -> None:
+    def _emit(self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime) -> None:
         if not self.listeners:
             return
-        ev = StepEvent(
-            run.id, run.ticket_id, pb.name, step.id, step.action, res.status, res.detail, now, elapsed
-        )
+        ev = StepEvent(run.id, run.ticket_id, pb.name, step.id, step.action, res.status, res.detail, now, elapsed)
         for fn in self.listeners:
             fn(ev)

@@ -2,20 +2,30 @@
 
 A run is claimed by one worker at a time (`UPDATE ... WHERE status='pending' AND next_at <= now`, or a
 `running` run whose lease ran out because its worker died), so several processes can share the store.
-Every save is guarded by the owner and writes the step's timeline event in the same transaction.
+Every save is guarded by the owner and writes the steps' timeline events in the same transaction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from pipeline.soar.models import PlaybookRun, TimelineEvent, utcnow
 from pipeline.soar.tickets import TicketStore, start_runs
 
-Event = tuple[str, str, str | None, dict[str, Any] | None]  # kind, text, status, data
+
+@dataclass(slots=True)
+class Event:
+    """A timeline event written together with a run's progress."""
+
+    kind: str
+    text: str
+    status: str | None = None
+    data: dict[str, Any] | None = None
+    at: datetime | None = None
 
 
 class Runs:
@@ -41,9 +51,7 @@ class Runs:
             res = s.execute(
                 update(PlaybookRun)
                 .where(PlaybookRun.id == run_id, self._runnable(now))
-                .values(
-                    status="running", owner=owner, lease_until=now + timedelta(seconds=lease), updated_at=now
-                )
+                .values(status="running", owner=owner, lease_until=now + timedelta(seconds=lease), updated_at=now)
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return None
@@ -56,11 +64,12 @@ class Runs:
         *,
         status: str,
         lease: float,
-        event: Event | None = None,
+        events: list[Event] | None = None,
         next_at: datetime | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """Persist `run`'s step/attempt/context/approval with a new status, plus one timeline event."""
+        """Persist `run`'s step/attempt/context/approval with a new status, plus its timeline events, in one
+        transaction guarded by the owner. False when the run is no longer ours."""
         now = now or utcnow()
         values: dict[str, Any] = {
             "status": status,
@@ -73,6 +82,7 @@ class Runs:
             "lease_until": now + timedelta(seconds=lease) if status == "running" else None,
             "owner": owner if status == "running" else None,
         }
+        actor = f"playbook:{run.playbook}"
         with self.store.tx() as s:
             res = s.execute(
                 update(PlaybookRun)
@@ -81,18 +91,21 @@ class Runs:
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            if event is not None:
-                kind, text, st, data = event
-                s.add(
-                    TimelineEvent(
-                        ticket_id=run.ticket_id,
-                        at=now,
-                        kind=kind,
-                        actor=f"playbook:{run.playbook}",
-                        status=st,
-                        text=text,
-                        data=data,
-                    )
+            if events:
+                s.execute(
+                    insert(TimelineEvent.__table__),
+                    [
+                        {
+                            "ticket_id": run.ticket_id,
+                            "at": e.at or now,
+                            "kind": e.kind,
+                            "actor": actor,
+                            "status": e.status,
+                            "text": e.text,
+                            "data": e.data,
+                        }
+                        for e in events
+                    ],
                 )
         run.status = status
         return True
@@ -101,12 +114,7 @@ class Runs:
         now = now or utcnow()
         with self.store.tx() as s:
             return list(
-                s.scalars(
-                    select(PlaybookRun.id)
-                    .where(self._runnable(now))
-                    .order_by(PlaybookRun.next_at)
-                    .limit(limit)
-                )
+                s.scalars(select(PlaybookRun.id).where(self._runnable(now)).order_by(PlaybookRun.next_at).limit(limit))
             )
 
     def next_due(self) -> datetime | None:
@@ -152,9 +160,7 @@ class Runs:
         with self.store.tx() as s:
             return (
                 s.scalar(
-                    select(func.count())
-                    .select_from(PlaybookRun)
-                    .where(PlaybookRun.status.in_(("pending", "running")))
+                    select(func.count()).select_from(PlaybookRun).where(PlaybookRun.status.in_(("pending", "running")))
                 )
                 or 0
             )

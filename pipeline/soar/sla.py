@@ -160,7 +160,5 @@ class Escalator:
             status, detail, data = "skipped", f"escalation notice to {name} skipped: {e}", {}
         except ConnectorError as e:
             status, detail, data = "failed", f"escalation notice to {name} failed: {e}", {}
-        self.store.add_event(
-            t.id, "notify", detail, status=status, actor="system:sla", data={"channel": name, **data}
-        )
+        self.store.add_event(t.id, "notify", detail, status=status, actor="system:sla", data={"channel": name, **data})
         return {"channel": name, "status": status, "detail": detail}

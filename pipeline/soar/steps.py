@@ -95,9 +95,7 @@ def run_step(step: Step, ctx: StepContext) -> StepResult:
     except Busy:
         raise
     except DryRun as d:
-        return StepResult(
-            "dry-run", f"would send {d.request['method']} {d.request['url']}", {"request": d.request}
-        )
+        return StepResult("dry-run", f"would send {d.request['method']} {d.request['url']}", {"request": d.request})
     except ChannelUnavailable as e:
         return StepResult("skipped", f"channel unavailable: {e}")
     except ConnectorError as e:
@@ -205,16 +203,12 @@ def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     if "template" in p or "text" in p:
         text = _message(ctx, p).text
     else:
-        text = (
-            ctx.templates.render_file("ticket", ctx.vars)
-            if ctx.templates.has("ticket")
-            else ctx.incident.title
-        )
+        text = ctx.templates.render_file("ticket", ctx.vars) if ctx.templates.has("ticket") else ctx.incident.title
     external = dict(t.external or {})
     if action == "escalate" and not channel:
         if ctx.dry_run or ctx.escalator is None:
             return StepResult("dry-run" if ctx.dry_run else "skipped", "would escalate the ticket")
-        esc = ctx.escalator.escalate_now(t, str(p.get("reason") or text))
+        esc = ctx.escalator.escalate_now(t, str(p.get("reason") or text), actor=f"playbook:{ctx.vars.get('playbook')}")
         return StepResult(
             "ok",
             f"escalated to tier {esc.tier}" if esc else "already escalated",
@@ -291,9 +285,7 @@ def do_isolate_host(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResu
         step,
         p,
         "hosts",
-        lambda c, h: c.isolate_host(
-            h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY
-        ),
+        lambda c, h: c.isolate_host(h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY),
     )
 
 
@@ -304,9 +296,7 @@ def do_wait_approval(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepRes
         data = {"approved": a["decision"] == "approve", "by": by, "comment": a.get("comment")}
         if data["approved"]:
             return StepResult("ok", f"approved by {by}", data)
-        return StepResult(
-            "denied", f"denied by {by}" + ("" if p["on_deny"] == "stop" else "; continuing"), data
-        )
+        return StepResult("denied", f"denied by {by}" + ("" if p["on_deny"] == "stop" else "; continuing"), data)
     if ctx.dry_run:
         return StepResult(
             "dry-run",

@@ -115,9 +115,7 @@ class TicketStore:
             yield s
 
     # ---- incidents -> tickets ----------------------------------------------------------------------
-    def upsert_incident(
-        self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None
-    ) -> Upsert:
+    def upsert_incident(self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None) -> Upsert:
         """Open the incident's ticket or add the update to it (idempotent by incident id and version), and
         in the same transaction start the given playbooks when the ticket is new or the update changed it."""
         now = now or utcnow()
@@ -150,9 +148,7 @@ class TicketStore:
             return Upsert(t, False, changes, start_runs(s, t.id, playbooks or [], now) if changes else [])
 
     def _apply(self, s: Session, t: Ticket, inc: Incident, snap: dict[str, Any], now: datetime) -> list[str]:
-        if inc.version < t.incident_version or (
-            inc.version == t.incident_version and inc.status == t.incident_status
-        ):
+        if inc.version < t.incident_version or (inc.version == t.incident_version and inc.status == t.incident_status):
             return []
         old = t.incident or {}
         changes = []
@@ -217,9 +213,7 @@ class TicketStore:
                 )
             return survivor
 
-    def _note_merge(
-        self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int, now: datetime
-    ) -> None:
+    def _note_merge(self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int, now: datetime) -> None:
         marker = {"ticket_id": t.id, "kind": MERGED, "value": incident_id, "tenant_id": t.tenant_id}
         if db.insert_ignore(s, TicketEntity, marker, ["ticket_id", "kind", "value"]):
             self._event(
@@ -283,19 +277,13 @@ class TicketStore:
     def timeline(self, ticket_id: int) -> list[TimelineEvent]:
         with self.tx() as s:
             return list(
-                s.scalars(
-                    select(TimelineEvent)
-                    .where(TimelineEvent.ticket_id == ticket_id)
-                    .order_by(TimelineEvent.id)
-                )
+                s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == ticket_id).order_by(TimelineEvent.id))
             )
 
     def runs(self, ticket_id: int) -> list[PlaybookRun]:
         with self.tx() as s:
             return list(
-                s.scalars(
-                    select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id).order_by(PlaybookRun.id)
-                )
+                s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id).order_by(PlaybookRun.id))
             )
 
     def related(self, t: Ticket, limit: int = 20) -> list[dict[str, Any]]:
@@ -397,9 +385,7 @@ class TicketStore:
             raise TicketError(f"unknown status {to!r}; one of {', '.join(STATUSES)}")
         if to not in TRANSITIONS[t.status]:
             allowed = ", ".join(sorted(TRANSITIONS[t.status])) or "none"
-            raise TicketError(
-                f"ticket {t.id}: {t.status} -> {to} is not allowed (from {t.status}: {allowed})"
-            )
+            raise TicketError(f"ticket {t.id}: {t.status} -> {to} is not allowed (from {t.status}: {allowed})")
         if to == "closed" and verdict not in VERDICTS:
             raise TicketError(f"closing needs a verdict: one of {', '.join(VERDICTS)}")
         if to != "closed" and verdict is not None:

@@ -26,7 +26,7 @@ from faust.streams import _current_event
 
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import encode
-from pipeline.stream.config import WorkerConfig
+from pipeline.stream.config import Topics, WorkerConfig
 from pipeline.stream.envelope import Message
 from pipeline.stream.metrics import Metrics
 from pipeline.stream.processor import Batch, Flushed, Normalized, Normalizer, PartitionWork, pack, unpack_batch
@@ -76,8 +76,8 @@ class Runtime:
         self.last_ingest = 0.0
         self.ready = False
         self.app: faust.App = faust.App(cfg.app_id, **faust_settings(cfg))
-        self.table = self.app.Table("state", partitions=cfg.partitions, key_serializer="raw",
-                                    value_serializer="raw",
+        self.table = self.app.Table("state", partitions=cfg.partitions,
+                                    schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
                                     extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE)})
         self.soar = None
         self.feed = UseCaseFeed(cfg, self._reloaded, self._rejected)
@@ -209,6 +209,17 @@ def _partition_items(table: Any, partition: int) -> Iterable[tuple[bytes, bytes]
     if hasattr(store, "_db_for_partition"):
         return store._db_for_partition(partition).items()
     return list(store.items())
+
+
+def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
+    """Create the worker's topics (existing ones are left alone): ingest and outputs with `partitions`
+    partitions, the by-tenant topic with room for many alerts per message, compacted incidents and use cases."""
+    from pipeline.stream.broker import create_topics
+
+    create_topics(bootstrap, topics.plain, partitions=partitions)
+    create_topics(bootstrap, [topics.internal], partitions=partitions,
+                  configs={"max.message.bytes": str(MAX_MESSAGE)})
+    create_topics(bootstrap, topics.compacted, partitions=1, compacted=True)
 
 
 def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None) -> Runtime:

@@ -40,18 +40,13 @@ def run_worker(cfg: WorkerConfig) -> None:
 
     from pipeline.rules.usecase import load_usecases
     from pipeline.runtime import tune_gc
-    from pipeline.stream.app import build
-    from pipeline.stream.broker import create_topics
+    from pipeline.stream.app import build, ensure_topics
     from pipeline.stream.metrics import serve
 
     tune_gc()
     handler = json_handler()
     logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler], force=True)
-    t = cfg.topics
-    create_topics(cfg.bootstrap, [*t.plain], partitions=cfg.partitions)
-    create_topics(cfg.bootstrap, [t.internal], partitions=cfg.partitions,
-                  configs={"max.message.bytes": str(16 * 1024 * 1024)})
-    create_topics(cfg.bootstrap, t.compacted, partitions=1, compacted=True)
+    ensure_topics(cfg.bootstrap, cfg.topics, cfg.partitions)
     ucs = load_usecases(str(cfg.usecases))
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
@@ -62,8 +57,9 @@ def run_worker(cfg: WorkerConfig) -> None:
         rt.soar = Soar.open(cfg.db_url)
     if cfg.metrics_port:
         serve(rt.metrics, cfg.metrics_port, lambda: rt.ready)
-    worker = faust.Worker(rt.app, loglevel=cfg.log_level, loghandlers=[handler], redirect_stdouts=False,
-                          quiet=True, override_logging=False)
+    rt.app.conf.loghandlers = [handler]
+    worker = faust.Worker(rt.app, loglevel=cfg.log_level, redirect_stdouts=False, quiet=True,
+                          override_logging=False)
     worker.execute_from_commandline()
 
 
@@ -77,6 +73,7 @@ def worker(
     data_dir: Annotated[Path, typer.Option(help="Local state (RocksDB) directory")] = Path(".mdr-worker"),
     quiet: Annotated[float, typer.Option(help="Feed a partition after this many quiet seconds")] = 0.25,
     max_hold: Annotated[float, typer.Option(help="...or after its oldest pending alert waited this long")] = 1.0,
+    idle_flush: Annotated[float, typer.Option(help="Flush buffering normalizers after this idle time")] = 1.0,
     lateness: Annotated[float, typer.Option(help="Allowed event-time lateness, seconds")] = 600.0,
     metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
     db: Annotated[str | None, typer.Option("--db", help="SOAR ticket store URL: tickets to mdr.tickets")] = None,
@@ -88,8 +85,8 @@ def worker(
     cfg = WorkerConfig.from_env(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
         tenant_bindings=parse_bindings(bind, topics), usecases=usecases or paths.usecases_dir(),
-        data_dir=data_dir, quiet=quiet, max_hold=max_hold, lateness=lateness, metrics_port=metrics_port,
-        db_url=db, verdicts_file=verdicts_file, log_level=log_level)
+        data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
+        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, log_level=log_level)
     run_worker(cfg)
 
 

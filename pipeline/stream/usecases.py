@@ -1,7 +1,7 @@
 """Hot reload of use cases from the compacted `mdr.usecases` topic (key: file name, value: YAML text).
 
-Every worker reads the whole topic (no consumer group) and rebuilds the UseCaseSet from its base directory
-plus the topic's files (a topic file replaces the base file of the same name; an empty value removes it).
+Every worker reads the whole topic (one partition, no consumer group) and rebuilds the UseCaseSet from its
+base directory plus the topic's files (a topic file replaces the base file of the same name; an empty value removes it).
 A file that does not load cleanly is rejected (logged and sent to the dead letters) and the last good set
 keeps running.
 """
@@ -61,13 +61,7 @@ class UseCaseFeed:
                                     group_id=None, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            parts = None
-            while not parts:
-                parts = consumer.partitions_for_topic(topic)
-                if not parts:
-                    await asyncio.sleep(1.0)
-                    await consumer.force_metadata_update()
-            consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+            consumer.assign([TopicPartition(topic, 0)])  # created with one partition (compacted)
             await consumer.seek_to_beginning()
             while True:
                 batch = await consumer.getmany(timeout_ms=POLL_MS)

@@ -52,6 +52,8 @@ class RecordingServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real services do
+
             def _any(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 u = urlsplit(self.path)

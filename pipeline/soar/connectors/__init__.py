@@ -91,8 +91,7 @@ class Channels:
             if not isinstance(spec, dict) or spec.get("type") not in REGISTRY:
                 got = spec.get("type") if isinstance(spec, dict) else spec
                 raise ChannelConfigError(
-                    f"{self.source}: channel {name}: unknown type {got!r} "
-                    f"(known: {', '.join(sorted(REGISTRY))})"
+                    f"{self.source}: channel {name}: unknown type {got!r} (known: {', '.join(sorted(REGISTRY))})"
                 )
         for tier in self.tiers:
             for n in tier:

@@ -165,9 +165,7 @@ class Connector:
     required: ClassVar[tuple[str, ...]] = ()
     secret_keys: ClassVar[tuple[str, ...]] = ("secret", "token", "password", "api_key", "key")
 
-    def __init__(
-        self, name: str, settings: dict[str, Any], *, secrets: Secrets | None = None, dry_run: bool = False
-    ):
+    def __init__(self, name: str, settings: dict[str, Any], *, secrets: Secrets | None = None, dry_run: bool = False):
         self.name = name
         self.dry_run = dry_run
         self._secret_values: dict[str, str] = {}  # secret -> what is shown instead
@@ -185,15 +183,11 @@ class Connector:
             raise ChannelUnavailable(f"channel {name}: missing setting(s) {', '.join(missing)}")
         self.timeout = float(self.settings.get("timeout", 10.0))
         r = self.settings.get("retry") or {}
-        self.retry = RetryPolicy(
-            **{k: r[k] for k in ("attempts", "backoff", "factor", "max_backoff") if k in r}
-        )
+        self.retry = RetryPolicy(**{k: r[k] for k in ("attempts", "backoff", "factor", "max_backoff") if k in r})
         self.slots = threading.BoundedSemaphore(int(self.settings.get("max_concurrency", 4)))
 
     # ---- operations (override what the connector supports) ------------------------------------------
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         raise ConnectorError(f"{self.type} cannot notify", retryable=False)
 
     def open_ticket(
@@ -285,11 +279,7 @@ class HttpConnector(Connector):
             return self._client
 
     def describe(self, req: Request) -> dict[str, Any]:
-        body = (
-            req.json
-            if req.json is not None
-            else (req.content.decode("utf-8", "replace") if req.content else None)
-        )
+        body = req.json if req.json is not None else (req.content.decode("utf-8", "replace") if req.content else None)
         url = req.url + ("?" + "&".join(f"{k}=..." for k in req.params) if req.params else "")
         return {
             "method": req.method,
@@ -302,9 +292,7 @@ class HttpConnector(Connector):
         if self.dry_run:
             raise DryRun(self.describe(req))
 
-    def send(
-        self, req: Request, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> httpx.Response:
+    def send(self, req: Request, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> httpx.Response:
         """Send with retry; returns the 2xx/3xx response or raises ConnectorError (redacted)."""
         self.preview(req)
         return self.with_retry(lambda: self._once(req, timeout or self.timeout), retry)
@@ -320,9 +308,7 @@ class HttpConnector(Connector):
         except httpx.TimeoutException:
             raise ConnectorError(f"{where}: timed out after {timeout:g}s", retryable=True) from None
         except httpx.TransportError as e:
-            raise ConnectorError(
-                f"{where}: {self.redact(type(e).__name__ + ': ' + str(e))}", retryable=True
-            ) from None
+            raise ConnectorError(f"{where}: {self.redact(type(e).__name__ + ': ' + str(e))}", retryable=True) from None
         if r.status_code >= 400:
             retryable = r.status_code >= 500 or r.status_code in RETRY_STATUS
             raise ConnectorError(

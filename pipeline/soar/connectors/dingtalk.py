@@ -35,9 +35,7 @@ class DingTalk(HttpConnector):
     type = "dingtalk"
     required = ("url",)
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "msgtype": "markdown",
             "markdown": {"title": msg.title[:100], "text": f"### {msg.title}\n\n{msg.text}"},

@@ -62,9 +62,7 @@ class Jira(HttpConnector):
             "/rest/api/2/search",
             params={"jql": f'labels = "{label}"', "fields": "key", "maxResults": "1"},
         )
-        found = (
-            json_or_error(self.send(search, timeout=timeout, retry=retry), "jira search").get("issues") or []
-        )
+        found = json_or_error(self.send(search, timeout=timeout, retry=retry), "jira search").get("issues") or []
         if found:
             return {"key": found[0]["key"], "id": found[0].get("id")}
         issue = json_or_error(self.send(create, timeout=timeout, retry=retry), "jira create")

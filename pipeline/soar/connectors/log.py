@@ -18,9 +18,7 @@ class LogFile(Connector):
     type = "log"
     required = ("path",)
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         rec = {"channel": self.name, "at": datetime.now(UTC).isoformat(), **asdict(msg)}
         if self.dry_run:
             raise DryRun({"method": "APPEND", "url": str(self.settings["path"]), "body": rec})

@@ -42,9 +42,7 @@ class ResponseApi(HttpConnector):
         if self.protected(ip):
             return {"ip": ip, "skipped": "protected address"}
         body = {"action": "block_ip", "ip": ip, "duration": int(duration), "reason": reason, "ref": ref}
-        r = self.send(
-            self._req(self.settings.get("block_path", "/block"), body), timeout=timeout, retry=retry
-        )
+        r = self.send(self._req(self.settings.get("block_path", "/block"), body), timeout=timeout, retry=retry)
         return {"ip": ip, "http_status": r.status_code}
 
     def isolate_host(
@@ -57,7 +55,5 @@ class ResponseApi(HttpConnector):
         retry: RetryPolicy | None = None,
     ) -> dict[str, Any]:
         body = {"action": "isolate_host", "host": host, "reason": reason, "ref": ref}
-        r = self.send(
-            self._req(self.settings.get("isolate_path", "/isolate"), body), timeout=timeout, retry=retry
-        )
+        r = self.send(self._req(self.settings.get("isolate_path", "/isolate"), body), timeout=timeout, retry=retry)
         return {"host": host, "http_status": r.status_code}

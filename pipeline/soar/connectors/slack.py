@@ -11,9 +11,7 @@ class Slack(HttpConnector):
     type = "slack"
     required = ("url",)
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         body = {
             "text": f"[{msg.priority}] {msg.title}",
             "blocks": [

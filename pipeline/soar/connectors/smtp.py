@@ -37,9 +37,7 @@ class Email(Connector):
         m.set_content(msg.text)
         return m
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         mail = self.build(msg)
         if self.dry_run:
             raise DryRun(
@@ -86,11 +84,7 @@ class Email(Connector):
                 f"{where}: recipients refused {codes}", retryable=all(400 <= c < 500 for c in codes)
             ) from None
         except smtplib.SMTPResponseException as e:
-            text = (
-                e.smtp_error.decode(errors="replace")
-                if isinstance(e.smtp_error, bytes)
-                else str(e.smtp_error)
-            )
+            text = e.smtp_error.decode(errors="replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
             raise ConnectorError(
                 f"{where}: {e.smtp_code} {self.redact(text)}",
                 retryable=400 <= e.smtp_code < 500,

@@ -112,9 +112,7 @@ class TheHive(HttpConnector):
     ) -> dict[str, Any]:
         """Promote the alert to a case (once); a note goes along as a case comment."""
         if not ref.get("case_id"):
-            r = self.send(
-                self._req("POST", f"/api/v1/alert/{ref['alert_id']}/case", {}), timeout=timeout, retry=retry
-            )
+            r = self.send(self._req("POST", f"/api/v1/alert/{ref['alert_id']}/case", {}), timeout=timeout, retry=retry)
             ref = {**ref, "case_id": json_or_error(r, "thehive promote").get("_id")}
         if text:
             self.update_ticket(ref, text, timeout=timeout, retry=retry)

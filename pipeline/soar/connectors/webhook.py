@@ -28,9 +28,7 @@ class Webhook(HttpConnector):
     type = "webhook"
     required = ("url",)
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         return self.post_json({"event": msg.kind, **asdict(msg)}, timeout=timeout, retry=retry)
 
     def post_json(

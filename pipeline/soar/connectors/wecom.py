@@ -22,13 +22,9 @@ class WeCom(HttpConnector):
     type = "wecom"
     required = ("url",)
 
-    def notify(
-        self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None
-    ) -> dict[str, Any]:
+    def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         content = f"**{msg.title}**\n{msg.text}".encode()[:MAX_BYTES].decode("utf-8", "ignore")
-        req = Request(
-            "POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}}
-        )
+        req = Request("POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}})
         self.preview(req)
 
         def once() -> dict[str, Any]:

@@ -1,0 +1,141 @@
+"""Helpers for the worker tests: run `mdr worker` subprocesses, stream files, read topics back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from pipeline.engine import Core
+from pipeline.replay import ReplayResult, replay
+from pipeline.rules.usecase import load_usecases
+from pipeline.schema import Incident, decode_incident
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB1 = ROOT / "samples" / "lab-1"
+USECASES = ROOT / "usecases"
+# lab-1 sub-directory -> ingest topic kind
+LAB_TOPICS = {"waf": "waf", "ids": "firewall", "host": "host"}
+
+
+@dataclass
+class WorkerProc:
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful) and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
+
+
+def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-worker",
+                 name: str = "w") -> WorkerProc:
+    """Start `mdr worker` as a subprocess with its own data dir and log file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
+           "--data-dir", str(workdir / f"{name}-data"), "--usecases", str(USECASES), *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    fh = log.open("ab")
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+    return WorkerProc(proc, log)
+
+
+def produce_lab(bootstrap: str, tenant: str, host: str = "web-01", lab: Path = LAB1, prefix: str = "mdr.",
+                per_message: int = 1, partitions: int = 4) -> int:
+    """Create the worker's topics, then stream the lab files (waf, ids -> firewall, host) as `tenant`."""
+    from pipeline.stream.app import ensure_topics
+    from pipeline.stream.config import Topics
+    from pipeline.stream.producer import produce
+
+    ensure_topics(bootstrap, Topics(prefix=prefix), partitions)
+    return sum(produce(bootstrap, [str(lab / d)], f"{prefix}alerts.{kind}", tenant, None, host, per_message)
+               for d, kind in LAB_TOPICS.items())
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
+    """Every record of `topic` now (all partitions, from the beginning)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                      auto_offset_reset="earliest", consumer_timeout_ms=int(timeout * 1000))
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        out: list = []
+        deadline = time.monotonic() + timeout
+        while any(c.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=200).values():
+                out.extend(recs)
+        return out
+    finally:
+        c.close()
+
+
+def latest_incidents(bootstrap: str, topic: str = "mdr.incidents") -> dict[str, Incident]:
+    """The compacted view: each incident id's last value."""
+    return {r.key.decode(): decode_incident(r.value) for r in read_topic(bootstrap, topic) if r.value}
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return pred()
+
+
+def settle(read: Callable[[], object], quiet: float, timeout: float) -> object:
+    """Poll `read()` until it gives something, then until its value stops changing for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while not last and time.monotonic() < deadline:
+        time.sleep(1.0)
+        last = read()
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        cur = read()
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
+def replay_lab(tenant: str, host: str = "web-01", lab: Path = LAB1) -> ReplayResult:
+    """`mdr replay` of the lab files with the worker's Core configuration."""
+    core = Core(load_usecases(str(USECASES)))
+    return replay([str(lab / d) for d in LAB_TOPICS], core, tenant, host)
+
+
+def summary(incidents: dict[str, Incident]) -> dict[str, tuple]:
+    """What must match between the stream and the replay: id -> (status merged?, alert set, priority...)."""
+    return {i.incident_id: (i.status == "merged", i.merged_into, frozenset(i.alert_ids), i.priority,
+                            i.alert_count, i.category) for i in incidents.values()}

@@ -1,0 +1,156 @@
+"""The Faust worker on a real Kafka 4 broker runs exactly the core of `mdr replay`.
+
+Each test uses its own topic prefix and consumer group on the session broker (fixture `kafka_broker`), and
+runs `mdr worker` as a subprocess. `PARITY` makes the worker hold a partition's alerts until the input has
+been quiet for a few seconds, so a finite input is fed in event-time order as `mdr replay` feeds it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from kafka import KafkaProducer
+from pipeline.schema import decode_alert
+from pipeline.stream.app import ensure_topics
+from pipeline.stream.config import Topics
+from pipeline.stream.envelope import envelope
+from tests.stream.fixtures_worker import (
+    LAB1,
+    latest_incidents,
+    produce_lab,
+    read_topic,
+    replay_lab,
+    settle,
+    start_worker,
+    summary,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+PARITY = ("--quiet", "3", "--max-hold", "120", "--idle-flush", "1")
+
+
+def final_state(bootstrap: str, prefix: str, quiet: float = 6.0, timeout: float = 120.0) -> dict:
+    """The compacted incident topic once it stopped changing."""
+    return settle(lambda: summary(latest_incidents(bootstrap, f"{prefix}incidents")), quiet, timeout)
+
+
+def alert_counts(bootstrap: str, prefix: str) -> dict[str, int]:
+    return {r.key.decode(): decode_alert(r.value).count for r in read_topic(bootstrap, f"{prefix}alerts.normalized")}
+
+
+@pytest.fixture(scope="module")
+def lab_replay():
+    return replay_lab("shop")
+
+
+def test_parity_with_replay(kafka_broker, tmp_path: Path, lab_replay) -> None:
+    b, prefix = kafka_broker.bootstrap, "mdr.parity."
+    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="parity")
+    try:
+        produce_lab(b, "shop", prefix=prefix)
+        got = final_state(b, prefix)
+        want = summary(lab_replay.incidents)
+        assert set(got) == set(want), w.tail()
+        assert got == want
+        assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
+        assert not read_topic(b, f"{prefix}dlq")
+    finally:
+        assert w.stop() == 0, w.tail()
+
+
+def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
+    """kill -9 while the worker writes its first state; the restarted worker loses and doubles nothing."""
+    b, prefix = kafka_broker.bootstrap, "mdr.crash."
+    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="crash")
+    changelog = "crash-state-changelog"
+    try:
+        produce_lab(b, "shop", prefix=prefix)
+        assert wait_until(lambda: bool(read_topic(b, changelog, timeout=2)), 90, every=0.1), w.tail()
+        w.kill()
+        w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="crash")
+        got = final_state(b, prefix)
+        assert got == summary(lab_replay.incidents), w.tail()
+        assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
+    finally:
+        w.stop()
+
+
+def test_bad_input_and_tenant_isolation(kafka_broker, tmp_path: Path) -> None:
+    b, prefix = kafka_broker.bootstrap, "mdr.bad."
+    waf = f"{prefix}alerts.waf"
+    ensure_topics(b, Topics(prefix=prefix), 4)
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--bind", "host=bound", *PARITY, app_id="bad")
+    line = (LAB1 / "ids" / "eve_attack.jsonl").read_text().splitlines()
+    alert_lines = [x for x in line if '"event_type":"alert"' in x.replace(" ", "")][:20]
+    p = KafkaProducer(bootstrap_servers=b, max_request_size=4 * 1024 * 1024)
+    try:
+        p.send(waf, b'{"tenant": "shop", "record": 42}')  # malformed envelope
+        p.send(waf, b"x" * 1_100_000, headers=[("tenant", b"shop")])  # oversized
+        p.send(waf, b"\xff\xfe\x00binary\x80", headers=[("tenant", b"shop")])  # not UTF-8
+        p.send(waf, alert_lines[0].encode())  # no tenant anywhere
+        for tenant in ("acme", "globex"):  # identical records of two tenants
+            for x in alert_lines:
+                p.send(f"{prefix}alerts.firewall", envelope([x], tenant, "suricata", "sensor-1"), key=b"sensor-1")
+        p.send(f"{prefix}alerts.host", alert_lines[0].encode())  # tenant from the topic binding
+        p.flush()
+        assert wait_until(lambda: len(read_topic(b, f"{prefix}dlq", timeout=2)) >= 4, 60), w.tail()
+        dead = [orjson.loads(r.value) for r in read_topic(b, f"{prefix}dlq")]
+        assert Counter(d["reason"] for d in dead) == Counter(
+            {"bad_envelope": 1, "oversized": 1, "not_utf8": 1, "missing_tenant": 1})
+        assert all(d["topic"] == waf and d["offset"] is not None and d["partition"] is not None for d in dead)
+        assert next(d for d in dead if d["reason"] == "not_utf8")["raw_encoding"] == "base64"
+        # the worker kept going: both tenants' records became alerts and incidents, separately
+        incidents = latest_incidents(b, f"{prefix}incidents")
+        assert wait_until(lambda: {i.tenant_id for i in latest_incidents(b, f"{prefix}incidents").values()}
+                          >= {"acme", "globex"}, 60), w.tail()
+        incidents = latest_incidents(b, f"{prefix}incidents")
+        by_tenant = {t: sorted((i.title, i.alert_count) for i in incidents.values() if i.tenant_id == t)
+                     for t in ("acme", "globex")}
+        assert by_tenant["acme"] == by_tenant["globex"]
+        ids = {t: {i.incident_id for i in incidents.values() if i.tenant_id == t} for t in ("acme", "globex")}
+        assert ids["acme"].isdisjoint(ids["globex"])
+        alerts = [decode_alert(r.value) for r in read_topic(b, f"{prefix}alerts.normalized")]
+        assert {a.tenant_id for a in alerts} == {"acme", "globex", "bound"}
+    finally:
+        p.close()
+        assert w.stop() == 0, w.tail()
+
+
+def test_scale_out_two_workers(kafka_broker, tmp_path: Path) -> None:
+    """Two workers share 4 partitions; each tenant's incidents equal its own replay."""
+    b, prefix = kafka_broker.bootstrap, "mdr.scale."
+    tenants = ["t-a", "t-b", "t-c", "t-d"]
+    ws = [start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="scale", name=f"w{i}") for i in (1, 2)]
+    try:
+        time.sleep(8)  # let both join before input arrives
+        for t in tenants:
+            produce_lab(b, t, prefix=prefix)
+        got = final_state(b, prefix, quiet=8.0, timeout=180)
+        want: dict = {}
+        for t in tenants:
+            want |= summary(replay_lab(t).incidents)
+        assert got == want
+        logs = [w.log.read_text() for w in ws]
+        assert all("incident updates" in log for log in logs), "one worker got no work"
+    finally:
+        for w in ws:
+            w.stop()
+
+
+def test_broker_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
+    b, prefix = kafka_broker.bootstrap, "mdr.restart."
+    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="restart")
+    try:
+        produce_lab(b, "shop", prefix=prefix)
+        kafka_broker.restart()  # while the worker normalizes the input
+        got = final_state(b, prefix, timeout=180)
+        assert got == summary(lab_replay.incidents), w.tail()
+        assert w.proc.poll() is None
+    finally:
+        w.stop()
