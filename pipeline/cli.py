@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from pipeline import paths
+from pipeline.classify.cli import model_app
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
@@ -26,6 +27,7 @@ app.add_typer(tickets_app, name="tickets")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
+app.add_typer(model_app, name="model")
 register_stream(app)
 app.command("report")(report_cmd)
 console = Console(stderr=True)
@@ -76,6 +78,7 @@ def replay(
     escort: Annotated[Path | None, typer.Option(help="Escort calendar (YAML/CSV) of --tenant")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Ticket store URL (default: MDR_DB_URL, else "
                                            "soar.db in --out)")] = None,
+    model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
     from pipeline.engine import Core
@@ -99,8 +102,19 @@ def replay(
     tune_gc()
     ucs = load_rules(usecases)
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
+    classifier = None
+    if model is not None:
+        from pipeline.classify.model import ModelError, NoiseClassifier
+
+        try:
+            classifier = NoiseClassifier.load(model)
+        except ModelError as e:
+            fail(str(e))
+        if classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
+            console.print(f"[yellow]warning:[/yellow] the model was trained for a {classifier.dedup_window:g} s "  # type: ignore[union-attr]
+                          f"dedup window, not {dedup_window:g} s")
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
-                enricher=ctx.enrich, prioritizer=ctx.prioritize)
+                enricher=ctx.enrich, prioritizer=ctx.prioritize, classifier=classifier)
     total = sum(Path(f).stat().st_size for f in files if f != "-")
     if total >= PROGRESS_MIN_BYTES:
         with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),

@@ -14,14 +14,14 @@ One row of float32 per alert, product-agnostic (fields a product lacks are 0). T
   dots, left-over `%` (double encoding), digit / upper-case / non-alphanumeric shares, non-ASCII bytes.
 - `ua=*`: user-agent family (browser, mobile, script, scanner, bot, empty, other).
 - source history (`src_*`, see `pipeline.classify.history`): alerts, distinct primary rule ids and distinct
-  targets (host + path) of the same tenant + source (src ip, else user, else host name) in the last
-  1 min / 10 min / 1 h, and the gap since its previous alert.
+  targets (host + path) of the same tenant + source (src ip, else user, else host name) in the last 5 min and
+  1 h, and the gap since its previous alert.
 - `rule_rarity` / `rule_rarity_max`: how rare the primary rule / the rarest rule of the alert is for the tenant.
 - context: `asset_criticality` (0 no asset, 1 low .. 4 critical), `intel_hits`, `hour_sin` / `hour_cos` (UTC
   hour of day), `weekend`.
 
-Learned columns (`Vocabulary`, stored with the model): `rule=<id>` (presence), `cat=<category>` (number of the
-alert's rules in it), `product=<format>`.
+Learned columns (`Vocabulary`, stored with the model): `rule=<id>` and `cat=<category>` (how many of the
+alert's rule matches have this id / category), `product=<format>`.
 """
 
 from __future__ import annotations
@@ -284,6 +284,7 @@ class FeatureSchema:
 
 
 _O_ARGS = len(DENSE)
+_NO_PATH = [0.0] * len(PATH_FEATURES)
 _ZEROS = (0.0,) * len(EXTRA_SCORES)
 
 
@@ -305,6 +306,7 @@ class FeatureExtractor:
         self._product = {p: ix[f"product={p}"] for p in schema.vocab.products}
         self._ua_cache: dict[str | None, int] = {}
         self._rule_cols: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
+        self._path_cache: dict[str, list[float]] = {}
 
     def transform(self, alerts: Sequence[Alert], record: Sequence[bool] | None = None) -> np.ndarray:
         """Feature matrix (float32, one row per alert, in input order); alerts are visited in time order.
@@ -319,67 +321,79 @@ class FeatureExtractor:
         args: list[bytes] = [b""] * n
         for i in order:
             a = alerts[i]
-            dense += self._dense(a, True if record is None else record[i])
             k = len(cols)
-            self._hits(a, cols)
+            dense += self._alert(a, True if record is None else record[i], cols)
             per.append(len(cols) - k)
             args[i] = arg_bytes(a)
         rows = np.asarray(order, dtype=np.int64)
         flat = np.repeat(rows * width, per) + np.asarray(cols, dtype=np.int64)
         X = np.bincount(flat, minlength=n * width).astype(np.float32).reshape(n, width)
-        X[rows, :len(DENSE)] = np.asarray(dense, dtype=np.float32).reshape(n, len(DENSE))
+        X[rows, :len(DENSE)] = np.asarray(dense, dtype=np.float64).reshape(n, len(DENSE))
         X[:, _O_ARGS:_O_ARGS + len(ARG_FEATURES)] = arg_matrix(args)
         return X
 
-    def _dense(self, a: Alert, rec: bool) -> list[float]:
-        """The `DENSE` columns of one alert (updates the source history and tenant rule frequencies)."""
-        ids = rule_ids(a)
-        lvls = a.extra.get("paranoia_levels")
-        extra = a.extra
+    def _alert(self, a: Alert, rec: bool, cols: list[int]) -> list[float]:
+        """The `DENSE` values of one alert; appends the columns of its one-hot, count and vocabulary features
+        (each adds 1) to `cols`. Updates the source history and the tenant rule frequencies."""
+        http, extra = a.http, a.extra
+        get, ids = self._rule_cols.get, [a.rule.id] if a.rule.id else []
+        rules = a.rules or (a.rule,)
+        for r in rules:
+            rc = get((r.id, r.severity, r.category))
+            if rc is None:  # first sighting of this (rule id, severity, category)
+                rc = self._rule_columns(r.id, r.severity, r.category)
+            cols += rc
+            ids.append(r.id)
+        uniq = tuple(dict.fromkeys(ids))
+        cols.append(self._action.get(a.action, self._action["detected"]))
+        j = self._family.get(a.source.family)
+        if j is not None:
+            cols.append(j)
+        j = self._product.get(a.source.format or a.source.product)
+        if j is not None:
+            cols.append(j)
+        if http is not None:
+            cols.append(self._method.get(http.method or "none", self._method["other"]))
+            status = http.status
+            cols.append(self._status[min(max(status // 100, 2), 5) - 2 if status else 4])
+            cols.append(self._ua(http.user_agent))
+            path = self._path(http.url)
+        else:
+            cols += (self._method["none"], self._status[4], self._ua(None))
+            path = _NO_PATH
+        lvls = extra.get("paranoia_levels")
         t = a.time.timestamp()
-        http = a.http
-        row = [a.severity.score / 100.0, float(len(a.rules) or 1), float(len(ids)), float(len(a.attack)),
+        row = [a.severity.score / 100.0, float(len(rules)), float(len(uniq)), float(len(a.attack)),
                float(min(lvls)) if isinstance(lvls, list) and lvls else 0.0]
         try:
             row += map(float, map(extra.get, EXTRA_SCORES, _ZEROS))
         except (TypeError, ValueError):  # a product put something else under one of these keys
             del row[5:]
             row += (float(v) if isinstance(v, int | float) else 0.0 for v in map(extra.get, EXTRA_SCORES))
-        row += path_stats(http.url if http else None)
-        row += self._history(a, t, a.rule.id or (ids[0] if ids else ""), rec)
+        row += path
+        row += self._history(a, t, uniq[0] if uniq else "", rec)
         tenants = self.state.tenants
         tr = tenants.get(a.tenant_id) or TenantRules()
-        row += tr.observe(t, ids, rec)
+        row += tr.observe(t, uniq, rec)
         tenants[a.tenant_id] = tr
-        hour = (t % 86400.0) / 3600.0
+        hour = (t % 86400.0) * (math.pi / 43200.0)
         row += (float(_CRITICALITY.get(a.asset.criticality, 2)) if a.asset else 0.0, float(len(a.intel)),
-                math.sin(hour * math.pi / 12.0), math.cos(hour * math.pi / 12.0), float(a.time.weekday() >= 5))
+                math.sin(hour), math.cos(hour), float(a.time.weekday() >= 5))
         return row
 
-    def _hits(self, a: Alert, cols: list[int]) -> None:
-        """Columns of the one-hot, count and vocabulary features of one alert (each adds 1)."""
-        http = a.http
-        cols.append(self._action.get(a.action, self._action["detected"]))
-        fam = self._family.get(a.source.family)
-        if fam is not None:
-            cols.append(fam)
-        method = (http.method or "none") if http else "none"
-        cols.append(self._method.get(method, self._method["other"]))
-        status = http.status if http else None
-        cols.append(self._status[min(max(status // 100, 2), 5) - 2 if status else 4])
-        cols.append(self._ua(http.user_agent if http else None))
-        cache = self._rule_cols
-        for r in a.rules or (a.rule,):
-            key = (r.id, r.severity, r.category)
-            rc = cache.get(key)
-            if rc is None:
-                rc = cache[key] = tuple(j for j in (self._sev.get(r.severity),  # type: ignore[arg-type]
-                                                    self._cat.get(r.category),  # type: ignore[arg-type]
-                                                    self._rule.get(r.id)) if j is not None)
-            cols += rc
-        j = self._product.get(a.source.format or a.source.product)
-        if j is not None:
-            cols.append(j)
+    def _rule_columns(self, rid: str, sev: str | None, cat: str | None) -> tuple[int, ...]:
+        cand = (self._sev.get(sev) if sev else None, self._cat.get(cat) if cat else None, self._rule.get(rid))
+        cols = self._rule_cols[(rid, sev, cat)] = tuple(j for j in cand if j is not None)
+        return cols
+
+    def _path(self, url: str | None) -> list[float]:
+        path = url.partition("?")[0] if url else ""
+        v = self._path_cache.get(path)
+        if v is None:
+            if len(self._path_cache) > 8192:
+                self._path_cache.clear()
+            v = self._path_cache[path] = path_stats(path)
+        return v
 
     def _ua(self, ua: str | None) -> int:
         j = self._ua_cache.get(ua)

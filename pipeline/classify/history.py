@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from itertools import repeat
 
-WINDOWS = (60.0, 600.0, 3600.0)
-WINDOW_NAMES = ("1m", "10m", "1h")
+WINDOWS = (300.0, 3600.0)
+WINDOW_NAMES = ("5m", "1h")
 GAP_CAP = 86400.0
 RARITY_TAU = 86400.0  # time constant of the tenant rule frequencies
 RARITY_STEP = 60.0  # decay is applied in steps of this many seconds
@@ -46,8 +45,8 @@ class SourceHistory:
         self.rules: list[str] = []
         self.targets: list[str] = []
         self.lo = [0] * len(WINDOWS)
-        self.rc: list[Counter[str]] = [Counter() for _ in WINDOWS]
-        self.tc: list[Counter[str]] = [Counter() for _ in WINDOWS]
+        self.rc: list[dict[str, int]] = [{} for _ in WINDOWS]  # rule -> entries in the window
+        self.tc: list[dict[str, int]] = [{} for _ in WINDOWS]  # target -> entries in the window
         self.pend: list[tuple[str, str]] = []
         self.pend_t = -math.inf
 
@@ -56,19 +55,21 @@ class SourceHistory:
         if t < self.pend_t:
             return self._late(t, rule, target, record)
         if t > self.pend_t:
-            for r, tg in self.pend:
-                self._append(self.pend_t, r, tg)
-            self.pend = []
+            if self.pend:
+                for r, tg in self.pend:
+                    self._append(self.pend_t, r, tg)
+                self.pend = []
             self.pend_t = t
         out: list[float] = []
-        times, n = self.times, len(self.times)
-        for w, span in enumerate(WINDOWS):
-            lo, rc, tc, cut = self.lo[w], self.rc[w], self.tc[w], t - span
+        times, rules, targets, n = self.times, self.rules, self.targets, len(self.times)
+        los = self.lo
+        for w, (span, rc, tc) in enumerate(zip(WINDOWS, self.rc, self.tc, strict=True)):
+            lo, cut = los[w], t - span
             while lo < n and times[lo] < cut:
-                _drop(rc, self.rules[lo])
-                _drop(tc, self.targets[lo])
+                _drop(rc, rules[lo])
+                _drop(tc, targets[lo])
                 lo += 1
-            self.lo[w] = lo
+            los[w] = lo
             out += (math.log1p(n - lo), float(len(rc)), float(len(tc)))
         out.append(math.log1p(min(t - times[-1], GAP_CAP) if n else GAP_CAP))
         if record:
@@ -84,8 +85,8 @@ class SourceHistory:
         self.rules.append(rule)
         self.targets.append(target)
         for rc, tc in zip(self.rc, self.tc, strict=True):
-            rc[rule] += 1
-            tc[target] += 1
+            rc[rule] = rc.get(rule, 0) + 1
+            tc[target] = tc.get(target, 0) + 1
 
     def _late(self, t: float, rule: str, target: str, record: bool) -> list[float]:
         """An out-of-order alert: scan the committed entries, then insert it at its time position."""
@@ -106,15 +107,15 @@ class SourceHistory:
             if i < self.lo[w]:
                 self.lo[w] += 1
             else:  # inside the window, or just before it: the next in-order alert evicts it then
-                self.rc[w][rule] += 1
-                self.tc[w][target] += 1
+                self.rc[w][rule] = self.rc[w].get(rule, 0) + 1
+                self.tc[w][target] = self.tc[w].get(target, 0) + 1
         return out
 
     def newest(self) -> float:
         return self.pend_t if self.pend else (self.times[-1] if self.times else -math.inf)
 
 
-def _drop(c: Counter[str], key: str) -> None:
+def _drop(c: dict[str, int], key: str) -> None:
     v = c[key] - 1
     if v:
         c[key] = v
@@ -134,7 +135,7 @@ class TenantRules:
     __slots__ = ("counts", "pend", "pend_t", "step", "total")
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        self.counts: dict[str, float] = {}
         self.total = 0.0
         self.step: int | None = None
         self.pend: list[tuple[str, ...]] = []
@@ -143,12 +144,16 @@ class TenantRules:
     def observe(self, t: float, rules: tuple[str, ...], record: bool = True) -> tuple[float, float]:
         """(rarity of the first rule, rarity of the rarest rule) at time t, then record the alert (if `record`)."""
         if t > self.pend_t:
-            for r in self.pend:
-                self.counts.update(r)
+            c = self.counts
+            for rules_ in self.pend:
+                for r in rules_:
+                    c[r] = c.get(r, 0.0) + 1.0
             self.total += len(self.pend)
             self.pend = []
             self.pend_t = t
-            self._advance(int(t // RARITY_STEP))
+            step = int(t // RARITY_STEP)
+            if step != self.step:
+                self._advance(step)
         if rules:
             base = math.log1p(self.total)
             get = self.counts.get
@@ -159,7 +164,7 @@ class TenantRules:
         if record and t < self.pend_t:
             w = math.exp(-(self.step - int(t // RARITY_STEP)) * RARITY_STEP / RARITY_TAU)  # type: ignore[operator]
             for r in rules:
-                self.counts[r] += w
+                self.counts[r] = self.counts.get(r, 0.0) + w
             self.total += w
         elif record:
             self.pend.append(rules)
@@ -168,7 +173,7 @@ class TenantRules:
     def _advance(self, step: int) -> None:
         if self.step is not None and step > self.step:
             f = math.exp(-(step - self.step) * RARITY_STEP / RARITY_TAU)
-            self.counts = Counter({k: v * f for k, v in self.counts.items() if v * f > 1e-6})
+            self.counts = {k: v * f for k, v in self.counts.items() if v * f > 1e-6}
             self.total *= f
         if self.step is None or step > self.step:
             self.step = step
@@ -182,8 +187,9 @@ class ClassifierState:
     tenants: MutableMapping[str, TenantRules] = field(default_factory=dict)  # tenant
 
     def expire(self, now: float) -> int:
-        """Drop the histories of sources quiet for longer than the longest window (event time `now`)."""
-        idle = [k for k, h in self.sources.items() if h.newest() < now - WINDOWS[-1]]
+        """Drop the histories of sources quiet for more than `GAP_CAP` before event time `now`: their features
+        are then those of a new source, so expiring never changes a result. Returns how many were dropped."""
+        idle = [k for k, h in self.sources.items() if h.newest() < now - GAP_CAP]
         for k in idle:
             del self.sources[k]
         return len(idle)

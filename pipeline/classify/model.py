@@ -10,7 +10,8 @@ A model is a directory:
 `NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
 `predict_proba` call, then an alert is suppressed when P(attack) < threshold and no guardrail keeps it
 (`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
-top `TOP_K` feature contributions (`pipeline.classify.explain`).
+top `TOP_K` feature contributions (`pipeline.classify.explain`). Every `EXPIRE_EVERY` alerts, sources idle for a
+day leave the state. The state (`ClassifierState`) can be handed in by a streaming worker (`state=`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pipeline.schema import Alert, Suppressed
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 TOP_K = 5
+EXPIRE_EVERY = 20_000  # alerts between sweeps of idle sources out of the state (never changes a result)
 TRUSTED = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -67,6 +69,8 @@ class NoiseClassifier(Classifier):
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)
         self._explainer: Any = None
+        self._newest = float("-inf")
+        self._since_expire = 0
 
     # ---- persistence -------------------------------------------------------------------------------
     @classmethod
@@ -137,11 +141,16 @@ class NoiseClassifier(Classifier):
         if self._explainer is None:
             self._explainer = explainer_for(self.base_estimator)
         C = self._explainer.contributions(X[:, self.columns])
-        out: list[dict[str, float]] = []
-        for row in C:
-            idx = np.argsort(-np.abs(row), kind="stable")[:top]
-            out.append({self.used[j]: round(float(row[j]), 4) for j in idx if row[j] != 0.0})
-        return out
+        if not len(C):
+            return []
+        top = min(top, C.shape[1])
+        mag = -np.abs(C)
+        idx = np.argpartition(mag, top - 1, axis=1)[:, :top]
+        idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(mag, idx, 1), axis=1, kind="stable"), 1)
+        vals = np.round(np.take_along_axis(C, idx, 1), 4).tolist()
+        names = self.used
+        return [{names[j]: v for j, v in zip(ri, rv, strict=True) if v != 0.0}
+                for ri, rv in zip(idx.tolist(), vals, strict=True)]
 
     def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
                record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:
@@ -159,8 +168,16 @@ class NoiseClassifier(Classifier):
         return p, out
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
-        return self.assess(alerts, matched)[1]
+        out = self.assess(alerts, matched)[1]
+        if alerts:
+            self._newest = max(self._newest, max(a.time for a in alerts).timestamp())
+            self._since_expire += len(alerts)
+            if self._since_expire >= EXPIRE_EVERY:
+                self._since_expire = 0
+                self.extractor.state.expire(self._newest)
+        return out
 
     def reset(self, state: ClassifierState | None = None) -> None:
         """Start a new stream: fresh (or the given) streaming state."""
         self.extractor = FeatureExtractor(self.schema, state)
+        self._newest, self._since_expire = float("-inf"), 0

@@ -20,8 +20,8 @@ def pr_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray) -> None:
     for name, s in (("model P(attack)", p), ("CRS anomaly score", base)):
         prec, rec, _ = precision_recall_curve(y, s)
         ax.plot(rec, prec, label=f"{name} (AP {average_precision_score(y, s):.4f})")
-    ax.set(xlabel="recall (attack)", ylabel="precision (attack)", title="Precision-recall, held-out",
-           xlim=(0, 1.01), ylim=(0, 1.01))
+    ax.set(xlabel="recall (attack)", ylabel="precision (attack)",
+           title="Precision-recall, held-out (recall >= 0.9)", xlim=(0.9, 1.002))
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

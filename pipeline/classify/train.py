@@ -4,10 +4,12 @@ Data directory: product records (any format the normalizers read, `.gz` too) plu
 
 - `labels.jsonl`: `{"<record id key>": ..., "label": "attack"|"benign", ...}` keyed by the product's own record id
   (`RECORD_KEYS`: ModSecurity `transaction_id`, else `record_id` / `event_id` in `extra`, else `alert_id`).
-- `verdicts.jsonl` (optional, from the ticket system): `{"alert_ids": [...], "verdict": ...}` or
-  `{"incident_id": ..., "verdict": ...}`; incident ids are resolved through `incidents.jsonl` (an `mdr replay`
-  output) in the same directory. true_positive / malicious -> attack (every alert of a true-positive incident),
-  false_positive / benign / noise -> benign. Precedence: labels.jsonl, then alert verdicts, then incident verdicts.
+- `verdicts.jsonl` (optional): the records `mdr tickets close` publishes (`{"incident_id", "alert_ids",
+  "verdict", ...}`: an incident verdict for all its alerts; without `alert_ids` the incident is looked up in
+  `incidents.jsonl`, an `mdr replay` output, in the same directory) or alert verdicts `{"alert_ids": [...],
+  "verdict"}`. true_positive / malicious -> attack (every alert of a true-positive incident), false_positive /
+  benign / noise -> benign, anything else (duplicate) is ignored. Precedence: labels.jsonl, then alert verdicts,
+  then incident verdicts; between equals, attack wins.
 
 The core classifies only what its dedup keeps (the first alert of each fingerprint window, the representative)
 and that decision covers every alert merged into it. Training follows it (`--dedup-window`, default the core's):
@@ -146,11 +148,12 @@ def _verdict_labels(d: Path, alerts: Sequence[Alert], stats: Counter[str]) -> di
         if lab is None:
             stats["verdicts_unusable"] += 1
             continue
-        if "alert_ids" in v:
-            targets, prec = list(v["alert_ids"]), 1
-        elif v.get("incident_id") in incidents:
-            targets, prec = list(incidents[v["incident_id"]]), 2
+        if v.get("incident_id"):  # a ticket / incident verdict: its alert ids, else incidents.jsonl's
+            targets = list(v.get("alert_ids") or incidents.get(v["incident_id"], []))
+            prec = 2
         else:
+            targets, prec = list(v.get("alert_ids") or []), 1
+        if not targets:
             stats["verdicts_unresolved"] += 1
             continue
         stats["verdicts_joined"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped
@@ -99,9 +100,13 @@ class NormalizeStage:
             out.dead.append(dead_letter(rec, "normalizer_error", f"{type(e).__name__}: {e}", fmt))
         return out
 
-    def flush(self, out: NormalizeResult | None = None) -> NormalizeResult:
+    def flush(self, out: NormalizeResult | None = None,
+              where: Callable[[str, str, str | None], bool] | None = None) -> NormalizeResult:
+        """Emit what stateful normalizers buffer; `where(fmt, tenant, host)` limits it to some of them."""
         out = out if out is not None else NormalizeResult()
-        for inst in self._instances.values():
+        for key, inst in self._instances.items():
+            if where is not None and not where(*key):
+                continue
             try:
                 out.alerts.extend(inst.flush())
             except Exception as e:

@@ -2,12 +2,16 @@
 (idempotently, by incident id) and starts its playbook(s); merged incidents are noted on their survivor.
 
 `Soar` bundles the store, the playbooks, the channels, the runner and the SLA escalator. Adapters drive it:
-`mdr replay` (`act_on_replay`), the streaming worker (`act` per incident update, `tick` periodically), tests.
+`mdr replay` (`act_on_replay`), the streaming worker (`submit` per incident update: non-blocking, written in
+batches by an intake thread; `tick` periodically), tests (`act`, synchronous).
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +27,10 @@ from pipeline.soar.playbooks import Playbook, PlaybookSet, Step, load_playbooks
 from pipeline.soar.runner import Runner, step_context
 from pipeline.soar.sla import Escalation, Escalator
 from pipeline.soar.steps import Enricher, Evidence, StepContext, StepResult, evaluate
-from pipeline.soar.tickets import TicketStore
+from pipeline.soar.tickets import TicketStore, Upsert
+
+log = logging.getLogger(__name__)
+INTAKE_BATCH = 200  # most incident updates written in one transaction by the intake thread
 
 
 @dataclass(slots=True)
@@ -34,6 +41,7 @@ class ActResult:
     changes: list[str] = field(default_factory=list)
     playbooks: list[str] = field(default_factory=list)  # started by this update
     merged_into: str | None = None
+    error: bool = False  # the update could not be written (logged)
 
 
 class Soar:
@@ -60,6 +68,10 @@ class Soar:
             enrichers=enrichers,
             escalator=self.escalator,
         )
+        self._queue: queue.Queue[Incident | None] = queue.Queue()
+        self._intake: threading.Thread | None = None
+        self._intake_lock = threading.Condition()
+        self._pending = 0
 
     @classmethod
     def open(
@@ -76,20 +88,83 @@ class Soar:
         return cls(TicketStore(db_url), pbs, chans, **kw)
 
     def act(self, inc: Incident) -> ActResult:
-        """Take one incident update from the core."""
-        if inc.status == "merged" and inc.merged_into:
-            survivor = self.store.merge_incident(inc)
-            return ActResult(inc.incident_id, survivor.id if survivor else None, merged_into=inc.merged_into)
-        names = [p.name for p in self.playbooks.select(inc)]
-        up = self.store.upsert_incident(inc, playbooks=names)
-        for run_id, _ in up.runs:
-            self.runner.schedule(run_id)
-        return ActResult(inc.incident_id, up.ticket.id, up.created, up.changes, [n for _, n in up.runs])
+        """Take one incident update from the core (synchronously: the ticket is written when this returns)."""
+        return self.act_many([inc])[0]
 
     def act_many(self, incidents: list[Incident]) -> list[ActResult]:
-        """Several updates; survivors before the incidents merged into them."""
-        ordered = sorted(incidents, key=lambda i: i.status == "merged")
-        return [self.act(i) for i in ordered]
+        """Several updates in one transaction (results in input order); should the batch fail, each update
+        is tried on its own so that one bad update cannot hold back the others."""
+        if not incidents:
+            return []
+        try:
+            done = self.store.apply_batch(incidents, self._playbooks, self.runner.owner, self.runner.lease)
+        except Exception:
+            if len(incidents) == 1:
+                raise
+            log.exception("batch of %d incident updates failed; applying them one by one", len(incidents))
+            return [r for inc in incidents for r in self._one_by_one(inc)]
+        return [self._result(inc, r) for inc, r in zip(incidents, done, strict=True)]
+
+    def _one_by_one(self, inc: Incident) -> list[ActResult]:
+        try:
+            return self.act_many([inc])
+        except Exception:
+            log.exception("incident update %s could not be applied", inc.incident_id)
+            return [ActResult(inc.incident_id, None, error=True)]
+
+    def _playbooks(self, inc: Incident) -> list[str]:
+        return [p.name for p in self.playbooks.select(inc)]
+
+    def _result(self, inc: Incident, r: Upsert | Ticket | None) -> ActResult:
+        if not isinstance(r, Upsert):
+            return ActResult(inc.incident_id, r.id if r else None, merged_into=inc.merged_into)
+        for run_id, name in r.runs:
+            self.runner.adopt(run_id, r.ticket, name)
+        return ActResult(inc.incident_id, r.ticket.id, r.created, r.changes, [n for _, n in r.runs])
+
+    # ---- non-blocking intake (the streaming worker) ---------------------------------------------------
+    def submit(self, inc: Incident) -> None:
+        """Queue an incident update and return at once; an intake thread writes what has queued up in one
+        transaction per batch (so the batch grows with the load) and starts the playbooks."""
+        with self._intake_lock:
+            if self._intake is None:
+                self._intake = threading.Thread(target=self._intake_loop, name="soar-intake", daemon=True)
+                self._intake.start()
+            self._pending += 1
+        self._queue.put(inc)
+
+    def _intake_loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < INTAKE_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(i is None for i in batch)
+            batch = [i for i in batch if i is not None]
+            try:
+                self.act_many(batch)
+            except Exception:
+                log.exception("incident updates lost: %s", [i.incident_id for i in batch])
+            with self._intake_lock:
+                self._pending -= len(batch)
+                self._intake_lock.notify_all()
+            if stop:
+                return
+
+    def written(self, timeout: float = 60.0) -> bool:
+        """Wait until every submitted update is written (tickets open, runs started); False on timeout."""
+        deadline = time.time() + timeout
+        with self._intake_lock:
+            while self._pending and time.time() < deadline:
+                self._intake_lock.wait(deadline - time.time())
+            return not self._pending
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until submitted updates are written and the runs they started have settled."""
+        deadline = time.time() + timeout
+        return self.written(timeout) and self.runner.drain(max(0.0, deadline - time.time()))
 
     def tick(self, now: datetime | None = None) -> list[Escalation]:
         """Periodic work: resume due runs, time out approvals, escalate overdue tickets."""
@@ -97,6 +172,9 @@ class Soar:
         return self.escalator.check(now)
 
     def close(self) -> None:
+        if self._intake is not None:
+            self._queue.put(None)
+            self._intake.join(timeout=30)
         self.runner.close()
         self.channels.close()
         self.store.close()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # no pre-ping (a round trip per transaction): a dropped connection fails one step, which is retried
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -81,15 +82,39 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
+CHUNK = 500  # rows per multi-row statement (SQLite limits the bound parameters of one statement)
+
+
+def _insert_ignore(model: Any, rows: Any, keys: list[str], dialect: str) -> Any:
     ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if ins is None:
         raise NotImplementedError(f"insert-or-ignore for {dialect}")
     table = getattr(model, "__table__", model)
-    stmt = ins(table).values(rows).on_conflict_do_nothing(index_elements=keys)
-    # rowcount is unreliable here (implicit RETURNING on PostgreSQL): count the rows RETURNING gives back
-    return len(session.execute(stmt.returning(*table.primary_key.columns)).all())
+    return ins(table).values(rows).on_conflict_do_nothing(index_elements=keys)
+
+
+def insert_ignore_returning(
+    session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], returning: tuple[Any, ...]
+) -> list[Any]:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING `returning`: the rows actually inserted.
+    (rowcount is unreliable here, with implicit RETURNING on PostgreSQL.)"""
+    dialect = session.get_bind().dialect.name
+    out: list[Any] = []
+    for i in range(0, len(rows), CHUNK):
+        out += session.execute(_insert_ignore(model, rows[i : i + CHUNK], keys, dialect).returning(*returning)).all()
+    return out
+
+
+def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING; returns how many rows were inserted."""
+    rows = [rows] if isinstance(rows, dict) else rows
+    if not rows:
+        return 0
+    table = getattr(model, "__table__", model)
+    return len(insert_ignore_returning(session, model, rows, keys, tuple(table.primary_key.columns)))
+
+
+def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """A plain multi-row INSERT (Core, executemany)."""
+    if rows:
+        session.execute(insert(getattr(model, "__table__", model)), rows)

@@ -50,6 +50,7 @@ _STOP = (1 << 30, 0, 0)
 class StepEvent:
     run_id: int
     ticket_id: int
+    incident_id: str
     playbook: str
     step: str
     action: str
@@ -136,6 +137,31 @@ class Runner:
         if run_id is not None:
             self.schedule(run_id)
         return run_id
+
+    def adopt(self, run_id: int, ticket: Ticket, playbook: str) -> None:
+        """Run a run that the store created already claimed by this runner (`owner=self.owner`, in the
+        ticket's own transaction): no claim and no reload needed."""
+        pb = self.playbooks.get(playbook)
+        if pb is None:  # not loaded here: leave it to the lease and whoever has it
+            return
+        now = utcnow()
+        run = PlaybookRun(
+            id=run_id,
+            ticket_id=ticket.id,
+            playbook=playbook,
+            status="running",
+            step=0,
+            attempt=0,
+            context={},
+            approval=None,
+            next_at=now,
+            owner=self.owner,
+        )
+        with self._cv:
+            self._live[run_id] = _Live(run, pb, ticket, msgspec.convert(ticket.incident, Incident))
+            if self._closed:
+                return
+            self._submit(run_id)
 
     def schedule(self, run_id: int, at: datetime | None = None) -> None:
         with self._cv:
@@ -298,7 +324,7 @@ class Runner:
             except Busy:
                 nxt = now + timedelta(seconds=BUSY_DELAY)
                 return nxt if self._save(live, "pending", next_at=nxt) else None
-            self._emit(run, pb, step, res, time.perf_counter() - t0, now)
+            self._emit(live, step, res, time.perf_counter() - t0, now)
             outcome = self._record(live, step, res, time.perf_counter() - t0, now)
             if outcome is not None or run.status != "running":
                 return outcome
@@ -355,9 +381,21 @@ class Runner:
         log.warning("playbook run %s: lease lost", live.run.id)
         return False
 
-    def _emit(self, run: PlaybookRun, pb: Playbook, step: Step, res: StepResult, elapsed: float, now: datetime) -> None:
+    def _emit(self, live: _Live, step: Step, res: StepResult, elapsed: float, now: datetime) -> None:
         if not self.listeners:
             return
-        ev = StepEvent(run.id, run.ticket_id, pb.name, step.id, step.action, res.status, res.detail, now, elapsed)
+        run = live.run
+        ev = StepEvent(
+            run.id,
+            run.ticket_id,
+            live.ticket.incident_id,
+            live.pb.name,
+            step.id,
+            step.action,
+            res.status,
+            res.detail,
+            now,
+            elapsed,
+        )
         for fn in self.listeners:
             fn(ev)

@@ -1,17 +1,20 @@
 """The ticket store: one ticket per incident, its lifecycle, timeline and SLA bookkeeping.
 
-`TicketStore(url)` opens SQLite (default, a file) or PostgreSQL and upgrades the schema. Tickets are keyed by
-incident id under a unique constraint: `upsert_incident` inserts-or-ignores, then locks the row and applies
-the update, so a replay, a restart, a duplicate update or two concurrent writers all land on one ticket.
-Updates older than (or equal to) the stored incident version change nothing.
+`TicketStore(url)` opens SQLite (default, a file) or PostgreSQL and upgrades the schema (Alembic). Tickets
+are keyed by incident id under a unique constraint. `apply_batch` (and `upsert_incident`, a batch of one)
+locks the existing rows, inserts the missing ones with INSERT ... ON CONFLICT DO NOTHING RETURNING, and
+applies the updates, all in one transaction: a replay, a restart, a duplicate update or two concurrent
+writers all land on one ticket. Updates older than (or equal to) the stored incident version change nothing.
+Lifecycle: new -> acknowledged -> investigating -> resolved -> closed (with a verdict); other moves are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, select, update
@@ -55,43 +58,55 @@ class Upsert:
     runs: list[tuple[int, str]] = field(default_factory=list)  # playbook runs started: (run id, playbook)
 
 
-def start_runs(s: Session, ticket_id: int, playbooks: list[str], now: datetime) -> list[tuple[int, str]]:
-    """Create a pending run per playbook not yet run on the ticket (insert-or-ignore), noting each start."""
-    started = []
-    for name in playbooks:
-        n = db.insert_ignore(
-            s,
-            PlaybookRun,
+def start_runs(
+    s: Session, ticket_id: int, playbooks: list[str], now: datetime, owner: str | None = None, lease: float = 300.0
+) -> list[tuple[int, str]]:
+    """Create a run per playbook not yet run on the ticket (insert-or-ignore), noting each start. With an
+    `owner`, the runs are created already claimed by it (the process that will run them at once)."""
+    return [(run_id, name) for run_id, _, name in start_many(s, [(ticket_id, p) for p in playbooks], now, owner, lease)]
+
+
+def start_many(
+    s: Session, pairs: list[tuple[int, str]], now: datetime, owner: str | None = None, lease: float = 300.0
+) -> list[tuple[int, int, str]]:
+    """`start_runs` for many (ticket id, playbook) pairs at once; returns (run id, ticket id, playbook)."""
+    if not pairs:
+        return []
+    rows = [
+        {
+            "ticket_id": tid,
+            "playbook": name,
+            "status": "running" if owner else "pending",
+            "step": 0,
+            "attempt": 0,
+            "next_at": now,
+            "context": {},
+            "created_at": now,
+            "updated_at": now,
+            "owner": owner,
+            "lease_until": now + timedelta(seconds=lease) if owner else None,
+        }
+        for tid, name in pairs
+    ]
+    cols = (PlaybookRun.id, PlaybookRun.ticket_id, PlaybookRun.playbook)
+    started = [tuple(r) for r in db.insert_ignore_returning(s, PlaybookRun, rows, ["ticket_id", "playbook"], cols)]
+    db.insert_rows(
+        s,
+        TimelineEvent,
+        [
             {
-                "ticket_id": ticket_id,
-                "playbook": name,
-                "status": "pending",
-                "step": 0,
-                "attempt": 0,
-                "next_at": now,
-                "context": {},
-                "created_at": now,
-                "updated_at": now,
-            },
-            ["ticket_id", "playbook"],
-        )
-        if n:
-            run_id = s.scalar(
-                select(PlaybookRun.id).where(PlaybookRun.ticket_id == ticket_id, PlaybookRun.playbook == name)
-            )
-            s.add(
-                TimelineEvent(
-                    ticket_id=ticket_id,
-                    at=now,
-                    kind="playbook",
-                    actor="system",
-                    status="ok",
-                    text=f"playbook {name} started",
-                    data={"run": run_id},
-                )
-            )
-            started.append((run_id, name))
-    return started
+                "ticket_id": tid,
+                "at": now,
+                "kind": "playbook",
+                "actor": "system",
+                "status": "ok",
+                "text": f"playbook {name} started",
+                "data": {"run": run_id},
+            }
+            for run_id, tid, name in started
+        ],
+    )
+    return started  # type: ignore[return-value]
 
 
 class TicketStore:
@@ -101,6 +116,9 @@ class TicketStore:
         if migrate:
             db.migrate(self.engine)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @property
     def backend(self) -> str:
@@ -111,41 +129,125 @@ class TicketStore:
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        with self.Session.begin() as s:
+        """One transaction. On SQLite, this process's transactions queue on a lock first: SQLite takes one
+        writer at a time anyway, and its busy handler would make the waiting threads sleep-poll."""
+        with self._serial, self.Session.begin() as s:
             yield s
 
     # ---- incidents -> tickets ----------------------------------------------------------------------
-    def upsert_incident(self, inc: Incident, now: datetime | None = None, playbooks: list[str] | None = None) -> Upsert:
+    def upsert_incident(
+        self,
+        inc: Incident,
+        now: datetime | None = None,
+        playbooks: list[str] | None = None,
+        owner: str | None = None,
+        lease: float = 300.0,
+    ) -> Upsert:
         """Open the incident's ticket or add the update to it (idempotent by incident id and version), and
-        in the same transaction start the given playbooks when the ticket is new or the update changed it."""
+        in the same transaction start the given playbooks when the ticket is new or the update changed it.
+        With an `owner`, those runs are created already claimed by it."""
+        r = self.apply_batch([inc], lambda _: playbooks or [], owner, lease, now)[0]
+        assert isinstance(r, Upsert)
+        return r
+
+    def apply_batch(
+        self,
+        incs: list[Incident],
+        playbooks: Callable[[Incident], list[str]],
+        owner: str | None = None,
+        lease: float = 300.0,
+        now: datetime | None = None,
+    ) -> list[Upsert | Ticket | None]:
+        """Several incident updates in one transaction, set-based (a handful of statements per batch, not per
+        update). Returns, in input order, an `Upsert` per update and the survivor's ticket (or None) per merged
+        incident. Of several updates of one incident the newest counts; survivors are written before the
+        incidents merged into them; rows are locked in incident-id order, so concurrent batches cannot
+        deadlock."""
         now = now or utcnow()
-        snap = to_builtins(inc)
+        latest: dict[str, int] = {}
+        merged = []
+        for i, inc in enumerate(incs):
+            if inc.status == "merged" and inc.merged_into:
+                merged.append(i)
+            elif (j := latest.get(inc.incident_id)) is None or (inc.version, i) >= (incs[j].version, j):
+                latest[inc.incident_id] = i
+        out: list[Upsert | Ticket | None] = [None] * len(incs)
         with self.tx() as s:
-            t = self._by_incident(s, inc.incident_id)
-            if t is None:
-                created = db.insert_ignore(s, Ticket, _new_row(inc, snap, now), ["incident_id"]) == 1
-                t = self._by_incident(s, inc.incident_id)
-                assert t is not None
-                if created:
-                    self._event(
-                        s,
-                        t.id,
-                        "created",
-                        f"ticket opened: {inc.title}",
-                        now=now,
-                        data={
+            ups = self._upsert_many(s, [incs[latest[k]] for k in sorted(latest)], now, playbooks, owner, lease)
+            for i, inc in enumerate(incs):
+                if inc.incident_id in ups and i not in merged:
+                    u = ups[inc.incident_id]
+                    out[i] = u if latest[inc.incident_id] == i else Upsert(u.ticket, False)
+            for i in sorted(merged, key=lambda i: incs[i].incident_id):
+                out[i] = self._merge(s, incs[i], now)
+        return out
+
+    def _upsert_many(
+        self,
+        s: Session,
+        incs: list[Incident],
+        now: datetime,
+        playbooks: Callable[[Incident], list[str]],
+        owner: str | None,
+        lease: float,
+    ) -> dict[str, Upsert]:
+        if not incs:
+            return {}
+        snaps = {i.incident_id: to_builtins(i) for i in incs}
+        existing = self._lock_tickets(s, list(snaps))
+        fresh = [i for i in incs if i.incident_id not in existing]
+        rows = {i.incident_id: _new_row(i, snaps[i.incident_id], now) for i in fresh}
+        cols = (Ticket.id, Ticket.incident_id)
+        new_ids = dict(
+            (iid, tid) for tid, iid in db.insert_ignore_returning(s, Ticket, list(rows.values()), ["incident_id"], cols)
+        )
+        if len(new_ids) < len(fresh):  # concurrent writers created some first: they are updates then
+            existing.update(self._lock_tickets(s, [i.incident_id for i in fresh if i.incident_id not in new_ids]))
+        out: dict[str, Upsert] = {}
+        events: list[dict[str, Any]] = []
+        entities: list[dict[str, Any]] = []
+        runs: list[tuple[int, str]] = []
+        for inc in incs:
+            iid = inc.incident_id
+            if iid in new_ids:
+                t = Ticket(id=new_ids[iid], **rows[iid])
+                out[iid] = Upsert(t, True)
+                events.append(
+                    {
+                        "ticket_id": t.id,
+                        "at": now,
+                        "kind": "created",
+                        "actor": "system",
+                        "status": None,
+                        "text": f"ticket opened: {inc.title}",
+                        "data": {
                             "priority": inc.priority,
                             "category": inc.category,
                             "sla_due": t.sla_due.isoformat(),
                             "alerts": inc.alert_count,
                             "version": inc.version,
                         },
-                    )
-                    self._add_entities(s, t, inc)
-                    self._consume_merges(s, t, now)
-                    return Upsert(t, True, [], start_runs(s, t.id, playbooks or [], now))
-            changes = self._apply(s, t, inc, snap, now)
-            return Upsert(t, False, changes, start_runs(s, t.id, playbooks or [], now) if changes else [])
+                    }
+                )
+            else:
+                t = existing[iid]
+                out[iid] = Upsert(t, False, self._apply(s, t, inc, snaps[iid], now))
+            if out[iid].created or out[iid].changes:
+                entities += _entity_rows(t, inc)
+                runs += [(t.id, name) for name in playbooks(inc)]
+        db.insert_rows(s, TimelineEvent, events)
+        db.insert_ignore(s, TicketEntity, entities, ["ticket_id", "kind", "value"])
+        if new_ids:
+            self._consume_merges(s, [out[i].ticket for i in new_ids], now)
+        by_ticket = {u.ticket.id: u for u in out.values()}
+        for run_id, tid, name in start_many(s, runs, now, owner, lease):
+            by_ticket[tid].runs.append((run_id, name))
+        return out
+
+    @staticmethod
+    def _lock_tickets(s: Session, incident_ids: list[str]) -> dict[str, Ticket]:
+        q = select(Ticket).where(Ticket.incident_id.in_(incident_ids)).order_by(Ticket.incident_id)
+        return {t.incident_id: t for t in s.scalars(q.with_for_update())}
 
     def _apply(self, s: Session, t: Ticket, inc: Incident, snap: dict[str, Any], now: datetime) -> list[str]:
         if inc.version < t.incident_version or (inc.version == t.incident_version and inc.status == t.incident_status):
@@ -171,7 +273,6 @@ class TicketStore:
         t.first_seen = min(t.first_seen, inc.first_seen)
         t.last_seen = max(t.last_seen, inc.last_seen)
         t.updated_at = now
-        self._add_entities(s, t, inc)
         if changes:
             self._event(
                 s,
@@ -186,32 +287,28 @@ class TicketStore:
     def merge_incident(self, inc: Incident, now: datetime | None = None) -> Ticket | None:
         """A fused incident: note it on its survivor's ticket (or remember it until that ticket opens) and
         close its own ticket, if it had one, as a duplicate. Returns the survivor's ticket when it exists."""
-        now = now or utcnow()
-        assert inc.merged_into
         with self.tx() as s:
-            survivor = self._by_incident(s, inc.merged_into)
-            if survivor is None:
-                db.insert_ignore(
-                    s,
-                    PendingMerge,
-                    {
-                        "survivor_id": inc.merged_into,
-                        "incident_id": inc.incident_id,
-                        "title": inc.title[:500],
-                        "alert_count": inc.alert_count,
-                        "at": now,
-                    },
-                    ["survivor_id", "incident_id"],
-                )
-            else:
-                self._note_merge(s, survivor, inc.incident_id, inc.title, inc.alert_count, now)
-            own = self._by_incident(s, inc.incident_id)
-            if own is not None and own.status != "closed":
-                ref = f"ticket {survivor.id}" if survivor else f"incident {inc.merged_into}"
-                self._set_status(
-                    s, own, "closed", "system:fusion", now, verdict="duplicate", comment=f"merged into {ref}"
-                )
-            return survivor
+            return self._merge(s, inc, now or utcnow())
+
+    def _merge(self, s: Session, inc: Incident, now: datetime) -> Ticket | None:
+        assert inc.merged_into
+        survivor = self._by_incident(s, inc.merged_into)
+        if survivor is None:
+            pending = {
+                "survivor_id": inc.merged_into,
+                "incident_id": inc.incident_id,
+                "title": inc.title[:500],
+                "alert_count": inc.alert_count,
+                "at": now,
+            }
+            db.insert_ignore(s, PendingMerge, pending, ["survivor_id", "incident_id"])
+        else:
+            self._note_merge(s, survivor, inc.incident_id, inc.title, inc.alert_count, now)
+        own = self._by_incident(s, inc.incident_id)
+        if own is not None and own.status != "closed":
+            ref = f"ticket {survivor.id}" if survivor else f"incident {inc.merged_into}"
+            self._set_status(s, own, "closed", "system:fusion", now, verdict="duplicate", comment=f"merged into {ref}")
+        return survivor
 
     def _note_merge(self, s: Session, t: Ticket, incident_id: str, title: str, alerts: int, now: datetime) -> None:
         marker = {"ticket_id": t.id, "kind": MERGED, "value": incident_id, "tenant_id": t.tenant_id}
@@ -225,19 +322,13 @@ class TicketStore:
                 data={"incident_id": incident_id},
             )
 
-    def _consume_merges(self, s: Session, t: Ticket, now: datetime) -> None:
-        rows = s.scalars(select(PendingMerge).where(PendingMerge.survivor_id == t.incident_id)).all()
+    def _consume_merges(self, s: Session, tickets: list[Ticket], now: datetime) -> None:
+        by_incident = {t.incident_id: t for t in tickets}
+        rows = s.scalars(select(PendingMerge).where(PendingMerge.survivor_id.in_(list(by_incident)))).all()
         for m in rows:
-            self._note_merge(s, t, m.incident_id, m.title, m.alert_count, now)
+            self._note_merge(s, by_incident[m.survivor_id], m.incident_id, m.title, m.alert_count, now)
         if rows:
-            s.execute(delete(PendingMerge).where(PendingMerge.survivor_id == t.incident_id))
-
-    def _add_entities(self, s: Session, t: Ticket, inc: Incident) -> None:
-        rows = []
-        for attr, kind in ENTITY_KINDS.items():
-            for v in getattr(inc.entities, attr)[:MAX_ENTITIES]:
-                rows.append({"ticket_id": t.id, "kind": kind, "value": v[:300], "tenant_id": t.tenant_id})
-        db.insert_ignore(s, TicketEntity, rows, ["ticket_id", "kind", "value"])
+            s.execute(delete(PendingMerge).where(PendingMerge.survivor_id.in_({m.survivor_id for m in rows})))
 
     # ---- reads -------------------------------------------------------------------------------------
     def get(self, ref: int | str) -> Ticket | None:
@@ -591,3 +682,11 @@ def _new_row(inc: Incident, snap: dict[str, Any], now: datetime) -> dict[str, An
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _entity_rows(t: Ticket, inc: Incident) -> list[dict[str, Any]]:
+    return [
+        {"ticket_id": t.id, "kind": kind, "value": v[:300], "tenant_id": t.tenant_id}
+        for attr, kind in ENTITY_KINDS.items()
+        for v in getattr(inc.entities, attr)[:MAX_ENTITIES]
+    ]

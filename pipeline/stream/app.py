@@ -77,7 +77,7 @@ class Runtime:
         self.ready = False
         self.app: faust.App = faust.App(cfg.app_id, **faust_settings(cfg))
         self.table = self.app.Table("state", partitions=cfg.partitions,
-                                    schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+                                    key_type=bytes, value_type=bytes,  # raw serializers
                                     extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE)})
         self.soar = None
         self.feed = UseCaseFeed(cfg, self._reloaded, self._rejected)
@@ -216,6 +216,8 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
     partitions, the by-tenant topic with room for many alerts per message, compacted incidents and use cases."""
     from pipeline.stream.broker import create_topics
 
+    create_topics(bootstrap, topics.ingest, partitions=partitions,  # room for records just over the limit
+                  configs={"max.message.bytes": str(4 * 1024 * 1024)})
     create_topics(bootstrap, topics.plain, partitions=partitions)
     create_topics(bootstrap, [topics.internal], partitions=partitions,
                   configs={"max.message.bytes": str(MAX_MESSAGE)})
@@ -259,8 +261,9 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
 
     @app.timer(0.5)
     async def idle_flush() -> None:
-        if rt.normalizer.dirty and time.monotonic() - rt.last_ingest >= cfg.idle_flush:
-            await rt.send_normalized(rt.normalizer.flush())
+        res = rt.normalizer.flush_idle(cfg.idle_flush)
+        if res.by_tenant or res.dead:
+            await rt.send_normalized(res)
         _lag(rt)
 
     @app.task

@@ -32,6 +32,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+STARTED = b"Kafka Server started"
 
 
 class BrokerError(RuntimeError):
@@ -289,21 +290,30 @@ class KafkaBroker(Broker):
 
     def _wait_ready(self, t0: float) -> None:
         deadline = t0 + self.start_timeout
+        log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise BrokerError(f"Kafka broker exited with {self._proc.returncode}:\n{self.tail()}")
-            if _port_open(self.port) and cluster_ready(self.bootstrap):
+                raise BrokerError(f"Kafka broker exited with {self._proc.returncode}:\n{self.log_excerpt()}")
+            # The log line guards against another broker that already answers on our port.
+            if _port_open(self.port) and self._logged(STARTED, log_from) and cluster_ready(self.bootstrap):
                 return
             time.sleep(0.25)
         self.stop()
-        raise BrokerError(f"Kafka broker not ready after {self.start_timeout:.0f}s:\n{self.tail()}")
+        raise BrokerError(f"Kafka broker not ready after {self.start_timeout:.0f}s:\n{self.log_excerpt()}")
 
-    def tail(self, lines: int = 40) -> str:
-        """Last lines of the broker log."""
+    def _logged(self, text: bytes, offset: int) -> bool:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return text in f.read()
+
+    def log_excerpt(self, errors: int = 8, tail: int = 15) -> str:
+        """The broker log's first ERROR lines and its last lines (what a failed start needs)."""
         if not self.log_path.exists():
             return "(no broker log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        first = [ln for ln in lines if " ERROR " in ln or ln.startswith("Caused by")][:errors]
+        return "\n".join([*first, "...", *lines[-tail:]])
 
     def _pid(self) -> int | None:
         """Pid of this data dir's broker, also when another process started it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +38,7 @@ class Metrics:
 
 
 def serve(metrics: Metrics, port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on 127.0.0.1:port in a daemon thread (port 0: any free port)."""
+    """Serve /metrics and /healthz on port in a daemon thread (host: MDR_METRICS_HOST, default 127.0.0.1)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -57,6 +58,6 @@ def serve(metrics: Metrics, port: int, healthy: Callable[[], bool]) -> Threading
         def log_message(self, *args: object) -> None:  # quiet
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((os.environ.get("MDR_METRICS_HOST", "127.0.0.1"), port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

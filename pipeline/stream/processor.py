@@ -72,11 +72,12 @@ class Normalizer:
     def __init__(self, bindings: dict[str, str]):
         self.bindings = bindings
         self.stage = NormalizeStage()
-        self._last: dict[str, tuple[str, int, float]] = {}  # tenant -> (src, offset, t_in) of its last record
-        self.dirty = False  # records arrived since the last idle flush
+        # (tenant, host) -> (src, offset, t_in, monotonic time) of its last record; flushed ones are removed
+        self._last: dict[tuple[str, str | None], tuple[str, int, float, float]] = {}
 
     def process(self, msgs: list[Message]) -> Normalized:
         out = Normalized()
+        now = time.monotonic()
         for m in msgs:
             out.records[m.topic] += 1
             u = unpack(m, self.bindings)
@@ -90,23 +91,30 @@ class Normalizer:
             out.skipped.update(res.skipped)
             src = f"{m.topic}:{m.partition}"
             t_in = (m.timestamp_ms or 0) / 1000 or time.time()
-            if u.records:
-                self._last[u.records[0].tenant_id] = (src, m.offset, t_in)
-            items = out.by_tenant.setdefault(u.records[0].tenant_id, []) if res.alerts else None
-            for seq, a in enumerate(res.alerts):
-                items.append(Item(a, src, m.offset, seq, t_in))  # type: ignore[union-attr]
-        self.dirty = self.dirty or bool(msgs)
+            first = u.records[0]
+            self._last[(first.tenant_id, first.host)] = (src, m.offset, t_in, now)
+            if res.alerts:
+                items = out.by_tenant.setdefault(first.tenant_id, [])
+                items.extend(Item(a, src, m.offset, seq, t_in) for seq, a in enumerate(res.alerts))
         return out
 
-    def flush(self) -> Normalized:
-        """Alerts the stateful normalizers still buffer (called when the input has been idle)."""
+    def flush_idle(self, idle: float) -> Normalized:
+        """Alerts that stateful normalizers (auditd, the ModSecurity error log) still buffer for a tenant and
+        host whose records stopped `idle` seconds ago: the end of a stream has no end-of-file."""
         out = Normalized()
-        res = self.stage.flush()
+        now = time.monotonic()
+        quiet = {k: v for k, v in self._last.items() if now - v[3] >= idle}
+        if not quiet:
+            return out
+        res = self.stage.flush(where=lambda fmt, tenant, host: (tenant, host) in quiet)
         out.dead.extend(res.dead)
         for i, a in enumerate(res.alerts):
-            src, off, t_in = self._last.get(a.tenant_id, ("flush", 0, time.time()))
+            host = a.host.name if a.host else None
+            src, off, t_in, _ = quiet.get((a.tenant_id, host)) or next(
+                v for k, v in quiet.items() if k[0] == a.tenant_id)
             out.by_tenant.setdefault(a.tenant_id, []).append(Item(a, src, off, FLUSH_SEQ + i, t_in))
-        self.dirty = False
+        for k in quiet:
+            del self._last[k]
         return out
 
 

@@ -54,6 +54,10 @@ class RecordingServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real services do
 
+            def setup(self) -> None:
+                super().setup()
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay
+
             def _any(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 u = urlsplit(self.path)

@@ -103,6 +103,23 @@ def test_failed_step_is_retried_with_backoff_then_recorded(make_soar: Callable[.
     assert len(ok.requests) == 1
 
 
+def test_timeout_and_4xx_land_in_the_timeline(make_soar: Callable[..., Soar], http_server: Server) -> None:
+    slow, bad = http_server(lambda s: Reply(200, {}, delay=1.0)), http_server(lambda s: Reply(404, {}))
+    steps = [{"id": "slow", "notify": {"channel": "slow", "text": "x"}, "timeout": "200ms",
+              "retry": {"attempts": 2, "backoff": "50ms"}},
+             {"id": "bad", "notify": {"channel": "bad", "text": "y"}, "retry": FAST_RETRY}]
+    soar = make_soar([playbook("p", steps)], {"slow": {"type": "webhook", "url": slow.url},
+                                              "bad": {"type": "webhook", "url": bad.url}})
+    r = soar.act(incident(1))
+    assert soar.runner.drain(10)
+    ev = events(soar, r.ticket_id, "step")
+    assert [s for _, s, _ in ev] == ["retry", "failed", "failed"]
+    assert "timed out after 0.2s" in ev[1][2] and "(after 2 attempts)" in ev[1][2]
+    assert "HTTP 404" in ev[2][2] and "attempts" not in ev[2][2]  # a 4xx is not retried
+    assert len(bad.requests) == 1 and len(slow.wait(2)) == 2
+    assert [x.status for x in soar.store.runs(r.ticket_id)] == ["failed"]
+
+
 def test_unconfigured_channel_is_skipped_not_failed(make_soar: Callable[..., Soar]) -> None:
     soar = make_soar([playbook("p", [{"notify": {"channel": "chat", "text": "x"}}])],
                      {"chat": {"type": "dingtalk", "url": "env:MDR_TEST_NEVER_SET"}})
@@ -208,10 +225,10 @@ def test_merged_update_goes_to_the_survivor(make_soar: Callable[..., Soar]) -> N
     soar = make_soar([playbook("p", [{"collect": {}}])], {})
     survivor = incident(1, category="webshell")
     part = incident(2, category="malware", status="merged", merged_into=survivor.incident_id)
-    res = soar.act_many([part, survivor])
-    assert res[0].incident_id == survivor.incident_id and res[1].merged_into == survivor.incident_id
-    assert res[1].ticket_id == res[0].ticket_id and soar.store.count() == 1
-    assert len(events(soar, res[0].ticket_id, "merged")) == 1
+    res = soar.act_many([part, survivor])  # results in input order; the survivor is written first
+    assert res[1].incident_id == survivor.incident_id and res[0].merged_into == survivor.incident_id
+    assert res[0].ticket_id == res[1].ticket_id and soar.store.count() == 1
+    assert len(events(soar, res[1].ticket_id, "merged")) == 1
 
 
 def test_escalate_step_and_sla_tick(make_soar: Callable[..., Soar], http_server: Server) -> None:
@@ -227,3 +244,22 @@ def test_escalate_step_and_sla_tick(make_soar: Callable[..., Soar], http_server:
     late = soar.tick(t.created_at + timedelta(minutes=31))  # tier 1 at P2 is done: nothing new yet
     assert late == []
     assert [e.tier for e in soar.tick(t.created_at + timedelta(minutes=61))] == [2]
+
+
+def test_submit_writes_in_batches_and_the_newest_update_wins(make_soar: Callable[..., Soar]) -> None:
+    from msgspec.structs import replace
+
+    soar = make_soar([playbook("p", [{"collect": {}}])], {})
+    old = incident(1, priority="P4")
+    new = replace(old, version=2, priority="P2", alert_count=7)
+    out = soar.store.apply_batch([new, old], lambda i: ["p"])  # the older update arrives late
+    assert out[0].created and not out[1].created and out[1].changes == []
+    t = soar.store.require(old.incident_id)
+    assert (t.priority, t.incident_version, t.incident["alert_count"]) == ("P2", 2, 7)
+    assert len(soar.store.runs(t.id)) == 1
+    for n in range(2, 40):
+        soar.submit(incident(n))
+    soar.submit(replace(new, version=3, priority="P1"))
+    assert soar.drain(20)
+    assert soar.store.count() == 39 and soar.store.require(old.incident_id).priority == "P1"
+    assert all(r.status == "done" for n in range(2, 40) for r in soar.store.runs(soar.store.require(f"inc{n:04d}").id))

@@ -1,0 +1,91 @@
+"""Noise classifier benchmark: inference throughput on one core, and the held-out figures beside the baseline.
+
+    .venv/bin/python bench/classify.py [--data DIR] [--model DIR] [--batch 1024] [--report-dir DIR]
+
+Throughput: `NoiseClassifier.decide` (feature extraction with the streaming state, scoring, guardrails,
+contributions and `Suppressed` records for the suppressed ones) over the labeled set's alerts in event-time order,
+in batches, with one BLAS / OpenMP thread and the pipeline's GC settings; alerts are normalized beforehand (not
+timed). CPU time of the process is reported beside wall time (the machine is shared). Figures: the evaluation of
+`pipeline.classify.evaluate` on the held-out split (per alert and as the core decides) with the CRS
+anomaly-score baseline chosen in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from pipeline.classify.evaluate import evaluate, summary_lines  # noqa: E402
+from pipeline.classify.model import NoiseClassifier  # noqa: E402
+from pipeline.classify.train import normalize_dir  # noqa: E402
+from pipeline.runtime import tune_gc  # noqa: E402
+from pipeline.schema import Alert  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "labeled" / "waf-pl4-train"
+SAMPLE = ROOT / "tests" / "fixtures" / "labeled" / "waf-pl4-sample"
+MODEL = ROOT / "models" / "noise-default"
+
+
+def throughput(model: NoiseClassifier, alerts: list[Alert], batch: int, repeat: int) -> dict[str, float]:
+    """Best of `repeat` passes: alerts/s (CPU and wall) of decide, and the CPU split into its parts."""
+    batches = [alerts[i:i + batch] for i in range(0, len(alerts), batch)]
+    matched = [[[] for _ in b] for b in batches]
+    best = {"cpu": float("inf"), "wall": float("inf"), "features": float("inf"), "predict": float("inf")}
+    for _ in range(repeat):
+        model.reset()
+        c0, w0 = time.process_time(), time.perf_counter()
+        suppressed = sum(d is not None for b, m in zip(batches, matched, strict=True) for d in model.decide(b, m))
+        best["cpu"] = min(best["cpu"], time.process_time() - c0)
+        best["wall"] = min(best["wall"], time.perf_counter() - w0)
+        model.reset()
+        c0 = time.process_time()
+        xs = [model.extractor.transform(b) for b in batches]
+        best["features"] = min(best["features"], time.process_time() - c0)
+        c0 = time.process_time()
+        for x in xs:
+            model.predict(x)
+        best["predict"] = min(best["predict"], time.process_time() - c0)
+    n = len(alerts)
+    return {"alerts": n, "suppressed": suppressed, "alerts_per_s_cpu": n / best["cpu"],
+            "alerts_per_s_wall": n / best["wall"], "us_per_alert": best["cpu"] / n * 1e6,
+            "features_us": best["features"] / n * 1e6, "predict_us": best["predict"] / n * 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=SHARED if SHARED.exists() else SAMPLE)
+    ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--report-dir", type=Path, default=None)
+    ap.add_argument("--no-figures", action="store_true", help="throughput only")
+    args = ap.parse_args()
+    tune_gc()
+    alerts, _, _ = normalize_dir(args.data, "default")
+    model = NoiseClassifier.load(args.model)
+    with threadpool_limits(1):
+        t = throughput(model, alerts, args.batch, args.repeat)
+    print(f"data {args.data} ({t['alerts']} alerts), model {model.version}, batches of {args.batch}")
+    print(f"decide: {t['alerts_per_s_cpu']:,.0f} alerts/s on one core (CPU time; {t['us_per_alert']:.1f} us/alert, "
+          f"of which features {t['features_us']:.1f}, scoring {t['predict_us']:.1f}); wall "
+          f"{t['alerts_per_s_wall']:,.0f} alerts/s; {t['suppressed']} suppressed")
+    if not args.no_figures:
+        report = evaluate(args.model, [args.data], args.report_dir)
+        for line in summary_lines(report):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()

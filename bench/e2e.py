@@ -1,0 +1,172 @@
+"""End-to-end streaming benchmark on a real Kafka broker: worker throughput and latency beside baselines.
+
+    .venv/bin/python bench/e2e.py --records 500000
+
+Replicates lab-1 (varied tenants and attacker addresses) into the ingest topics, then in one run on the same
+broker and topics measures: a raw aiokafka consumer + orjson.loads, a bare Faust agent loop, one worker, two
+workers (alerts/s from the worker's own metrics), and alert -> incident latency (p50/p99 of the worker's
+end-to-end histogram) with input paced at half the one-worker rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.normalize.reader import expand  # noqa: E402
+from pipeline.stream.app import ensure_topics  # noqa: E402
+from pipeline.stream.broker import free_port, open_broker  # noqa: E402
+from pipeline.stream.config import Topics  # noqa: E402
+from pipeline.stream.producer import envelopes, send_values  # noqa: E402
+
+LAB = ROOT / "samples" / "lab-1"
+KINDS = {"waf": "waf", "ids": "firewall", "host": "host"}
+
+
+def lab_values(copies: int, per_message: int) -> dict[str, list[bytes]]:
+    """Envelopes per ingest kind: lab-1 `copies` times, each copy its own tenant and attacker address."""
+    base = {kind: [orjson.loads(v) for v in envelopes(expand([str(LAB / d)]), "t", None, "web-01", per_message)]
+            for d, kind in KINDS.items()}
+    out: dict[str, list[bytes]] = {k: [] for k in base}
+    for c in range(copies):
+        ip = f"10.{c // 250}.{c % 250}.66"
+        for kind, envs in base.items():
+            for env in envs:
+                e = dict(env, tenant=f"tenant-{c % 16}")
+                if "records" in e:
+                    e["records"] = [r.replace("127.0.0.66", ip) for r in e["records"]]
+                else:
+                    e["record"] = e["record"].replace("127.0.0.66", ip)
+                out[kind].append(orjson.dumps(e))
+    return out
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                         max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    await c.start()
+    got, t0 = 0, time.perf_counter()
+    try:
+        while got < n:
+            for recs in (await c.getmany(timeout_ms=500, max_records=20000)).values():
+                for r in recs:
+                    orjson.loads(r.value)
+                got += len(recs)
+    finally:
+        await c.stop()
+    return got / (time.perf_counter() - t0)
+
+
+def bare_faust(bootstrap: str, topic: str, n: int, work: Path) -> float:
+    script = f"""
+import time, faust, os, sys
+app = faust.App("bare-{os.getpid()}", broker="kafka://{bootstrap}", web_enabled=False, autodiscover=False,
+                consumer_auto_offset_reset="earliest", stream_buffer_maxsize=65536, broker_max_poll_records=5000,
+                stream_wait_empty=False, store="memory://", datadir="{work}/bare")
+t = app.topic("{topic}", value_serializer="raw")
+st = {{"n": 0}}
+@app.agent(t)
+async def loop(stream):
+    async for v in stream:
+        if st["n"] == 0:
+            st["t0"] = time.perf_counter()
+        st["n"] += 1
+        if st["n"] >= {n}:
+            print("RATE", st["n"] / (time.perf_counter() - st["t0"]), flush=True)
+            os._exit(0)
+app.main()
+"""
+    p = subprocess.run([sys.executable, "-c", script, "worker", "-l", "warning"], capture_output=True, text=True,
+                       timeout=900, cwd=work, check=False)
+    m = re.search(r"RATE ([\d.]+)", p.stdout)
+    return float(m.group(1)) if m else float("nan")
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", body, re.M))
+
+
+def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
+         "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning"],
+        cwd=ROOT, stdout=(work / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def run_workers(bootstrap: str, work: Path, count: int, total_alerts: float | None, app_id: str) -> tuple:
+    """Alerts/s of `count` workers draining the topics from the start (first to last alert applied)."""
+    ports = [free_port() for _ in range(count)]
+    procs = [start_worker(bootstrap, work, app_id, f"{app_id}-{i}", p) for i, p in enumerate(ports)]
+    try:
+        t_first = None
+        last, last_change = 0.0, time.monotonic()
+        while True:
+            time.sleep(0.5)
+            done = sum(metric(p, "mdr_alerts_deduplicated_total") for p in ports)
+            fed = sum(metric(p, "mdr_alerts_total") for p in ports)
+            if fed and t_first is None:
+                t_first = time.monotonic()
+            if done != last:
+                last, last_change = done, time.monotonic()
+            elif done and time.monotonic() - last_change > 10:
+                break
+        raw = sum(metric(p, "mdr_alerts_total") for p in ports)
+        elapsed = last_change - (t_first or last_change)
+        return raw, raw / max(elapsed, 1e-9), elapsed
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=500_000)
+    ap.add_argument("--per-message", type=int, default=100)
+    a = ap.parse_args()
+    copies = max(1, a.records // 7500)
+    work = Path(tempfile.mkdtemp(prefix="mdr-bench-"))
+    with open_broker() as broker:
+        b = broker.bootstrap
+        topics = Topics()
+        ensure_topics(b, topics, 4)
+        t0 = time.perf_counter()
+        values = lab_values(copies, a.per_message)
+        records = sum(len(orjson.loads(v).get("records", [1])) for vs in values.values() for v in vs)
+        msgs = 0
+        for kind, vs in values.items():
+            msgs += asyncio.run(send_values(b, topics.ingest_topic(kind), vs, None))
+        print(f"produced ~{records:,.0f} records in {msgs:,} messages in {time.perf_counter() - t0:.1f}s")
+        waf_msgs = len(values["waf"])
+        raw = asyncio.run(raw_consume(b, topics.ingest_topic("waf"), waf_msgs))
+        print(f"raw aiokafka + orjson.loads: {raw:,.0f} msg/s ({raw * a.per_message:,.0f} records/s)")
+        bare = bare_faust(b, topics.ingest_topic("waf"), waf_msgs, work)
+        print(f"bare Faust agent loop: {bare:,.0f} events/s")
+        n1, r1, s1 = run_workers(b, work, 1, None, "bench-1")
+        print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s ({r1 / bare:.1f}x bare Faust events/s)")
+        n2, r2, s2 = run_workers(b, work, 2, None, "bench-2")
+        print(f"2 workers: {n2:,.0f} alerts in {s2:.1f}s = {r2:,.0f} alerts/s ({r2 / r1:.2f}x one worker)")
+    print(f"work dir {work}; cpu count {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The NoiseClassifier: persistence, decisions, contributions and the guardrails (in the classifier and the core)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.preprocessing import FunctionTransformer
+
+from pipeline.classify.explain import LinearExplainer, TreeExplainer
+from pipeline.classify.features import FeatureSchema, ua_family
+from pipeline.classify.guardrails import keep_reason
+from pipeline.classify.model import MANIFEST_FILE, MODEL_FILE, ModelError, NoiseClassifier
+from pipeline.classify.train import Dataset, core_view, features, fit_calibrated, train
+from pipeline.engine import Core
+from pipeline.rules.usecase import UseCaseSet
+from pipeline.schema import Alert, IntelHit, Rule
+
+from .conftest import SAMPLE, TEST_RECALL, usecases_from
+
+USECASES = """
+title: Any ModSecurity alert at {prio}
+id: 0b7c3e52-6a1e-4c39-9d7a-5f0e0c2a9{num}
+status: test
+logsource: {{product: mdr}}
+detection:
+  sel:
+    source.format: modsecurity
+  condition: sel
+level: medium
+mdr:
+  priority: {prio}
+  category: {cat}
+  group_by: [src.ip]
+"""
+
+
+def usecase(tmp_path: Path, prio: str, cat: str = "web_attack") -> UseCaseSet:
+    return usecases_from(tmp_path, USECASES.format(prio=prio, cat=cat, num=prio[1] + "01"))
+
+
+def noise_alerts(model: NoiseClassifier, ds: Dataset) -> list[Alert]:
+    """Alerts of the sample the model suppresses when nothing keeps them."""
+    dec = model.decide(ds.alerts, [[] for _ in ds.alerts])
+    return [a for a, d in zip(ds.alerts, dec, strict=True) if d is not None]
+
+
+def test_manifest_and_roundtrip(sample_model_dir: Path, sample_model: NoiseClassifier, sample_ds: Dataset) -> None:
+    m = json.loads((sample_model_dir / MANIFEST_FILE).read_text())
+    for key in ("model_version", "model_sha256", "threshold", "target_recall", "training_data", "selection",
+                "versions", "features", "history_view", "split"):
+        assert key in m, key
+    assert m["features"]["version"] == "1" and m["versions"]["sklearn"]
+    assert m["training_data"]["sha256"] == sample_ds.data_hash and m["target_recall"] == TEST_RECALL
+    assert set(m["selection"]["candidates"]) == {"hgb", "hgb-nohistory", "linear", "linear-nohistory"}
+    again = NoiseClassifier.load(sample_model_dir)
+    a = sample_model.decide(sample_ds.alerts, [[] for _ in sample_ds.alerts])
+    b = again.decide(sample_ds.alerts, [[] for _ in sample_ds.alerts])
+    assert [msgspec.json.encode(x) for x in a] == [msgspec.json.encode(x) for x in b]
+    assert sum(x is not None for x in a) > 0
+
+
+def test_suppressed_records(sample_model: NoiseClassifier, sample_ds: Dataset) -> None:
+    dec = sample_model.decide(sample_ds.alerts, [[] for _ in sample_ds.alerts])
+    sup = [d for d in dec if d is not None]
+    assert sup and len(sup) < len(dec)
+    for s in sup:
+        assert s.score < s.threshold == sample_model.threshold
+        assert s.model_version == sample_model.version and s.model_version.startswith("noise-")
+        assert 0 < len(s.contributions) <= 5 and s.reason.startswith("noise: P(attack)")
+        assert set(s.contributions) <= set(sample_model.used)
+
+
+def test_tampered_or_foreign_model_is_refused(sample_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(sample_model_dir, bad)
+    with open(bad / MODEL_FILE, "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ModelError, match="checksum"):
+        NoiseClassifier.load(bad)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(sample_model_dir, foreign)
+    sio.dump(FunctionTransformer(ua_family), foreign / MODEL_FILE)  # a function skops does not trust
+    m = json.loads((foreign / MANIFEST_FILE).read_text())
+    from pipeline.classify.model import sha256_file
+
+    m["model_sha256"] = sha256_file(foreign / MODEL_FILE)
+    (foreign / MANIFEST_FILE).write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="allowlist"):
+        NoiseClassifier.load(foreign)
+    with pytest.raises(ModelError):
+        NoiseClassifier.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("kind", ["linear", "hgb"])
+def test_contributions_decompose_the_score(kind: str, sample_ds: Dataset) -> None:
+    """Contributions + bias = the uncalibrated log-odds, for both explainers."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.classify.features import Vocabulary
+
+    schema = FeatureSchema(Vocabulary.learn(sample_ds.alerts))
+    X = features(sample_ds, schema, core_view(sample_ds, 600.0))
+    y = sample_ds.y
+    base = (HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=8, random_state=0) if kind == "hgb"
+            else make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))
+    est = fit_calibrated(base, X, y).calibrated_classifiers_[0].estimator
+    exp = TreeExplainer(est) if kind == "hgb" else LinearExplainer(est)
+    C = exp.contributions(X)
+    want = est.decision_function(X.astype(np.float64))
+    np.testing.assert_allclose(C.sum(axis=1) + exp.bias, want, rtol=1e-6, atol=1e-6)
+    assert (np.abs(C) > 0).sum(axis=1).min() >= 1
+
+
+def test_hgb_model_explains_its_suppressions(sample_ds: Dataset) -> None:
+    model, _, _ = train([SAMPLE], TEST_RECALL, kinds=("hgb",), variants=((),), ds=sample_ds)
+    dec = model.decide(sample_ds.alerts, [[] for _ in sample_ds.alerts])
+    sup = [d for d in dec if d is not None]
+    assert sup and all(d.contributions for d in sup)
+
+
+# ---- guardrails ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("prio", "kept"), [("P1", True), ("P2", True), ("P3", False), ("P4", False)])
+def test_priority_guardrail(prio: str, kept: bool, tmp_path: Path, sample_model: NoiseClassifier,
+                            sample_ds: Dataset) -> None:
+    alone = {a.alert_id for a in noise_alerts(sample_model, sample_ds)}
+    uc = usecase(tmp_path, prio).usecases[0]
+    sample_model.reset()
+    dec = sample_model.decide(sample_ds.alerts, [[uc] for _ in sample_ds.alerts])
+    assert {d.alert.alert_id for d in dec if d is not None} == (set() if kept else alone)
+
+
+def test_intel_and_unblocked_exploit_guardrails(tmp_path: Path, sample_model: NoiseClassifier,
+                                                sample_ds: Dataset) -> None:
+    noise = noise_alerts(sample_model, sample_ds)
+    a = noise[0]
+    with_intel = msgspec.structs.replace(a, intel=[IntelHit("127.0.0.9", "ip", "src.ip", "test-feed")])
+    sqli_detected = msgspec.structs.replace(a, action="detected", rules=[*a.rules, Rule(id="942100", category="sqli")])
+    sqli_blocked = msgspec.structs.replace(sqli_detected, action="blocked")
+    protocol_detected = msgspec.structs.replace(a, action="detected")
+    exploit_uc = usecase(tmp_path, "P3", "exploit").usecases[0]
+    cases = [(with_intel, [], True), (sqli_detected, [], True), (sqli_blocked, [], False),
+             (protocol_detected, [], False), (protocol_detected, [exploit_uc], True), (a, [exploit_uc], False)]
+    for alert, ucs, kept in cases:
+        assert (keep_reason(alert, ucs) is not None) == kept, (alert.action, ucs, alert.intel)
+        sample_model.reset()
+        p, dec = sample_model.assess([alert], [ucs])
+        if kept:
+            assert dec[0] is None
+        elif p[0] < sample_model.threshold:
+            assert dec[0] is not None
+
+
+def test_core_never_suppresses_p1_p2(tmp_path: Path, sample_model_dir: Path, sample_ds: Dataset) -> None:
+    """Through the real core: a P2 use case over every ModSecurity alert, one P4; no P1/P2 match is suppressed."""
+    text = USECASES.format(prio="P2", cat="web_attack", num="201") + "---\n" + USECASES.format(
+        prio="P4", cat="web_attack", num="401").replace("source.format: modsecurity", "action: blocked")
+    ucs = usecases_from(tmp_path, text)
+    core = Core(ucs, classifier=NoiseClassifier.load(sample_model_dir))
+    core.feed_alerts([msgspec.structs.replace(a) for a in sample_ds.alerts])
+    out = core.take()
+    assert out.alerts and not out.suppressed
+    p4 = usecases_from(tmp_path, USECASES.format(prio="P4", cat="web_attack", num="402"))
+    core = Core(p4, classifier=NoiseClassifier.load(sample_model_dir))
+    core.feed_alerts([msgspec.structs.replace(a) for a in sample_ds.alerts])
+    assert core.take().suppressed  # the same alerts are suppressed when only a P4 use case matches

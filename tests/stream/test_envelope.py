@@ -1,0 +1,56 @@
+"""Ingest message -> raw records or a dead letter (no broker needed)."""
+
+from __future__ import annotations
+
+import base64
+
+from pipeline.stream.envelope import Message, envelope, unpack
+
+LINE = '{"timestamp":"2026-11-24T06:39:16.573553+0000","event_type":"alert","src_ip":"127.0.0.66"}'
+
+
+def msg(value: bytes | None, headers=(), topic: str = "mdr.alerts.waf") -> Message:
+    return Message(value, topic, 2, 41, 1_700_000_000_000, headers)
+
+
+def test_envelope_carries_tenant_host_format() -> None:
+    u = unpack(msg(envelope([LINE, LINE], "shop", "suricata", "ids-1")), {})
+    assert u.dead is None and u.fmt == "suricata"
+    assert [(r.text, r.tenant_id, r.host) for r in u.records] == [(LINE, "shop", "ids-1")] * 2
+    assert (u.records[0].origin.topic, u.records[0].origin.partition, u.records[0].origin.offset) == \
+        ("mdr.alerts.waf", 2, 41)
+
+
+def test_tenant_precedence_and_binding() -> None:
+    assert unpack(msg(envelope([LINE], "env"), [("tenant", b"hdr")]), {"mdr.alerts.waf": "bound"}) \
+        .records[0].tenant_id == "env"
+    assert unpack(msg(LINE.encode(), [("tenant", b"hdr")]), {"mdr.alerts.waf": "bound"}).records[0].tenant_id \
+        == "hdr"
+    assert unpack(msg(LINE.encode()), {"mdr.alerts.waf": "bound"}).records[0].tenant_id == "bound"
+    u = unpack(msg(LINE.encode()), {"mdr.alerts.host": "other"})
+    assert u.dead is not None and u.dead.reason == "missing_tenant" and not u.records
+
+
+def test_dead_letters() -> None:
+    hdr = [("tenant", b"shop")]
+    cases = {
+        "bad_envelope": msg(b'{"tenant": "shop", "record": 42}'),
+        "oversized": msg(b"x" * 1_000_001, hdr),
+        "not_utf8": msg(b"\xff\xfebin", hdr),
+        "empty": msg(b"", hdr),
+    }
+    for reason, m in cases.items():
+        d = unpack(m, {}).dead
+        assert d is not None and d.reason == reason, (reason, d)
+        assert (d.topic, d.partition, d.offset) == ("mdr.alerts.waf", 2, 41)
+    d = unpack(cases["not_utf8"], {}).dead
+    assert d.raw_encoding == "base64" and base64.b64decode(d.raw) == b"\xff\xfebin"
+    bad_fmt = unpack(msg(envelope([LINE], "shop", "no-such-format")), {}).dead
+    assert bad_fmt is not None and bad_fmt.reason == "bad_envelope"
+    marked = unpack(msg(b"not json", [("envelope", b"1"), ("tenant", b"shop")]), {}).dead
+    assert marked is not None and marked.reason == "bad_envelope"
+
+
+def test_raw_json_record_is_not_an_envelope() -> None:
+    u = unpack(msg(b'{"record": "x", "other": 1}', [("tenant", b"shop")]), {})
+    assert u.dead is None and u.records[0].text == '{"record": "x", "other": 1}'
