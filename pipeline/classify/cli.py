@@ -65,7 +65,7 @@ def train_cmd(
     model.save(out)
     t = Table(title=f"validation (target recall {target_recall})")
     t.add_column("candidate", no_wrap=True)
-    for c in ("features", "threshold", "NR alert", "FN alert", "NR core", "FN core"):
+    for c in ("feat.", "thresh.", "NR alert", "FN alert", "NR core", "FN core"):
         t.add_column(c, justify="right")
     for name, r in model.manifest["selection"]["candidates"].items():
         pa, co = r["per_alert"], r["core"]

@@ -8,8 +8,8 @@ A model is a directory:
                     and accepts only the sklearn types in `TRUSTED`
 
 `NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
-`predict_proba` call, then an alert is suppressed when P(attack) < threshold and no guardrail keeps it
-(`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
+`predict_proba` call, then an alert is suppressed when P(attack) < threshold, it comes from a product the model
+was trained on (`in_scope`) and no guardrail keeps it (`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
 top `TOP_K` feature contributions (`pipeline.classify.explain`). Every `EXPIRE_EVERY` alerts, sources idle for a
 day leave the state. The state (`ClassifierState`) can be handed in by a streaming worker (`state=`).
 """
@@ -68,6 +68,7 @@ class NoiseClassifier(Classifier):
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)
+        self._products = frozenset(schema.vocab.products)
         self._explainer: Any = None
         self._newest = float("-inf")
         self._since_expire = 0
@@ -158,7 +159,7 @@ class NoiseClassifier(Classifier):
         X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
         pick = [i for i in np.flatnonzero(p < self.threshold).tolist()
-                if keep_reason(alerts[i], matched[i]) is None]
+                if self.in_scope(alerts[i]) and keep_reason(alerts[i], matched[i]) is None]
         if pick:
             for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
                 s = float(p[i])
@@ -166,6 +167,11 @@ class NoiseClassifier(Classifier):
                                     model_version=self.version, contributions=contrib,
                                     reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
         return p, out
+
+    def in_scope(self, a: Alert) -> bool:
+        """Only alerts of the products the model was trained on may be suppressed (others are out of its
+        distribution: a WAF-trained model knows nothing of IDS or host alerts)."""
+        return (a.source.format or a.source.product) in self._products
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         out = self.assess(alerts, matched)[1]

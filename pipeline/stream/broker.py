@@ -223,8 +223,9 @@ class KafkaBroker(Broker):
 
     ``data_dir`` holds ``server.properties``, ``logs/`` (log.dirs), ``broker.log`` and ``broker.pid``; without
     it a fresh temp dir is used and removed by ``close()``.  An existing ``data_dir`` keeps its ports unless
-    ``port`` is given.  ``detach=True`` lets the broker outlive this process (``stop()`` finds it by pid file); otherwise it
-    gets SIGTERM when the thread that called ``start()`` exits, so a crashed test run leaves no stray JVM.
+    ``port`` is given.  ``detach=True`` lets the broker outlive this process (``stop()`` finds it by pid
+    file); otherwise it gets SIGTERM when the thread that called ``start()`` exits, so a crashed test run
+    leaves no stray JVM.
     """
 
     def __init__(self, port: int | None = None, data_dir: str | Path | None = None, *,
@@ -324,7 +325,8 @@ class KafkaBroker(Broker):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        return pid if b"kafka.Kafka" in cmdline and str(self.props_path).encode() in cmdline else None
+        ours = b"kafka.Kafka" in cmdline and str(self.props_path).encode() in cmdline
+        return pid if ours and _alive(pid) else None
 
     def running(self) -> bool:
         return self._pid() is not None
@@ -368,10 +370,19 @@ def _wait_exit(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
             return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        if not _alive(pid):
             return True
         time.sleep(0.2)
     return False
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped by its parent, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 # ---------------------------------------------------------------- Docker path

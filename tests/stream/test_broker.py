@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline.stream.broker import (
     Broker,
     BrokerError,
@@ -342,7 +342,7 @@ def test_start_failure_shows_broker_log(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         broker = KafkaBroker(port=busy.getsockname()[1], data_dir=tmp_path / "kafka")
-        with pytest.raises(BrokerError, match="(?s)exited.*Address already in use"):
+        with pytest.raises(BrokerError, match=r"(?s)exited.*Address already in use"):
             broker.start()
     assert not broker.running()
 
