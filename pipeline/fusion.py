@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 
-from pipeline.incidents import _add, higher, merge_outcome
+from pipeline.incidents import IDSETS, MAX_ENTITIES, _add, add_alert_ids, higher, merge_outcome
 from pipeline.schema import CATEGORY_CLASS, Incident
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
@@ -40,6 +40,19 @@ def _assets(inc: Incident, with_files: bool) -> set[str]:
     if with_files:
         keys |= {f"f:{f}" for f in inc.entities.files}
     return keys
+
+
+def _extend(lst: list[str], values: list[str], cap: int = MAX_ENTITIES) -> None:
+    """Append the values not yet in `lst` (order kept, up to `cap`): one set build, not a scan per value."""
+    if len(lst) >= cap:
+        return
+    have = set(lst)
+    for v in values:
+        if v not in have:
+            lst.append(v)
+            have.add(v)
+            if len(lst) >= cap:
+                return
 
 
 def _rank(inc: Incident) -> tuple[int, datetime, str]:
@@ -99,8 +112,7 @@ class Fusion:
 
     def _merge(self, survivor: Incident, other: Incident) -> None:
         """Fold `other` into `survivor` (idempotent: re-merging an updated incident adds only what is new)."""
-        known = set(survivor.alert_ids)
-        survivor.alert_ids.extend(i for i in other.alert_ids if i not in known)
+        add_alert_ids(survivor, other.alert_ids)
         own_parts = other.fused_counts.get(other.incident_id, None)
         count = other.alert_count if own_parts is None else own_parts
         survivor.alert_count += count - survivor.fused_counts.get(other.incident_id, 0)
@@ -114,20 +126,14 @@ class Fusion:
         if new_prio != survivor.priority:
             survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
             survivor.priority = new_prio
-        for uc in other.use_cases:
-            _add(survivor.use_cases, uc)
+        _extend(survivor.use_cases, other.use_cases)
         have = {x.use_case for x in survivor.explanation}
         survivor.explanation.extend(x for x in other.explanation if x.use_case not in have)
         for k, vals in other.sources.items():
-            lst = survivor.sources.setdefault(k, [])
-            for v in vals:
-                _add(lst, v)
+            _extend(survivor.sources.setdefault(k, []), vals)
         for name in ("src_ips", "dst_ips", "hosts", "users", "files", "urls", "processes", "domains"):
-            lst = getattr(survivor.entities, name)
-            for v in getattr(other.entities, name):
-                _add(lst, v)
-        for t in other.attack:
-            _add(survivor.attack, t)
+            _extend(getattr(survivor.entities, name), getattr(other.entities, name))
+        _extend(survivor.attack, other.attack)
         survivor.first_seen = min(survivor.first_seen, other.first_seen)
         survivor.last_seen = max(survivor.last_seen, other.last_seen)
         survivor.outcome = merge_outcome(survivor.outcome, other.outcome)
@@ -159,3 +165,4 @@ class Fusion:
     def expire(self, watermark: datetime) -> None:
         for iid in [i for i, inc in self.incidents.items() if inc.last_seen + self.window < watermark]:
             del self.incidents[iid]
+            IDSETS.forget(iid)

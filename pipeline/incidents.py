@@ -110,6 +110,44 @@ def merge_outcome(current: str, new: str) -> str:
     return new if _OUTCOME_RANK[new] > _OUTCOME_RANK[current] else current
 
 
+class IdSets:
+    """Membership sets of incidents' alert-id lists, derived state kept beside them (never persisted): the lists
+    only grow, so a set is brought up to date from the list's new tail instead of being rebuilt per alert."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, tuple[set[str], list[str]]] = {}
+
+    def of(self, inc: Incident) -> set[str]:
+        ids = inc.alert_ids
+        hit = self._sets.get(inc.incident_id)
+        if hit is None or hit[1] is not ids or len(hit[0]) > len(ids):
+            known = set(ids)
+            self._sets[inc.incident_id] = (known, ids)
+            return known
+        known = hit[0]
+        if len(known) < len(ids):
+            known.update(ids[len(known):])
+        return known
+
+    def forget(self, incident_id: str) -> None:
+        self._sets.pop(incident_id, None)
+
+
+IDSETS = IdSets()
+
+
+def add_alert_ids(inc: Incident, ids: Iterable[str]) -> list[str]:
+    """Append the ids the incident does not hold yet (up to MAX_IDS); returns the ones added."""
+    known = IDSETS.of(inc)
+    added = []
+    for i in ids:
+        if i not in known and len(inc.alert_ids) < MAX_IDS:
+            inc.alert_ids.append(i)
+            known.add(i)
+            added.append(i)
+    return added
+
+
 def higher(p1: str, p2: str) -> str:
     return p1 if PRIORITIES.index(p1) <= PRIORITIES.index(p2) else p2
 
@@ -159,13 +197,10 @@ class IncidentBuilder:
         if expl is None:
             expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
             inc.explanation.append(expl)
-        known = set(inc.alert_ids)
         families = inc.sources.setdefault("families", [])
         products = inc.sources.setdefault("products", [])
         for a in alerts:
-            if a.alert_id not in known and len(inc.alert_ids) < MAX_IDS:
-                inc.alert_ids.append(a.alert_id)
-                known.add(a.alert_id)
+            if add_alert_ids(inc, (a.alert_id,)):
                 inc.alert_count += a.count
             if a.alert_id not in expl.alert_ids and len(expl.alert_ids) < MAX_IDS:
                 expl.alert_ids.append(a.alert_id)

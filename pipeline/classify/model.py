@@ -8,8 +8,9 @@ A model is a directory:
                     and accepts only the sklearn types in `TRUSTED`
 
 `NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
-`predict_proba` call, then an alert is suppressed when P(attack) < threshold, it comes from a product the model
-was trained on (`in_scope`) and no guardrail keeps it (`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
+`predict_proba` call, then an alert is suppressed when P(attack) < threshold, it looks like the training data
+(`pipeline.classify.scope`: known product and rules, features within the training range) and no guardrail keeps it
+(`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
 top `TOP_K` feature contributions (`pipeline.classify.explain`). Every `EXPIRE_EVERY` alerts, sources idle for a
 day leave the state. The state (`ClassifierState`) can be handed in by a streaming worker (`state=`).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import skops.io as sio
 from pipeline.classify.explain import explainer_for
 from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.guardrails import keep_reason
+from pipeline.classify.scope import Scope
 from pipeline.engine import Classifier
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
@@ -59,16 +62,17 @@ class NoiseClassifier(Classifier):
     """Suppresses alerts the model scores as noise, under the guardrails; implements the core's hook."""
 
     def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
-                 manifest: dict[str, Any], state: ClassifierState | None = None):
+                 scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None):
         self.estimator = estimator
         self.schema = schema
         self.used = list(used)
         self.columns = np.asarray([schema.index[n] for n in self.used], dtype=np.int64)
         self.threshold = float(threshold)
+        self.scope = scope
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)
-        self._products = frozenset(schema.vocab.products)
+        self.stats: Counter[str] = Counter()  # below threshold but kept: out_of_scope, guardrail
         self._explainer: Any = None
         self._newest = float("-inf")
         self._since_expire = 0
@@ -92,15 +96,16 @@ class NoiseClassifier(Classifier):
         if unknown:
             raise ModelError(f"{mfile} holds types outside the allowlist: {unknown}")
         estimator = sio.load(mfile, trusted=untrusted)
-        fs = manifest["features"]
         try:
+            fs = manifest["features"]
             schema = FeatureSchema(Vocabulary(**fs["vocabulary"]), fs["version"])
-        except ValueError as e:
-            raise ModelError(str(e)) from None
-        missing = [n for n in fs["used"] if n not in schema.index]
-        if missing:
-            raise ModelError(f"features unknown to this build: {missing[:5]}")
-        return cls(estimator, schema, fs["used"], manifest["threshold"], manifest, state)
+            missing = [n for n in fs["used"] if n not in schema.index]
+            if missing:
+                raise ModelError(f"features unknown to this build: {missing[:5]}")
+            scope = Scope.from_dict(manifest["scope"], fs["used"])
+            return cls(estimator, schema, fs["used"], manifest["threshold"], scope, manifest, state)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{d / MANIFEST_FILE}: incomplete or incompatible manifest ({e!r})") from None
 
     def save(self, path: str | Path) -> Path:
         """Write model.skops and manifest.json (the model version is derived from the model's bytes)."""
@@ -111,6 +116,7 @@ class NoiseClassifier(Classifier):
         self.version = f"noise-{self.manifest.get('kind', 'model')}-{digest[:12]}"
         self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold)
         self.manifest["features"] = {**self.schema.describe(), "used": self.used}
+        self.manifest["scope"] = self.scope.to_dict(self.used)
         (d / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
         return d
@@ -158,8 +164,16 @@ class NoiseClassifier(Classifier):
         """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
         X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
-        pick = [i for i in np.flatnonzero(p < self.threshold).tolist()
-                if self.in_scope(alerts[i]) and keep_reason(alerts[i], matched[i]) is None]
+        below = np.flatnonzero(p < self.threshold)
+        inside = self.scope.inside(X[below][:, self.columns]).tolist()
+        pick = []
+        for i, ok in zip(below.tolist(), inside, strict=True):
+            if not ok or not self.scope.known(alerts[i]):
+                self.stats["out_of_scope"] += 1
+            elif keep_reason(alerts[i], matched[i]) is not None:
+                self.stats["guardrail"] += 1
+            else:
+                pick.append(i)
         if pick:
             for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
                 s = float(p[i])
@@ -167,11 +181,6 @@ class NoiseClassifier(Classifier):
                                     model_version=self.version, contributions=contrib,
                                     reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
         return p, out
-
-    def in_scope(self, a: Alert) -> bool:
-        """Only alerts of the products the model was trained on may be suppressed (others are out of its
-        distribution: a WAF-trained model knows nothing of IDS or host alerts)."""
-        return (a.source.format or a.source.product) in self._products
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         out = self.assess(alerts, matched)[1]
@@ -187,3 +196,4 @@ class NoiseClassifier(Classifier):
         """Start a new stream: fresh (or the given) streaming state."""
         self.extractor = FeatureExtractor(self.schema, state)
         self._newest, self._since_expire = float("-inf"), 0
+        self.stats.clear()

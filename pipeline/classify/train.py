@@ -24,8 +24,10 @@ LogisticRegression (fixed hyper-parameters), each with all features and without 
 train inside CalibratedClassifierCV (sigmoid, 5 folds, ensemble=False: one refit model + one calibrator). On
 validation each gets its threshold for the target recall of attack alerts, met both per alert and as the core
 decides (validation representatives weighted by the attack alerts their decision covers; `choose_threshold`).
-The candidate that then suppresses the largest share of benign alerts wins (`_rank`; ties: fewer false
-negatives, fewer features, the linear model).
+Among the candidates that then suppress (nearly, `NR_TOLERANCE`) the largest share of benign alerts, the one
+with the fewest false negatives wins (`select`; then fewer features, the linear model); alerts outside the model's scope (`pipeline.classify.scope`,
+learned from the train split) count as kept, as in production. Time-of-day features are left out when the train
+split spans less than `MIN_SPAN_FOR_TIME` (a model cannot learn a daily pattern from one day).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import orjson
 
 from pipeline.classify.features import FEATURE_VERSION, GROUPS, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
+from pipeline.classify.scope import Scope
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
@@ -56,6 +59,8 @@ _DOC_PREFIXES = ("README", "LICENSE", "NOTICE", "COPYING")
 SPLIT_SALT = "mdr-noise-split-v1"
 SPLIT_BOUNDS = (("train", 60), ("validation", 80), ("heldout", 100))
 DEFAULT_TARGET_RECALL = 0.995
+MIN_SPAN_FOR_TIME = 7 * 86400.0  # time-of-day features need training data spanning at least a week
+NR_TOLERANCE = 0.005  # noise reductions closer than this are a tie in model selection (a few validation alerts)
 BATCH = 2048
 LABEL_VALUES = {
     "attack": 1, "malicious": 1, "true_positive": 1, "tp": 1, "confirmed": 1, "anom": 1,
@@ -275,26 +280,35 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     y = ds.y
     if len(set(y[tr].tolist())) < 2 or (y[va] == 1).sum() == 0:
         raise ValueError("training needs both labels in the train split and attacks in the validation split")
-    schema = FeatureSchema(Vocabulary.learn([a for a, m in zip(ds.alerts, tr, strict=True) if m]))
+    train_alerts = [a for a, m in zip(ds.alerts, tr, strict=True) if m]
+    schema = FeatureSchema(Vocabulary.learn(train_alerts))
     view = core_view(ds, dedup_window)
     X = features(ds, schema, view)
+    span = (max(a.time for a in train_alerts) - min(a.time for a in train_alerts)).total_seconds()
+    auto = ("time",) if span < MIN_SPAN_FOR_TIME else ()
+    full = Scope.learn(train_alerts, X[tr])
+    known = np.array([bool(m) and full.known(a) for a, m in zip(ds.alerts, va, strict=True)])
     results: dict[str, dict[str, Any]] = {}
-    fitted: dict[str, tuple[Any, list[str]]] = {}
+    fitted: dict[str, tuple[Any, list[str], Scope]] = {}
     for kind, base in candidates().items():
         for without in variants if kind in kinds else ():
             name = "-".join((kind, *(f"no{w}" for w in without)))
-            used = used_features(schema, without)
+            used = used_features(schema, (*without, *auto))
             cols = [schema.index[n] for n in used]
             est = fit_calibrated(base, X[tr][:, cols], y[tr])
+            scope = full.select(cols)
             p = np.zeros(len(y))
             p[va] = est.predict_proba(X[va][:, cols])[:, 1]
             thr = choose_threshold(p, y, va, view, target_recall)
-            sup = p < thr
+            inside = np.zeros(len(y), dtype=bool)
+            inside[va] = scope.inside(X[va][:, cols])
+            sup = (p < thr) & inside & known
             results[name] = {"threshold": thr, "features": len(used), "per_alert": rates(sup, y, va),
                              "core": core_rates(sup, y, va, view),
+                             "out_of_scope": int((va & ~(inside & known)).sum()),
                              "average_precision": float(average_precision_score(y[va], p[va]))}
-            fitted[name] = (est, used)
-    best = max(results, key=lambda k: _rank(results[k], k))
+            fitted[name] = (est, used, scope)
+    best = select(results)
     manifest = {
         "kind": best.split("-")[0], "variant": best, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "target_recall": target_recall, "training_data": {
@@ -304,9 +318,11 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             "attacks": {s: int((y[ds.mask(s)] == 1).sum()) for s, _ in SPLIT_BOUNDS}},
         "split": {"method": "blake2b(salt:record_id) % 100", "salt": SPLIT_SALT,
                   "bounds": dict(SPLIT_BOUNDS), "record_keys": list(RECORD_KEYS)},
-        "selection": {"criterion": "validation noise reduction (as the core decides, then per alert) at the "
-                                   "target-recall threshold; ties: fewer FN, fewer features, linear",
-                      "candidates": results},
+        "selection": {"criterion": "at the target-recall threshold on validation (out-of-scope alerts kept): "
+                                   f"noise reduction within {NR_TOLERANCE} of the best (as the core decides and "
+                                   "per alert), then fewest FN (core, per alert), fewer features, linear",
+                      "candidates": results, "always_without": list(auto),
+                      "training_span_s": span},
         "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
         "threshold_rule": "split-conformal on validation attacks, k-th lowest score with k=floor((1-target)(n+1)), "
                           "per alert and as the core decides (representatives weighted by the attack alerts "
@@ -316,14 +332,20 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
                          "note": "only the alerts the core classifies (dedup representatives under this window) "
                                  "enter the source history and rule rarity; run the core with the same window"},
     }
-    est, used = fitted[best]
-    return NoiseClassifier(est, schema, used, results[best]["threshold"], manifest), ds, X
+    est, used, scope = fitted[best]
+    return NoiseClassifier(est, schema, used, results[best]["threshold"], scope, manifest), ds, X
 
 
-def _rank(r: dict[str, Any], name: str) -> tuple[float, ...]:
-    """Selection order: noise reduction (core, then per alert), then fewer FN, fewer features, linear."""
-    return (r["core"]["noise_reduction"], r["per_alert"]["noise_reduction"], -r["core"]["fn_rate"],
-            -r["per_alert"]["fn_rate"], -r["features"], float(name.startswith("linear")))
+def select(results: dict[str, dict[str, Any]], tolerance: float = NR_TOLERANCE) -> str:
+    """The candidate to keep: among those whose validation noise reduction (as the core decides, and per alert)
+    is within `tolerance` of the best, the one with the fewest false negatives (core, then per alert), then
+    fewer features, then the linear model (cheaper, exact contributions)."""
+    top_core = max(r["core"]["noise_reduction"] for r in results.values())
+    top_alert = max(r["per_alert"]["noise_reduction"] for r in results.values())
+    near = [k for k, r in results.items() if r["core"]["noise_reduction"] >= top_core - tolerance
+            and r["per_alert"]["noise_reduction"] >= top_alert - tolerance]
+    return min(near, key=lambda k: (results[k]["core"]["fn_rate"], results[k]["per_alert"]["fn_rate"],
+                                    results[k]["features"], not k.startswith("linear")))
 
 
 def _versions() -> dict[str, str]:

@@ -171,17 +171,21 @@ class Correlator:
         values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
         key = orjson.dumps([alert.tenant_id, c.id, values], default=str).decode()
         t = alert.time.timestamp()
-        st = self.state.get(key) or {"ev": [], "fired": False}
+        st = self.state.get(key) or {"ev": [], "fired": False, "n": 0, "vals": {}}
         value = c.value_getter(alert) if c.value_getter is not None else None
         if isinstance(value, list):
             value = value[0] if value else None
         ids = alert_ids if alert_ids is not None else [alert.alert_id]
         ev = st["ev"]
         bisect.insort(ev, [t, ids, ref, value, weight], key=lambda e: e[0])
+        self._count(st, value, weight, 1)
         horizon = ev[-1][0] - c.timespan
         if ev[0][0] < horizon:
-            del ev[:bisect.bisect_left(ev, horizon, key=lambda e: e[0])]
-        ok, measure = self._holds(c, ev)
+            cut = bisect.bisect_left(ev, horizon, key=lambda e: e[0])
+            for e in ev[:cut]:
+                self._count(st, e[3], e[4], -1)
+            del ev[:cut]
+        ok, measure = self._holds(c, ev, st)
         if c.op in _ABSENCE:
             ok = False  # decided at window close
         was = st["fired"]
@@ -196,13 +200,26 @@ class Correlator:
              "condition": self._describe(c), "events": len(ev), "continuation": was},
         )
 
-    def _holds(self, c: _Compiled, ev: list[list[Any]]) -> tuple[bool, Any]:
+    @staticmethod
+    def _count(st: dict[str, Any], value: Any, weight: int, sign: int) -> None:
+        """Running totals of a window (event weight, distinct values), so a condition costs O(1) per event."""
+        st["n"] = st.get("n", 0) + sign * weight
+        if value is not None:
+            vals = st.setdefault("vals", {})
+            k = orjson.dumps(value, default=str).decode()
+            left = vals.get(k, 0) + sign
+            if left > 0:
+                vals[k] = left
+            else:
+                vals.pop(k, None)
+
+    def _holds(self, c: _Compiled, ev: list[list[Any]], st: dict[str, Any]) -> tuple[bool, Any]:
         t = c.type
         if t == SigmaCorrelationType.EVENT_COUNT:
-            n = sum(e[4] for e in ev)
+            n = st["n"]
             return _OPS[c.op](n, c.threshold), n  # type: ignore[index]
         if t == SigmaCorrelationType.VALUE_COUNT:
-            n = len({orjson.dumps(e[3], default=str) for e in ev if e[3] is not None})
+            n = len(st["vals"])
             return _OPS[c.op](n, c.threshold), n  # type: ignore[index]
         if t in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
             if t == SigmaCorrelationType.TEMPORAL_ORDERED:
@@ -258,7 +275,7 @@ class Correlator:
             if st["ev"][0][0] + c.timespan >= watermark:
                 continue
             if c.op in _ABSENCE:
-                ok, measure = self._holds(c, st["ev"])
+                ok, measure = self._holds(c, st["ev"], st)
                 if ok:
                     hits.append(CorrelationHit(
                         c.id, tenant, dict(zip(c.group_by, values, strict=True)),

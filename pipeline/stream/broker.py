@@ -65,7 +65,7 @@ def ensure_jars(lib: Path | None = None) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError(f"Kafka jars missing in {lib} and `mvn` is not installed (apt-get install maven)")
-    part = lib.with_name(lib.name + ".part")
+    part = lib.with_name(f"{lib.name}.part-{os.getpid()}")  # concurrent fetches do not share a directory
     shutil.rmtree(part, ignore_errors=True)
     cmd = [mvn, "-B", "-q", "-f", str(KAFKA_DIR / "pom.xml"),
            "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
@@ -75,8 +75,12 @@ def ensure_jars(lib: Path | None = None) -> Path:
     if done.returncode != 0:
         raise BrokerError(f"mvn failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}")
     check_jars(part)
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    part.rename(lib)
+    try:
+        part.rename(lib)
+    except OSError:  # another process got there first (or an empty dir was in the way)
+        if not any(lib.glob("kafka_2.13-*.jar")):
+            raise
+        shutil.rmtree(part, ignore_errors=True)
     log.info("fetched Kafka jars into %s in %.1fs", lib, time.monotonic() - t0)
     return lib
 
@@ -101,8 +105,11 @@ def free_port() -> int:
 
 
 def random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters), never starting
+    with ``-`` (as Kafka's own ``Uuid.randomUuid``: a leading dash reads as an option on command lines)."""
+    while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cid
 
 
 def server_properties(port: int, cport: int, log_dirs: Path) -> dict[str, str]:
@@ -261,7 +268,7 @@ class KafkaBroker(Broker):
     def _format(self, cp: str) -> None:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cmd = [java(), "-cp", cp, "kafka.tools.StorageTool", "format", "-t", random_cluster_id(),
+        cmd = [java(), "-cp", cp, "kafka.tools.StorageTool", "format", f"--cluster-id={random_cluster_id()}",
                "-c", str(self.props_path), "--ignore-formatted"]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -377,12 +384,13 @@ def _wait_exit(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
 
 
 def _alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie, exited but not yet reaped by its parent, counts as gone)."""
+    """True while `pid` runs.  A zombie (exited, not yet reaped by its parent) is gone, unless other threads
+    still run: the JVM's main thread shows as a zombie while the shutdown threads finish."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        return state != "Z" or len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 # ---------------------------------------------------------------- Docker path

@@ -7,6 +7,7 @@ Measured figures are printed (`pytest -s`): broker start, Faust join and table r
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from pipeline.stream.broker import (
     check_jars,
     docker_available,
     ensure_jars,
+    random_cluster_id,
 )
 from tests.stream.conftest import faust_app, jar_broker_skip
 
@@ -77,6 +79,13 @@ def test_check_jars_wants_one_slf4j_1_7(tmp_path: Path) -> None:
     (tmp_path / "slf4j-api-2.0.17.jar").touch()
     with pytest.raises(BrokerError, match="slf4j"):
         check_jars(tmp_path)
+
+
+def test_cluster_ids_are_kraft_shaped() -> None:
+    ids = {random_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(c) == 22 and not c.startswith("-") for c in ids)
+    assert all(len(base64.urlsafe_b64decode(c + "==")) == 16 for c in ids)
 
 
 # ---------------------------------------------------------------- clients against the session broker
@@ -324,8 +333,8 @@ def test_restart_keeps_ports_and_data(tmp_path: Path) -> None:
         print(f"broker restart: {broker.start_seconds:.2f}s")
         assert broker.bootstrap == bootstrap
         consumer = KafkaConsumer("keep", bootstrap_servers=broker.bootstrap, group_id="keepers",
-                                 auto_offset_reset="earliest", consumer_timeout_ms=5000)
-        rest = [m.value for m in consumer]
+                                 auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+        rest = [m.value for _, m in zip(range(10 - len(first)), consumer, strict=False)]
         consumer.close()
         assert [m.value for m in first] + rest == [b"%d" % i for i in range(10)]
 

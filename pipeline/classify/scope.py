@@ -1,0 +1,69 @@
+"""What a model may judge: only alerts that look like its training data can be suppressed.
+
+A noise model trained on one product, one WAF configuration and one kind of traffic knows nothing of the rest; a
+linear model in particular extrapolates without limit (a feature a thousand standard deviations from its
+training mean dominates the score). So an alert is in scope only when
+
+- its product (format) and every one of its rule ids occurred in the training split, and
+- every feature the model uses lies within the training split's range, widened by `MARGIN` of that range on
+  each side (a feature constant in training must keep that value).
+
+Out-of-scope alerts are kept, whatever their score: the threshold's recall guarantee is unaffected (keeping only
+raises recall), noise reduction is lost only on unfamiliar alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.schema import Alert
+
+MARGIN = 0.1
+
+
+@dataclass(slots=True)
+class Scope:
+    products: frozenset[str]
+    rules: frozenset[str]
+    lo: np.ndarray  # per used feature, margin included
+    hi: np.ndarray
+
+    @classmethod
+    def learn(cls, alerts: Sequence[Alert], X: np.ndarray, margin: float = MARGIN) -> Scope:
+        """The scope of a training split: its alerts and their feature rows (used columns only)."""
+        mn, mx = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+        pad = (mx - mn) * margin
+        return cls(frozenset(a.source.format or a.source.product for a in alerts),
+                   frozenset(r.id for a in alerts for r in (a.rule, *a.rules) if r.id), mn - pad, mx + pad)
+
+    def select(self, cols: Sequence[int]) -> Scope:
+        """The same scope over a subset of the feature columns."""
+        return Scope(self.products, self.rules, self.lo[list(cols)], self.hi[list(cols)])
+
+    def known(self, a: Alert) -> bool:
+        """The alert's product and all its rule ids were seen in training."""
+        rules = self.rules
+        return ((a.source.format or a.source.product) in self.products
+                and (not a.rule.id or a.rule.id in rules) and all(r.id in rules for r in a.rules if r.id))
+
+    def inside(self, X: np.ndarray) -> np.ndarray:
+        """Per row: every feature within the (widened) training range."""
+        return ((self.lo <= X) & (self.hi >= X)).all(axis=1)
+
+    def outside(self, x: np.ndarray, names: Sequence[str]) -> list[str]:
+        """The features of one row that leave the range (for reports)."""
+        return [names[j] for j in np.flatnonzero((x < self.lo) | (x > self.hi))]
+
+    def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
+        return {"margin": MARGIN, "products": sorted(self.products), "rules": sorted(self.rules),
+                "ranges": {n: [float(a), float(b)] for n, a, b in zip(names, self.lo, self.hi, strict=True)}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], names: Sequence[str]) -> Scope:
+        r = d["ranges"]
+        return cls(frozenset(d["products"]), frozenset(d["rules"]),
+                   np.array([r[n][0] for n in names]), np.array([r[n][1] for n in names]))
