@@ -166,6 +166,7 @@ def _class_table() -> np.ndarray:
 _CLASSES = ("&", "'\"", "<>", "()", ";", "#", "=", " ", "/\\", ".", "%", "0123456789",
             "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "non-ascii", "other")
 _CLASS_OF = _class_table()
+_CLOG = np.concatenate(([0.0], np.arange(1, ARG_MAX + 1) * np.log2(np.arange(1, ARG_MAX + 1))))  # c * log2(c)
 _NC = len(_CLASSES)
 # ARG_FEATURES columns that are plain class counts: (class index, feature index).
 _CLASS_TO_ARG = ((1, 3), (2, 4), (3, 5), (4, 6), (6, 8), (7, 9), (8, 10), (9, 11), (10, 12), (14, 16))
@@ -181,10 +182,7 @@ def arg_matrix(raws: Sequence[bytes]) -> np.ndarray:
     buf = np.frombuffer(b"".join(raws), dtype=np.uint8)
     seg = np.repeat(np.arange(n, dtype=np.int64), lens)
     dec, seg = _percent_decode(buf, seg)
-    flat = np.bincount(seg * 256 + dec, minlength=n * 256)
-    nz = np.flatnonzero(flat)
-    cnt = flat[nz].astype(np.float64)
-    hlog = np.bincount(nz >> 8, weights=cnt * np.log2(cnt), minlength=n)
+    hlog = _CLOG[np.bincount(seg * 256 + dec, minlength=n * 256)].reshape(n, 256).sum(axis=1)
     cls = np.bincount(seg * _NC + _CLASS_OF[dec], minlength=n * _NC).reshape(n, _NC).astype(np.float64)
     length = cls.sum(axis=1)
     has = length > 0

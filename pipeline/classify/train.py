@@ -25,9 +25,10 @@ train inside CalibratedClassifierCV (sigmoid, 5 folds, ensemble=False: one refit
 validation each gets its threshold for the target recall of attack alerts, met both per alert and as the core
 decides (validation representatives weighted by the attack alerts their decision covers; `choose_threshold`).
 Among the candidates that then suppress (nearly, `NR_TOLERANCE`) the largest share of benign alerts, the one
-with the fewest false negatives wins (`select`; then fewer features, the linear model); alerts outside the model's scope (`pipeline.classify.scope`,
-learned from the train split) count as kept, as in production. Time-of-day features are left out when the train
-split spans less than `MIN_SPAN_FOR_TIME` (a model cannot learn a daily pattern from one day).
+with the fewest false negatives wins (`select`; then fewer features, the linear model); alerts outside the
+model's scope (`pipeline.classify.scope`, learned from the train split) count as kept, as in production.
+Time-of-day features are left out when the train split spans less than `MIN_SPAN_FOR_TIME` (a model cannot
+learn a daily pattern from one day).
 """
 
 from __future__ import annotations

@@ -188,6 +188,8 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, com
     topic_configs |= configs or {}
     spec = {"num_partitions": partitions, "replication_factor": 1, "configs": topic_configs}
     names = list(names)
+    if not names:
+        return
     with _admin(bootstrap) as admin:
         result = admin.create_topics({n: spec for n in names}, raise_errors=False)
         bad = [t for t in result["topics"] if t["error_code"] not in (0, TOPIC_EXISTS)]
@@ -240,7 +242,6 @@ class KafkaBroker(Broker):
                  start_timeout: float = START_TIMEOUT, detach: bool = False) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mdr-kafka-")).resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.props_path = self.data_dir / "server.properties"
         self.log_path = self.data_dir / "broker.log"
         self.pid_path = self.data_dir / "broker.pid"
@@ -280,6 +281,7 @@ class KafkaBroker(Broker):
             return self
         t0 = time.monotonic()
         cp = self._classpath()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         write_properties(self.props_path, server_properties(self.port, self.controller_port,
                                                             self.data_dir / "logs"))
         self._format(cp)
@@ -410,7 +412,8 @@ class ContainerBroker(Broker):
     """The same single-node KRaft broker from the ``apache/kafka`` image via testcontainers.
 
     testcontainers' own ``KafkaContainer`` drives Confluent images only, so this is a ``DockerContainer``
-    configured through the apache/kafka image's ``KAFKA_*`` environment variables.
+    configured through the apache/kafka image's ``KAFKA_*`` environment variables.  The listener is published
+    on a free host port and advertised as 127.0.0.1 (a local Docker engine, not a remote ``DOCKER_HOST``).
     """
 
     def __init__(self, image: str = f"apache/kafka:{KAFKA_VERSION}") -> None:
@@ -418,7 +421,7 @@ class ContainerBroker(Broker):
 
         self.port = free_port()
         self.bootstrap = f"{HOST}:{self.port}"
-        env = {k: v for k, v in server_properties(9092, 9093, Path("/var/lib/kafka/data")).items()
+        env = {k: v for k, v in server_properties(9092, 9093, Path("/tmp/kraft-combined-logs")).items()
                if k not in ("listeners", "advertised.listeners", "controller.quorum.voters")}
         env |= {"listeners": "PLAINTEXT://:9092,CONTROLLER://:9093", "controller.quorum.voters": "1@localhost:9093",
                 "advertised.listeners": f"PLAINTEXT://{self.bootstrap}"}

@@ -176,3 +176,32 @@ def test_core_never_suppresses_p1_p2(tmp_path: Path, sample_model_dir: Path, sam
     core = Core(p4, classifier=NoiseClassifier.load(sample_model_dir))
     core.feed_alerts([msgspec.structs.replace(a) for a in sample_ds.alerts])
     assert core.take().suppressed  # the same alerts are suppressed when only a P4 use case matches
+
+
+# ---- scope ---------------------------------------------------------------------------------------------
+def in_stream(model: NoiseClassifier, ds: Dataset, j: int, alert: Alert) -> bool:
+    """Is `alert`, in place of alert j of the sample stream, suppressed?"""
+    stream = [*ds.alerts[:j], alert, *ds.alerts[j + 1:]]
+    model.reset()
+    return model.decide(stream, [[] for _ in stream])[j] is not None
+
+
+def test_unfamiliar_alerts_are_kept(sample_model: NoiseClassifier, sample_ds: Dataset) -> None:
+    noise = noise_alerts(sample_model, sample_ds)
+    a = noise[len(noise) // 3]
+    j = next(i for i, x in enumerate(sample_ds.alerts) if x.alert_id == a.alert_id)
+    assert in_stream(sample_model, sample_ds, j, a)
+    unknown_rule = msgspec.structs.replace(a, rules=[*a.rules, Rule(id="999999", category="protocol")])
+    long_args = msgspec.structs.replace(a, http=msgspec.structs.replace(a.http, url="/app?q=" + "ab" * 900))
+    other_product = msgspec.structs.replace(a, source=msgspec.structs.replace(a.source, format="other_waf"))
+    for variant in (unknown_rule, long_args, other_product):
+        assert not in_stream(sample_model, sample_ds, j, variant)
+        assert sample_model.stats["out_of_scope"] >= 1
+
+
+def test_other_products_are_never_suppressed(sample_model: NoiseClassifier) -> None:
+    from pipeline.classify.train import normalize_dir
+
+    ids = normalize_dir(SAMPLE.parents[1] / "ids", "default")[0]
+    assert ids and {a.source.format for a in ids} == {"suricata"}
+    assert not any(sample_model.decide(ids, [[] for _ in ids]))
