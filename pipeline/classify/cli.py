@@ -102,6 +102,6 @@ def evaluate_cmd(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     for line in summary_lines(report):
-        console.print(line)
+        console.print(line, soft_wrap=True)
     if report_dir is not None:
         console.print(f"report: {report_dir / 'report.md'}")

@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.classify.guardrails import keep_reason
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.classify.model import NoiseClassifier
-from pipeline.classify.train import BATCH, DEDUP_WINDOW, Dataset, data_files, load_data
+from pipeline.classify.train import BATCH, Dataset, data_files, load_data
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert
 
@@ -181,8 +181,9 @@ def evaluate(model_dir: str | Path, dirs: Sequence[str | Path], report_dir: str 
         "per_rule": per_rule(ds, mask, sup),
     }
     if pipeline:
+        window = model.dedup_window
         report["pipeline"] = pipeline_check(model_dir, ds, dirs, view, sup, ucs, tenant,
-                                            model.dedup_window or DEDUP_WINDOW)
+                                            0.0 if window is None else window)
     if report_dir is not None:
         write_report(report, Path(report_dir), y[mask], p[mask], bscore[mask], sup[mask], bsup[mask])
     return report
@@ -201,10 +202,11 @@ def write_report(report: dict[str, Any], d: Path, y: np.ndarray, p: np.ndarray, 
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    pr_png(d / "pr_curve.png", y, p, np.nan_to_num(b, nan=-1.0))
+    split = report["data"]["split"]
+    pr_png(d / "pr_curve.png", y, p, np.nan_to_num(b, nan=-1.0), split)
     confusion_png(d / "confusion_matrix.png", y, sup, "model")
     confusion_png(d / "confusion_matrix_baseline.png", y, bsup, "anomaly-score baseline")
-    tradeoff_png(d / "tradeoff.png", y, p, np.nan_to_num(b, nan=-1.0), report)
+    tradeoff_png(d / "tradeoff.png", y, p, np.nan_to_num(b, nan=-1.0), report, split)
     (d / "report.md").write_text(markdown(report), encoding="utf-8")
 
 

@@ -118,12 +118,14 @@ def ua_family(ua: str | None) -> str:
 
 def arg_bytes(a: Alert) -> bytes:
     """The request arguments, still encoded: the query string, else the product's matched `ARGS:` values."""
-    http = a.http
-    if http is not None and http.url:
-        _, q, query = http.url.partition("?")
-        if q:
-            return query.encode("utf-8", "surrogateescape")[:ARG_MAX]
-    data = a.extra.get("matched_data")
+    _, q, query = a.http.url.partition("?") if a.http is not None and a.http.url else ("", "", "")
+    return _args(q, query, a.extra)
+
+
+def _args(q: str, query: str, extra: dict[str, Any]) -> bytes:
+    if q:
+        return query.encode("utf-8", "surrogateescape")[:ARG_MAX]
+    data = extra.get("matched_data")
     if isinstance(data, list):
         vals = [d.partition("=")[2] for d in data if isinstance(d, str) and d.startswith("ARGS:")]
         return "&".join(vals).encode("utf-8", "surrogateescape")[:ARG_MAX]
@@ -200,11 +202,10 @@ def arg_matrix(raws: Sequence[bytes]) -> np.ndarray:
     return out
 
 
-def path_stats(url: str | None) -> list[float]:
-    """Shape of the URL path, in `PATH_FEATURES` order."""
-    if not url:
+def path_stats(path: str) -> list[float]:
+    """Shape of a URL path, in `PATH_FEATURES` order."""
+    if not path:
         return [0.0] * len(PATH_FEATURES)
-    path = url.partition("?")[0]
     last = path.rpartition("/")[2]
     ext = last.rpartition(".")[2].lower() if "." in last else ""
     pb = path.encode("utf-8", "surrogateescape")
@@ -218,11 +219,10 @@ def source_key(a: Alert) -> str | None:
     return f"{a.tenant_id}{SEP}{s}" if s else None
 
 
-def target_of(a: Alert) -> str:
+def target_of(a: Alert, path: str) -> str:
     """What the alert is about: destination host (or ip) + URL path."""
     http = a.http
     where = a.dst.hostname or (http.host if http else None) or a.dst.ip or (a.host.name if a.host else "") or ""
-    path = http.url.partition("?")[0] if http is not None and http.url else ""
     return where + path
 
 
@@ -302,8 +302,9 @@ class FeatureExtractor:
         self._rule = {r: ix[f"rule={r}"] for r in schema.vocab.rules}
         self._cat = {c: ix[f"cat={c}"] for c in schema.vocab.categories}
         self._product = {p: ix[f"product={p}"] for p in schema.vocab.products}
+        self.newest = float("-inf")  # latest event time seen (for expiring idle sources)
         self._ua_cache: dict[str | None, int] = {}
-        self._rule_cols: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}
+        self._rule_cols: dict[str, tuple[str | None, str | None, tuple[int, ...]]] = {}
         self._path_cache: dict[str, list[float]] = {}
 
     def transform(self, alerts: Sequence[Alert], record: Sequence[bool] | None = None) -> np.ndarray:
@@ -313,35 +314,37 @@ class FeatureExtractor:
         for alerts the core's dedup would merge, so the history matches what the core's classifier sees)."""
         n, width = len(alerts), len(self.schema)
         order = sorted(range(n), key=lambda i: alerts[i].time)
+        if n:
+            self.newest = max(self.newest, alerts[order[-1]].time.timestamp())
         dense: list[float] = []
         cols: list[int] = []  # columns that get +1, alert after alert (in `order`)
         per: list[int] = []  # how many of `cols` each alert added
-        args: list[bytes] = [b""] * n
+        args: list[bytes] = []  # in `order`
         for i in order:
-            a = alerts[i]
             k = len(cols)
-            dense += self._alert(a, True if record is None else record[i], cols)
+            dense += self._alert(alerts[i], True if record is None else record[i], cols, args)
             per.append(len(cols) - k)
-            args[i] = arg_bytes(a)
         rows = np.asarray(order, dtype=np.int64)
         flat = np.repeat(rows * width, per) + np.asarray(cols, dtype=np.int64)
         X = np.bincount(flat, minlength=n * width).astype(np.float32).reshape(n, width)
         X[rows, :len(DENSE)] = np.asarray(dense, dtype=np.float64).reshape(n, len(DENSE))
-        X[:, _O_ARGS:_O_ARGS + len(ARG_FEATURES)] = arg_matrix(args)
+        X[rows, _O_ARGS:_O_ARGS + len(ARG_FEATURES)] = arg_matrix(args)
         return X
 
-    def _alert(self, a: Alert, rec: bool, cols: list[int]) -> list[float]:
+    def _alert(self, a: Alert, rec: bool, cols: list[int], args: list[bytes]) -> list[float]:
         """The `DENSE` values of one alert; appends the columns of its one-hot, count and vocabulary features
-        (each adds 1) to `cols`. Updates the source history and the tenant rule frequencies."""
+        (each adds 1) to `cols` and its raw arguments to `args`. Updates the source history and the tenant
+        rule frequencies."""
         http, extra = a.http, a.extra
         get, ids = self._rule_cols.get, [a.rule.id] if a.rule.id else []
         rules = a.rules or (a.rule,)
         for r in rules:
-            rc = get((r.id, r.severity, r.category))
-            if rc is None:  # first sighting of this (rule id, severity, category)
-                rc = self._rule_columns(r.id, r.severity, r.category)
-            cols += rc
-            ids.append(r.id)
+            rid = r.id
+            e = get(rid)
+            if e is None or e[0] != r.severity or e[1] != r.category:  # new (rule id, severity, category)
+                e = self._rule_columns(rid, r.severity, r.category)
+            cols += e[2]
+            ids.append(rid)
         uniq = tuple(dict.fromkeys(ids))
         cols.append(self._action.get(a.action, self._action["detected"]))
         j = self._family.get(a.source.family)
@@ -355,10 +358,12 @@ class FeatureExtractor:
             status = http.status
             cols.append(self._status[min(max(status // 100, 2), 5) - 2 if status else 4])
             cols.append(self._ua(http.user_agent))
-            path = self._path(http.url)
+            upath, q, query = http.url.partition("?") if http.url else ("", "", "")
+            path = self._path(upath)
         else:
             cols += (self._method["none"], self._status[4], self._ua(None))
-            path = _NO_PATH
+            upath, q, query, path = "", "", "", _NO_PATH
+        args.append(_args(q, query, extra))
         lvls = extra.get("paranoia_levels")
         t = a.time.timestamp()
         row = [a.severity.score / 100.0, float(len(rules)), float(len(uniq)), float(len(a.attack)),
@@ -369,7 +374,7 @@ class FeatureExtractor:
             del row[5:]
             row += (float(v) if isinstance(v, int | float) else 0.0 for v in map(extra.get, EXTRA_SCORES))
         row += path
-        row += self._history(a, t, uniq[0] if uniq else "", rec)
+        row += self._history(a, t, uniq[0] if uniq else "", upath, rec)
         tenants = self.state.tenants
         tr = tenants.get(a.tenant_id) or TenantRules()
         row += tr.observe(t, uniq, rec)
@@ -379,13 +384,15 @@ class FeatureExtractor:
                 math.sin(hour), math.cos(hour), float(a.time.weekday() >= 5))
         return row
 
-    def _rule_columns(self, rid: str, sev: str | None, cat: str | None) -> tuple[int, ...]:
+    def _rule_columns(self, rid: str, sev: str | None, cat: str | None
+                      ) -> tuple[str | None, str | None, tuple[int, ...]]:
+        """Columns a rule match adds to (severity count, category count, rule id), cached by rule id with the
+        severity and category they were computed for (a change recomputes them)."""
         cand = (self._sev.get(sev) if sev else None, self._cat.get(cat) if cat else None, self._rule.get(rid))
-        cols = self._rule_cols[(rid, sev, cat)] = tuple(j for j in cand if j is not None)
-        return cols
+        e = self._rule_cols[rid] = (sev, cat, tuple(j for j in cand if j is not None))
+        return e
 
-    def _path(self, url: str | None) -> list[float]:
-        path = url.partition("?")[0] if url else ""
+    def _path(self, path: str) -> list[float]:
         v = self._path_cache.get(path)
         if v is None:
             if len(self._path_cache) > 8192:
@@ -401,13 +408,13 @@ class FeatureExtractor:
             j = self._ua_cache[ua] = self._ua_col[ua_family(ua)]
         return j
 
-    def _history(self, a: Alert, t: float, rule: str, rec: bool) -> list[float]:
+    def _history(self, a: Alert, t: float, rule: str, path: str, rec: bool) -> list[float]:
         key = source_key(a)
         if key is None:
             return NO_HISTORY
         sources = self.state.sources
         h = sources.get(key) or SourceHistory()
-        out = h.observe(t, rule, target_of(a), rec)
+        out = h.observe(t, rule, target_of(a, path), rec)
         sources[key] = h
         return out
 

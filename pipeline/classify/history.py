@@ -156,9 +156,8 @@ class TenantRules:
                 self._advance(step)
         if rules:
             base = math.log1p(self.total)
-            get = self.counts.get
-            first = base - math.log1p(get(rules[0], 0.0))
-            rarest = base - math.log1p(min(map(get, rules, repeat(0.0))))
+            seen = list(map(self.counts.get, rules, repeat(0.0)))
+            first, rarest = base - math.log1p(seen[0]), base - math.log1p(min(seen))
         else:
             first = rarest = 0.0
         if record and t < self.pend_t:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 TOP_K = 5
 EXPIRE_EVERY = 20_000  # alerts between sweeps of idle sources out of the state (never changes a result)
+RECORDED_MAX = 200_000  # alert ids remembered so that a re-decided alert is not recorded twice
 TRUSTED = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -74,8 +75,8 @@ class NoiseClassifier(Classifier):
         self.extractor = FeatureExtractor(schema, state)
         self.stats: Counter[str] = Counter()  # below threshold but kept: out_of_scope, guardrail
         self._explainer: Any = None
-        self._newest = float("-inf")
         self._since_expire = 0
+        self._recorded: OrderedDict[str, None] = OrderedDict()  # alert ids already in the history (bounded)
 
     # ---- persistence -------------------------------------------------------------------------------
     @classmethod
@@ -183,17 +184,24 @@ class NoiseClassifier(Classifier):
         return p, out
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
-        out = self.assess(alerts, matched)[1]
-        if alerts:
-            self._newest = max(self._newest, max(a.time for a in alerts).timestamp())
-            self._since_expire += len(alerts)
-            if self._since_expire >= EXPIRE_EVERY:
-                self._since_expire = 0
-                self.extractor.state.expire(self._newest)
+        """The core's hook. An alert decided again (the core re-decides a representative whose content changed)
+        is scored with its new content but enters the source history only once."""
+        seen = self._recorded
+        record = [a.alert_id not in seen for a in alerts]
+        for a in alerts:
+            seen[a.alert_id] = None
+        while len(seen) > RECORDED_MAX:
+            seen.popitem(last=False)
+        out = self.assess(alerts, matched, record)[1]
+        self._since_expire += len(alerts)
+        if self._since_expire >= EXPIRE_EVERY:
+            self._since_expire = 0
+            self.extractor.state.expire(self.extractor.newest)
         return out
 
     def reset(self, state: ClassifierState | None = None) -> None:
         """Start a new stream: fresh (or the given) streaming state."""
         self.extractor = FeatureExtractor(self.schema, state)
-        self._newest, self._since_expire = float("-inf"), 0
+        self._since_expire = 0
+        self._recorded.clear()
         self.stats.clear()

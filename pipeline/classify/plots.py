@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def pr_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray) -> None:
+def pr_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray, split: str) -> None:
     """Precision / recall of "attack" for the model score and the anomaly-score baseline."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -21,7 +21,7 @@ def pr_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray) -> None:
         prec, rec, _ = precision_recall_curve(y, s)
         ax.plot(rec, prec, label=f"{name} (AP {average_precision_score(y, s):.4f})")
     ax.set(xlabel="recall (attack)", ylabel="precision (attack)",
-           title="Precision-recall, held-out (recall >= 0.9)", xlim=(0.9, 1.002))
+           title=f"Precision-recall, {split} split (recall >= 0.9)", xlim=(0.9, 1.002))
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -53,7 +53,8 @@ def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fn, nr
 
 
-def tradeoff_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray, report: dict[str, Any]) -> None:
+def tradeoff_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray, report: dict[str, Any],
+                 split: str) -> None:
     """Noise reduction against FN rate for every threshold, operating points marked."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, s, key in (("model", p, "model_metrics"), ("anomaly-score baseline", base, "baseline")):
@@ -63,7 +64,7 @@ def tradeoff_png(path: Path, y: np.ndarray, p: np.ndarray, base: np.ndarray, rep
         ax.plot(pt["fn_rate"] * 100, pt["noise_reduction"] * 100, "o", color=line.get_color())
     ax.axvline(100 * (1 - report["model"]["target_recall"]), color="grey", ls=":", label="FN budget")
     ax.set(xlabel="false negatives: attack alerts suppressed (%)", ylabel="noise reduction: benign suppressed (%)",
-           title="Noise reduction vs false negatives, held-out", xlim=(0, 3), ylim=(0, 101))
+           title=f"Noise reduction vs false negatives, {split} split", xlim=(0, 3), ylim=(0, 101))
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from pipeline.schema import Alert
 
 MARGIN = 0.1
+_ID = attrgetter("id")
 
 
 @dataclass(slots=True)
@@ -38,7 +40,7 @@ class Scope:
         mn, mx = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         pad = (mx - mn) * margin
         return cls(frozenset(a.source.format or a.source.product for a in alerts),
-                   frozenset(r.id for a in alerts for r in (a.rule, *a.rules) if r.id), mn - pad, mx + pad)
+                   frozenset(r.id for a in alerts for r in (a.rule, *a.rules)), mn - pad, mx + pad)
 
     def select(self, cols: Sequence[int]) -> Scope:
         """The same scope over a subset of the feature columns."""
@@ -46,9 +48,8 @@ class Scope:
 
     def known(self, a: Alert) -> bool:
         """The alert's product and all its rule ids were seen in training."""
-        rules = self.rules
         return ((a.source.format or a.source.product) in self.products
-                and (not a.rule.id or a.rule.id in rules) and all(r.id in rules for r in a.rules if r.id))
+                and (not a.rule.id or a.rule.id in self.rules) and self.rules.issuperset(map(_ID, a.rules)))
 
     def inside(self, X: np.ndarray) -> np.ndarray:
         """Per row: every feature within the (widened) training range."""

@@ -245,3 +245,15 @@ def test_expiring_idle_sources_never_changes_features(alerts: list[Alert], schem
         sweep.state.expire(max(a.time for a in batch).timestamp())
     np.testing.assert_array_equal(np.vstack(rows_keep), np.vstack(rows_sweep))
     assert len(sweep.state.sources) < len(keep.state.sources)
+
+
+def test_state_survives_a_restart(alerts: list[Alert], schema: FeatureSchema) -> None:
+    """The state pickles (as a worker's table would store it): stopping and resuming changes no feature."""
+    import pickle
+
+    whole = FeatureExtractor(schema).transform(alerts)
+    first = FeatureExtractor(schema)
+    head = first.transform(alerts[:170])
+    state = pickle.loads(pickle.dumps(first.state))
+    tail = FeatureExtractor(schema, state).transform(alerts[170:])
+    np.testing.assert_array_equal(np.vstack([head, tail]), whole)

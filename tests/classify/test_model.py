@@ -204,4 +204,16 @@ def test_other_products_are_never_suppressed(sample_model: NoiseClassifier) -> N
 
     ids = normalize_dir(SAMPLE.parents[1] / "ids", "default")[0]
     assert ids and {a.source.format for a in ids} == {"suricata"}
+    assert not any(sample_model.scope.known(a) for a in ids)  # a product the model never saw
     assert not any(sample_model.decide(ids, [[] for _ in ids]))
+
+
+def test_a_redecided_alert_enters_the_history_once(sample_model: NoiseClassifier, sample_ds: Dataset) -> None:
+    """The core may decide a representative again (its content changed): the history counts it once."""
+    src = sample_ds.alerts[0].src.ip
+    same = [a for a in sample_ds.alerts if a.src.ip == src][:3]
+    col = sample_model.schema.index["src_alerts_5m"]
+    sample_model.decide(same[:1], [[]])
+    sample_model.decide(same[:1], [[]])
+    X, _ = sample_model.score(same[1:2], [False])
+    assert X[0, col] == pytest.approx(np.log1p(1))
