@@ -47,6 +47,7 @@ class CoreState:
     fusion: MutableMapping[str, Incident] = field(default_factory=dict)
     alerts: MutableMapping[str, Alert] = field(default_factory=dict)  # recent alerts, by id
     matched: MutableMapping[str, list[str]] = field(default_factory=dict)  # alert id -> use case ids
+    suppressed: MutableMapping[str, float] = field(default_factory=dict)  # suppressed alert id -> event time
     watermark: dict[str, float] = field(default_factory=dict)  # tenant -> max event time
 
 
@@ -113,15 +114,26 @@ class Core:
     def feed_alerts(self, alerts: list[Alert]) -> None:
         """Dedup, enrich, match, classify (batched), then correlate and build incidents."""
         fresh: list[Alert] = []
+        rejudge: dict[int, Alert] = {}  # id(duplicate) -> the suppressed representative it would merge into
         for a in alerts:
             rep, kind = self.dedup.process(a)
             if kind == NEW:
                 fresh.append(rep)
+            elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
+                # noise must not hide an attack that looks alike (same rule, source, path): judge it alone
+                rep.count -= a.count
+                a.first_seen = a.last_seen = a.time
+                rejudge[id(a)] = rep
+                fresh.append(a)
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
                 self._repeat(rep, a)
             else:
                 self.out.same_event += 1
+        if self.dedup.upgraded:
+            new = {id(a) for a in fresh}
+            self._rematch([r for r in self.dedup.upgraded if id(r) not in new])
+            self.dedup.upgraded.clear()
         if not fresh:
             return
         matched: list[list[UseCase]] = []
@@ -131,9 +143,16 @@ class Core:
             matched.append(self._match(a))
         decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
         for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
+            rep = rejudge.get(id(a))
+            if rep is not None and dec is not None:  # noise like its representative: merge after all
+                rep.count += a.count
+                rep.last_seen = max(rep.last_seen or a.time, a.time)
+                self.out.duplicates += 1
+                continue
             self.out.alerts.append(a)
             if dec is not None:
                 self.out.suppressed.append(dec)
+                self.state.suppressed[a.alert_id] = a.time.timestamp()
                 continue
             self._correlate(a, ucs)
         self._maybe_expire(fresh[-1].time)
@@ -145,6 +164,15 @@ class Core:
     def take(self) -> Outputs:
         out, self.out = self.out, Outputs()
         return out
+
+    def _rematch(self, reps: list[Alert]) -> None:
+        """Representatives that took their primary log's content after they were matched on the secondary
+        log's (the two lines came in different calls): correlate the use cases they match now."""
+        for rep in reps:
+            done = set(self.state.matched.get(rep.alert_id, ()))
+            ucs = [u for u in self._match(rep) if u.id not in done]
+            if ucs and not (self.classifier and self.classifier.decide([rep], [ucs])[0] is not None):
+                self._correlate(rep, ucs)
 
     # ---- stages ------------------------------------------------------------------------------------
     def _match(self, a: Alert) -> list[UseCase]:
@@ -158,7 +186,7 @@ class Core:
         if not ucs:
             return
         self.state.alerts[a.alert_id] = a
-        self.state.matched[a.alert_id] = [u.id for u in ucs]
+        self.state.matched[a.alert_id] = [*self.state.matched.get(a.alert_id, ()), *(u.id for u in ucs)]
         for uc in ucs:
             self.out.matches[uc.id] += 1
             if uc.mdr.incident:
@@ -227,6 +255,9 @@ class Core:
         for aid in [k for k, a in self.state.alerts.items() if (a.last_seen or a.time) < horizon]:
             del self.state.alerts[aid]
             self.state.matched.pop(aid, None)
+        cut = horizon.timestamp()
+        for aid in [k for k, t in self.state.suppressed.items() if t < cut]:
+            del self.state.suppressed[aid]
 
 
 def _scalar(v: Any) -> Any:
