@@ -3,7 +3,8 @@
 `postgres_cluster()` runs `initdb` + `pg_ctl start` in a temporary directory on a free 127.0.0.1 port (as the
 `postgres` user when running as root, which PostgreSQL refuses) and yields a SQLAlchemy URL of a fresh
 database; it installs nothing. `PgUnavailable` says why it cannot (tests skip with that reason).
-`new_database(url)` makes another empty database on the same cluster.
+`new_database(url)` makes another empty database on the same cluster; `postgres_or_skip()` is
+`postgres_cluster()` that skips the test instead.
 """
 
 from __future__ import annotations
@@ -97,3 +98,19 @@ def postgres_cluster() -> Iterator[str]:
                            capture_output=True, timeout=60)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_or_skip() -> Iterator[str]:
+    """`postgres_cluster()`, or skip the calling test with the reason why it cannot run."""
+    import pytest
+
+    cm = postgres_cluster()
+    try:
+        url = cm.__enter__()
+    except PgUnavailable as e:
+        pytest.skip(f"PostgreSQL tests skipped: {e}")
+    try:
+        yield url
+    finally:
+        cm.__exit__(None, None, None)

@@ -149,6 +149,17 @@ class Rec:
         return v
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """The record as a plain dict (for normalizers that read it without the `Rec` view)."""
+    try:
+        d = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadRecord("bad_json", str(e)) from None
+    if not isinstance(d, dict):
+        raise BadRecord("bad_json", "not a JSON object")
+    return d
+
+
 def load(text: str) -> Rec:
     """The record as a JSON object."""
     try:

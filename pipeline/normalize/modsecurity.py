@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-import orjson
-
+from pipeline.normalize._jsonrec import json_object
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_clf
@@ -237,12 +236,7 @@ class ModSecurityNormalizer(Normalizer):
         return meta, matched
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
-        try:
-            d = orjson.loads(rec.text)
-        except orjson.JSONDecodeError as e:
-            raise BadRecord("bad_json", str(e)) from None
-        if not isinstance(d, dict):
-            raise BadRecord("bad_json", "not a JSON object")
+        d = json_object(rec.text)
         tx = _obj(d, "transaction")
         req = _obj(d, "request", False)
         resp = _obj(d, "response", False)

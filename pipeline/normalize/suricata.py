@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from pipeline.normalize._jsonrec import json_object
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso
@@ -135,12 +134,7 @@ class SuricataNormalizer(Normalizer):
         return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
-        try:
-            d = orjson.loads(rec.text)
-        except orjson.JSONDecodeError as e:
-            raise BadRecord("bad_json", str(e)) from None
-        if not isinstance(d, dict):
-            raise BadRecord("bad_json", "not a JSON object")
+        d = json_object(rec.text)
         et = d.get("event_type")
         if et != "alert":
             if not isinstance(et, str) or not et:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -46,33 +46,37 @@ def _actor(by: str | None) -> str:
         return "analyst"
 
 
-@contextmanager
-def _store(db: str | None) -> Iterator[TicketStore]:
-    from pipeline.soar.tickets import TicketError, TicketStore
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
-    store = TicketStore(db)
-    try:
-        yield store
-    except TicketError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+
+C = TypeVar("C", bound=_Closable)
 
 
 @contextmanager
-def _soar(db: str | None, playbooks: str | None, channels: str | None) -> Iterator[Soar]:
-    from pipeline.soar.actions import Soar
+def _closing(thing: C) -> Iterator[C]:
+    """Yield `thing` and close it after; a TicketError becomes an error message and exit status 1."""
     from pipeline.soar.tickets import TicketError
 
-    soar = Soar.open(db, playbooks=playbooks, channels=channels)
     try:
-        yield soar
+        yield thing
     except TicketError as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
     finally:
-        soar.close()
+        thing.close()
+
+
+def _store(db: str | None) -> AbstractContextManager[TicketStore]:
+    from pipeline.soar.tickets import TicketStore
+
+    return _closing(TicketStore(db))
+
+
+def _soar(db: str | None, playbooks: str | None, channels: str | None) -> AbstractContextManager[Soar]:
+    from pipeline.soar.actions import Soar
+
+    return _closing(Soar.open(db, playbooks=playbooks, channels=channels))
 
 
 def _ts(d: datetime | None) -> str:
@@ -213,56 +217,41 @@ def tickets_close(
         out.print(f"ticket {t.id}: closed as {t.verdict} (verdict appended to {path})")
 
 
-def _decide(
-    ref: str,
-    approve: bool,
-    by: str | None,
-    comment: str | None,
-    db: str | None,
-    playbooks: str | None,
-    channels: str | None,
-    wait: float,
-) -> None:
-    with _soar(db, playbooks, channels) as soar:
-        t = soar.store.require(ref)
-        before = len(soar.store.timeline(t.id))
-        runs = soar.runner.decide(t.id, approve, _actor(by), comment)
-        settled = soar.runner.drain(wait)
-        for e in soar.store.timeline(t.id)[before:]:
-            out.print(f"{e.kind:>10} {e.status or '':>8}  {e.text}")
-        out.print(
-            f"ticket {t.id}: {'approved' if approve else 'denied'} ({len(runs)} run(s) resumed"
-            + ("" if settled else "; steps still pending, `mdr playbooks resume` continues them")
-            + ")"
-        )
+def _decision(approve: bool, doc: str) -> Callable[..., None]:
+    """The `approve` (`deny`) command: decide the playbook step waiting on a ticket and resume its runs."""
+
+    def command(
+        ref: IdArg,
+        comment: Annotated[str | None, typer.Option()] = None,
+        by: ByOpt = None,
+        db: DbOpt = None,
+        playbooks: PlaybooksOpt = None,
+        channels: ChannelsOpt = None,
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the resumed steps")] = 60.0,
+    ) -> None:
+        with _soar(db, playbooks, channels) as soar:
+            t = soar.store.require(ref)
+            before = len(soar.store.timeline(t.id))
+            runs = soar.runner.decide(t.id, approve, _actor(by), comment)
+            settled = soar.runner.drain(wait)
+            for e in soar.store.timeline(t.id)[before:]:
+                out.print(f"{e.kind:>10} {e.status or '':>8}  {e.text}")
+            out.print(
+                f"ticket {t.id}: {'approved' if approve else 'denied'} ({len(runs)} run(s) resumed"
+                + ("" if settled else "; steps still pending, `mdr playbooks resume` continues them")
+                + ")"
+            )
+
+    command.__doc__ = doc
+    return command
 
 
-@tickets_app.command("approve")
-def tickets_approve(
-    ref: IdArg,
-    comment: Annotated[str | None, typer.Option()] = None,
-    by: ByOpt = None,
-    db: DbOpt = None,
-    playbooks: PlaybooksOpt = None,
-    channels: ChannelsOpt = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the resumed steps")] = 60.0,
-) -> None:
-    """Approve the playbook step waiting on this ticket; the run resumes."""
-    _decide(ref, True, by, comment, db, playbooks, channels, wait)
-
-
-@tickets_app.command("deny")
-def tickets_deny(
-    ref: IdArg,
-    comment: Annotated[str | None, typer.Option()] = None,
-    by: ByOpt = None,
-    db: DbOpt = None,
-    playbooks: PlaybooksOpt = None,
-    channels: ChannelsOpt = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the resumed steps")] = 60.0,
-) -> None:
-    """Deny the playbook step waiting on this ticket (the run stops, or continues if the step says so)."""
-    _decide(ref, False, by, comment, db, playbooks, channels, wait)
+tickets_approve = tickets_app.command("approve")(
+    _decision(True, "Approve the playbook step waiting on this ticket; the run resumes.")
+)
+tickets_deny = tickets_app.command("deny")(
+    _decision(False, "Deny the playbook step waiting on this ticket (the run stops, or continues if the step says so).")
+)
 
 
 @tickets_app.command("escalate")

@@ -236,8 +236,11 @@ def _per_target(
     step: Step,
     p: dict[str, Any],
     key: str,
-    call: Callable[[Connector, str], dict[str, Any]],
+    call: Callable[..., dict[str, Any]],
 ) -> StepResult:
+    """`call(connector, target, reason=, ref=, timeout=, retry=)` for each target in `p[key]`."""
+    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
+    common = {"reason": reason, "ref": ctx.ticket.incident_id, "timeout": step.timeout, "retry": NO_RETRY}
     targets = _listify(p[key])
     if not targets:
         return StepResult("skipped", f"nothing to act on ({key} is empty)")
@@ -245,7 +248,7 @@ def _per_target(
     with ctx.use(p["channel"]) as conn:
         for target in targets:
             try:
-                done.append(call(conn, target))
+                done.append(call(conn, target, **common))
             except ConnectorError as e:
                 failed.append({"target": target, "error": str(e)})
                 retryable = retryable or e.retryable
@@ -261,32 +264,11 @@ def _per_target(
 
 
 def do_block_ip(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
-    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
-    return _per_target(
-        ctx,
-        step,
-        p,
-        "ips",
-        lambda c, ip: c.block_ip(
-            ip,
-            duration=float(p["duration"]),
-            reason=reason,
-            ref=ctx.ticket.incident_id,
-            timeout=step.timeout,
-            retry=NO_RETRY,
-        ),
-    )
+    return _per_target(ctx, step, p, "ips", lambda c, ip, **kw: c.block_ip(ip, duration=float(p["duration"]), **kw))
 
 
 def do_isolate_host(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
-    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
-    return _per_target(
-        ctx,
-        step,
-        p,
-        "hosts",
-        lambda c, h: c.isolate_host(h, reason=reason, ref=ctx.ticket.incident_id, timeout=step.timeout, retry=NO_RETRY),
-    )
+    return _per_target(ctx, step, p, "hosts", lambda c, h, **kw: c.isolate_host(h, **kw))
 
 
 def do_wait_approval(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:

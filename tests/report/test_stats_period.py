@@ -80,16 +80,11 @@ def test_the_same_report_on_postgresql(report_store: Fixture) -> None:
     """Stats, tickets and the report's figures on a real PostgreSQL equal those on SQLite."""
     from pipeline.report.data import collect
     from pipeline.soar.tickets import TicketStore
-    from tests.pg import PgUnavailable, new_database, postgres_cluster
+    from tests.pg import new_database, postgres_or_skip
     from tests.report.conftest import NOW, work_tickets
     from tests.report.test_report import WEEK
 
-    cm = postgres_cluster()
-    try:
-        base = cm.__enter__()
-    except PgUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    try:
+    with postgres_or_skip() as base:
         pg = TicketStore(new_database(base))
         try:
             for res in report_store.results["acme"]:
@@ -98,8 +93,6 @@ def test_the_same_report_on_postgresql(report_store: Fixture) -> None:
             got = collect(pg, "acme", WEEK, NOW).key_figures()
         finally:
             pg.close()
-    finally:
-        cm.__exit__(None, None, None)
     assert got == collect(report_store.store, "acme", WEEK, NOW).key_figures()
     assert got["incidents_total"] > 0
 

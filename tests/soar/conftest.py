@@ -9,21 +9,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.soar.tickets import TicketStore
-from tests.pg import PgUnavailable, new_database, postgres_cluster
+from tests.pg import new_database, postgres_or_skip
 from tests.soar.servers import RecordingServer, Responder
 
 
 @pytest.fixture(scope="session")
 def pg_base_url() -> Iterator[str]:
-    cm = postgres_cluster()
-    try:
-        url = cm.__enter__()
-    except PgUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    try:
+    with postgres_or_skip() as url:
         yield url
-    finally:
-        cm.__exit__(None, None, None)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

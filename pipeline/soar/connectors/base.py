@@ -278,6 +278,10 @@ class HttpConnector(Connector):
                 )
             return self._client
 
+    def endpoint(self, path: str) -> str:
+        """`path` below the `url` setting."""
+        return self.settings["url"].rstrip("/") + path
+
     def describe(self, req: Request) -> dict[str, Any]:
         body = req.json if req.json is not None else (req.content.decode("utf-8", "replace") if req.content else None)
         url = req.url + ("?" + "&".join(f"{k}=..." for k in req.params) if req.params else "")
@@ -317,6 +321,17 @@ class HttpConnector(Connector):
                 status=r.status_code,
             )
         return r
+
+    def errcode_answer(self, r: httpx.Response, where: str, retry_codes: frozenset[int]) -> dict[str, Any]:
+        """A chat robot's answer (DingTalk, WeCom): `{"errcode": 0}` is success, `retry_codes` are retried."""
+        data = json_or_error(r, where)
+        code = data.get("errcode", 0)
+        if code != 0:
+            raise ConnectorError(
+                f"{where} errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
+                retryable=code in retry_codes,
+            )
+        return {"http_status": r.status_code}
 
     def close(self) -> None:
         with self._lock:

@@ -13,14 +13,7 @@ import hmac
 import time
 from typing import Any
 
-from pipeline.soar.connectors.base import (
-    ConnectorError,
-    HttpConnector,
-    Message,
-    Request,
-    RetryPolicy,
-    json_or_error,
-)
+from pipeline.soar.connectors.base import HttpConnector, Message, Request, RetryPolicy
 
 RETRY_CODES = frozenset({130101, -1})
 
@@ -54,11 +47,4 @@ class DingTalk(HttpConnector):
             ts = int(time.time() * 1000)
             params = {"timestamp": str(ts), "sign": sign(secret, ts)}
         r = self._once(Request("POST", self.settings["url"], json=body, params=params), timeout)
-        data = json_or_error(r, "dingtalk")
-        code = data.get("errcode", 0)
-        if code != 0:
-            raise ConnectorError(
-                f"dingtalk errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
-                retryable=code in RETRY_CODES,
-            )
-        return {"http_status": r.status_code}
+        return self.errcode_answer(r, "dingtalk", RETRY_CODES)

@@ -35,7 +35,7 @@ class Jira(HttpConnector):
             auth = f"Bearer {token}"
         return Request(
             method,
-            self.settings["url"].rstrip("/") + path,
+            self.endpoint(path),
             json=body,
             params=params or {},
             headers={"Authorization": auth, "Accept": "application/json"},

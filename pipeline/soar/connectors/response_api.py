@@ -19,7 +19,7 @@ class ResponseApi(HttpConnector):
 
     def _req(self, path: str, body: dict[str, Any]) -> Request:
         headers = {"Authorization": f"Bearer {self.settings['token']}"} if self.settings.get("token") else {}
-        return Request("POST", self.settings["url"].rstrip("/") + path, json=body, headers=headers)
+        return Request("POST", self.endpoint(path), json=body, headers=headers)
 
     def protected(self, ip: str) -> bool:
         addr = ipaddress.ip_address(ip)

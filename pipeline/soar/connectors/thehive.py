@@ -30,7 +30,7 @@ class TheHive(HttpConnector):
         headers = {"Authorization": f"Bearer {self.settings['api_key']}"}
         if self.settings.get("organisation"):
             headers["X-Organisation"] = self.settings["organisation"]
-        return Request(method, self.settings["url"].rstrip("/") + path, json=body, headers=headers)
+        return Request(method, self.endpoint(path), json=body, headers=headers)
 
     @property
     def source(self) -> str:

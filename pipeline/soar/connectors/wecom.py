@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.soar.connectors.base import (
-    ConnectorError,
-    HttpConnector,
-    Message,
-    Request,
-    RetryPolicy,
-    json_or_error,
-)
+from pipeline.soar.connectors.base import HttpConnector, Message, Request, RetryPolicy
 
 MAX_BYTES = 4096
 RETRY_CODES = frozenset({45009, -1})
@@ -26,16 +19,6 @@ class WeCom(HttpConnector):
         content = f"**{msg.title}**\n{msg.text}".encode()[:MAX_BYTES].decode("utf-8", "ignore")
         req = Request("POST", self.settings["url"], json={"msgtype": "markdown", "markdown": {"content": content}})
         self.preview(req)
-
-        def once() -> dict[str, Any]:
-            r = self._once(req, timeout or self.timeout)
-            data = json_or_error(r, "wecom")
-            code = data.get("errcode", 0)
-            if code != 0:
-                raise ConnectorError(
-                    f"wecom errcode {code}: {self.redact(str(data.get('errmsg', '')))}",
-                    retryable=code in RETRY_CODES,
-                )
-            return {"http_status": r.status_code}
-
-        return self.with_retry(once, retry)
+        return self.with_retry(
+            lambda: self.errcode_answer(self._once(req, timeout or self.timeout), "wecom", RETRY_CODES), retry
+        )
