@@ -68,7 +68,8 @@ class Dedup:
     A representative is final once its window has closed: when a later duplicate replaces it (it is then put
     in `closed`), on `expire(watermark)`, or on `drain()`. Until then its count and last_seen still grow.
     When the representative came from a secondary log and the primary log's alert for the same event arrives,
-    the representative takes the primary's content (keeping its id, count and times).
+    the representative takes the primary's content (keeping its id, count and times) and is put in `upgraded`
+    (the caller matches it again: it may have been matched on the secondary's content in an earlier call).
     """
 
     def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Alert] | None = None,
@@ -77,6 +78,7 @@ class Dedup:
         self.state: MutableMapping[str, Alert] = state if state is not None else {}
         self.events: MutableMapping[str, str] = events if events is not None else {}
         self.closed: list[Alert] = []
+        self.upgraded: list[Alert] = []
 
     def process(self, a: Alert) -> tuple[Alert, str]:
         ek = event_key(a)
@@ -89,6 +91,7 @@ class Dedup:
                         if name not in _KEEP:
                             setattr(rep, name, getattr(a, name))
                     self.state[fp] = rep  # type: ignore[index]
+                    self.upgraded.append(rep)
                 return rep, SAME_EVENT
         fp = a.fingerprint = fingerprint(a)
         rep = self.state.get(fp)
