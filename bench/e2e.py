@@ -87,11 +87,11 @@ async def loop(stream):
             st["t0"] = time.perf_counter()
         st["n"] += 1
         if st["n"] >= {n}:
-            print("RATE", st["n"] / (time.perf_counter() - st["t0"]), flush=True)
+            os.write(1, f"RATE {{st['n'] / (time.perf_counter() - st['t0'])}}\\n".encode())  # Faust redirects print
             os._exit(0)
 app.main()
 """
-    p = subprocess.run([sys.executable, "-c", script, "worker", "-l", "warning"], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-c", script, "worker", "-l", "warn"], capture_output=True, text=True,
                        timeout=900, cwd=work, check=False)
     m = re.search(r"RATE ([\d.]+)", p.stdout)
     return float(m.group(1)) if m else float("nan")
@@ -105,11 +105,80 @@ def metric(port: int, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", body, re.M))
 
 
-def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int) -> subprocess.Popen:
+def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int, prefix: str = "mdr."
+                 ) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
-         "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning"],
+         "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning",
+         "--prefix", prefix],
         cwd=ROOT, stdout=(work / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def quantile(port: int, q: float) -> float:
+    """Quantile of the worker's end-to-end histogram (linear inside a bucket)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    buckets = [(float(le), float(n)) for le, n in
+               re.findall(r'^mdr_end_to_end_seconds_bucket{le="([^"]+)"} ([\d.e+]+)$', body, re.M)]
+    total = buckets[-1][1] if buckets else 0.0
+    lo_le, lo_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= q * total and total:
+            if le == float("inf"):
+                return lo_le
+            return lo_le + (le - lo_le) * (q * total - lo_n) / max(n - lo_n, 1e-9)
+        lo_le, lo_n = le, n
+    return float("nan")
+
+
+async def paced(bootstrap: str, topics: dict[str, list[bytes]], per_second: float, seconds: float) -> int:
+    """Send the values round robin over the topics at `per_second` messages/s for `seconds`."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, max_request_size=16 << 20)
+    await producer.start()
+    streams = [(t, iter(vs)) for t, vs in topics.items()]
+    sent, t0 = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds and streams:
+            for t, it in list(streams):
+                v = next(it, None)
+                if v is None:
+                    streams.remove((t, it))
+                    continue
+                await producer.send(t, v)
+                sent += 1
+            await asyncio.sleep(max(0.0, t0 + sent / per_second - time.perf_counter()))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def latency(bootstrap: str, work: Path, values: dict[str, list[bytes]], alerts_per_msg: float, rate: float,
+            seconds: float = 20.0) -> tuple[float, float, float]:
+    """p50/p99 alert -> incident latency of one worker with input paced at `rate` alerts/s."""
+    topics = Topics(prefix="lat.")
+    ensure_topics(bootstrap, topics, 4)
+    port = free_port()
+    proc = start_worker(bootstrap, work, "bench-lat", "bench-lat", port, prefix="lat.")
+    try:
+        while metric(port, "mdr_alerts_total") == 0.0 and not _healthy(port):
+            time.sleep(0.5)
+        time.sleep(3)
+        per_s = rate / alerts_per_msg
+        sent = asyncio.run(paced(bootstrap, {topics.ingest_topic(k): vs for k, vs in values.items()}, per_s, seconds))
+        time.sleep(5)
+        return quantile(port, 0.5), quantile(port, 0.99), sent * alerts_per_msg / seconds
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+    except OSError:
+        return False
 
 
 def run_workers(bootstrap: str, work: Path, count: int, total_alerts: float | None, app_id: str) -> tuple:
@@ -165,6 +234,8 @@ def main() -> None:
         print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s ({r1 / bare:.1f}x bare Faust events/s)")
         n2, r2, s2 = run_workers(b, work, 2, None, "bench-2")
         print(f"2 workers: {n2:,.0f} alerts in {s2:.1f}s = {r2:,.0f} alerts/s ({r2 / r1:.2f}x one worker)")
+        p50, p99, offered = latency(b, work, values, n1 / max(msgs, 1), r1 / 2)
+        print(f"latency at ~{offered:,.0f} alerts/s offered (half of one worker): p50 {p50:.2f}s, p99 {p99:.2f}s")
     print(f"work dir {work}; cpu count {os.cpu_count()}")
 
 

@@ -30,7 +30,7 @@ from pipeline.stream.config import Topics, WorkerConfig
 from pipeline.stream.envelope import Message
 from pipeline.stream.metrics import Metrics
 from pipeline.stream.processor import Batch, Flushed, Normalized, Normalizer, PartitionWork, pack, unpack_batch
-from pipeline.stream.state import REDO, PartitionState, encode_redo
+from pipeline.stream.state import PartitionState
 from pipeline.stream.usecases import UseCaseFeed
 
 log = logging.getLogger("mdr.worker")
@@ -160,12 +160,11 @@ class Runtime:
             log.info("partition %d: %d alerts -> %d incident updates", partition, fl.fed, len(fl.out.incidents))
 
     def _persist(self, fl: Flushed) -> None:
-        """Write the delta to the table in the partition of the events it came from: redo record first."""
+        """Write the state records to the table in the partition of the events they came from."""
         token = _current_event.set(weakref.ref(fl.events[-1]))
         try:
             table = self.table
-            table[REDO.encode()] = encode_redo(fl.delta)
-            for k, v in fl.delta.items():
+            for k, v in fl.writes:
                 if v is not None:
                     table[k] = v
                 else:
@@ -269,6 +268,12 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     @app.task
     async def usecase_feed() -> None:
         await rt.feed.run()
+
+    @rt.table.on_recover
+    async def recovered() -> None:  # the state of assigned partitions is ready before their first event
+        for tp in app.consumer.assignment():
+            if tp.topic == t.internal:
+                rt.work(tp.partition)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = (), **kw: Any) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +48,7 @@ def run_worker(cfg: WorkerConfig) -> None:
     tune_gc()
     handler = json_handler()
     logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler], force=True)
-    ensure_topics(cfg.bootstrap, cfg.topics, cfg.partitions)
+    _create_topics(cfg, ensure_topics)
     ucs = load_usecases(str(cfg.usecases))
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
@@ -61,6 +63,24 @@ def run_worker(cfg: WorkerConfig) -> None:
     worker = faust.Worker(rt.app, loglevel=cfg.log_level, redirect_stdouts=False, quiet=True,
                           override_logging=False)
     worker.execute_from_commandline()
+
+
+def _create_topics(cfg: WorkerConfig, ensure: Callable[..., None], wait: float = 90.0) -> None:
+    """Create the worker's topics, waiting for a broker that is down or restarting (up to `wait` seconds)."""
+    from kafka.errors import KafkaError
+
+    from pipeline.stream.broker import BrokerError
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            ensure(cfg.bootstrap, cfg.topics, cfg.partitions)
+            return
+        except (KafkaError, BrokerError, OSError) as e:
+            if time.monotonic() > deadline:
+                raise
+            logging.getLogger("mdr.worker").warning("broker not ready (%s); retrying", e)
+            time.sleep(1.0)
 
 
 def worker(

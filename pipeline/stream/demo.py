@@ -10,11 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from kafka import KafkaConsumer, TopicPartition
 from pipeline import paths
 from pipeline.schema import Incident, decode_incident
 from pipeline.stream.config import Topics

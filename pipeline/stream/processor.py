@@ -124,7 +124,7 @@ class Flushed:
 
     out: Outputs
     alerts: list[Alert]  # representatives whose state changed (final counts converge by key)
-    delta: dict[bytes, bytes | None]
+    writes: list[tuple[bytes, bytes | None]]  # table records persisting the state change (None: delete)
     events: list[Any]  # the consumed messages to ack once the outputs are durable
     t_in: list[float]
     fed: int
@@ -191,8 +191,8 @@ class PartitionWork:
             rep = dict.get(dedup, fp)
             if rep is not None:
                 changed[rep.alert_id] = rep
-        return Flushed(out, list(changed.values()), self.pstate.delta(), events, [it.t_in for it in items],
-                       len(items), redelivered)
+        writes = self.pstate.writes(self.pstate.delta())
+        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], len(items), redelivered)
 
 
 def _merge(acc: Outputs, out: Outputs) -> None:

@@ -4,26 +4,35 @@ The core mutates state objects in place (``rep.count += 1``) and shares objects 
 representative is also the correlation store's alert; an open incident is also the fusion store's). So the
 working state is a set of plain dicts that live as long as the partition is assigned (object identity as in
 `mdr replay`), and each mapping records the keys read or written. At the end of a batch those keys are
-re-encoded (msgspec JSON for Alert/Incident, orjson for the rest) into a *delta*, which the worker writes to
-the table: first as one compressed redo record (atomic: one changelog message), then key by key. Loading a
-partition reads the table's keys and re-applies the last redo record, so a crash between the two leaves
-nothing half-written. The delta also carries the high-water marks of the ingest offsets already applied,
-which makes redelivered alerts no-ops (at-least-once input, exactly-once effect on state).
+re-encoded (msgspec JSON for Alert/Incident, orjson for the rest) into a *delta*.
+
+The table holds the state as a log: each batch writes its delta as ONE record (a *segment*; a large one in
+pieces that a load applies only when all are there), and once the segments outweigh the state, a *snapshot*
+of the whole state (chunk records, then a meta record naming them) after which the older segments and
+snapshots are deleted. Loading reads the latest complete snapshot and re-applies the later complete segments
+in order, so a crash anywhere leaves nothing half-written. The delta also carries the high-water marks of the
+ingest offsets already applied, which makes redelivered alerts no-ops (at-least-once input, exactly-once
+effect on state).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import orjson
 
 from pipeline.engine import CoreState
 from pipeline.schema import decode_alert, decode_incident, encode
 
 SEP = "\x1f"
-REDO = "\x00redo"
+SEGMENT = "\x00seg" + SEP  # + number: one batch's delta
+SNAPSHOT = "\x00snap" + SEP  # + generation SEP chunk: part of a snapshot
+SNAP_META = "\x00snapmeta"  # {"gen", "chunks", "seg": last segment included}
+SNAP_MIN = 4 << 20  # segments may grow to max(this, the snapshot's size) before the next snapshot
+MAX_SEGMENTS = 2000
+CHUNK = 12 << 20  # bytes of state per record (messages may have 16 MiB)
 META_HW = "meta" + SEP + "hw"
 META_WM = "meta" + SEP + "wm"
 _MISSING = object()
@@ -90,6 +99,12 @@ class PartitionState:
         self.hw: dict[str, list[int]] = {}  # "topic:partition" -> [offset, seq] of the last alert applied
         self.watermark = 0.0  # max event time seen (epoch seconds)
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map
+        self.enc: dict[bytes, bytes] = {}  # encoded value of every key (what a snapshot writes)
+        self.seg = 0  # number of the next segment
+        self.segs: list[int] = []  # segments written since the snapshot
+        self.seg_bytes = 0
+        self.snap_gen, self.snap_chunks, self.snap_bytes = 0, 0, 0
+        self.stale: list[bytes] = []  # records a crash left behind, deleted with the next snapshot
 
     # ---- idempotence --------------------------------------------------------------------------------
     def fresh(self, src: str, offset: int, seq: int) -> bool:
@@ -137,17 +152,49 @@ class PartitionState:
         out[META_WM.encode()] = orjson.dumps(self.watermark)
         return out
 
+    # ---- table records ------------------------------------------------------------------------------
+    def writes(self, delta: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes | None]]:
+        """The table records (None: delete) that persist `delta`, in write order: one segment (in pieces of
+        at most CHUNK bytes, applied on load only when all are there), and when the segments outweigh the
+        state, a snapshot that replaces them."""
+        for k, v in delta.items():
+            if v is None:
+                self.enc.pop(k, None)
+            else:
+                self.enc[k] = v
+        pieces = _split(list(delta.items()))
+        out: list[tuple[bytes, bytes | None]] = []
+        for i, piece in enumerate(pieces):
+            value = _pieces_enc.encode((len(pieces), piece))
+            out.append((segment_key(self.seg, i), value))
+            self.seg_bytes += len(value)
+        self.segs += [k for k, _ in out]
+        self.seg += 1
+        if self.seg_bytes > max(SNAP_MIN, self.snap_bytes) or len(self.segs) > MAX_SEGMENTS:
+            out += self._snapshot()
+        return out
+
+    def _snapshot(self) -> list[tuple[bytes, bytes | None]]:
+        gen = self.snap_gen + 1
+        chunks = [_pieces_enc.encode((0, part)) for part in _split(list(self.enc.items()))]
+        out: list[tuple[bytes, bytes | None]] = [(snapshot_key(gen, i), c) for i, c in enumerate(chunks)]
+        out.append((SNAP_META.encode(), orjson.dumps({"gen": gen, "chunks": len(chunks), "seg": self.seg - 1})))
+        out += [(k, None) for k in self.segs]
+        out += [(snapshot_key(self.snap_gen, i), None) for i in range(self.snap_chunks)]
+        out += [(k, None) for k in self.stale]
+        self.stale = []
+        self.snap_gen, self.snap_chunks, self.snap_bytes = gen, len(chunks), sum(map(len, chunks))
+        self.segs, self.seg_bytes = [], 0
+        return out
+
     # ---- load ---------------------------------------------------------------------------------------
     def load(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        """Rebuild from a table partition's (key, value) pairs, re-applying its redo record. Returns keys."""
-        raw: dict[bytes, bytes | None] = {bytes(k): v for k, v in items}
-        redo = raw.pop(REDO.encode(), None)
-        if redo:
-            raw.update(decode_redo(redo))
+        """Rebuild from a table partition's records: the latest snapshot, then the later segments in order.
+        Returns the number of keys."""
+        raw = self._replay({bytes(k): v for k, v in items})
+        self.enc = {k: bytes(v) for k, v in raw.items() if v is not None}
         by_kind: dict[str, list[tuple[str, bytes]]] = {k: [] for k in KINDS}
-        for k, v in raw.items():
-            if v is None:
-                continue
+        for k, v in self.enc.items():
             kind, _, key = k.decode().partition(SEP)
             if kind == "meta":
                 if key == "hw":
@@ -170,13 +217,63 @@ class PartitionState:
         for kind in KINDS:
             self.maps[kind].touched = set()
         self._group_keys = {inc.incident_id: k for k, inc in dict.items(self.maps["incidents"])}
-        return len(raw)
+        return len(self.enc)
+
+    def _replay(self, records: dict[bytes, bytes]) -> dict[bytes, bytes | None]:
+        """Key -> encoded value from the snapshot named by the meta record and the complete segments after
+        it; records a crash left behind go to `stale`."""
+        raw: dict[bytes, bytes | None] = {}
+        meta = records.get(SNAP_META.encode())
+        last = -1
+        if meta:
+            m = orjson.loads(meta)
+            self.snap_gen, self.snap_chunks, last = m["gen"], m["chunks"], m["seg"]
+            for i in range(self.snap_chunks):
+                chunk = records[snapshot_key(self.snap_gen, i)]
+                self.snap_bytes += len(chunk)
+                raw.update(_pieces.decode(chunk)[1])
+        current = snapshot_key(self.snap_gen, 0)[:-6]
+        self.stale = [k for k in records if k.startswith(SNAPSHOT.encode()) and not k.startswith(current)]
+        segs: dict[int, list[tuple[int, bytes]]] = {}
+        for k in records:
+            if k.startswith(SEGMENT.encode()):
+                n, _, i = k[len(SEGMENT):].decode().partition(SEP)
+                segs.setdefault(int(n), []).append((int(i), k))
+        for n in sorted(segs):
+            keys = [k for _, k in sorted(segs[n])]
+            decoded = [_pieces.decode(records[k]) for k in keys] if n > last else []
+            if not decoded or any(count != len(keys) for count, _ in decoded):
+                self.stale += keys  # included in the snapshot, or cut short by a crash
+                continue
+            for _, pairs in decoded:
+                raw.update(pairs)
+            self.segs += keys
+            self.seg_bytes += sum(len(records[k]) for k in keys)
+        self.seg = max([last, *segs]) + 1
+        return raw
 
 
-def encode_redo(delta: dict[bytes, bytes | None]) -> bytes:
-    pairs = [[k.decode(), None if v is None else v.decode()] for k, v in delta.items()]
-    return zlib.compress(orjson.dumps(pairs), 1)
+_pieces = msgspec.msgpack.Decoder(tuple[int, list[tuple[bytes, bytes | None]]])
+_pieces_enc = msgspec.msgpack.Encoder()
 
 
-def decode_redo(data: bytes) -> dict[bytes, bytes | None]:
-    return {k.encode(): (None if v is None else v.encode()) for k, v in orjson.loads(zlib.decompress(data))}
+def _split(pairs: list[tuple[bytes, bytes | None]]) -> list[list[tuple[bytes, bytes | None]]]:
+    """`pairs` in parts of about CHUNK bytes (at least one part)."""
+    parts: list[list[tuple[bytes, bytes | None]]] = [[]]
+    size = 0
+    for kv in pairs:
+        n = len(kv[0]) + len(kv[1] or b"")
+        if size + n > CHUNK and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(kv)
+        size += n
+    return parts
+
+
+def segment_key(n: int, piece: int) -> bytes:
+    return f"{SEGMENT}{n:012d}{SEP}{piece:06d}".encode()
+
+
+def snapshot_key(gen: int, chunk: int) -> bytes:
+    return f"{SNAPSHOT}{gen:012d}{SEP}{chunk:06d}".encode()

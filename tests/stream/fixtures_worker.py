@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+
 from pipeline.engine import Core
 from pipeline.replay import ReplayResult, replay
 from pipeline.rules.usecase import load_usecases

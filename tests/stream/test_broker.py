@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline.stream.broker import (
     Broker,
     BrokerError,

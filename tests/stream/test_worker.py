@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from kafka import KafkaProducer
+
 from pipeline.schema import decode_alert
 from pipeline.stream.app import ensure_topics
 from pipeline.stream.config import Topics
