@@ -63,6 +63,18 @@ class Outputs:
     duplicates: int = 0
     same_event: int = 0  # alerts of a secondary log merged into the primary log's alert of the same event
 
+    def add(self, other: Outputs) -> None:
+        """Accumulate another batch's outputs (incidents: the latest state of each wins)."""
+        self.alerts.extend(other.alerts)
+        self.dead.extend(other.dead)
+        self.skipped.update(other.skipped)
+        self.suppressed.extend(other.suppressed)
+        self.incidents.update(other.incidents)
+        self.matches.update(other.matches)
+        self.records += other.records
+        self.duplicates += other.duplicates
+        self.same_event += other.same_event
+
 
 class Core:
     def __init__(self, usecases: UseCaseSet, state: CoreState | None = None, *,

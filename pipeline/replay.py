@@ -44,13 +44,6 @@ class ReplayResult:
         return Counter(d.reason for d in self.dead)
 
 
-def _merge(res: ReplayResult, out: Outputs) -> None:
-    res.alerts.extend(out.alerts)
-    res.dead.extend(out.dead)
-    res.skipped.update(out.skipped)
-    res.suppressed.extend(out.suppressed)
-    res.incidents.update(out.incidents)
-
 
 def replay(paths: Iterable[str], core: Core, tenant: str, host: str | None = None, fmt: str | None = None,
            progress: Callable[[str, int], None] | None = None) -> ReplayResult:
@@ -70,9 +63,15 @@ def replay(paths: Iterable[str], core: Core, tenant: str, host: str | None = Non
     res.dead.extend(norm.dead)
     res.skipped.update(norm.skipped)
     alerts = sorted(norm.alerts, key=lambda a: a.time)
+    acc = Outputs()
     for i in range(0, len(alerts), BATCH):
         core.feed_alerts(alerts[i:i + BATCH])
-        _merge(res, core.take())
+        acc.add(core.take())
+    res.alerts.extend(acc.alerts)
+    res.dead.extend(acc.dead)
+    res.skipped.update(acc.skipped)
+    res.suppressed.extend(acc.suppressed)
+    res.incidents.update(acc.incidents)
     return res
 
 

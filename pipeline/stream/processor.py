@@ -178,12 +178,12 @@ class PartitionWork:
         out = Outputs()
         for i in range(0, len(items), FEED_CHUNK):
             core.feed_alerts([it.alert for it in items[i:i + FEED_CHUNK]])
-            _merge(out, core.take())
+            out.add(core.take())
         if items:
             wm = max(self.pstate.watermark, items[-1].alert.time.timestamp())
             self.pstate.watermark = wm
             core.expire(datetime.fromtimestamp(wm - self.cfg.lateness, UTC))
-            _merge(out, core.take())
+            out.add(core.take())
         core.dedup.closed.clear()  # replaced representatives were emitted when last touched
         dedup = self.pstate.maps["dedup"]
         changed = {a.alert_id: a for a in out.alerts}
@@ -194,13 +194,3 @@ class PartitionWork:
         writes = self.pstate.writes(self.pstate.delta())
         return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], len(items), redelivered)
 
-
-def _merge(acc: Outputs, out: Outputs) -> None:
-    acc.alerts.extend(out.alerts)
-    acc.dead.extend(out.dead)
-    acc.skipped.update(out.skipped)
-    acc.suppressed.extend(out.suppressed)
-    acc.incidents.update(out.incidents)
-    acc.matches.update(out.matches)
-    acc.duplicates += out.duplicates
-    acc.same_event += out.same_event
