@@ -215,13 +215,9 @@ class Core:
             if uc is None:
                 continue
             if uc.mdr.incident:
-                group = {g: _scalar(entity_value(rep, g)) for g in uc.mdr.group_by}
-                inc = self.builder.open.get(group_key(rep.tenant_id, uc.id, group.values()))
+                group = [_scalar(entity_value(rep, g)) for g in uc.mdr.group_by]
+                inc = self.builder.bump_count(group_key(rep.tenant_id, uc.id, group), dup.count, dup.time)
                 if inc is not None:
-                    inc.alert_count += dup.count
-                    inc.last_seen = max(inc.last_seen, dup.time)
-                    inc.version += 1
-                    self.builder.open[group_key(rep.tenant_id, uc.id, group.values())] = inc
                     self._emit(inc, None)
             for hit in self.correlator.observe(uc.id, dup, dup.count, alert_ids=[rep.alert_id]):
                 self._hit(hit)

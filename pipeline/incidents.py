@@ -230,10 +230,13 @@ class IncidentBuilder:
             expl.correlation = correlation
         inc.version += 1
 
-    def bump_count(self, key: str, n: int) -> Incident | None:
+    def bump_count(self, key: str, n: int, when: datetime) -> Incident | None:
+        """Count `n` more raw alerts (duplicates of an alert it holds) in the open incident of `key`."""
         inc = self.open.get(key)
         if inc is not None:
             inc.alert_count += n
+            inc.last_seen = max(inc.last_seen, when)
+            inc.version += 1
             self.open[key] = inc
         return inc
 
