@@ -105,13 +105,27 @@ def metric(port: int, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", body, re.M))
 
 
+PROFILE: Path | None = None  # --profile: py-spy flame graphs of the workers go here
+
+
 def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int, prefix: str = "mdr."
                  ) -> subprocess.Popen:
+    spy = ([str(Path(sys.executable).with_name("py-spy")), "record", "-r", "250", "-f", "raw", "-o",
+            str(PROFILE / f"{name}.txt"), "--"] if PROFILE else [])
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
+        [*spy, sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
          "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning",
          "--prefix", prefix],
         cwd=ROOT, stdout=(work / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the worker (under py-spy: its child, so that py-spy writes the profile when it exits)."""
+    if PROFILE:
+        subprocess.run(["pkill", "-TERM", "-P", str(proc.pid)], check=False)
+    else:
+        proc.terminate()
+    proc.wait(60)
 
 
 def quantile(port: int, q: float) -> float:
@@ -170,8 +184,7 @@ def latency(bootstrap: str, work: Path, values: dict[str, list[bytes]], alerts_p
         time.sleep(5)
         return quantile(port, 0.5), quantile(port, 0.99), sent * alerts_per_msg / seconds
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
 
 
 def _healthy(port: int) -> bool:
@@ -203,15 +216,21 @@ def run_workers(bootstrap: str, work: Path, count: int, total_alerts: float | No
         return raw, raw / max(elapsed, 1e-9), elapsed
     finally:
         for p in procs:
-            p.terminate()
-            p.wait(30)
+            stop(p)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--per-message", type=int, default=100)
+    ap.add_argument("--profile", type=Path, help="record py-spy profiles of the workers into this directory")
+    ap.add_argument("--phases", default="raw,bare,1,2,latency", help="which measurements to run")
     a = ap.parse_args()
+    global PROFILE
+    PROFILE = a.profile
+    if PROFILE:
+        PROFILE.mkdir(parents=True, exist_ok=True)
+    phases = set(a.phases.split(","))
     copies = max(1, a.records // 7500)
     work = Path(tempfile.mkdtemp(prefix="mdr-bench-"))
     with open_broker() as broker:
@@ -226,16 +245,24 @@ def main() -> None:
             msgs += asyncio.run(send_values(b, topics.ingest_topic(kind), vs, None))
         print(f"produced ~{records:,.0f} records in {msgs:,} messages in {time.perf_counter() - t0:.1f}s")
         waf_msgs = len(values["waf"])
-        raw = asyncio.run(raw_consume(b, topics.ingest_topic("waf"), waf_msgs))
-        print(f"raw aiokafka + orjson.loads: {raw:,.0f} msg/s ({raw * a.per_message:,.0f} records/s)")
-        bare = bare_faust(b, topics.ingest_topic("waf"), waf_msgs, work)
-        print(f"bare Faust agent loop: {bare:,.0f} events/s")
-        n1, r1, s1 = run_workers(b, work, 1, None, "bench-1")
-        print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s ({r1 / bare:.1f}x bare Faust events/s)")
-        n2, r2, s2 = run_workers(b, work, 2, None, "bench-2")
-        print(f"2 workers: {n2:,.0f} alerts in {s2:.1f}s = {r2:,.0f} alerts/s ({r2 / r1:.2f}x one worker)")
-        p50, p99, offered = latency(b, work, values, n1 / max(msgs, 1), r1 / 2)
-        print(f"latency at ~{offered:,.0f} alerts/s offered (half of one worker): p50 {p50:.2f}s, p99 {p99:.2f}s")
+        bare = r1 = float("nan")
+        if "raw" in phases:
+            raw = asyncio.run(raw_consume(b, topics.ingest_topic("waf"), waf_msgs))
+            print(f"raw aiokafka + orjson.loads: {raw:,.0f} msg/s ({raw * a.per_message:,.0f} records/s)")
+        if "bare" in phases:
+            bare = bare_faust(b, topics.ingest_topic("waf"), waf_msgs, work)
+            print(f"bare Faust agent loop: {bare:,.0f} events/s")
+        if "1" in phases:
+            n1, r1, s1 = run_workers(b, work, 1, None, "bench-1")
+            print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s ({r1 / bare:.1f}x bare Faust "
+                  "events/s)")
+        if "2" in phases:
+            n2, r2, s2 = run_workers(b, work, 2, None, "bench-2")
+            print(f"2 workers: {n2:,.0f} alerts in {s2:.1f}s = {r2:,.0f} alerts/s ({r2 / r1:.2f}x one worker)")
+        if "latency" in phases and r1 == r1:
+            p50, p99, offered = latency(b, work, values, n1 / max(msgs, 1), r1 / 2)
+            print(f"latency at ~{offered:,.0f} alerts/s offered (half of one worker): p50 {p50:.2f}s, "
+                  f"p99 {p99:.2f}s")
     print(f"work dir {work}; cpu count {os.cpu_count()}")
 
 

@@ -197,7 +197,7 @@ class Runtime:
         d = dead_letter(None, "usecase_rejected", f"{name}: {reason}", source="usecase", raw=text)
         d.topic = self.cfg.topics.usecases
         futures: list = []
-        await self.send(self.cfg.topics.dlq, f"usecase:{name}", encode(d), futures)
+        await self.send_dead([d], futures)
         await asyncio.gather(*futures)
         self.metrics.usecase_reloads.labels("rejected").inc()
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
@@ -279,6 +279,11 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     async def on_revoked(sender: Any, revoked: Any = (), **kw: Any) -> None:
         rt.revoked(revoked)
 
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kw: Any) -> None:  # the consumer has stopped: finish ticket work
+        if rt.soar is not None:
+            await asyncio.get_running_loop().run_in_executor(None, rt.soar.close)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = (), **kw: Any) -> None:
         rt.ready = True
@@ -310,8 +315,9 @@ def _lag(rt: Runtime) -> None:
     try:
         for tp in consumer.assignment():
             hw = consumer.highwater(tp)
-            pos = consumer._last_offset.get(tp) if hasattr(consumer, "_last_offset") else None
-            if hw is not None and pos is not None:
-                rt.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos - 1))
+            pos = consumer._read_offset.get(tp)  # last offset read (Faust keeps it per partition)
+            if hw is not None:
+                rt.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - (pos + 1 if pos is not None
+                                                                                   else 0)))
     except Exception as e:  # lag is best effort; never stop the worker for it
         log.debug("lag: %s", e)

@@ -66,15 +66,17 @@ def test_parity_with_replay(kafka_broker, tmp_path: Path, lab_replay) -> None:
 
 
 def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
-    """kill -9 while the worker writes its first state; the restarted worker loses and doubles nothing."""
+    """kill -9 while the worker writes its first state; the restarted worker loses and doubles nothing:
+    incidents, alert counts, tickets and their playbook runs all equal one clean pass."""
     b, prefix = kafka_broker.bootstrap, "mdr.crash."
-    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="crash")
+    db = f"sqlite:///{tmp_path / 'tickets.db'}"
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--db", db, *PARITY, app_id="crash")
     changelog = "crash-state-changelog"
     try:
         produce_lab(b, "shop", prefix=prefix)
         assert wait_until(lambda: bool(read_topic(b, changelog, timeout=2)), 90, every=0.1), w.tail()
         w.kill()
-        w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="crash")
+        w = start_worker(b, tmp_path, "--prefix", prefix, "--db", db, *PARITY, app_id="crash")
         got = final_state(b, prefix)
         assert got == summary(lab_replay.incidents), w.tail()
         assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
@@ -82,6 +84,32 @@ def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
         assert any(int(n) > 0 for n in restored), "the restarted worker did not restore the crashed one's state"
     finally:
         w.stop()
+    assert_tickets(db, lab_replay.incidents, read_topic(b, f"{prefix}tickets"))
+
+
+def assert_tickets(db: str, incidents: dict, snapshots: list) -> None:
+    """One ticket per incident (merged ones noted on their survivor's), each holding the incident's final
+    state, one run per selected playbook, and ticket snapshots on the ticket topic for each of them."""
+    from pipeline.soar.tickets import TicketStore
+
+    store = TicketStore(db)
+    try:
+        tickets = store.list(limit=10_000)
+        by_incident = Counter(t.incident_id for t in tickets)
+        assert max(by_incident.values()) == 1
+        survivors = {i.incident_id: i for i in incidents.values() if i.status != "merged"}
+        assert set(by_incident) >= set(survivors)
+        for t in tickets:
+            if t.incident_id in survivors:
+                assert t.incident["alert_count"] == survivors[t.incident_id].alert_count, t.incident_id
+                assert t.priority == survivors[t.incident_id].priority
+            runs = Counter(r.playbook for r in store.runs(t.id))
+            assert not runs or max(runs.values()) == 1
+        assert sum(len(store.runs(t.id)) for t in tickets) > 0
+    finally:
+        store.close()
+    keys = {r.key.decode() for r in snapshots}
+    assert set(survivors) <= keys
 
 
 def test_bad_input_and_tenant_isolation(kafka_broker, tmp_path: Path) -> None:
