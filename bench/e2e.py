@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.normalize.reader import expand  # noqa: E402
 from pipeline.stream.app import ensure_topics  # noqa: E402
-from pipeline.stream.broker import free_port, open_broker  # noqa: E402
+from pipeline.stream.broker import create_topics, free_port, open_broker  # noqa: E402
 from pipeline.stream.config import Topics  # noqa: E402
 from pipeline.stream.producer import envelopes, send_values  # noqa: E402
 
@@ -36,21 +36,23 @@ LAB = ROOT / "samples" / "lab-1"
 KINDS = {"waf": "waf", "ids": "firewall", "host": "host"}
 
 
-def lab_values(copies: int, per_message: int) -> dict[str, list[bytes]]:
-    """Envelopes per ingest kind: lab-1 `copies` times, each copy its own tenant and attacker address."""
+def lab_values(copies: int, per_message: int) -> dict[str, list[tuple[bytes, bytes]]]:
+    """(key, envelope) pairs per ingest kind: lab-1 `copies` times, each copy its own tenant, host and attacker
+    address; keyed by host as `mdr produce` keys them."""
     base = {kind: [orjson.loads(v) for v in envelopes(expand([str(LAB / d)]), "t", None, "web-01", per_message)]
             for d, kind in KINDS.items()}
-    out: dict[str, list[bytes]] = {k: [] for k in base}
+    out: dict[str, list[tuple[bytes, bytes]]] = {k: [] for k in base}
     for c in range(copies):
         ip = f"10.{c // 250}.{c % 250}.66"
+        host = f"web-{c:03d}"
         for kind, envs in base.items():
             for env in envs:
-                e = dict(env, tenant=f"tenant-{c % 16}")
+                e = dict(env, tenant=f"tenant-{c % 16}", host=host)
                 if "records" in e:
                     e["records"] = [r.replace("127.0.0.66", ip) for r in e["records"]]
                 else:
                     e["record"] = e["record"].replace("127.0.0.66", ip)
-                out[kind].append(orjson.dumps(e))
+                out[kind].append((host.encode(), orjson.dumps(e)))
     return out
 
 
@@ -97,12 +99,14 @@ app.main()
     return float(m.group(1)) if m else float("nan")
 
 
-def metric(port: int, name: str) -> float:
+def metric(port: int, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples (those whose labels contain `labels`)."""
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
         return 0.0
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", body, re.M))
+    return sum(float(v) for lab, v in re.findall(rf"^{name}(?:{{([^}}]*)}})? ([\d.e+]+)$", body, re.M)
+               if labels in lab)
 
 
 PROFILE: Path | None = None  # --profile: py-spy flame graphs of the workers go here
@@ -128,11 +132,11 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(60)
 
 
-def quantile(port: int, q: float) -> float:
-    """Quantile of the worker's end-to-end histogram (linear inside a bucket)."""
+def quantile(port: int, q: float, name: str = "mdr_end_to_end_seconds", labels: str = "") -> float:
+    """Quantile of one of the worker's histograms (linear inside a bucket)."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    buckets = [(float(le), float(n)) for le, n in
-               re.findall(r'^mdr_end_to_end_seconds_bucket{le="([^"]+)"} ([\d.e+]+)$', body, re.M)]
+    buckets = [(float(re.search(r'le="([^"]+)"', lab).group(1)), float(n)) for lab, n in
+               re.findall(rf"^{name}_bucket{{([^}}]*)}} ([\d.e+]+)$", body, re.M) if labels in lab]
     total = buckets[-1][1] if buckets else 0.0
     lo_le, lo_n = 0.0, 0.0
     for le, n in buckets:
@@ -144,7 +148,8 @@ def quantile(port: int, q: float) -> float:
     return float("nan")
 
 
-async def paced(bootstrap: str, topics: dict[str, list[bytes]], per_second: float, seconds: float) -> int:
+async def paced(bootstrap: str, topics: dict[str, list[tuple[bytes, bytes]]], per_second: float, seconds: float
+                ) -> int:
     """Send the values round robin over the topics at `per_second` messages/s for `seconds`."""
     from aiokafka import AIOKafkaProducer
 
@@ -159,7 +164,7 @@ async def paced(bootstrap: str, topics: dict[str, list[bytes]], per_second: floa
                 if v is None:
                     streams.remove((t, it))
                     continue
-                await producer.send(t, v)
+                await producer.send(t, v[1], key=v[0])
                 sent += 1
             await asyncio.sleep(max(0.0, t0 + sent / per_second - time.perf_counter()))
         await producer.flush()
@@ -182,6 +187,13 @@ def latency(bootstrap: str, work: Path, values: dict[str, list[bytes]], alerts_p
         per_s = rate / alerts_per_msg
         sent = asyncio.run(paced(bootstrap, {topics.ingest_topic(k): vs for k, vs in values.items()}, per_s, seconds))
         time.sleep(5)
+        stages = {st: quantile(port, 0.99, "mdr_stage_seconds", f'stage="{st}"')
+                  for st in ("normalize", "core", "state", "emit")}
+        print("  stage p99 per batch: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items()))
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        print("  end-to-end histogram (le: count): " + ", ".join(
+            f"{le}: {float(n):.0f}" for le, n in re.findall(r'^mdr_end_to_end_seconds_bucket{le="([^"]+)"} (\S+)$',
+                                                             body, re.M)))
         return quantile(port, 0.5), quantile(port, 0.99), sent * alerts_per_msg / seconds
     finally:
         stop(proc)
@@ -194,26 +206,35 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def run_workers(bootstrap: str, work: Path, count: int, total_alerts: float | None, app_id: str) -> tuple:
-    """Alerts/s of `count` workers draining the topics from the start (first to last alert applied)."""
+def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[bytes]], app_id: str
+                ) -> tuple[float, float, float]:
+    """`count` workers on topics of their own: once all of them hold their share of the partitions, the input
+    is produced; returns (alerts, alerts/s, seconds) from the first record read to the last alert applied."""
+    prefix = f"{app_id}."
+    topics = Topics(prefix=prefix)
+    ensure_topics(bootstrap, topics, 4)
     ports = [free_port() for _ in range(count)]
-    procs = [start_worker(bootstrap, work, app_id, f"{app_id}-{i}", p) for i, p in enumerate(ports)]
+    procs = [start_worker(bootstrap, work, app_id, f"{app_id}-{i}", p, prefix) for i, p in enumerate(ports)]
     try:
-        t_first = None
-        last, last_change = 0.0, time.monotonic()
-        while True:
+        internal = topics.internal
+        stable = 0
+        while stable < 6:  # every worker holds by-tenant partitions, all 4 are held, for 3 s
             time.sleep(0.5)
-            done = sum(metric(p, "mdr_alerts_deduplicated_total") for p in ports)
-            fed = sum(metric(p, "mdr_alerts_total") for p in ports)
-            if fed and t_first is None:
+            held = [metric(p, "mdr_assigned_partitions", f'topic="{internal}"') for p in ports]
+            stable = stable + 1 if all(held) and sum(held) == 4 else 0
+        msgs = sum(asyncio.run(send_values(bootstrap, topics.ingest_topic(k), vs, None)) for k, vs in values.items())
+        t_first = None
+        while True:
+            time.sleep(0.2)
+            read = sum(metric(p, "mdr_records_total") for p in ports)
+            if read and t_first is None:
                 t_first = time.monotonic()
-            if done != last:
-                last, last_change = done, time.monotonic()
-            elif done and time.monotonic() - last_change > 10:
+            alerts = sum(metric(p, "mdr_alerts_total") for p in ports)
+            applied = sum(metric(p, "mdr_alerts_applied_total") for p in ports)
+            if read >= msgs and applied >= alerts > 0:
                 break
-        raw = sum(metric(p, "mdr_alerts_total") for p in ports)
-        elapsed = last_change - (t_first or last_change)
-        return raw, raw / max(elapsed, 1e-9), elapsed
+        elapsed = time.monotonic() - (t_first or 0.0)
+        return applied, applied / elapsed, elapsed
     finally:
         for p in procs:
             stop(p)
@@ -223,6 +244,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--per-message", type=int, default=100)
+    ap.add_argument("--rate", type=float, help="alerts/s offered in the latency phase (default: half of 1 worker)")
     ap.add_argument("--profile", type=Path, help="record py-spy profiles of the workers into this directory")
     ap.add_argument("--phases", default="raw,bare,1,2,latency", help="which measurements to run")
     a = ap.parse_args()
@@ -235,34 +257,36 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mdr-bench-"))
     with open_broker() as broker:
         b = broker.bootstrap
-        topics = Topics()
-        ensure_topics(b, topics, 4)
         t0 = time.perf_counter()
         values = lab_values(copies, a.per_message)
-        records = sum(len(orjson.loads(v).get("records", [1])) for vs in values.values() for v in vs)
-        msgs = 0
-        for kind, vs in values.items():
-            msgs += asyncio.run(send_values(b, topics.ingest_topic(kind), vs, None))
-        print(f"produced ~{records:,.0f} records in {msgs:,} messages in {time.perf_counter() - t0:.1f}s")
-        waf_msgs = len(values["waf"])
+        records = sum(len(orjson.loads(v).get("records", [1])) for vs in values.values() for _, v in vs)
+        msgs = sum(len(vs) for vs in values.values())
+        print(f"input: ~{records:,.0f} lab-like records in {msgs:,} envelopes of up to {a.per_message} "
+              f"(built in {time.perf_counter() - t0:.1f}s); each worker phase produces it to topics of its own")
+        # the floors: one record per message, as most products send them
+        single = [kv for vs in lab_values(max(1, min(copies, 200_000 // 7500)), 1).values() for kv in vs]
+        create_topics(b, ["bench.single"], partitions=4)
+        asyncio.run(send_values(b, "bench.single", single, None))
         bare = r1 = float("nan")
         if "raw" in phases:
-            raw = asyncio.run(raw_consume(b, topics.ingest_topic("waf"), waf_msgs))
-            print(f"raw aiokafka + orjson.loads: {raw:,.0f} msg/s ({raw * a.per_message:,.0f} records/s)")
+            raw = asyncio.run(raw_consume(b, "bench.single", len(single)))
+            print(f"floor: raw aiokafka consumer + orjson.loads: {raw:,.0f} records/s")
         if "bare" in phases:
-            bare = bare_faust(b, topics.ingest_topic("waf"), waf_msgs, work)
-            print(f"bare Faust agent loop: {bare:,.0f} events/s")
+            bare = bare_faust(b, "bench.single", len(single), work)
+            print(f"floor: bare Faust agent loop (one event per record): {bare:,.0f} records/s")
         if "1" in phases:
-            n1, r1, s1 = run_workers(b, work, 1, None, "bench-1")
-            print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s ({r1 / bare:.1f}x bare Faust "
-                  "events/s)")
+            n1, r1, s1 = run_workers(b, work, 1, values, "bench-1")
+            print(f"1 worker: {n1:,.0f} alerts in {s1:.1f}s = {r1:,.0f} alerts/s, {r1 * records / n1:,.0f} "
+                  f"records/s ({r1 * records / n1 / bare:.2f}x the bare Faust loop's records/s)")
         if "2" in phases:
-            n2, r2, s2 = run_workers(b, work, 2, None, "bench-2")
+            n2, r2, s2 = run_workers(b, work, 2, values, "bench-2")
             print(f"2 workers: {n2:,.0f} alerts in {s2:.1f}s = {r2:,.0f} alerts/s ({r2 / r1:.2f}x one worker)")
-        if "latency" in phases and r1 == r1:
-            p50, p99, offered = latency(b, work, values, n1 / max(msgs, 1), r1 / 2)
-            print(f"latency at ~{offered:,.0f} alerts/s offered (half of one worker): p50 {p50:.2f}s, "
-                  f"p99 {p99:.2f}s")
+        rate = a.rate or r1 / 2
+        if "latency" in phases and rate == rate:
+            per_msg = n1 / max(msgs, 1) if "1" in phases else 32.0
+            p50, p99, offered = latency(b, work, values, per_msg, rate)
+            print(f"latency at ~{offered:,.0f} alerts/s offered ({'--rate' if a.rate else 'half of one worker'}):"
+                  f" p50 {p50:.2f}s, p99 {p99:.2f}s")
     print(f"work dir {work}; cpu count {os.cpu_count()}")
 
 

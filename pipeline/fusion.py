@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 
-from pipeline.incidents import IDSETS, MAX_ENTITIES, _add, add_alert_ids, higher, merge_outcome
-from pipeline.schema import CATEGORY_CLASS, Incident
+from pipeline.incidents import IDSETS, MAX_ENTITIES, MAX_IDS, _add, add_alert_ids, higher, merge_outcome
+from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
 COMPROMISE = ("webshell", "account_compromise", "c2", "malware", "defacement")
@@ -127,8 +127,7 @@ class Fusion:
             survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
             survivor.priority = new_prio
         _extend(survivor.use_cases, other.use_cases)
-        have = {x.use_case for x in survivor.explanation}
-        survivor.explanation.extend(x for x in other.explanation if x.use_case not in have)
+        _merge_explanations(survivor.explanation, other.explanation)
         for k, vals in other.sources.items():
             _extend(survivor.sources.setdefault(k, []), vals)
         for name in ("src_ips", "dst_ips", "hosts", "users", "files", "urls", "processes", "domains"):
@@ -166,3 +165,35 @@ class Fusion:
         for iid in [i for i, inc in self.incidents.items() if inc.last_seen + self.window < watermark]:
             del self.incidents[iid]
             IDSETS.forget(iid)
+
+
+def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanation]) -> None:
+    """Fold `other`'s match explanations into `into` by use case, as copies (never shared objects, so the
+    result does not depend on whether the two incidents came from memory or from a state store)."""
+    have = {x.use_case: x for x in into}
+    for x in other:
+        y = have.get(x.use_case)
+        if y is None:
+            into.append(MatchExplanation(x.use_case, x.title, list(x.alert_ids),
+                                         {k: list(v) for k, v in x.conditions.items()},
+                                         dict(x.correlation) if x.correlation is not None else None))
+            continue
+        _union(y.alert_ids, x.alert_ids)
+        for cond, ids in x.conditions.items():
+            _union(y.conditions.setdefault(cond, []), ids)
+        if x.correlation is not None and (y.correlation is None or
+                                          x.correlation.get("events", 0) >= y.correlation.get("events", 0)):
+            y.correlation = dict(x.correlation)
+
+
+def _union(into: list[str], more: list[str]) -> None:
+    """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order."""
+    if len(into) >= MAX_IDS or more is into:
+        return
+    seen = set(into)
+    for i in more:
+        if i not in seen:
+            into.append(i)
+            seen.add(i)
+            if len(into) >= MAX_IDS:
+                return

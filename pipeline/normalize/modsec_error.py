@@ -14,6 +14,7 @@ Rule fields, severity, category and ATT&CK mappings are those of `modsecurity`.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,7 +96,7 @@ class ModSecErrorNormalizer(Normalizer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._open: dict[str, _Tx] = {}
+        self._open: OrderedDict[str, _Tx] = OrderedDict()  # least recently continued first
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
         text = rec.text
@@ -124,6 +125,8 @@ class ModSecErrorNormalizer(Normalizer):
             hostname = fields.get("hostname")
             tx = self._open[uid] = _Tx(rec, when, when, ip, port, host_without_port(hostname) if hostname
                                        else None, fields.get("uri"))
+        else:
+            self._open.move_to_end(uid)
         tx.last = max(tx.last, when)
         tx.blocked = tx.blocked or blocked
         tx.lines.append(text)
@@ -134,7 +137,10 @@ class ModSecErrorNormalizer(Normalizer):
         out = []
         if (meta.summary and (meta.id in _CLOSING or blocked)) or "unique_id" not in fields:
             out.append(self._emit(uid))
-        for other in [u for u, t in self._open.items() if t.last + IDLE < when]:
+        while self._open:  # transactions gone quiet, least recently continued first
+            other, t = next(iter(self._open.items()))
+            if t.last + IDLE >= when:
+                break
             out.append(self._emit(other))
         out = [a for a in out if a is not None]
         if not out:

@@ -17,8 +17,11 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.records = Counter("mdr_records", "Ingest records consumed", ["topic"], registry=r)
+        self.records = Counter("mdr_records", "Ingest messages consumed", ["topic"], registry=r)
         self.alerts = Counter("mdr_alerts", "Normalized alerts", ["tenant"], registry=r)
+        self.applied = Counter("mdr_alerts_applied", "Alerts run through the core", registry=r)
+        self.assigned = Gauge("mdr_assigned_partitions", "Partitions assigned to this worker", ["topic"],
+                              registry=r)
         self.alerts_new = Counter("mdr_alerts_deduplicated", "Alerts after dedup", registry=r)
         self.redelivered = Counter("mdr_alerts_redelivered", "Alerts skipped as already applied", registry=r)
         self.dead = Counter("mdr_dead_letters", "Dead letters", ["reason"], registry=r)

@@ -74,6 +74,8 @@ class Normalizer:
         self.stage = NormalizeStage()
         # (tenant, host) -> (src, offset, t_in, monotonic time) of its last record; flushed ones are removed
         self._last: dict[tuple[str, str | None], tuple[str, int, float, float]] = {}
+        self._offsets: dict[tuple[str, str], int] = {}  # (tenant, src) -> offset of its last message
+        self._flushes = time.time_ns() // 1000  # idle-flush sequence numbers grow, across restarts too
 
     def process(self, msgs: list[Message]) -> Normalized:
         out = Normalized()
@@ -93,6 +95,7 @@ class Normalizer:
             t_in = (m.timestamp_ms or 0) / 1000 or time.time()
             first = u.records[0]
             self._last[(first.tenant_id, first.host)] = (src, m.offset, t_in, now)
+            self._offsets[(first.tenant_id, src)] = m.offset
             if res.alerts:
                 items = out.by_tenant.setdefault(first.tenant_id, [])
                 items.extend(Item(a, src, m.offset, seq, t_in) for seq, a in enumerate(res.alerts))
@@ -106,13 +109,13 @@ class Normalizer:
         quiet = {k: v for k, v in self._last.items() if now - v[3] >= idle}
         if not quiet:
             return out
-        res = self.stage.flush(where=lambda fmt, tenant, host: (tenant, host) in quiet)
-        out.dead.extend(res.dead)
-        for i, a in enumerate(res.alerts):
-            host = a.host.name if a.host else None
-            src, off, t_in, _ = quiet.get((a.tenant_id, host)) or next(
-                v for k, v in quiet.items() if k[0] == a.tenant_id)
-            out.by_tenant.setdefault(a.tenant_id, []).append(Item(a, src, off, FLUSH_SEQ + i, t_in))
+        for (tenant, host), (src, _, t_in, _) in quiet.items():
+            res = self.stage.flush(where=lambda fmt, t, h, key=(tenant, host): (t, h) == key)
+            out.dead.extend(res.dead)
+            off = self._offsets[(tenant, src)]  # at or after every alert of this tenant already sent from src
+            for a in res.alerts:
+                self._flushes += 1
+                out.by_tenant.setdefault(tenant, []).append(Item(a, src, off, FLUSH_SEQ + self._flushes, t_in))
         for k in quiet:
             del self._last[k]
         return out
@@ -129,6 +132,7 @@ class Flushed:
     t_in: list[float]
     fed: int
     redelivered: int
+    state_seconds: float = 0.0  # of the time in run(): encoding the state change
 
 
 class PartitionWork:
@@ -154,7 +158,7 @@ class PartitionWork:
         self.core = self._core(usecases)
 
     def add(self, batch: Batch, event: Any, now: float) -> None:
-        fresh = [it for it in batch.items if self.pstate.fresh(it.src, it.off, it.seq)]
+        fresh = [it for it in batch.items if self.pstate.fresh(batch.tenant, it.src, it.off, it.seq)]
         self.redelivered += len(batch.items) - len(fresh)
         if not self.pending:
             self.first_at = now
@@ -191,6 +195,8 @@ class PartitionWork:
             rep = dict.get(dedup, fp)
             if rep is not None:
                 changed[rep.alert_id] = rep
+        t0 = time.perf_counter()
         writes = self.pstate.writes(self.pstate.delta())
-        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], len(items), redelivered)
+        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], len(items), redelivered,
+                       time.perf_counter() - t0)
 

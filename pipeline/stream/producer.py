@@ -35,8 +35,10 @@ def envelopes(files: Iterable[str], tenant: str | None, fmt: str | None = None, 
             yield envelope(chunk, tenant, hint, host)
 
 
-async def send_values(bootstrap: str, topic: str, values: Iterable[bytes], key: bytes | None) -> int:
-    """Send values to `topic` with one key; returns how many were sent (all acknowledged)."""
+async def send_values(bootstrap: str, topic: str, values: Iterable[bytes | tuple[bytes | None, bytes]],
+                      key: bytes | None) -> int:
+    """Send values to `topic` (each with `key`, or as (key, value) pairs); returns how many were sent (all
+    acknowledged)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20,
                                 max_request_size=MAX_REQUEST, acks="all")
     await producer.start()
@@ -44,7 +46,8 @@ async def send_values(bootstrap: str, topic: str, values: Iterable[bytes], key: 
     try:
         pending = []
         for v in values:
-            pending.append(await producer.send(topic, v, key=key))
+            k, v = v if isinstance(v, tuple) else (key, v)
+            pending.append(await producer.send(topic, v, key=k))
             n += 1
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)

@@ -18,6 +18,7 @@ effect on state).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -32,7 +33,8 @@ SNAPSHOT = "\x00snap" + SEP  # + generation SEP chunk: part of a snapshot
 SNAP_META = "\x00snapmeta"  # {"gen", "chunks", "seg": last segment included}
 SNAP_MIN = 4 << 20  # segments may grow to max(this, the snapshot's size) before the next snapshot
 MAX_SEGMENTS = 2000
-CHUNK = 12 << 20  # bytes of state per record (messages may have 16 MiB)
+CHUNK = 12 << 20  # most bytes of a segment record (messages may have 16 MiB)
+SNAP_STEP = 2 << 20  # bytes per snapshot record, and at least this much snapshot written per batch
 META_HW = "meta" + SEP + "hw"
 META_WM = "meta" + SEP + "wm"
 _MISSING = object()
@@ -96,23 +98,29 @@ class PartitionState:
     def __init__(self) -> None:
         self.maps: dict[str, Tracked] = {k: Tracked() for k in KINDS}
         self.state = CoreState(**self.maps)  # type: ignore[arg-type]
-        self.hw: dict[str, list[int]] = {}  # "topic:partition" -> [offset, seq] of the last alert applied
+        self.hw: dict[str, list[int]] = {}  # tenant SEP "topic:partition" -> [offset, seq] of the last applied
         self.watermark = 0.0  # max event time seen (epoch seconds)
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map
         self.enc: dict[bytes, bytes] = {}  # encoded value of every key (what a snapshot writes)
         self.seg = 0  # number of the next segment
-        self.segs: list[int] = []  # segments written since the snapshot
+        self.segs: list[tuple[bytes, int]] = []  # (key, size) of the segment records since the snapshot
         self.seg_bytes = 0
-        self.snap_gen, self.snap_chunks, self.snap_bytes = 0, 0, 0
+        self.snap_gen, self.snap_chunks, self.snap_bytes = 0, 0, 0  # the current (complete) snapshot
+        self.max_gen = 0  # highest snapshot generation in the table, complete or not
+        self._snap: _Snapshot | None = None  # the snapshot being written
         self.stale: list[bytes] = []  # records a crash left behind, deleted with the next snapshot
 
     # ---- idempotence --------------------------------------------------------------------------------
-    def fresh(self, src: str, offset: int, seq: int) -> bool:
-        """True (and advance the mark) unless this alert of that ingest position was applied already."""
-        mark = self.hw.get(src)
+    def fresh(self, tenant: str, src: str, offset: int, seq: int) -> bool:
+        """True (and advance the mark) unless this alert of that ingest position was applied already.
+
+        Marks are per tenant and ingest partition: one ingest partition carries many tenants, whose alerts
+        reach this partition in separate batches, in ingest order only within a tenant."""
+        key = f"{tenant}{SEP}{src}"
+        mark = self.hw.get(key)
         if mark is not None and (offset, seq) <= (mark[0], mark[1]):
             return False
-        self.hw[src] = [offset, seq]
+        self.hw[key] = [offset, seq]
         return True
 
     # ---- delta --------------------------------------------------------------------------------------
@@ -156,35 +164,55 @@ class PartitionState:
     def writes(self, delta: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes | None]]:
         """The table records (None: delete) that persist `delta`, in write order: one segment (in pieces of
         at most CHUNK bytes, applied on load only when all are there), and when the segments outweigh the
-        state, a snapshot that replaces them."""
+        state, a snapshot that replaces them, written a few MB per batch so no batch stalls on it."""
         for k, v in delta.items():
             if v is None:
                 self.enc.pop(k, None)
             else:
                 self.enc[k] = v
-        pieces = _split(list(delta.items()))
+        pieces = _split(list(delta.items()), CHUNK)
         out: list[tuple[bytes, bytes | None]] = []
         for i, piece in enumerate(pieces):
             value = _pieces_enc.encode((len(pieces), piece))
             out.append((segment_key(self.seg, i), value))
+            self.segs.append((out[-1][0], len(value)))
             self.seg_bytes += len(value)
-        self.segs += [k for k, _ in out]
         self.seg += 1
-        if self.seg_bytes > max(SNAP_MIN, self.snap_bytes) or len(self.segs) > MAX_SEGMENTS:
-            out += self._snapshot()
+        if self._snap is None and (self.seg_bytes > max(SNAP_MIN, self.snap_bytes) or len(self.segs) > MAX_SEGMENTS):
+            self.max_gen += 1
+            self._snap = _Snapshot(self.max_gen, _split(list(self.enc.items()), SNAP_STEP), self.seg - 1,
+                                   [k for k, _ in self.segs])
+        if self._snap is not None:
+            out += self._snapshot_step(max(SNAP_STEP, 2 * sum(len(v or b"") for _, v in out)))
         return out
 
-    def _snapshot(self) -> list[tuple[bytes, bytes | None]]:
-        gen = self.snap_gen + 1
-        chunks = [_pieces_enc.encode((0, part)) for part in _split(list(self.enc.items()))]
-        out: list[tuple[bytes, bytes | None]] = [(snapshot_key(gen, i), c) for i, c in enumerate(chunks)]
-        out.append((SNAP_META.encode(), orjson.dumps({"gen": gen, "chunks": len(chunks), "seg": self.seg - 1})))
-        out += [(k, None) for k in self.segs]
+    def _snapshot_step(self, budget: int) -> list[tuple[bytes, bytes | None]]:
+        """The next chunks (about `budget` bytes) of the snapshot in progress; once all are written, the meta
+        record that makes it the current one, and the deletion of what it replaces."""
+        snap = self._snap
+        assert snap is not None
+        out: list[tuple[bytes, bytes | None]] = []
+        written = 0
+        while snap.done < len(snap.parts) and written < budget:
+            chunk = _pieces_enc.encode((0, snap.parts[snap.done]))
+            out.append((snapshot_key(snap.gen, snap.done), chunk))
+            snap.parts[snap.done] = []
+            snap.done += 1
+            snap.bytes += len(chunk)
+            written += len(chunk)
+        if snap.done < len(snap.parts):
+            return out
+        meta = {"gen": snap.gen, "chunks": len(snap.parts), "seg": snap.base}
+        out.append((SNAP_META.encode(), orjson.dumps(meta)))
+        covered = set(snap.covered)
+        out += [(k, None) for k in snap.covered]
         out += [(snapshot_key(self.snap_gen, i), None) for i in range(self.snap_chunks)]
         out += [(k, None) for k in self.stale]
         self.stale = []
-        self.snap_gen, self.snap_chunks, self.snap_bytes = gen, len(chunks), sum(map(len, chunks))
-        self.segs, self.seg_bytes = [], 0
+        self.snap_gen, self.snap_chunks, self.snap_bytes = snap.gen, len(snap.parts), snap.bytes
+        self.segs = [(k, n) for k, n in self.segs if k not in covered]
+        self.seg_bytes = sum(n for _, n in self.segs)
+        self._snap = None
         return out
 
     # ---- load ---------------------------------------------------------------------------------------
@@ -233,7 +261,9 @@ class PartitionState:
                 self.snap_bytes += len(chunk)
                 raw.update(_pieces.decode(chunk)[1])
         current = snapshot_key(self.snap_gen, 0)[:-6]
-        self.stale = [k for k in records if k.startswith(SNAPSHOT.encode()) and not k.startswith(current)]
+        snaps = [k for k in records if k.startswith(SNAPSHOT.encode())]
+        self.stale = [k for k in snaps if not k.startswith(current)]  # replaced, or cut short by a crash
+        self.max_gen = max([self.snap_gen, *(int(k[len(SNAPSHOT):].decode().partition(SEP)[0]) for k in snaps)])
         segs: dict[int, list[tuple[int, bytes]]] = {}
         for k in records:
             if k.startswith(SEGMENT.encode()):
@@ -247,7 +277,7 @@ class PartitionState:
                 continue
             for _, pairs in decoded:
                 raw.update(pairs)
-            self.segs += keys
+            self.segs += [(k, len(records[k])) for k in keys]
             self.seg_bytes += sum(len(records[k]) for k in keys)
         self.seg = max([last, *segs]) + 1
         return raw
@@ -257,13 +287,25 @@ _pieces = msgspec.msgpack.Decoder(tuple[int, list[tuple[bytes, bytes | None]]])
 _pieces_enc = msgspec.msgpack.Encoder()
 
 
-def _split(pairs: list[tuple[bytes, bytes | None]]) -> list[list[tuple[bytes, bytes | None]]]:
-    """`pairs` in parts of about CHUNK bytes (at least one part)."""
+@dataclass(slots=True)
+class _Snapshot:
+    """A snapshot in progress: the state as it was when it began, in parts, and how many are written."""
+
+    gen: int
+    parts: list[list[tuple[bytes, bytes | None]]]
+    base: int  # the last segment it includes
+    covered: list[bytes]  # the segment records it replaces
+    done: int = 0
+    bytes: int = 0
+
+
+def _split(pairs: list[tuple[bytes, bytes | None]], limit: int) -> list[list[tuple[bytes, bytes | None]]]:
+    """`pairs` in parts of about `limit` bytes (at least one part)."""
     parts: list[list[tuple[bytes, bytes | None]]] = [[]]
     size = 0
     for kv in pairs:
         n = len(kv[0]) + len(kv[1] or b"")
-        if size + n > CHUNK and parts[-1]:
+        if size + n > limit and parts[-1]:
             parts.append([])
             size = 0
         parts[-1].append(kv)
