@@ -110,6 +110,7 @@ def metric(port: int, name: str, labels: str = "") -> float:
 
 
 PROFILE: Path | None = None  # --profile: py-spy flame graphs of the workers go here
+WORKER_ARGS: list[str] = []  # --worker-args: extra `mdr worker` options
 
 
 def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int, prefix: str = "mdr."
@@ -119,7 +120,7 @@ def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int, 
     return subprocess.Popen(
         [*spy, sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
          "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning",
-         "--prefix", prefix],
+         "--prefix", prefix, *WORKER_ARGS],
         cwd=ROOT, stdout=(work / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -190,10 +191,15 @@ def latency(bootstrap: str, work: Path, values: dict[str, list[bytes]], alerts_p
         stages = {st: quantile(port, 0.99, "mdr_stage_seconds", f'stage="{st}"')
                   for st in ("normalize", "core", "state", "emit")}
         print("  stage p99 per batch: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items()))
+        waits = {h: quantile(port, 0.99, "mdr_wait_seconds", f'hop="{h}"') for h in ("ingest", "internal", "hold")}
+        print("  wait p99 before each hop: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in waits.items()))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         print("  end-to-end histogram (le: count): " + ", ".join(
             f"{le}: {float(n):.0f}" for le, n in re.findall(r'^mdr_end_to_end_seconds_bucket{le="([^"]+)"} (\S+)$',
                                                              body, re.M)))
+        inc = "mdr_alert_to_incident_seconds"
+        print(f"  alert -> incident: p50 {quantile(port, 0.5, inc):.2f}s, p99 {quantile(port, 0.99, inc):.2f}s "
+              f"({metric(port, inc + '_count'):,.0f} alerts joined incidents)")
         return quantile(port, 0.5), quantile(port, 0.99), sent * alerts_per_msg / seconds
     finally:
         stop(proc)
@@ -245,11 +251,13 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--per-message", type=int, default=100)
     ap.add_argument("--rate", type=float, help="alerts/s offered in the latency phase (default: half of 1 worker)")
+    ap.add_argument("--worker-args", default="", help="extra `mdr worker` options, e.g. '--max-hold 0.3'")
     ap.add_argument("--profile", type=Path, help="record py-spy profiles of the workers into this directory")
     ap.add_argument("--phases", default="raw,bare,1,2,latency", help="which measurements to run")
     a = ap.parse_args()
     global PROFILE
     PROFILE = a.profile
+    WORKER_ARGS.extend(a.worker_args.split())
     if PROFILE:
         PROFILE.mkdir(parents=True, exist_ok=True)
     phases = set(a.phases.split(","))
@@ -286,7 +294,7 @@ def main() -> None:
             per_msg = n1 / max(msgs, 1) if "1" in phases else 32.0
             p50, p99, offered = latency(b, work, values, per_msg, rate)
             print(f"latency at ~{offered:,.0f} alerts/s offered ({'--rate' if a.rate else 'half of one worker'}):"
-                  f" p50 {p50:.2f}s, p99 {p99:.2f}s")
+                  f" every alert to its outputs delivered p50 {p50:.2f}s, p99 {p99:.2f}s")
     print(f"work dir {work}; cpu count {os.cpu_count()}")
 
 

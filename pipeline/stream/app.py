@@ -140,6 +140,7 @@ class Runtime:
         redelivers them and the state's high-water marks make the redelivery a no-op. Tickets are written
         before the ack. End-to-end latency is observed when the broker has acknowledged the outputs."""
         t0 = time.perf_counter()
+        self.metrics.wait.labels("hold").observe(time.monotonic() - w.first_at)
         fl = w.run()
         t1 = time.perf_counter()
         self._persist(fl)
@@ -166,13 +167,13 @@ class Runtime:
         m.alerts_new.inc(len(fl.out.alerts))
         m.suppressed.inc(len(fl.out.suppressed))
         m.redelivered.inc(fl.redelivered)
-        task = asyncio.ensure_future(self._delivered(futures, fl.t_in))
+        task = asyncio.ensure_future(self._delivered(futures, fl.t_in, fl.t_joined))
         self._observers.add(task)
         task.add_done_callback(self._observers.discard)
         if fl.out.incidents:
             log.info("partition %d: %d alerts -> %d incident updates", partition, fl.fed, len(fl.out.incidents))
 
-    async def _delivered(self, futures: list, t_in: list[float]) -> None:
+    async def _delivered(self, futures: list, t_in: list[float], t_joined: list[float]) -> None:
         """Observe end-to-end latency once the broker acknowledged a flush's outputs."""
         try:
             await asyncio.gather(*futures)
@@ -182,6 +183,9 @@ class Runtime:
         done = time.time()
         observe = self.metrics.e2e.observe
         for x in t_in:
+            observe(max(0.0, done - x))
+        observe = self.metrics.to_incident.observe
+        for x in t_joined:
             observe(max(0.0, done - x))
 
     def _persist(self, fl: Flushed) -> None:
@@ -260,6 +264,11 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     async def normalize(stream: faust.StreamT) -> None:
         async for events in stream.take_events(cfg.normalize_batch, within=cfg.normalize_within):
             t0 = time.perf_counter()
+            now = time.time()
+            ingest_wait = rt.metrics.wait.labels("ingest").observe
+            for ev in events:
+                if ev.message.timestamp:
+                    ingest_wait(max(0.0, now - ev.message.timestamp))
             msgs = [Message(ev.message.value, ev.message.topic, ev.message.partition, ev.message.offset,
                             int(ev.message.timestamp * 1000) if ev.message.timestamp else None,
                             ev.message.headers or ()) for ev in events]
@@ -271,7 +280,10 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
 
     @app.agent(internal, name="core")
     async def core(stream: faust.StreamT) -> None:
+        internal_wait = rt.metrics.wait.labels("internal").observe
         async for ev in stream.noack().events():
+            if ev.message.timestamp:
+                internal_wait(max(0.0, time.time() - ev.message.timestamp))
             rt.work(ev.message.partition).add(unpack_batch(ev.message.value), ev, time.monotonic())
 
     @app.agent(verdicts, name="verdicts")

@@ -82,8 +82,8 @@ class WorkerConfig:
     lateness: float = 600.0
     normalize_batch: int = 20_000  # ingest events per take
     normalize_within: float = 0.05  # seconds
-    quiet: float = 0.2  # flush a partition's pending alerts after this much silence ...
-    max_hold: float = 0.5  # ... or once the oldest pending alert waited this long
+    quiet: float = 0.1  # flush a partition's pending alerts after this much silence ...
+    max_hold: float = 0.25  # ... or once the oldest pending alert waited this long
     max_pending: int = 200_000  # ... or once this many alerts wait
     idle_flush: float = 2.0  # flush stateful normalizers (auditd assembly) after this much ingest silence
     metrics_port: int = 0  # 0: no HTTP server

@@ -33,6 +33,11 @@ class Metrics:
                          registry=r)
         self.stage = Histogram("mdr_stage_seconds", "Time per batch in a stage", ["stage"], buckets=_LATENCY,
                                registry=r)
+        self.wait = Histogram("mdr_wait_seconds", "Time a message waited before a hop: ingest (produced to read), "
+                              "internal (normalized to read by the core), hold (read to run by the core)", ["hop"],
+                              buckets=_LATENCY, registry=r)
+        self.to_incident = Histogram("mdr_alert_to_incident_seconds", "Ingest timestamp of an alert to the incident "
+                                     "holding it delivered", buckets=_LATENCY, registry=r)
         self.e2e = Histogram("mdr_end_to_end_seconds", "Ingest timestamp to incident emitted",
                              buckets=_LATENCY, registry=r)
 

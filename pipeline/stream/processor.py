@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 import msgspec
 
 from pipeline.engine import Core, Outputs
+from pipeline.incidents import IDSETS
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.usecase import UseCaseSet
-from pipeline.schema import Alert, DeadLetter
+from pipeline.schema import Alert, DeadLetter, Incident
 from pipeline.stream.config import WorkerConfig
 from pipeline.stream.envelope import Message, unpack
 from pipeline.stream.state import PartitionState
@@ -129,7 +131,8 @@ class Flushed:
     alerts: list[Alert]  # representatives whose state changed (final counts converge by key)
     writes: list[tuple[bytes, bytes | None]]  # table records persisting the state change (None: delete)
     events: list[Any]  # the consumed messages to ack once the outputs are durable
-    t_in: list[float]
+    t_in: list[float]  # of every alert fed
+    t_joined: list[float]  # of the alerts that joined an incident in this run
     fed: int
     redelivered: int
     state_seconds: float = 0.0  # of the time in run(): encoding the state change
@@ -197,6 +200,15 @@ class PartitionWork:
                 changed[rep.alert_id] = rep
         t0 = time.perf_counter()
         writes = self.pstate.writes(self.pstate.delta())
-        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], len(items), redelivered,
-                       time.perf_counter() - t0)
+        joined = _joined(items, out.incidents.values())
+        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], joined, len(items),
+                       redelivered, time.perf_counter() - t0)
 
+
+
+def _joined(items: list[Item], incidents: Iterable[Incident]) -> list[float]:
+    """Ingest times of the alerts that are now part of one of `incidents` (alert -> incident latency)."""
+    sets = [IDSETS.of(inc) for inc in incidents if inc.status != "merged"]
+    if not sets:
+        return []
+    return [it.t_in for it in items if any(it.alert.alert_id in s for s in sets)]
