@@ -20,6 +20,7 @@ import ipaddress
 import posixpath
 import re
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
@@ -343,6 +344,9 @@ class AuditdNormalizer(Normalizer):
         if not alerts:
             raise Skipped(reason)
         return alerts
+
+    def buffered(self) -> Iterable[RawRecord]:
+        return (ev.raw for ev in self._buf.values())
 
     def flush(self) -> list[Alert]:
         events = list(self._buf.values())

@@ -9,6 +9,7 @@ Any other exception is a bug in the normalizer; the caller still turns it into a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
@@ -88,6 +89,10 @@ class Normalizer:
     def normalize(self, rec: RawRecord) -> list[Alert]:
         """Alerts from one record; raise BadRecord or Skipped."""
         raise NotImplementedError
+
+    def buffered(self) -> Iterable[RawRecord]:
+        """The first record of each unit still buffered (a stream must not commit past it)."""
+        return ()
 
     def flush(self) -> list[Alert]:
         """Alerts still buffered (stateful formats such as auditd); called at end of input or on idle."""

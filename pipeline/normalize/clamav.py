@@ -11,6 +11,7 @@ without a zone, taken as UTC), which gives them their time and the engine versio
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
@@ -104,6 +105,9 @@ class ClamavNormalizer(Normalizer):
         alerts = [self._alert(rec, time or rec.received_at, rec.host, path, sig) for rec, path, sig in held]
         self._engine = None
         return alerts
+
+    def buffered(self) -> Iterable[RawRecord]:
+        return (rec for rec, _, _ in self._held)
 
     def flush(self) -> list[Alert]:
         return self._release(None)

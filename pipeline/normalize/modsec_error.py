@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -146,6 +147,9 @@ class ModSecErrorNormalizer(Normalizer):
         if not out:
             raise Skipped("anomaly_summary" if meta.summary else "buffered")
         return out
+
+    def buffered(self) -> Iterable[RawRecord]:
+        return (tx.first for tx in self._open.values())
 
     def flush(self) -> list[Alert]:
         return [a for a in (self._emit(u) for u in list(self._open)) if a is not None]

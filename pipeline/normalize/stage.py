@@ -100,6 +100,18 @@ class NormalizeStage:
             out.dead.append(dead_letter(rec, "normalizer_error", f"{type(e).__name__}: {e}", fmt))
         return out
 
+    def buffered_floor(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the lowest offset of a record still buffered by a stateful normalizer."""
+        floor: dict[tuple[str, int], int] = {}
+        for inst in self._instances.values():
+            for rec in inst.buffered():
+                o = rec.origin
+                if o.topic is not None and o.partition is not None and o.offset is not None:
+                    tp = (o.topic, o.partition)
+                    if o.offset < floor.get(tp, o.offset + 1):
+                        floor[tp] = o.offset
+        return floor
+
     def flush(self, out: NormalizeResult | None = None,
               where: Callable[[str, str, str | None], bool] | None = None) -> NormalizeResult:
         """Emit what stateful normalizers buffer; `where(fmt, tenant, host)` limits it to some of them."""

@@ -79,6 +79,7 @@ class Runtime:
         self.parts: dict[int, PartitionWork] = {}
         self.normalizing = asyncio.Lock()
         self._observers: set[asyncio.Future] = set()
+        self.held: dict[tuple[str, int], list] = {}  # ingest messages kept from commit (see `hold`)
         self.last_ingest = 0.0
         self.ready = False
         self.app: faust.App = faust.App(cfg.app_id, **faust_settings(cfg))
@@ -111,6 +112,35 @@ class Runtime:
             await self.send(self.cfg.topics.dlq, key, encode(d), futures)
             self.metrics.dead.labels(d.reason).inc()
 
+    # ---- ingest messages whose records a normalizer still buffers ------------------------------------
+    def hold(self, events: list) -> None:
+        """Keep the ingest messages whose records a stateful normalizer (auditd, the ModSecurity error log)
+        still buffers from being committed: a crash would lose those records. Releases what is done."""
+        floor = self.normalizer.stage.buffered_floor()
+        for ev in events:
+            m = ev.message
+            tp = (m.topic, m.partition)
+            if tp in floor and m.offset >= floor[tp]:
+                m.incref()  # take_events' ack then leaves it pending until `release`
+                self.held.setdefault(tp, []).append(ev)
+        self.release(floor)
+
+    def release(self, floor: dict[tuple[str, int], int] | None = None) -> None:
+        """Ack the held messages no buffered record comes from any more."""
+        if not self.held:
+            return
+        floor = self.normalizer.stage.buffered_floor() if floor is None else floor
+        for tp, evs in list(self.held.items()):
+            low = floor.get(tp)
+            keep = [ev for ev in evs if low is not None and ev.message.offset >= low]
+            for ev in evs:
+                if low is None or ev.message.offset < low:
+                    ev.ack()
+            if keep:
+                self.held[tp] = keep
+            else:
+                del self.held[tp]
+
     # ---- the core, per partition --------------------------------------------------------------------
     def work(self, partition: int) -> PartitionWork:
         w = self.parts.get(partition)
@@ -123,6 +153,7 @@ class Runtime:
 
     def revoked(self, tps: Iterable[Any]) -> None:
         for tp in tps:
+            self.held.pop((tp.topic, tp.partition), None)  # uncommitted: the next owner reads them again
             if tp.topic == self.cfg.topics.internal and self.parts.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: state dropped from memory", tp.partition)
 
@@ -276,6 +307,7 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
                 res = rt.normalizer.process(msgs)
                 rt.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
                 await rt.send_normalized(res)
+                rt.hold(events)  # before take_events acks them
             rt.last_ingest = time.monotonic()
 
     @app.agent(internal, name="core")
@@ -302,6 +334,7 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
             res = rt.normalizer.flush_idle(cfg.idle_flush)
             if res.by_tenant or res.dead:
                 await rt.send_normalized(res)
+            rt.release()
         _lag(rt)
 
     @app.task

@@ -194,3 +194,35 @@ def test_broker_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
         assert w.proc.poll() is None
     finally:
         w.stop()
+
+
+def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Path) -> None:
+    """ModSecurity error-log lines of a transaction whose closing line has not come yet are buffered by the
+    normalizer; their ingest offsets must not be committed, so a worker killed meanwhile does not lose them:
+    the restarted worker reads them again and emits the transaction's alert."""
+    b, prefix = kafka_broker.bootstrap, "mdr.buffered."
+    topics = Topics(prefix=prefix)
+    ensure_topics(b, topics, 4)
+    lines = (LAB1 / "waf" / "apache_error.log").read_text().splitlines()
+    uid = 'unique_id "awUxD03R2MqInzbJfVSqNwAAAAA"'
+    tx = [ln for ln in lines if uid in ln and not re.search(r'\[id "9(49|59|80)\d+"\]', ln)]
+    assert len(tx) >= 3
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "600", "--metrics-port", "0", app_id="buf")
+    p = KafkaProducer(bootstrap_servers=b)
+    try:
+        assert wait_until(lambda: "partitions assigned" in w.log.read_text(), 90), w.tail()
+        for ln in tx:
+            p.send(topics.ingest_topic("waf"), envelope([ln], "shop", "modsec_error", "web-01"), key=b"web-01")
+        p.flush()
+        time.sleep(4)  # read, normalized into the buffer, and several commit intervals passed
+        assert not read_topic(b, f"{prefix}alerts.normalized", timeout=2)
+        w.kill()
+        w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "1", app_id="buf", name="w2")
+        assert wait_until(lambda: bool(read_topic(b, f"{prefix}alerts.normalized", timeout=2)), 90), w.tail()
+        alerts = [decode_alert(r.value) for r in read_topic(b, f"{prefix}alerts.normalized")]
+        assert len(alerts) == 1 and alerts[0].source.format == "modsec_error"
+        assert alerts[0].extra["unique_id"] == uid.split('"')[1]
+        assert len(alerts[0].raw.splitlines()) == len(tx)  # every buffered line came back
+    finally:
+        p.close()
+        w.stop()
