@@ -30,7 +30,16 @@ from pipeline.schema import encode
 from pipeline.stream.config import Topics, WorkerConfig
 from pipeline.stream.envelope import Message
 from pipeline.stream.metrics import Metrics
-from pipeline.stream.processor import Batch, Flushed, Normalized, Normalizer, PartitionWork, pack, unpack_batch
+from pipeline.stream.processor import (
+    Batch,
+    CoreHooks,
+    Flushed,
+    Normalized,
+    Normalizer,
+    PartitionWork,
+    pack,
+    unpack_batch,
+)
 from pipeline.stream.state import PartitionState
 from pipeline.stream.usecases import UseCaseFeed
 
@@ -75,6 +84,7 @@ class Runtime:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
         self.normalizer = Normalizer(cfg.tenant_bindings)
+        self.hooks = core_hooks(cfg)
         self.usecases = usecases
         self.parts: dict[int, PartitionWork] = {}
         self.normalizing = asyncio.Lock()
@@ -148,7 +158,7 @@ class Runtime:
             st = PartitionState()
             n = st.load(_partition_items(self.table, partition))
             log.info("partition %d: state loaded (%d keys)", partition, n)
-            w = self.parts[partition] = PartitionWork(partition, self.cfg, self.usecases, st)
+            w = self.parts[partition] = PartitionWork(partition, self.cfg, self.usecases, st, self.hooks)
         return w
 
     def revoked(self, tps: Iterable[Any]) -> None:
@@ -261,6 +271,21 @@ class Runtime:
         await asyncio.gather(*futures)
         self.metrics.usecase_reloads.labels("rejected").inc()
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
+
+
+def core_hooks(cfg: WorkerConfig) -> CoreHooks:
+    """The context saved under MDR_HOME (every tenant's assets and escort calendar, intel) and the noise
+    classifier of `--model`, as `mdr replay` uses them."""
+    from pipeline.context.store import Context
+
+    ctx = Context.from_state()
+    classifier = None
+    if cfg.model is not None:
+        from pipeline.classify.model import NoiseClassifier
+
+        classifier = NoiseClassifier.load(cfg.model)
+        log.info("noise classifier %s loaded", cfg.model)
+    return CoreHooks(ctx.enrich, ctx.prioritize, classifier)
 
 
 def _partition_items(table: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:

@@ -98,6 +98,7 @@ def worker(
     metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
     db: Annotated[str | None, typer.Option("--db", help="SOAR ticket store URL: tickets to mdr.tickets")] = None,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
+    model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the streaming worker: the same core as `mdr replay`, on Kafka topics."""
@@ -106,7 +107,7 @@ def worker(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
         tenant_bindings=parse_bindings(bind, topics), usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
-        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, log_level=log_level)
+        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level)
     run_worker(cfg)
 
 

@@ -11,6 +11,7 @@ sees as far as the arrival allows.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -138,13 +139,33 @@ class Flushed:
     state_seconds: float = 0.0  # of the time in run(): encoding the state change
 
 
+@dataclass(slots=True)
+class CoreHooks:
+    """What `mdr replay` hands its Core beside the use cases: context (assets, intel, escort calendars of all
+    tenants) and the noise classifier, shared by the partitions (each classifier bound to its own state)."""
+
+    enricher: Any = None
+    prioritizer: Any = None
+    classifier: Any = None  # a loaded NoiseClassifier, or None
+
+    def classifier_for(self, state: PartitionState) -> Any:
+        if self.classifier is None:
+            return None
+        c = copy.copy(self.classifier)
+        c.reset(state.classifier)
+        return c
+
+
 class PartitionWork:
     """One partition of the by-tenant topic: pending alerts, their state, and the core over it."""
 
-    def __init__(self, partition: int, cfg: WorkerConfig, usecases: UseCaseSet, state: PartitionState):
+    def __init__(self, partition: int, cfg: WorkerConfig, usecases: UseCaseSet, state: PartitionState,
+                 hooks: CoreHooks | None = None):
         self.partition = partition
         self.cfg = cfg
         self.pstate = state
+        self.hooks = hooks or CoreHooks()
+        self.classifier = self.hooks.classifier_for(state)
         self.core = self._core(usecases)
         self.pending: list[Item] = []
         self.events: list[Any] = []
@@ -154,7 +175,8 @@ class PartitionWork:
 
     def _core(self, usecases: UseCaseSet) -> Core:
         return Core(usecases, state=self.pstate.state, dedup_window=self.cfg.dedup_window,
-                    lateness=self.cfg.lateness)
+                    lateness=self.cfg.lateness, enricher=self.hooks.enricher, prioritizer=self.hooks.prioritizer,
+                    classifier=self.classifier)
 
     def reload(self, usecases: UseCaseSet) -> None:
         """Run on a new use-case set, keeping the state."""

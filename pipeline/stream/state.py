@@ -17,6 +17,7 @@ effect on state).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import msgspec
 import orjson
 import zstandard
 
+from pipeline.classify.history import ClassifierState
 from pipeline.engine import CoreState
 from pipeline.schema import decode_alert, decode_incident, encode
 
@@ -45,11 +47,16 @@ _ALERT: Codec = (encode, decode_alert)
 _INCIDENT: Codec = (encode, decode_incident)
 _PLAIN: Codec = (orjson.dumps, orjson.loads)
 _TEXT: Codec = (lambda s: s.encode(), lambda b: bytes(b).decode())
+# The classifier's per-source histories are Python objects; this state only ever comes back from the worker's
+# own changelog topic, which nothing else writes.
+_PICKLE: Codec = (lambda o: pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL), pickle.loads)
 # Load order matters: objects of the later kinds are identified with those of the earlier ones.
 KINDS: dict[str, Codec] = {
     "dedup": _ALERT, "alerts": _ALERT, "fusion": _INCIDENT, "incidents": _INCIDENT,
-    "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN,
+    "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN, "suppressed": _PLAIN,
+    "cls_sources": _PICKLE, "cls_tenants": _PICKLE,  # the noise classifier's streaming state
 }
+CORE_KINDS = ("dedup", "alerts", "fusion", "incidents", "dedup_events", "correlation", "matched", "suppressed")
 
 
 class Tracked(dict):
@@ -98,7 +105,8 @@ class PartitionState:
 
     def __init__(self) -> None:
         self.maps: dict[str, Tracked] = {k: Tracked() for k in KINDS}
-        self.state = CoreState(**self.maps)  # type: ignore[arg-type]
+        self.state = CoreState(**{k: self.maps[k] for k in CORE_KINDS})  # type: ignore[arg-type]
+        self.classifier = ClassifierState(self.maps["cls_sources"], self.maps["cls_tenants"])  # type: ignore
         self.hw: dict[str, list[int]] = {}  # tenant SEP "topic:partition" -> [offset, seq] of the last applied
         self.watermark = 0.0  # max event time seen (epoch seconds)
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map

@@ -58,7 +58,7 @@ def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-w
     log = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
            "--data-dir", str(workdir / f"{name}-data"), "--usecases", str(USECASES), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1"}  # no saved context
     fh = log.open("ab")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     return WorkerProc(proc, log)

@@ -226,3 +226,38 @@ def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Pa
     finally:
         p.close()
         w.stop()
+
+
+def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path) -> None:
+    """`mdr worker --model` suppresses exactly the alerts `mdr replay --model` suppresses (same scores), and the
+    classifier's per-source history is part of the partition state."""
+    from pipeline.classify.model import NoiseClassifier
+    from pipeline.classify.train import train
+    from pipeline.engine import Core
+    from pipeline.replay import replay
+    from pipeline.rules.usecase import load_usecases
+    from pipeline.stream.producer import produce
+    from tests.stream.fixtures_worker import USECASES
+
+    sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
+    model, _, _ = train([sample], 0.95)
+    model_dir = model.save(tmp_path / "model")
+    src = sample / "modsec_audit.jsonl.gz"
+    want = replay([str(src)], Core(load_usecases(str(USECASES)), classifier=NoiseClassifier.load(model_dir)),
+                  "shop")
+    assert want.suppressed  # the sample has noise the model suppresses
+
+    b, prefix = kafka_broker.bootstrap, "mdr.noise."
+    ensure_topics(b, Topics(prefix=prefix), 4)
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--model", str(model_dir), *PARITY, app_id="noise")
+    try:
+        produce(b, [str(src)], f"{prefix}alerts.waf", "shop")
+        got = final_state(b, prefix)
+        assert got == summary(want.incidents), w.tail()
+        suppressed = {(s["alert"]["alert_id"], s["score"]) for s in
+                      (orjson.loads(r.value) for r in read_topic(b, f"{prefix}suppressed"))}
+        assert suppressed == {(s.alert.alert_id, s.score) for s in want.suppressed}
+        changelog = [r.key for r in read_topic(b, "noise-state-changelog")]
+        assert changelog and "noise classifier" in w.log.read_text()
+    finally:
+        assert w.stop() == 0, w.tail()
