@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 
-from pipeline.incidents import IDSETS, MAX_ENTITIES, MAX_IDS, _add, add_alert_ids, higher, merge_outcome
+from pipeline.incidents import IDSETS, MAX_ENTITIES, MAX_IDS, IdSets, _add, add_alert_ids, higher, merge_outcome
 from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
@@ -60,12 +60,17 @@ def _rank(inc: Incident) -> tuple[int, datetime, str]:
     return cat, inc.first_seen, inc.incident_id
 
 
+SOURCE_SETS = IdSets()  # membership sets of the incidents' source-address lists
+
+
 def related(a: Incident, b: Incident) -> bool:
     """Whether two incidents (already known to be close in time) are parts of one attack. Never across
     tenants."""
     if a.tenant_id != b.tenant_id:
         return False
-    if a.category == b.category and a.entities.src_ips and set(a.entities.src_ips) & set(b.entities.src_ips):
+    if a.category == b.category and a.entities.src_ips and b.entities.src_ips and not \
+            SOURCE_SETS.of_list(a.incident_id, a.entities.src_ips).isdisjoint(
+                SOURCE_SETS.of_list(b.incident_id, b.entities.src_ips)):
         return True
     a_comp, b_comp = a.category in COMPROMISE, b.category in COMPROMISE
     if a_comp and b_comp:
@@ -79,21 +84,40 @@ class Fusion:
     def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Incident] | None = None):
         self.window = timedelta(seconds=window)
         self.incidents: MutableMapping[str, Incident] = state if state is not None else {}
+        self._live: dict[str, dict[str, Incident]] | None = None  # tenant -> its unmerged incidents (derived)
+
+    def _candidates(self, tenant: str) -> dict[str, Incident]:
+        """The tenant's unmerged incidents; an index derived from `incidents` (built on first use, kept up to
+        date here), read without touching the state mapping."""
+        if self._live is None:
+            self._live = {}
+            for o in self.incidents.values():
+                if not o.merged_into:
+                    self._live.setdefault(o.tenant_id, {})[o.incident_id] = o
+        return self._live.setdefault(tenant, {})
+
+    def _put(self, inc: Incident) -> None:
+        self.incidents[inc.incident_id] = inc
+        live = self._candidates(inc.tenant_id)
+        if inc.merged_into:
+            live.pop(inc.incident_id, None)
+        else:
+            live[inc.incident_id] = inc
 
     def _near(self, a: Incident, b: Incident) -> bool:
         return a.first_seen - self.window <= b.last_seen and b.first_seen - self.window <= a.last_seen
 
     def process(self, inc: Incident) -> list[Incident]:
         """Take an incident update; returns the incidents whose state changed (including `inc`)."""
-        self.incidents[inc.incident_id] = inc
+        self._put(inc)
         if inc.merged_into:
             survivor = self.incidents.get(inc.merged_into)
             if survivor is None:
                 return [inc]
             self._merge(survivor, inc)
             return [inc, survivor]
-        group = [inc, *(o for o in self.incidents.values() if o is not inc and not o.merged_into
-                        and self._near(inc, o) and related(inc, o))]
+        group = [inc, *sorted((o for o in self._candidates(inc.tenant_id).values()
+                               if o is not inc and self._near(inc, o) and related(inc, o)), key=_rank)]
         if len(group) == 1:
             return [inc]
         survivor = min(group, key=_rank)
@@ -106,13 +130,15 @@ class Fusion:
                     sub = self.incidents.get(sub_id)
                     if sub is not None and sub is not survivor:
                         sub.merged_into = survivor.incident_id
+                        self._candidates(sub.tenant_id).pop(sub_id, None)
                         survivor.fused_counts.setdefault(sub_id, 0)
                         _add(survivor.fused_from, sub_id)
         return changed
 
     def _merge(self, survivor: Incident, other: Incident) -> None:
         """Fold `other` into `survivor` (idempotent: re-merging an updated incident adds only what is new)."""
-        add_alert_ids(survivor, other.alert_ids)
+        pair = f"{survivor.incident_id}\x1f{other.incident_id}"
+        add_alert_ids(survivor, _new_tail(pair, other.alert_ids))
         own_parts = other.fused_counts.get(other.incident_id, None)
         count = other.alert_count if own_parts is None else own_parts
         survivor.alert_count += count - survivor.fused_counts.get(other.incident_id, 0)
@@ -127,7 +153,7 @@ class Fusion:
             survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
             survivor.priority = new_prio
         _extend(survivor.use_cases, other.use_cases)
-        _merge_explanations(survivor.explanation, other.explanation)
+        _merge_explanations(survivor.explanation, other.explanation, pair)
         for k, vals in other.sources.items():
             _extend(survivor.sources.setdefault(k, []), vals)
         for name in ("src_ips", "dst_ips", "hosts", "users", "files", "urls", "processes", "domains"):
@@ -147,8 +173,8 @@ class Fusion:
         other.status = "merged"
         other.merged_into = survivor.incident_id
         other.version += 1
-        self.incidents[survivor.incident_id] = survivor
-        self.incidents[other.incident_id] = other
+        self._put(survivor)
+        self._put(other)
 
     def _retitle(self, survivor: Incident) -> None:
         """A fused compromise is named for the asset and every stage it holds."""
@@ -163,11 +189,29 @@ class Fusion:
 
     def expire(self, watermark: datetime) -> None:
         for iid in [i for i, inc in self.incidents.items() if inc.last_seen + self.window < watermark]:
-            del self.incidents[iid]
+            inc = self.incidents.pop(iid)
+            if self._live is not None:
+                self._live.get(inc.tenant_id, {}).pop(iid, None)
             IDSETS.forget(iid)
+            SOURCE_SETS.forget(iid)
 
 
-def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanation]) -> None:
+EXPLANATION_SETS = IdSets()  # membership sets of the explanations' alert-id lists
+_MERGED: dict[str, tuple[list[str], int]] = {}  # merge key -> (a merged part's id list, how much was merged)
+
+
+def _new_tail(key: str, ids: list[str]) -> list[str]:
+    """The part of `ids` (a list that only grows) not merged under `key` before; all of it when the list is
+    not the one seen last time (a restart, a new incident). A cache: forgetting it changes no result."""
+    hit = _MERGED.get(key)
+    start = hit[1] if hit is not None and hit[0] is ids and hit[1] <= len(ids) else 0
+    if len(_MERGED) >= IdSets.MAX:
+        _MERGED.clear()
+    _MERGED[key] = (ids, len(ids))
+    return ids[start:] if start else ids
+
+
+def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanation], key: str) -> None:
     """Fold `other`'s match explanations into `into` by use case, as copies (never shared objects, so the
     result does not depend on whether the two incidents came from memory or from a state store)."""
     have = {x.use_case: x for x in into}
@@ -178,19 +222,22 @@ def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanati
                                          {k: list(v) for k, v in x.conditions.items()},
                                          dict(x.correlation) if x.correlation is not None else None))
             continue
-        _union(y.alert_ids, x.alert_ids)
+        k = f"{key}\x1f{x.use_case}"
+        _union(y.alert_ids, _new_tail(k, x.alert_ids), k)
         for cond, ids in x.conditions.items():
-            _union(y.conditions.setdefault(cond, []), ids)
+            _union(y.conditions.setdefault(cond, []), _new_tail(f"{k}\x1f{cond}", ids), f"{k}\x1f{cond}")
         if x.correlation is not None and (y.correlation is None or
                                           x.correlation.get("events", 0) >= y.correlation.get("events", 0)):
             y.correlation = dict(x.correlation)
 
 
-def _union(into: list[str], more: list[str]) -> None:
+def _union(into: list[str], more: list[str], key: str) -> None:
     """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order."""
     if len(into) >= MAX_IDS or more is into:
         return
-    seen = set(into)
+    seen = EXPLANATION_SETS.of_list(key, into)
+    if len(seen) != len(into):  # a list with repeats: not for the cache
+        seen = set(into)
     for i in more:
         if i not in seen:
             into.append(i)

@@ -114,15 +114,22 @@ class IdSets:
     """Membership sets of incidents' alert-id lists, derived state kept beside them (never persisted): the lists
     only grow, so a set is brought up to date from the list's new tail instead of being rebuilt per alert."""
 
+    MAX = 100_000  # entries before the cache starts over (it is rebuilt lazily)
+
     def __init__(self) -> None:
         self._sets: dict[str, tuple[set[str], list[str]]] = {}
 
     def of(self, inc: Incident) -> set[str]:
-        ids = inc.alert_ids
-        hit = self._sets.get(inc.incident_id)
+        return self.of_list(inc.incident_id, inc.alert_ids)
+
+    def of_list(self, key: str, ids: list[str]) -> set[str]:
+        """The set of `ids`, a list that only grows, cached under `key`."""
+        hit = self._sets.get(key)
         if hit is None or hit[1] is not ids or len(hit[0]) > len(ids):
+            if len(self._sets) >= self.MAX:
+                self._sets.clear()
             known = set(ids)
-            self._sets[inc.incident_id] = (known, ids)
+            self._sets[key] = (known, ids)
             return known
         known = hit[0]
         if len(known) < len(ids):

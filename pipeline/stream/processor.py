@@ -233,4 +233,8 @@ def _joined(items: list[Item], incidents: Iterable[Incident]) -> list[float]:
     sets = [IDSETS.of(inc) for inc in incidents if inc.status != "merged"]
     if not sets:
         return []
-    return [it.t_in for it in items if any(it.alert.alert_id in s for s in sets)]
+    fed = {it.alert.alert_id for it in items}
+    joined: set[str] = set()
+    for s in sets:
+        joined |= fed & s
+    return [it.t_in for it in items if it.alert.alert_id in joined]

@@ -41,6 +41,7 @@ SNAP_STEP = 2 << 20  # bytes per snapshot record, and at least this much snapsho
 META_HW = "meta" + SEP + "hw"
 META_WM = "meta" + SEP + "wm"
 _MISSING = object()
+REF = b"="  # an alert stored as "the dedup representative of this fingerprint" (JSON never starts so)
 
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 _ALERT: Codec = (encode, decode_alert)
@@ -110,6 +111,9 @@ class PartitionState:
         self.hw: dict[str, list[int]] = {}  # tenant SEP "topic:partition" -> [offset, seq] of the last applied
         self.watermark = 0.0  # max event time seen (epoch seconds)
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map
+        self._fp_rep: dict[str, Any] = {}  # dedup fingerprint -> its representative (as of the last delta)
+        self._rep_fp: dict[str, str] = {}  # representative's alert id -> fingerprint
+        self._ref_of: dict[str, str] = {}  # alert id -> fingerprint, of alerts stored as a reference
         self.enc: dict[bytes, bytes] = {}  # encoded value of every key (what a snapshot writes)
         self.seg = 0  # number of the next segment
         self.segs: list[tuple[bytes, int]] = []  # (key, size) of the segment records since the snapshot
@@ -139,7 +143,18 @@ class PartitionState:
         dedup, alerts = self.maps["dedup"], self.maps["alerts"]
         for fp in dedup.touched:
             rep = dict.get(dedup, fp)
-            if rep is not None and dict.get(alerts, rep.alert_id) is rep:
+            old = self._fp_rep.get(fp)
+            if old is not None and rep is not old:  # the representative changed or left:
+                if self._rep_fp.get(old.alert_id) == fp:
+                    del self._rep_fp[old.alert_id]
+                if self._ref_of.get(old.alert_id) == fp:  # an alert stored as a reference to it is stored anew
+                    alerts.touched.add(old.alert_id)
+            if rep is None:
+                self._fp_rep.pop(fp, None)
+                continue
+            self._fp_rep[fp] = rep
+            self._rep_fp[rep.alert_id] = fp
+            if dict.get(alerts, rep.alert_id) is rep:
                 alerts.touched.add(rep.alert_id)
         opened, fusion = self.maps["incidents"], self.maps["fusion"]
         for key in opened.touched:
@@ -161,6 +176,9 @@ class PartitionState:
         out: dict[bytes, bytes | None] = {}
         for kind, (enc, _) in KINDS.items():
             m = self.maps[kind]
+            if kind == "alerts":
+                self._alerts_delta(m, out)
+                continue
             for key in m.touched:
                 v = dict.get(m, key, _MISSING)
                 out[table_key(kind, key)] = None if v is _MISSING else enc(v)
@@ -168,6 +186,23 @@ class PartitionState:
         out[META_HW.encode()] = orjson.dumps(self.hw)
         out[META_WM.encode()] = orjson.dumps(self.watermark)
         return out
+
+    def _alerts_delta(self, alerts: Tracked, out: dict[bytes, bytes | None]) -> None:
+        """The correlation store's alerts: most are also dedup representatives, stored then as a reference to
+        the representative's record (`REF` + fingerprint) instead of a second copy."""
+        dedup = self.maps["dedup"]
+        for aid in alerts.touched:
+            v = dict.get(alerts, aid, _MISSING)
+            fp = self._rep_fp.get(aid)
+            self._ref_of.pop(aid, None)
+            if v is _MISSING:
+                out[table_key("alerts", aid)] = None
+            elif fp is not None and dict.get(dedup, fp) is v:
+                out[table_key("alerts", aid)] = REF + fp.encode()
+                self._ref_of[aid] = fp
+            else:
+                out[table_key("alerts", aid)] = encode(v)
+        alerts.touched = set()
 
     # ---- table records ------------------------------------------------------------------------------
     def writes(self, delta: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes | None]]:
@@ -244,6 +279,13 @@ class PartitionState:
         for kind, (_, dec) in KINDS.items():
             m = self.maps[kind]
             for key, v in by_kind[kind]:
+                if kind == "alerts" and v[:1] == REF:
+                    fp = v[1:].decode()
+                    rep = dict.get(self.maps["dedup"], fp)
+                    if rep is not None:
+                        dict.__setitem__(m, key, rep)
+                        self._ref_of[key] = fp
+                    continue
                 obj = dec(v)
                 ident = getattr(obj, "alert_id", None) or getattr(obj, "incident_id", None)
                 if ident is not None and kind in ("dedup", "fusion"):
@@ -254,6 +296,8 @@ class PartitionState:
         for kind in KINDS:
             self.maps[kind].touched = set()
         self._group_keys = {inc.incident_id: k for k, inc in dict.items(self.maps["incidents"])}
+        self._fp_rep = dict(dict.items(self.maps["dedup"]))
+        self._rep_fp = {rep.alert_id: fp for fp, rep in self._fp_rep.items()}
         return len(self.enc)
 
     def _replay(self, records: dict[bytes, bytes]) -> dict[bytes, bytes | None]:

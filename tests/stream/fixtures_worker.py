@@ -130,10 +130,17 @@ def settle(read: Callable[[], object], quiet: float, timeout: float) -> object:
     return last
 
 
+def replay_core(**kw: object) -> Core:
+    """The Core `mdr replay` builds with no saved context (as the test workers run: MDR_HOME is empty)."""
+    from pipeline.context.store import Context
+
+    ctx = Context()
+    return Core(load_usecases(str(USECASES)), enricher=ctx.enrich, prioritizer=ctx.prioritize, **kw)
+
+
 def replay_lab(tenant: str, host: str = "web-01", lab: Path = LAB1) -> ReplayResult:
     """`mdr replay` of the lab files with the worker's Core configuration."""
-    core = Core(load_usecases(str(USECASES)))
-    return replay([str(lab / d) for d in LAB_TOPICS], core, tenant, host)
+    return replay([str(lab / d) for d in LAB_TOPICS], replay_core(), tenant, host)
 
 
 def summary(incidents: dict[str, Incident]) -> dict[str, tuple]:

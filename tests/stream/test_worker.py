@@ -233,18 +233,15 @@ def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path) -> No
     classifier's per-source history is part of the partition state."""
     from pipeline.classify.model import NoiseClassifier
     from pipeline.classify.train import train
-    from pipeline.engine import Core
     from pipeline.replay import replay
-    from pipeline.rules.usecase import load_usecases
     from pipeline.stream.producer import produce
-    from tests.stream.fixtures_worker import USECASES
+    from tests.stream.fixtures_worker import replay_core
 
     sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
     model, _, _ = train([sample], 0.95)
     model_dir = model.save(tmp_path / "model")
     src = sample / "modsec_audit.jsonl.gz"
-    want = replay([str(src)], Core(load_usecases(str(USECASES)), classifier=NoiseClassifier.load(model_dir)),
-                  "shop")
+    want = replay([str(src)], replay_core(classifier=NoiseClassifier.load(model_dir)), "shop")
     assert want.suppressed  # the sample has noise the model suppresses
 
     b, prefix = kafka_broker.bootstrap, "mdr.noise."
