@@ -212,6 +212,18 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+BROKER_PID = 0  # for the CPU split printed beside the worker rates
+
+
 def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[bytes]], app_id: str
                 ) -> tuple[float, float, float]:
     """`count` workers on topics of their own: once all of them hold their share of the partitions, the input
@@ -228,6 +240,7 @@ def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[b
             time.sleep(0.5)
             held = [metric(p, "mdr_assigned_partitions", f'topic="{internal}"') for p in ports]
             stable = stable + 1 if all(held) and sum(held) == 4 else 0
+        cpu0 = [cpu_seconds(p.pid) for p in procs], cpu_seconds(BROKER_PID)
         msgs = sum(asyncio.run(send_values(bootstrap, topics.ingest_topic(k), vs, None)) for k, vs in values.items())
         t_first = None
         while True:
@@ -240,6 +253,10 @@ def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[b
             if read >= msgs and applied >= alerts > 0:
                 break
         elapsed = time.monotonic() - (t_first or 0.0)
+        workers = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0[0], strict=True)]
+        print(f"  CPU over the run: workers {' + '.join(f'{c:.1f}' for c in workers)} s, broker "
+              f"{cpu_seconds(BROKER_PID) - cpu0[1]:.1f} s, in {elapsed:.1f} s on {os.cpu_count()} cores; "
+              f"{applied / max(sum(workers), 1e-9):,.0f} alerts per worker CPU-second")
         return applied, applied / elapsed, elapsed
     finally:
         for p in procs:
@@ -263,8 +280,10 @@ def main() -> None:
     phases = set(a.phases.split(","))
     copies = max(1, a.records // 7500)
     work = Path(tempfile.mkdtemp(prefix="mdr-bench-"))
+    global BROKER_PID
     with open_broker() as broker:
         b = broker.bootstrap
+        BROKER_PID = broker._proc.pid if getattr(broker, "_proc", None) else 0
         t0 = time.perf_counter()
         values = lab_values(copies, a.per_message)
         records = sum(len(orjson.loads(v).get("records", [1])) for vs in values.values() for _, v in vs)
