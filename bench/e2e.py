@@ -254,6 +254,9 @@ def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[b
                 break
         elapsed = time.monotonic() - (t_first or 0.0)
         workers = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0[0], strict=True)]
+        gc_s = sum(metric(p, "mdr_gc_pause_seconds_sum") for p in ports)
+        full = sum(metric(p, "mdr_gc_pause_seconds_count", 'generation="2"') for p in ports)
+        print(f"  GC pauses: {gc_s:.1f} s in all, {full:.0f} full collections")
         print(f"  CPU over the run: workers {' + '.join(f'{c:.1f}' for c in workers)} s, broker "
               f"{cpu_seconds(BROKER_PID) - cpu0[1]:.1f} s, in {elapsed:.1f} s on {os.cpu_count()} cores; "
               f"{applied / max(sum(workers), 1e-9):,.0f} alerts per worker CPU-second")

@@ -53,6 +53,7 @@ def run_worker(cfg: WorkerConfig) -> None:
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
     rt = build(cfg, ucs)
+    rt.metrics.watch_gc()
     if cfg.db_url:
         from pipeline.soar.actions import Soar
 

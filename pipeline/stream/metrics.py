@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -38,8 +38,26 @@ class Metrics:
                               buckets=_LATENCY, registry=r)
         self.to_incident = Histogram("mdr_alert_to_incident_seconds", "Ingest timestamp of an alert to the incident "
                                      "holding it delivered", buckets=_LATENCY, registry=r)
+        self.gc = Histogram("mdr_gc_pause_seconds", "Cyclic garbage collector pauses", ["generation"],
+                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r)
         self.e2e = Histogram("mdr_end_to_end_seconds", "Ingest timestamp to incident emitted",
                              buckets=_LATENCY, registry=r)
+
+    def watch_gc(self) -> None:
+        """Time the cyclic garbage collector's pauses (they stop the event loop)."""
+        import gc
+        import time
+
+        started: list[float] = [0.0]
+        hist = self.gc
+
+        def callback(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                hist.labels(str(info.get("generation"))).observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
