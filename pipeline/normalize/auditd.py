@@ -20,7 +20,7 @@ import ipaddress
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
@@ -347,6 +347,12 @@ class AuditdNormalizer(Normalizer):
 
     def buffered(self) -> Iterable[RawRecord]:
         return (ev.raw for ev in self._buf.values())
+
+    def discard(self, where: Callable[[RawRecord], bool]) -> None:
+        for key in [k for k, ev in self._buf.items() if where(ev.raw)]:
+            del self._buf[key]
+            if self._last == key:
+                self._last = None
 
     def flush(self) -> list[Alert]:
         events = list(self._buf.values())

@@ -9,7 +9,7 @@ Any other exception is a bug in the normalizer; the caller still turns it into a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
@@ -93,6 +93,9 @@ class Normalizer:
     def buffered(self) -> Iterable[RawRecord]:
         """The first record of each unit still buffered (a stream must not commit past it)."""
         return ()
+
+    def discard(self, where: Callable[[RawRecord], bool]) -> None:
+        """Drop the buffered units whose first record `where` selects (their input went to another worker)."""
 
     def flush(self) -> list[Alert]:
         """Alerts still buffered (stateful formats such as auditd); called at end of input or on idle."""

@@ -11,7 +11,7 @@ without a zone, taken as UTC), which gives them their time and the engine versio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
@@ -108,6 +108,9 @@ class ClamavNormalizer(Normalizer):
 
     def buffered(self) -> Iterable[RawRecord]:
         return (rec for rec, _, _ in self._held)
+
+    def discard(self, where: Callable[[RawRecord], bool]) -> None:
+        self._held = [h for h in self._held if not where(h[0])]
 
     def flush(self) -> list[Alert]:
         return self._release(None)

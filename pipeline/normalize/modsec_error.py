@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,6 +150,10 @@ class ModSecErrorNormalizer(Normalizer):
 
     def buffered(self) -> Iterable[RawRecord]:
         return (tx.first for tx in self._open.values())
+
+    def discard(self, where: Callable[[RawRecord], bool]) -> None:
+        for uid in [u for u, tx in self._open.items() if where(tx.first)]:
+            del self._open[uid]
 
     def flush(self) -> list[Alert]:
         return [a for a in (self._emit(u) for u in list(self._open)) if a is not None]

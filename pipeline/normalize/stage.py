@@ -112,6 +112,15 @@ class NormalizeStage:
                         floor[tp] = o.offset
         return floor
 
+    def discard_from(self, partitions: set[tuple[str, int]]) -> None:
+        """Forget what stateful normalizers buffer from these (topic, partition)s: after a rebalance their
+        uncommitted records are read again by the partition's new owner."""
+        def revoked(rec: RawRecord) -> bool:
+            return (rec.origin.topic, rec.origin.partition) in partitions
+
+        for inst in self._instances.values():
+            inst.discard(revoked)
+
     def flush(self, out: NormalizeResult | None = None,
               where: Callable[[str, str, str | None], bool] | None = None) -> NormalizeResult:
         """Emit what stateful normalizers buffer; `where(fmt, tenant, host)` limits it to some of them."""

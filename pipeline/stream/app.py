@@ -162,8 +162,11 @@ class Runtime:
         return w
 
     def revoked(self, tps: Iterable[Any]) -> None:
+        ingest = {(tp.topic, tp.partition) for tp in tps if tp.topic in self.cfg.topics.ingest}
+        self.normalizer.stage.discard_from(ingest)  # uncommitted: the next owner reads them again
+        for tp in ingest:
+            self.held.pop(tp, None)
         for tp in tps:
-            self.held.pop((tp.topic, tp.partition), None)  # uncommitted: the next owner reads them again
             if tp.topic == self.cfg.topics.internal and self.parts.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: state dropped from memory", tp.partition)
 
