@@ -63,13 +63,18 @@ def record(t: Ticket, actor: str, comment: str | None = None) -> dict[str, Any]:
     }
 
 
+def append(rec: dict[str, Any], path: str | Path) -> None:
+    """Append `rec` to the JSONL file `path`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, p.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
 def publish(rec: dict[str, Any], path: str | Path | None = None) -> None:
     """Append `rec` to the JSONL file `path` (when given) and hand it to every registered sink."""
     if path is not None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with _lock, p.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        append(rec, path)
     env = _env_sink()
     with _lock:
         sinks = list(_sinks)

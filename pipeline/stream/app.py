@@ -404,10 +404,10 @@ def _verdict(cfg: WorkerConfig, value: bytes | None) -> None:
         log.warning("verdict is not JSON; ignored")
         return
     log.info("verdict %s for incident %s", rec.get("verdict"), rec.get("incident_id"))
-    if cfg.verdicts_file is not None:
-        from pipeline.soar.verdicts import publish
+    if cfg.verdicts_file is not None:  # only the file: the sinks are where verdicts come from (no echo)
+        from pipeline.soar.verdicts import append
 
-        publish(rec, cfg.verdicts_file)
+        append(rec, cfg.verdicts_file)
 
 
 def _lag(rt: Runtime) -> None:

@@ -82,7 +82,9 @@ def test_hot_reload_metrics_and_logs(kafka_broker, tmp_path: Path) -> None:
     topics = Topics(prefix=prefix)
     ensure_topics(b, topics, 4)
     port = free_port()
-    w = start_worker(b, tmp_path, "--prefix", prefix, "--metrics-port", str(port), app_id="ops")
+    verdicts = tmp_path / "verdicts.jsonl"
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--metrics-port", str(port), "--verdicts-file", str(verdicts),
+                     app_id="ops")
     p = KafkaProducer(bootstrap_servers=b)
     fw = topics.ingest_topic("firewall")
 
@@ -125,7 +127,16 @@ def test_hot_reload_metrics_and_logs(kafka_broker, tmp_path: Path) -> None:
         assert wait_until(lambda: any("198.51.100.9" in i.title for i in canary_incidents(b, prefix, 1)), 30), \
             w.tail()
 
+        # an analyst's verdict on the canary incident reaches the verdicts file (training data, reports)
+        verdict = {"incident_id": got[0].incident_id, "tenant_id": "shop", "verdict": "true_positive"}
+        p.send(topics.verdicts, orjson.dumps(verdict), key=got[0].incident_id.encode())
+        p.send(topics.verdicts, b"not json")  # ignored, logged
+        p.flush()
+        assert wait_until(lambda: verdicts.exists() and verdicts.read_text().strip() != "", 30, every=0.2), w.tail()
+        assert [orjson.loads(x) for x in verdicts.read_text().splitlines()] == [verdict]
+
         body = metrics(port)
+        assert metric(body, "mdr_verdicts_total") == 2
         assert metric(body, "mdr_records_total", f'topic="{fw}"') == 9
         assert metric(body, "mdr_incident_updates_total", 'priority="P3"') >= 2
         assert metric(body, "mdr_dead_letters_total", 'reason="usecase_rejected"') == 1
