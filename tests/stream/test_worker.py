@@ -196,6 +196,19 @@ def test_broker_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
         w.stop()
 
 
+def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
+    """The group committed every message of `topic` (held messages were released once emitted)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        end = c.end_offsets(tps)
+        return all(end[tp] == 0 or c.committed(tp) == end[tp] for tp in tps)
+    finally:
+        c.close()
+
+
 def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Path) -> None:
     """ModSecurity error-log lines of a transaction whose closing line has not come yet are buffered by the
     normalizer; their ingest offsets must not be committed, so a worker killed meanwhile does not lose them:
@@ -223,6 +236,7 @@ def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Pa
         assert len(alerts) == 1 and alerts[0].source.format == "modsec_error"
         assert alerts[0].extra["unique_id"] == uid.split('"')[1]
         assert len(alerts[0].raw.splitlines()) == len(tx)  # every buffered line came back
+        assert wait_until(lambda: _committed_to_end(b, "buf", topics.ingest_topic("waf")), 30), w.tail()
     finally:
         p.close()
         w.stop()
