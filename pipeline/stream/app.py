@@ -47,6 +47,7 @@ log = logging.getLogger("mdr.worker")
 MAX_MESSAGE = 16 * 1024 * 1024
 ITEMS_PER_MESSAGE = 1000
 FLUSH_TICK = 0.05
+CONTEXT_POLL = 2.0  # seconds between looks at the saved context's files
 COMPRESSION = "zstd"  # alerts are ~3 KB of repetitive JSON: zstd cuts broker, network and changelog bytes ~10x
 
 
@@ -84,6 +85,7 @@ class Runtime:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
         self.normalizer = Normalizer(cfg.tenant_bindings)
+        self.context_sig = context_signature()
         self.hooks = core_hooks(cfg)
         self.usecases = usecases
         self.parts: dict[int, PartitionWork] = {}
@@ -256,6 +258,21 @@ class Runtime:
             await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
                             orjson.dumps(body, default=str), futures)
 
+    # ---- context (`mdr assets import`, `mdr intel import` write it under MDR_HOME) -------------------
+    async def watch_context(self) -> None:
+        """Reload the saved context when its files changed; the partitions' cores use it from the next alert."""
+        loop = asyncio.get_running_loop()
+        sig = await loop.run_in_executor(None, context_signature)
+        if sig == self.context_sig:
+            return
+        hooks = await loop.run_in_executor(None, core_hooks, self.cfg, self.hooks.classifier)
+        self.context_sig, self.hooks = sig, hooks
+        for w in self.parts.values():
+            w.hooks = hooks
+            w.core.enricher, w.core.prioritizer = hooks.enricher, hooks.prioritizer
+        self.metrics.context_reloads.inc()
+        log.info("context reloaded (%d files)", len(sig))
+
     # ---- use cases ----------------------------------------------------------------------------------
     def _reloaded(self, ucs: UseCaseSet) -> None:
         self.usecases = ucs
@@ -276,13 +293,25 @@ class Runtime:
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
 
 
-def core_hooks(cfg: WorkerConfig) -> CoreHooks:
+def context_signature() -> tuple:
+    """What the saved context under MDR_HOME looks like on disk (names, sizes, modification times)."""
+    from pipeline.context.store import mdr_home
+
+    root = mdr_home() / "context"
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in root.rglob("*")
+                        if p.is_file() and (st := p.stat())))
+
+
+def core_hooks(cfg: WorkerConfig, classifier: Any = None) -> CoreHooks:
     """The context saved under MDR_HOME (every tenant's assets and escort calendar, intel) and the noise
     classifier of `--model`, as `mdr replay` uses them."""
     from pipeline.context.store import Context
 
     ctx = Context.from_state()
-    classifier = None
+    if classifier is not None:
+        return CoreHooks(ctx.enrich, ctx.prioritize, classifier)
     if cfg.model is not None:
         from pipeline.classify.model import NoiseClassifier
 
@@ -364,6 +393,10 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
                 await rt.send_normalized(res)
             rt.release()
         _lag(rt)
+
+    @app.timer(CONTEXT_POLL)
+    async def context_watch() -> None:
+        await rt.watch_context()
 
     @app.task
     async def usecase_feed() -> None:

@@ -28,6 +28,8 @@ class Metrics:
         self.incidents = Counter("mdr_incident_updates", "Incident updates emitted", ["priority"], registry=r)
         self.suppressed = Counter("mdr_suppressed", "Alerts suppressed as noise", registry=r)
         self.verdicts = Counter("mdr_verdicts", "Analyst verdicts consumed", registry=r)
+        self.context_reloads = Counter("mdr_context_reloads", "Reloads of the saved context (assets, intel)",
+                                       registry=r)
         self.usecase_reloads = Counter("mdr_usecase_reloads", "Use-case set reloads", ["result"], registry=r)
         self.lag = Gauge("mdr_consumer_lag", "Messages behind the end of the topic", ["topic", "partition"],
                          registry=r)

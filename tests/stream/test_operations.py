@@ -43,11 +43,11 @@ mdr:
 BROKEN = "title: Broken canary\ndetection:\n  ua:\n    http.user_agent|nosuchmodifier: x\n  condition: ua\n"
 
 
-def eve(agent: str, src: str, second: int) -> str:
+def eve(agent: str, src: str, second: int, dest: str = "10.0.0.5") -> str:
     """One Suricata alert carrying a user agent."""
     return orjson.dumps({
         "timestamp": f"2026-11-24T07:00:{second:02d}.000000+0000", "event_type": "alert", "src_ip": src,
-        "src_port": 40000 + second, "dest_ip": "10.0.0.5", "dest_port": 80, "proto": "TCP",
+        "src_port": 40000 + second, "dest_ip": dest, "dest_port": 80, "proto": "TCP",
         "alert": {"action": "allowed", "gid": 1, "signature_id": 9000001, "rev": 1, "severity": 2,
                   "signature": "LAB test request", "category": "Misc activity"},
         "http": {"hostname": "shop.example", "url": "/", "http_user_agent": agent, "http_method": "GET"},
@@ -153,3 +153,48 @@ def test_hot_reload_metrics_and_logs(kafka_broker, tmp_path: Path) -> None:
     assert any(r["logger"] == "mdr.worker" and "use cases reloaded" in r["msg"] for r in logs)
     assert any(r["level"] == "warning" and "rejected" in r["msg"] for r in logs)
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in logs)
+
+
+def test_context_reload(kafka_broker, tmp_path: Path) -> None:
+    """`mdr assets import` while the worker runs: the worker picks the inventory up within seconds and the
+    next alerts carry their asset (no restart)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.schema import decode_alert
+
+    b, prefix = kafka_broker.bootstrap, "mdr.ctx."
+    topics = Topics(prefix=prefix)
+    ensure_topics(b, topics, 4)
+    port = free_port()
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--metrics-port", str(port), app_id="ctx")
+    p = KafkaProducer(bootstrap_servers=b)
+    fw = topics.ingest_topic("firewall")
+
+    def asset_of(src: str) -> str | None:
+        for r in read_topic(b, f"{prefix}alerts.normalized", timeout=2):
+            a = decode_alert(r.value)
+            if a.src and a.src.ip == src:
+                return a.asset.name if a.asset else "-"
+        return None
+
+    try:
+        assert wait_until(lambda: healthz(port) == 200, 90, every=0.5), w.tail()
+        p.send(fw, envelope([eve("curl/8", "198.51.100.20", 1, "10.20.5.10")], "shop", "suricata", "s1"), key=b"s1")
+        p.flush()
+        assert wait_until(lambda: asset_of("198.51.100.20") is not None, 30), w.tail()
+        assert asset_of("198.51.100.20") == "-"  # no inventory yet
+
+        inventory = Path(__file__).resolve().parents[1] / "context" / "data" / "assets.yaml"
+        env = {**os.environ, "MDR_HOME": str(tmp_path / "home")}  # the worker's (tests/stream/fixtures_worker.py)
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "assets", "import", str(inventory), "--tenant", "shop"],
+                       check=True, env=env, capture_output=True)
+        assert wait_until(lambda: metric(metrics(port), "mdr_context_reloads_total") >= 1, 10, every=0.2), w.tail()
+        p.send(fw, envelope([eve("curl/8", "198.51.100.21", 2, "10.20.5.10")], "shop", "suricata", "s1"), key=b"s1")
+        p.flush()
+        assert wait_until(lambda: asset_of("198.51.100.21") is not None, 30), w.tail()
+        assert asset_of("198.51.100.21") == "db-01"  # critical database: the asset now rides on the alert
+    finally:
+        p.close()
+        assert w.stop() == 0, w.tail()
