@@ -42,11 +42,13 @@ def _assets(inc: Incident, with_files: bool) -> set[str]:
     return keys
 
 
-def _extend(lst: list[str], values: list[str], cap: int = MAX_ENTITIES) -> None:
-    """Append the values not yet in `lst` (order kept, up to `cap`): one set build, not a scan per value."""
-    if len(lst) >= cap:
+def _extend(lst: list[str], values: list[str], cap: int = MAX_ENTITIES, have: set[str] | None = None) -> None:
+    """Append the values not yet in `lst` (order kept, up to `cap`): one set build, not a scan per value.
+    `have`, when given, is the set of `lst` (it is kept up to date)."""
+    if len(lst) >= cap or values is lst:
         return
-    have = set(lst)
+    if have is None:
+        have = set(lst)
     for v in values:
         if v not in have:
             lst.append(v)
@@ -232,15 +234,6 @@ def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanati
 
 
 def _union(into: list[str], more: list[str], key: str) -> None:
-    """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order."""
-    if len(into) >= MAX_IDS or more is into:
-        return
+    """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order; the set of `into` is cached."""
     seen = EXPLANATION_SETS.of_list(key, into)
-    if len(seen) != len(into):  # a list with repeats: not for the cache
-        seen = set(into)
-    for i in more:
-        if i not in seen:
-            into.append(i)
-            seen.add(i)
-            if len(into) >= MAX_IDS:
-                return
+    _extend(into, more, MAX_IDS, seen if len(seen) == len(into) else None)  # a list with repeats: no cache

@@ -144,9 +144,11 @@ class Runtime:
         floor = self.normalizer.stage.buffered_floor() if floor is None else floor
         for tp, evs in list(self.held.items()):
             low = floor.get(tp)
-            keep = [ev for ev in evs if low is not None and ev.message.offset >= low]
+            keep = []
             for ev in evs:
-                if low is None or ev.message.offset < low:
+                if low is not None and ev.message.offset >= low:
+                    keep.append(ev)
+                else:
                     ev.ack()
             if keep:
                 self.held[tp] = keep
@@ -306,13 +308,12 @@ def context_signature() -> tuple:
 
 def core_hooks(cfg: WorkerConfig, classifier: Any = None) -> CoreHooks:
     """The context saved under MDR_HOME (every tenant's assets and escort calendar, intel) and the noise
-    classifier of `--model`, as `mdr replay` uses them."""
+    classifier of `--model` (or `classifier`, already loaded: a context reload keeps it), as `mdr replay`
+    uses them."""
     from pipeline.context.store import Context
 
     ctx = Context.from_state()
-    if classifier is not None:
-        return CoreHooks(ctx.enrich, ctx.prioritize, classifier)
-    if cfg.model is not None:
+    if classifier is None and cfg.model is not None:
         from pipeline.classify.model import NoiseClassifier
 
         classifier = NoiseClassifier.load(cfg.model)

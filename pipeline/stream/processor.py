@@ -227,7 +227,6 @@ class PartitionWork:
                        redelivered, time.perf_counter() - t0)
 
 
-
 def _joined(items: list[Item], incidents: Iterable[Incident]) -> list[float]:
     """Ingest times of the alerts that are now part of one of `incidents` (alert -> incident latency)."""
     sets = [IDSETS.of(inc) for inc in incidents if inc.status != "merged"]
