@@ -1,17 +1,25 @@
 """Render a ReportData as one self-contained HTML file (charts inline as SVG), Markdown (charts as PNG files
-beside it) or PDF (the HTML laid out by WeasyPrint)."""
+beside it) or PDF (the HTML laid out by WeasyPrint).
+
+Titles, names and addresses in a report come from attacker-written records. The HTML templates autoescape
+them (control and bidi characters shown as escapes); in the Markdown every `{{ ... }}` value is escaped for
+Markdown (pipeline/textsafe.markdown: no raw HTML, no link, no image, no table cell or block broken out of),
+while the template's own text keeps its formatting (macros return already-safe Markup)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from pipeline.report import charts
 from pipeline.report.data import FUNNEL, ReportData
 from pipeline.report.summary import duration
+from pipeline.textsafe import markdown, visible
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS = ("html", "md", "pdf")
@@ -59,14 +67,21 @@ def _signed(n: int) -> str:
     return f"+{n}" if n > 0 else str(n)
 
 
-def _md_cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+def _md(v: Any) -> Markup:
+    """A value as Markdown text (Markup: the template's autoescape leaves it alone)."""
+    return v if isinstance(v, Markup) else Markup(markdown(str(v)))
 
 
-def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html.j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(duration=duration, dt=_dt, num=_num, signed=_signed, md=_md_cell)
+def _shown(v: Any) -> Any:
+    """A value for HTML (autoescaped after this): control and bidi characters made visible."""
+    return v if isinstance(v, Markup) or not isinstance(v, str) else visible(v)
+
+
+def environment(fmt: str = "html") -> Environment:
+    """The Jinja environment of a format: HTML autoescaped, Markdown values escaped by `_md`."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, finalize=_md if fmt == "md" else _shown)
+    env.filters.update(duration=duration, dt=_dt, num=_num, signed=_signed, md=_md)
     return env
 
 
@@ -82,7 +97,7 @@ def context(d: ReportData, chart_refs: dict[str, str]) -> dict[str, Any]:
 
 def render_html(d: ReportData) -> str:
     svgs = {name: _inline_svg(charts.to_svg(fig)) for name, fig in charts.all_charts(d).items()}
-    return environment().get_template("report.html.j2").render(context(d, svgs), fmt="html")
+    return environment("html").get_template("report.html.j2").render(context(d, svgs), fmt="html")
 
 
 def _inline_svg(svg: str) -> str:
@@ -97,8 +112,8 @@ def render_markdown(d: ReportData, charts_dir: Path | None = None, link_base: st
         charts_dir.mkdir(parents=True, exist_ok=True)
         for name, fig in charts.all_charts(d).items():
             (charts_dir / f"{name}.png").write_bytes(charts.to_png(fig))
-            refs[name] = f"{link_base}{name}.png"
-    return environment().get_template("report.md.j2").render(context(d, refs), fmt="md")
+            refs[name] = Markup(quote(f"{link_base}{name}.png"))  # a link destination, percent-encoded
+    return environment("md").get_template("report.md.j2").render(context(d, refs), fmt="md")
 
 
 def render_pdf(d: ReportData) -> bytes:
