@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
 from pipeline import paths
 from pipeline.classify.cli import model_app
+from pipeline.clitext import Table, lit
 from pipeline.context.cli import assets_app, build_context, intel_app
+from pipeline.redact import install_logging
 from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
 from pipeline.stream.cli import register as register_stream
@@ -30,6 +31,7 @@ app.add_typer(intel_app, name="intel")
 app.add_typer(model_app, name="model")
 register_stream(app)
 app.command("report")(report_cmd)
+install_logging()  # log records: secrets redacted, control characters escaped
 console = Console(stderr=True)
 PROGRESS_MIN_BYTES = 20_000_000
 
@@ -47,7 +49,7 @@ def load_rules(path: str | None):
         fail(f"no use cases at {p}")
     ucs = load_usecases(p)
     for e in ucs.errors:
-        console.print(f"[yellow]skipped use case[/yellow] {e}")
+        console.print(lit(("skipped use case", "yellow"), " ", e))
     return ucs
 
 
@@ -88,6 +90,7 @@ def replay(
     from pipeline.replay import write_outputs
     from pipeline.report.stats import record_stats
     from pipeline.runtime import tune_gc
+    from pipeline.soar.actions import register_secrets
     from pipeline.soar.cli import replay_tickets
     from pipeline.soar.db import default_url
 
@@ -99,6 +102,7 @@ def replay(
         fail(f"no such file or directory: {e}")
     if not files:
         fail("no input files found")
+    register_secrets(db or default_url(out))  # known before anything is written: every output is redacted
     tune_gc()
     ucs = load_rules(usecases)
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
@@ -128,7 +132,7 @@ def replay(
     record_stats(db or default_url(out), tenant, res)  # alert statistics for `mdr report`
     _summary(res)
     for name, p in written.items():
-        console.print(f"{name:>11}: {p}")
+        console.print(lit(f"{name:>11}: ", p))
 
 
 def _summary(res) -> None:

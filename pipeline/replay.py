@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.engine import Core, Outputs
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult
+from pipeline.redact import redact_bytes
 from pipeline.schema import Alert, Incident, encode
 
 BATCH = 2048
@@ -76,7 +77,7 @@ def replay(paths: Iterable[str], core: Core, tenant: str, host: str | None = Non
 
 
 def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
-    """alerts.jsonl, dlq.jsonl, incidents.jsonl and suppressed.jsonl in `out_dir`."""
+    """alerts.jsonl, dlq.jsonl, incidents.jsonl and suppressed.jsonl in `out_dir` (configured secrets redacted)."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     files = {
@@ -88,6 +89,6 @@ def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
     for path, items in files.values():
         with open(path, "wb") as fh:
             for it in items:
-                fh.write(encode(it))
+                fh.write(redact_bytes(encode(it)))
                 fh.write(b"\n")
     return {k: v[0] for k, v in files.items()}

@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct, field
 
+from pipeline.redact import REDACTOR, redact
+
 FAMILIES = ("waf", "ids", "firewall", "host", "av", "fim", "auth", "ddos", "cloud")
 ACTIONS = ("blocked", "allowed", "detected", "failed", "succeeded")
 SEVERITY_LABELS = ("info", "low", "medium", "high", "critical")
@@ -159,6 +161,12 @@ class DeadLetter(Struct, omit_defaults=True, kw_only=True, gc=False):
     field: str | None = None
     raw: str = ""
     raw_encoding: str = "utf-8"  # or base64 when the input was not text
+
+    def __post_init__(self) -> None:
+        if REDACTOR:  # a configured secret never reaches a dead-letter file or topic
+            self.detail = redact(self.detail)
+            if self.raw_encoding == "utf-8":
+                self.raw = redact(self.raw)
 
 
 class Suppressed(Struct, omit_defaults=True, kw_only=True, gc=False):

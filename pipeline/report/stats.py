@@ -21,7 +21,7 @@ from sqlalchemy import Date, Engine, Index, Integer, String, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pipeline.schema import Alert, utc
-from pipeline.soar.models import Base
+from pipeline.soar.models import Base, RedactedString
 
 KEY_LEN = 300  # longest stored dimension value
 
@@ -39,10 +39,10 @@ class AlertStat(Base):
     product: Mapped[str] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(64))
     family: Mapped[str] = mapped_column(String(16))
-    rule_id: Mapped[str] = mapped_column(String(KEY_LEN))
-    rule_name: Mapped[str] = mapped_column(String(KEY_LEN))
+    rule_id: Mapped[str] = mapped_column(RedactedString(KEY_LEN))
+    rule_name: Mapped[str] = mapped_column(RedactedString(KEY_LEN))
     src_ip: Mapped[str | None] = mapped_column(String(64))
-    asset: Mapped[str | None] = mapped_column(String(KEY_LEN))
+    asset: Mapped[str | None] = mapped_column(RedactedString(KEY_LEN))
     action: Mapped[str] = mapped_column(String(16))
     alerts: Mapped[int] = mapped_column(Integer)  # alerts after dedup
     raw: Mapped[int] = mapped_column(Integer)  # alerts before dedup (sum of the representatives' counts)

@@ -19,9 +19,11 @@ from typing import Any
 
 import orjson
 
+from pipeline.redact import REDACTOR
 from pipeline.schema import Incident, to_builtins
 from pipeline.soar import db, sla
 from pipeline.soar.connectors import Channels, load_channels
+from pipeline.soar.connectors import register_secrets as register_channel_secrets
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step, load_playbooks
 from pipeline.soar.runner import Runner, step_context
@@ -194,6 +196,13 @@ def act(incident: Incident, soar: Soar | None = None) -> ActResult:
                 _default = Soar.open()
             soar = _default
     return soar.act(incident)
+
+
+def register_secrets(db_url: str | None = None, channels: str | Path | None = None) -> None:
+    """Make the secrets SOAR is configured with (channel settings, the store URL's password) known to the
+    redaction before anything is written: an adapter calls this first."""
+    REDACTOR.add_url(db_url or db.default_url())
+    register_channel_secrets(channels)
 
 
 # ---- adapters --------------------------------------------------------------------------------------------

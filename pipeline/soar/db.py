@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from pipeline.redact import REDACTOR
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 _MIGRATE_LOCK = 0x6D6472  # pg advisory lock key ("mdr")
 
@@ -37,6 +39,7 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    REDACTOR.add_url(url)  # the password never shows in a log, a timeline or an error
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""

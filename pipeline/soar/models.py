@@ -14,6 +14,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from pipeline.redact import redact, redact_data
+
 STATUSES = ("new", "acknowledged", "investigating", "resolved", "closed")
 # Allowed lifecycle moves. Any open ticket may be closed (with a verdict); a resolved one may be reopened.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -27,6 +29,34 @@ VERDICTS = ("true_positive", "false_positive", "benign", "duplicate")
 RUN_STATES = ("pending", "running", "waiting", "done", "failed", "denied")
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class RedactedText(TypeDecorator[str]):
+    """Text stored with the configured secrets redacted (pipeline/redact.py), whatever code path writes it."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return redact(value) if value else value
+
+
+class RedactedString(RedactedText):
+    impl = String
+    cache_ok = True
+
+
+class RedactedJson(TypeDecorator[Any]):
+    """JSON (JSONB on PostgreSQL) stored with the configured secrets redacted in every string inside."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return redact_data(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -62,20 +92,20 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     incident_id: Mapped[str] = mapped_column(String(64))
     tenant_id: Mapped[str] = mapped_column(String(128), index=True)
-    title: Mapped[str] = mapped_column(String(500))
+    title: Mapped[str] = mapped_column(RedactedString(500))
     category: Mapped[str] = mapped_column(String(32))
     priority: Mapped[str] = mapped_column(String(2), index=True)
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
     assignee: Mapped[str | None] = mapped_column(String(128))
     verdict: Mapped[str | None] = mapped_column(String(32))
-    incident: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    incident: Mapped[dict[str, Any]] = mapped_column(RedactedJson)
     incident_version: Mapped[int] = mapped_column(Integer, default=0)
     incident_status: Mapped[str] = mapped_column(String(16), default="open")
     sla_due: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)  # highest tier notified
     escalation_priority: Mapped[str | None] = mapped_column(String(2))  # priority at that escalation
-    external: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)  # channel -> external ref
+    external: Mapped[dict[str, Any]] = mapped_column(RedactedJson, default=dict)  # channel -> external ref
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -94,8 +124,8 @@ class TimelineEvent(Base):
     kind: Mapped[str] = mapped_column(String(24))  # created|update|step|note|status|escalation|approval|...
     actor: Mapped[str] = mapped_column(String(128), default="system")
     status: Mapped[str | None] = mapped_column(String(16))  # ok|failed|skipped|retry|waiting
-    text: Mapped[str] = mapped_column(Text, default="")
-    data: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    text: Mapped[str] = mapped_column(RedactedText, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(RedactedJson)
 
 
 class TicketEntity(Base):
@@ -106,7 +136,7 @@ class TicketEntity(Base):
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    value: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[str] = mapped_column(RedactedString(300), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(128))
 
 
@@ -123,8 +153,8 @@ class PlaybookRun(Base):
     next_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner: Mapped[str | None] = mapped_column(String(64))
-    context: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)  # step id -> its result data
-    approval: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    context: Mapped[dict[str, Any]] = mapped_column(RedactedJson, default=dict)  # step id -> its result data
+    approval: Mapped[dict[str, Any] | None] = mapped_column(RedactedJson)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -136,6 +166,6 @@ class PendingMerge(Base):
 
     survivor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    title: Mapped[str] = mapped_column(String(500))
+    title: Mapped[str] = mapped_column(RedactedString(500))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -26,7 +26,7 @@ class JsonFormatter(logging.Formatter):
         body = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
                 "msg": record.getMessage()}
         if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
+            body["exc"] = record.exc_text or self.formatException(record.exc_info)  # redacted (pipeline/redact.py)
         return json.dumps(body, default=str)
 
 

@@ -13,6 +13,7 @@ Channel configuration (`playbooks/channels.yaml`, or `MDR_SOAR_CHANNELS`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -30,6 +31,7 @@ from pipeline.soar.connectors.base import (
     RetryPolicy,
     Secrets,
     TicketInfo,
+    register_secret,
 )
 from pipeline.soar.connectors.dingtalk import DingTalk
 from pipeline.soar.connectors.jira import Jira
@@ -57,6 +59,7 @@ __all__ = [
     "RetryPolicy",
     "TicketInfo",
     "load_channels",
+    "register_secrets",
 ]
 
 
@@ -83,6 +86,7 @@ class Channels:
         self._cache: dict[tuple[str, str], Connector | ChannelUnavailable] = {}
         self._lock = threading.Lock()
         self._check()
+        self._register_secrets()
 
     def _check(self) -> None:
         specs = [(n, s) for n, s in self.specs.items()]
@@ -97,6 +101,18 @@ class Channels:
             for n in tier:
                 if n not in self.names():
                     raise ChannelConfigError(f"{self.source}: escalation tier names unknown channel {n!r}")
+
+    def _register_secrets(self) -> None:
+        """Every secret of the configuration is known to the redaction at once, whether or not its channel
+        is ever used (a secret that cannot be resolved leaves its channel unavailable, as in `get`)."""
+        specs = [*self.specs.values(), *(s for m in self.tenants.values() for s in (m or {}).values())]
+        for spec in specs:
+            for k, v in spec.items():
+                try:
+                    val, is_secret = self.secrets.resolve(v)
+                except ChannelUnavailable:
+                    continue
+                register_secret(k, val, is_secret)
 
     def names(self) -> set[str]:
         return set(self.specs) | {n for m in self.tenants.values() for n in (m or {})}
@@ -142,6 +158,13 @@ def channels_path(path: str | Path | None = None) -> Path:
     if os.environ.get("MDR_SOAR_CHANNELS"):
         return Path(os.environ["MDR_SOAR_CHANNELS"])
     return paths.playbooks_dir() / CHANNELS_FILE
+
+
+def register_secrets(path: str | Path | None = None) -> None:
+    """Register the secrets of the channel configuration for redaction before anything is written (a bad
+    configuration is reported where the channels are loaded)."""
+    with contextlib.suppress(ChannelConfigError):
+        load_channels(path)
 
 
 def load_channels(path: str | Path | None = None, *, dry_run: bool = False) -> Channels:

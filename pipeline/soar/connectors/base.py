@@ -3,9 +3,14 @@ a timeout, retry with exponential backoff, a bulkhead (bounded concurrency) and 
 
 Setting values `env:NAME` read the environment (`env?:NAME`: optional); `secret:NAME` reads
 `MDR_SECRETS_FILE` (a YAML/JSON mapping, or a directory holding one file per secret). A channel whose
-secret is missing is *unavailable*: steps that use it are recorded as skipped, not failed. Every text a
-connector returns passes `redact()`, which removes the secret values and URL query strings (DingTalk and
+secret is missing is *unavailable*: steps that use it are recorded as skipped, not failed. Secret settings
+(references, and the keys in SECRET_KEYS) are registered with pipeline/redact.py, so they are masked in every
+form wherever they would show; every text a connector returns also loses its URL query strings (DingTalk and
 WeCom carry their tokens there).
+
+Text for people goes out in the connector's own `markup` (pipeline/textsafe.py): a `Message` or `TicketInfo`
+says which markup its text is in; text in another markup (plain text by default) is escaped as a whole, and
+titles are always plain text, escaped by the connector.
 """
 
 from __future__ import annotations
@@ -23,23 +28,24 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 import yaml
 
+from pipeline import textsafe
+from pipeline.redact import REDACTOR, redact
+
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 425, 429})
 _URL = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*")
 
 
-def _masked(secret: str) -> str:
-    """A secret URL shows its scheme and host only (webhook paths and queries carry tokens)."""
-    m = re.match(r"^(https?://[^/?#@]+)", secret)
-    return f"{m.group(1)}/***" if m else "***"
+SECRET_KEYS = ("secret", "token", "password", "api_key", "key")
 
 
-def _url_tokens(value: str) -> list[str]:
-    """Query values and long path segments of a URL (where webhook URLs keep their tokens)."""
-    if not re.match(r"^https?://", value):
-        return []
-    u = httpx.URL(value)
-    return [v for _, v in u.params.multi_items() if len(v) >= 4] + [p for p in u.path.split("/") if len(p) >= 9]
+def register_secret(key: str, value: Any, is_secret: bool) -> None:
+    """Register a setting's value for redaction: a secret reference or a secret key, and the password of
+    any URL setting."""
+    if is_secret or key in SECRET_KEYS:
+        REDACTOR.add(value)
+    else:
+        REDACTOR.add_url(value)
 
 
 class ConnectorError(Exception):
@@ -89,6 +95,7 @@ class Message:
     incident_id: str = ""
     ticket_id: int | None = None
     kind: str = "incident"  # incident | escalation | approval | update
+    markup: str = "raw"  # the markup `text` is written in (pipeline/textsafe.py); raw: plain, unescaped
 
 
 @dataclass(slots=True)
@@ -105,6 +112,7 @@ class TicketInfo:
     created_ms: int
     tags: list[str] = field(default_factory=list)
     observables: list[tuple[str, str]] = field(default_factory=list)  # (data type, value)
+    markup: str = "raw"  # the markup `text` is written in
 
 
 @dataclass(slots=True)
@@ -136,6 +144,8 @@ class Secrets:
             elif self.path is not None and self.path.is_file():
                 loaded = yaml.safe_load(self.path.read_text()) or {}
                 self._data = {str(k): str(v) for k, v in loaded.items()}
+            for v in self._data.values():  # every value of the secrets file is a secret
+                REDACTOR.add(v)
         return self._data
 
     def resolve(self, value: Any) -> tuple[Any, bool]:
@@ -163,20 +173,16 @@ class Connector:
 
     type: ClassVar[str]
     required: ClassVar[tuple[str, ...]] = ()
-    secret_keys: ClassVar[tuple[str, ...]] = ("secret", "token", "password", "api_key", "key")
+    markup: ClassVar[str] = "raw"  # what the receiving system renders text as (pipeline/textsafe.py)
 
     def __init__(self, name: str, settings: dict[str, Any], *, secrets: Secrets | None = None, dry_run: bool = False):
         self.name = name
         self.dry_run = dry_run
-        self._secret_values: dict[str, str] = {}  # secret -> what is shown instead
         secrets = secrets or Secrets()
         self.settings: dict[str, Any] = {}
         for k, v in settings.items():
             val, is_secret = secrets.resolve(v)
-            if (is_secret or k in self.secret_keys) and isinstance(val, str) and len(val) >= 4:
-                self._secret_values[val] = _masked(val)
-                for part in _url_tokens(val):  # a server may echo a URL's token back in an error
-                    self._secret_values.setdefault(part, "***")
+            register_secret(k, val, is_secret)
             self.settings[k] = val
         missing = [k for k in self.required if not self.settings.get(k)]
         if missing:
@@ -240,9 +246,15 @@ class Connector:
 
     # ---- shared machinery ---------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secret_values, key=len, reverse=True):
-            text = text.replace(secret, self._secret_values[secret])
-        return _URL.sub(r"\1?***", text)
+        return _URL.sub(r"\1?***", redact(text))
+
+    def esc(self, value: str) -> str:
+        """A plain value (a title, a name) in this connector's markup."""
+        return textsafe.escape(self.markup, value)
+
+    def body(self, text: str, markup: str) -> str:
+        """`text`, written in `markup`, as this connector's markup: as is when they agree, else escaped."""
+        return text if markup == self.markup else textsafe.escape(self.markup, text, multiline=True)
 
     def with_retry(self, fn: Callable[[], T], retry: RetryPolicy | None) -> T:
         """Call `fn` until it succeeds, fails for good, or the attempts run out (sleeping the backoff)."""
