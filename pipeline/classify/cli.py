@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from pipeline.clitext import Table, lit
 
 model_app = typer.Typer(help="Noise classifier: train on labeled alerts, evaluate against the baseline.",
                         no_args_is_help=True)
@@ -60,7 +61,7 @@ def train_cmd(
         model, ds, _ = train(data, target_recall, tuple(kind or ("hgb", "linear")), variants, tenant,
                              dedup_window or None)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(1) from None
     model.save(out)
     t = Table(title=f"validation (target recall {target_recall})")
@@ -73,8 +74,8 @@ def train_cmd(
         t.add_row(name + mark, str(r["features"]), f"{r['threshold']:.4g}", f"{pa['noise_reduction']:.2%}",
                   f"{pa['fn_rate']:.2%}", f"{co['noise_reduction']:.2%}", f"{co['fn_rate']:.2%}")
     console.print(t)
-    console.print(f"{len(ds.alerts)} alerts ({dict(model.manifest['training_data']['rows'])} labeled rows); "
-                  f"model {model.version} written to {out}")
+    console.print(lit(f"{len(ds.alerts)} alerts ({dict(model.manifest['training_data']['rows'])} labeled rows); "
+                      f"model {model.version} written to {out}"))
 
 
 @model_app.command("evaluate")
@@ -99,9 +100,9 @@ def evaluate_cmd(
     try:
         report = evaluate(model, data, report_dir, split, _usecases(usecases), tenant, pipeline)
     except ModelError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(2) from None
     for line in summary_lines(report):
-        console.print(line, soft_wrap=True)
+        console.print(lit(line), soft_wrap=True)
     if report_dir is not None:
-        console.print(f"report: {report_dir / 'report.md'}")
+        console.print(lit(f"report: {report_dir / 'report.md'}"))

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from pipeline.clitext import Table, clean, lit
 from pipeline.context.loader import ContextFileError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ out = Console()
 
 def _reject(e: ContextFileError) -> None:
     for p in e.problems:
-        err.print(f"[red]{p}[/red]", markup=True, highlight=False)
+        err.print(lit((p, "red")))
     err.print(f"[red]rejected:[/red] {len(e.problems)} problem(s); nothing was changed")
     raise typer.Exit(1)
 
@@ -47,7 +47,7 @@ def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAM
         _reject(e)
         return
     path = save_assets(tenant, inv)
-    err.print(f"{len(inv)} assets imported for tenant {tenant!r} -> {path}")
+    err.print(lit(f"{len(inv)} assets imported for tenant {tenant!r} -> {path}"))
 
 
 @assets_app.command("list")
@@ -84,8 +84,8 @@ def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MIS
         return
     path = save_intel(s, tenant, None)
     skipped = ", ".join(f"{k}: {v}" for k, v in stats.skipped.most_common()) or "none"
-    err.print(f"{stats.loaded} indicators ({stats.format}) imported as feed {s.name!r} for "
-              f"{'all tenants' if global_ else f'tenant {tenant!r}'} -> {path}; skipped: {skipped}")
+    err.print(lit(f"{stats.loaded} indicators ({stats.format}) imported as feed {s.name!r} for "
+                  f"{'all tenants' if global_ else f'tenant {tenant!r}'} -> {path}; skipped: {skipped}"))
 
 
 @intel_app.command("lookup")
@@ -100,7 +100,7 @@ def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, UR
     try:
         kind, key = normalize(guess_kind(value), value)
     except ValueError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(2) from None
     kind = "hash" if kind not in ("ip", "cidr", "domain", "url") else kind
     now = int(datetime.now(UTC).timestamp())
@@ -111,10 +111,11 @@ def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, UR
             valid = (e[4] is None or e[4] <= now) and (e[5] is None or now <= e[5])
             state = "valid" if valid else "not valid now"
             conf = "-" if e[2] is None else str(e[2])
-            typer.echo(f"{ind}\t{e[0]}\tsource={e[1]}\tconfidence={conf}\ttags={','.join(e[3])}\t"
-                       f"valid={_ts(e[4])}..{_ts(e[5])}\t{state}")
+            fields = [ind, e[0], f"source={e[1]}", f"confidence={conf}", f"tags={','.join(e[3])}",
+                      f"valid={_ts(e[4])}..{_ts(e[5])}", state]
+            typer.echo("\t".join(clean(f) for f in fields))
     if not n:
-        err.print(f"no indicator matches {value!r}")
+        err.print(lit(f"no indicator matches {value!r}"))
         raise typer.Exit(1)
 
 
@@ -133,7 +134,7 @@ def build_context(tenant: str, assets: Path | None, intel: list[Path], escort: P
     for fn, args in filter(None, loads):
         if not fn(*args):  # type: ignore[operator]
             for p in ctx.errors:
-                err.print(f"[red]{p}[/red]", highlight=False)
+                err.print(lit((p, "red")))
             err.print("[red]error:[/red] context file rejected")
             raise typer.Exit(2)
     return ctx

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipeline.clitext import lit
+
 err = Console(stderr=True)
 
 
@@ -53,6 +55,6 @@ def report_cmd(
         store.close()
     path = write(data, fmt, out or Path(f"report-{tenant}-{p.start.date()}.{fmt}"))
     f = data.key_figures()
-    err.print(f"{p.label}: {f['incidents_total']} incidents, {f['sla_breached']} SLA breaches, "
-              f"{f['open_tickets']} open tickets")
-    err.print(f"report: {path}")
+    err.print(lit(f"{p.label}: {f['incidents_total']} incidents, {f['sla_breached']} SLA breaches, "
+                  f"{f['open_tickets']} open tickets"))
+    err.print(lit(f"report: {path}"))

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from pipeline.clitext import Table, lit
 
 if TYPE_CHECKING:
     from pipeline.soar.actions import Soar
@@ -61,7 +62,7 @@ def _closing(thing: C) -> Iterator[C]:
     try:
         yield thing
     except TicketError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(1) from None
     finally:
         thing.close()
@@ -98,7 +99,8 @@ def tickets_list(
         rows = store.list(status=status, priority=priority, tenant=tenant, limit=limit)
         if as_json:
             for t in rows:
-                out.print_json(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}))
+                out.print_json(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}),
+                               ensure_ascii=True)
             return
         tab = Table("id", "prio", "status", "tenant", "category", "title", "SLA due", "breached", "verdict")
         for t in rows:
@@ -122,9 +124,9 @@ def tickets_show(ref: IdArg, as_json: Annotated[bool, typer.Option("--json")] = 
     with _store(db) as store:
         d = store.export(store.require(ref))
         if as_json:
-            out.print_json(json.dumps(d))
+            out.print_json(json.dumps(d), ensure_ascii=True)
             return
-        out.print(f"[bold]#{d['id']}[/bold] [{d['priority']}] {d['title']}")
+        out.print(lit((f"#{d['id']}", "bold"), f" [{d['priority']}] ", d["title"]))
         for k in (
             "status",
             "tenant_id",
@@ -142,9 +144,9 @@ def tickets_show(ref: IdArg, as_json: Annotated[bool, typer.Option("--json")] = 
             "closed_at",
             "external",
         ):
-            out.print(f"  {k:>16}: {d[k]}")
+            out.print(lit(f"  {k:>16}: ", d[k]))
         for r in d["playbooks"]:
-            out.print(f"  {'playbook':>16}: {r['name']} ({r['status']}, next step {r['step']})")
+            out.print(lit(f"  {'playbook':>16}: ", f"{r['name']} ({r['status']}, next step {r['step']})"))
         tab = Table("at", "kind", "status", "actor", "text", title="timeline")
         for e in d["timeline"]:
             tab.add_row(e["at"][:19], e["kind"], e["status"] or "", e["actor"], e["text"][:160])
@@ -156,7 +158,7 @@ def tickets_ack(ref: IdArg, by: ByOpt = None, db: DbOpt = None) -> None:
     """Acknowledge a ticket (stops SLA escalation)."""
     with _store(db) as store:
         t = store.acknowledge(ref, _actor(by))
-        out.print(f"ticket {t.id}: acknowledged by {t.assignee}")
+        out.print(lit(f"ticket {t.id}: acknowledged by ", t.assignee))
 
 
 @tickets_app.command("status")
@@ -177,7 +179,7 @@ def tickets_assign(ref: IdArg, assignee: str, by: ByOpt = None, db: DbOpt = None
     """Assign a ticket to an analyst."""
     with _store(db) as store:
         t = store.assign(ref, assignee, _actor(by))
-        out.print(f"ticket {t.id}: assigned to {t.assignee}")
+        out.print(lit(f"ticket {t.id}: assigned to ", t.assignee))
 
 
 @tickets_app.command("note")
@@ -214,7 +216,7 @@ def tickets_close(
         t = store.close_ticket(ref, verdict, actor, comment)
         path = verdicts or verdicts_path(store.url)
         pub.publish(pub.record(t, actor, comment), path)
-        out.print(f"ticket {t.id}: closed as {t.verdict} (verdict appended to {path})")
+        out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, ")"))
 
 
 def _decision(approve: bool, doc: str) -> Callable[..., None]:
@@ -235,7 +237,7 @@ def _decision(approve: bool, doc: str) -> Callable[..., None]:
             runs = soar.runner.decide(t.id, approve, _actor(by), comment)
             settled = soar.runner.drain(wait)
             for e in soar.store.timeline(t.id)[before:]:
-                out.print(f"{e.kind:>10} {e.status or '':>8}  {e.text}")
+                out.print(lit(f"{e.kind:>10} {e.status or '':>8}  ", e.text))
             out.print(
                 f"ticket {t.id}: {'approved' if approve else 'denied'} ({len(runs)} run(s) resumed"
                 + ("" if settled else "; steps still pending, `mdr playbooks resume` continues them")
@@ -267,7 +269,7 @@ def tickets_escalate(
         done = soar.escalator.check(when)
         for e in done:
             notes = ", ".join(f"{n['channel']}: {n['status']}" for n in e.notices) or "no channel"
-            out.print(f"ticket {e.ticket_id}: {e.priority} escalated to tier {e.tier} ({notes})")
+            out.print(lit(f"ticket {e.ticket_id}: {e.priority} escalated to tier {e.tier} ({notes})"))
         out.print(f"{len(done)} escalation(s)")
 
 
@@ -284,12 +286,12 @@ def playbooks_validate(
     try:
         chans = load_channels(channels)
     except ChannelConfigError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(lit((e, "red")))
         raise typer.Exit(1) from None
     names = chans.names() if chans.specs or chans.tenants else None
     pbs = load_playbooks(path, channels=names)
     for e in pbs.errors:
-        err.print(f"[red]{e}[/red]")
+        err.print(lit((e, "red")))
     err.print(
         f"{len(pbs.playbooks)} playbooks loaded from {len(pbs.files)} files, {len(pbs.errors)} problems"
         + ("" if names is not None else " (no channel configuration: channel names not checked)")
@@ -328,28 +330,29 @@ def playbooks_run(
         with _soar(db, playbooks, channels) as soar:
             for inc in incs:
                 r = soar.act(inc)
-                out.print(
+                out.print(lit(
                     f"incident {inc.incident_id}: ticket {r.ticket_id}"
                     f"{' (new)' if r.created else ''}, playbooks started: {', '.join(r.playbooks) or 'none'}"
-                )
+                ))
             soar.runner.drain(120)
         return
     chans = load_channels(channels, dry_run=True)
     pbs = load_playbooks(playbooks)
     if playbook and playbook not in pbs.playbooks:
-        err.print(f"[red]no playbook {playbook!r}[/red] (loaded: {', '.join(sorted(pbs.playbooks))})")
+        err.print(lit((f"no playbook {playbook!r}", "red"), f" (loaded: {', '.join(sorted(pbs.playbooks))})"))
         raise typer.Exit(1)
     for inc in incs:
         runs = simulate(inc, pbs, chans, only=playbook)
         if not runs:
-            out.print(f"incident {inc.incident_id}: no playbook selected")
+            out.print(lit(f"incident {inc.incident_id}: no playbook selected"))
         for pb, results in runs:
-            out.print(f"[bold]incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}[/bold]")
+            head = f"incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}"
+            out.print(lit((head, "bold")))
             for step, res in results:
-                out.print(f"  {step.id:<22} {step.action:<13} {res.status:<8} {res.detail}", soft_wrap=True)
+                out.print(lit(f"  {step.id:<22} {step.action:<13} {res.status:<8} ", res.detail), soft_wrap=True)
                 req = res.data.get("request")
                 if req:
-                    out.print_json(json.dumps(req, ensure_ascii=False, default=str), indent=2)
+                    out.print_json(json.dumps(req, default=str), indent=2, ensure_ascii=True)
 
 
 @playbooks_app.command("resume")
@@ -372,7 +375,7 @@ def replay_tickets(res: Any, out_dir: Path, db: str | None) -> Path:
 
     r = act_on_replay(res, out_dir, db)
     for e in r.errors:
-        err.print(f"[yellow]skipped playbook[/yellow] {e}")
+        err.print(lit(("skipped playbook", "yellow"), " ", e))
     err.print(
         f"tickets: {r.tickets} for this replay ({r.created} new), {r.runs_started} playbook runs started"
         + ("" if r.settled else "; some steps still wait for a retry (`mdr playbooks resume`)")

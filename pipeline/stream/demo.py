@@ -13,9 +13,9 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from pipeline import paths
+from pipeline.clitext import Table
 from pipeline.schema import Incident, decode_incident
 from pipeline.stream.config import Topics
 

@@ -1,0 +1,189 @@
+"""Issue 13 §3: text from records is printed literally by every CLI table and line (replay summary, tickets
+list / show, assets and intel, playbooks, report, the demo's live table, log lines). Rich markup in it
+(`[/]`, `[link=...]`) neither crashes a command nor makes a link, and control sequences (ANSI / OSC 8,
+C1, bidi overrides) never reach the terminal raw: they show as escapes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from pipeline.cli import app
+from tests.hostile.corpus import AIDE_FILE, CONTROL, HOST, LAB1, SSH_HOST, write_aide, write_sshd, write_waf
+
+pytestmark = pytest.mark.skipif(not LAB1.is_dir(), reason="samples/lab-1 not present")
+
+
+def run(*args: str) -> Result:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, (r.output, r.exception)
+    return r
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """The CLI's consoles as one wide colour terminal: what a user's terminal would receive."""
+    import pipeline.cli
+    import pipeline.context.cli
+    import pipeline.report.cli
+    import pipeline.soar.cli
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, color_system="truecolor", width=4000)
+    for mod, name in ((pipeline.cli, "console"), (pipeline.soar.cli, "out"), (pipeline.soar.cli, "err"),
+                      (pipeline.context.cli, "out"), (pipeline.context.cli, "err"), (pipeline.report.cli, "err")):
+        monkeypatch.setattr(mod, name, console)
+    return buf
+
+
+def clear(buf: io.StringIO) -> None:
+    buf.seek(0)
+    buf.truncate()
+
+
+def assert_literal(shown: str, *fragments: str) -> None:
+    """No link, no raw control sequence; the record text itself is there, literally."""
+    assert "\x1b]8;" not in shown  # no OSC 8 hyperlink (a spoofed [link=...])
+    for c in CONTROL[1:]:
+        assert c not in shown, repr(c)
+    assert "\x1b[2J" not in shown
+    for f in fragments:
+        assert f in shown, f
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MDR_DB_URL", raising=False)
+    monkeypatch.delenv("MDR_SOAR_CHANNELS", raising=False)
+    return tmp_path
+
+
+def test_issue_reproduction_user_name_markup(home: Path) -> None:
+    """The issue's reproduction: six sshd lines for user `[/]`, `mdr replay DIR`, `mdr tickets list`."""
+    d = write_sshd(home / "in")
+    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
+    run("replay", str(d), "--tenant", "shop", "--out", str(out))
+    run("replay", str(d), "--tenant", "acme", "--out", str(out))
+    for tenant in ([], ["--tenant", "shop"], ["--tenant", "acme"]):
+        run("tickets", "list", "--db", db, *tenant)
+    run("tickets", "show", "1", "--db", db)
+    run("tickets", "show", "2", "--json", "--db", db)
+
+
+@pytest.mark.parametrize("where", ["sshd host", "aide path", "waf host header"])
+def test_record_markup_and_controls_print_literally(where: str, home: Path, terminal: io.StringIO) -> None:
+    d = home / "in"
+    if where == "sshd host":
+        write_sshd(d, host=SSH_HOST)
+        shown = [SSH_HOST]
+    elif where == "aide path":
+        write_aide(d)
+        shown = [AIDE_FILE]
+    else:
+        write_waf(d)
+        shown = ["[link=http://evil.example/]click[/link]", "\\x1b]8;;http://evil.example/\\x07spoof", "\\u202eRLO"]
+    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
+    run("replay", str(d), "--tenant", "shop", "--host", "web-01", "--out", str(out))
+    if where != "aide path":  # its incident is fused into the compromise incident: in that ticket only
+        assert_literal(terminal.getvalue(), *shown)
+    clear(terminal)
+    run("tickets", "list", "--db", db)
+    tickets = [json.loads(line) for line in (out / "tickets.jsonl").read_text().splitlines()]
+    for t in tickets:
+        run("tickets", "note", str(t["id"]), "seen [/] \x1b[2J", "--by", "[bold]ana[/bold]", "--db", db)
+        run("tickets", "ack", str(t["id"]), "--by", "[link=http://evil.example/]ana[/link]", "--db", db)
+        run("tickets", "show", str(t["id"]), "--db", db)
+    assert_literal(terminal.getvalue(), *shown, "seen [/] \\x1b[2J", "[link=http://evil.example/]ana[/link]")
+
+
+def test_json_output_escapes_controls(home: Path, terminal: io.StringIO) -> None:
+    write_waf(home / "in")
+    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
+    run("replay", str(home / "in"), "--tenant", "shop", "--out", str(out))
+    clear(terminal)
+    run("tickets", "list", "--json", "--db", db)
+    run("tickets", "show", "1", "--json", "--db", db)
+    assert_literal(terminal.getvalue(), "\\u202eRLO")
+
+
+def test_error_messages_with_markup(home: Path, terminal: io.StringIO) -> None:
+    """A ticket reference or an inventory value with markup comes back in an error message: shown literally."""
+    r = CliRunner().invoke(app, ["tickets", "show", "[/]", "--db", f"sqlite:///{home}/soar.db"])
+    assert r.exit_code == 1 and "no ticket [/]" in terminal.getvalue()
+    bad = home / "assets.yaml"
+    bad.write_text("assets:\n  - name: '[/]x'\n    criticality: '[link=http://evil.example/]high[/link]'\n")
+    r = CliRunner().invoke(app, ["assets", "import", str(bad), "--tenant", "shop"])
+    assert r.exit_code == 1 and "[link=http://evil.example/]high[/link]" in terminal.getvalue()
+    assert_literal(terminal.getvalue())
+
+
+def test_assets_list_and_intel_lookup(home: Path, terminal: io.StringIO) -> None:
+    inv = home / "assets.yaml"
+    inv.write_text('assets:\n  - name: "[/]web \\u001b[2J"\n    criticality: high\n    ips: [203.0.113.5]\n'
+                   '    owner: "[link=http://evil.example/]ops[/link]"\n    tags: ["\\u202eRLO"]\n')
+    run("assets", "import", str(inv), "--tenant", "shop")
+    run("assets", "list")
+    assert_literal(terminal.getvalue(), "[/]web \\x1b[2J", "[link=http://evil.example/]ops[/link]", "\\u202eRLO")
+    feed = home / "feed.csv"
+    feed.write_text("value,type,source,tags\nevil.example,domain,[/]src \x1b[2J,[/]c2;\u202eRLO\n")
+    run("intel", "import", str(feed), "--tenant", "shop", "--name", "[/]feed")
+    r = run("intel", "lookup", "evil.example", "--tenant", "shop")
+    assert "source=[/]src \\x1b[2J" in r.output and "[/]c2,\\u202eRLO" in r.output
+    assert not any(c in r.output for c in CONTROL)
+
+
+def test_playbook_dry_run_prints_record_text_literally(home: Path, terminal: io.StringIO) -> None:
+    from tests.soar.helpers import incident
+
+    inc = incident(1, title=f"Web attack against {HOST}", hosts=[HOST])
+    from pipeline.schema import encode
+
+    f = home / "incident.json"
+    f.write_bytes(encode(inc))
+    run("playbooks", "run", str(f), "--dry-run")
+    assert_literal(terminal.getvalue(), "[link=http://evil.example/]click[/link]")
+
+
+def test_report_cli_path_with_markup(home: Path, terminal: io.StringIO) -> None:
+    out = home / "[/]reports" / "r.md"
+    run("report", "--tenant", "shop", "--format", "md", "--db", f"sqlite:///{home}/soar.db", "--out", str(out))
+    assert out.is_file()
+    assert_literal(terminal.getvalue(), "[/]reports")
+
+
+def test_demo_live_table_is_literal() -> None:
+    from pipeline.stream.demo import _table
+    from tests.soar.helpers import incident
+
+    inc = incident(1, title=f"Web attack against {HOST}")
+    buf = io.StringIO()
+    Console(file=buf, force_terminal=True, width=400).print(_table({inc.incident_id: inc}, "streaming"))
+    assert_literal(buf.getvalue(), "[link=http://evil.example/]click[/link]", "\\u202eRLO")
+
+
+def test_log_lines_cannot_be_forged_or_drive_the_terminal() -> None:
+    from pipeline.redact import install_logging
+
+    install_logging()
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    log = logging.getLogger("pipeline.test.hostile")
+    log.addHandler(handler)
+    try:
+        log.warning("rejected user %s", f"x\n2026-11-24 INFO all clear {AIDE_FILE}\x1b[2J\u202e")
+        try:
+            raise ValueError("bad value \x1b]8;;http://evil.example/\x07")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == ("rejected user x\\n2026-11-24 INFO all clear " + AIDE_FILE + "\\x1b[2J\\u202e")
+    assert_literal(buf.getvalue(), "bad value \\x1b]8;;http://evil.example/\\x07")
