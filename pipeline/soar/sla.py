@@ -11,6 +11,7 @@ makes a new level (its own due time is recomputed) and escalates again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -115,12 +116,12 @@ class Escalator:
         ):
             return None
         esc = Escalation(t.id, t.priority, tier)
-        msg = self.message(t, tier, reason)
         for name in names:
-            esc.notices.append(self._notify(t, name, msg))
+            esc.notices.append(self._notify(t, name, lambda markup: self.message(t, tier, reason, markup)))
         return esc
 
-    def message(self, t: Ticket, tier: int, reason: str) -> Message:
+    def message(self, t: Ticket, tier: int, reason: str, markup: str = "raw") -> Message:
+        """The escalation notice, its text in `markup` (the receiving channel's)."""
         ctx = {
             "ticket": {
                 "id": t.id,
@@ -137,9 +138,9 @@ class Escalator:
         }
         title = f"[ESCALATION T{tier}] {t.priority} ticket #{t.id}: {t.title}"
         if self.templates.has("escalation"):
-            text = self.templates.render_file("escalation", ctx)
+            text = self.templates.render_file("escalation", ctx, markup)
         else:
-            text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
+            text, markup = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}", "raw"
         return Message(
             title=title,
             text=text,
@@ -148,13 +149,14 @@ class Escalator:
             incident_id=t.incident_id,
             ticket_id=t.id,
             kind="escalation",
+            markup=markup,
         )
 
-    def _notify(self, t: Ticket, name: str, msg: Message) -> dict[str, Any]:
+    def _notify(self, t: Ticket, name: str, message: Callable[[str], Message]) -> dict[str, Any]:
         try:
             conn = self.channels.get(name, t.tenant_id)
             with conn.slots:
-                data = conn.notify(msg)
+                data = conn.notify(message(conn.markup))
             status, detail = "ok", f"escalation notice sent to {name}"
         except ChannelUnavailable as e:
             status, detail, data = "skipped", f"escalation notice to {name} skipped: {e}", {}

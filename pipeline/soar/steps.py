@@ -2,7 +2,8 @@
 returns a `StepResult`; connector errors become failed results (retryable or not), an unconfigured channel
 a skipped one, and a busy channel (its bulkhead full) raises `Busy` so the runner comes back shortly.
 Connector calls are made with the step's timeout and without inline retries: the runner retries the step
-with backoff through the store.
+with backoff through the store. Text for a channel (a notice, a ticket description) is rendered in that
+channel's markup, so the values in it are escaped for the system that shows them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.soar.connectors.base import NO_RETRY
 from pipeline.soar.models import Ticket
 from pipeline.soar.playbooks import Step
 from pipeline.soar.templates import Templates
+from pipeline.textsafe import escape
 
 if TYPE_CHECKING:
     from pipeline.soar.sla import Escalator
@@ -104,21 +106,27 @@ def run_step(step: Step, ctx: StepContext) -> StepResult:
         return StepResult("failed", f"{type(e).__name__}: {e}")
 
 
-def _message(ctx: StepContext, params: dict[str, Any], kind: str = "incident") -> Message:
-    inc, t = ctx.incident, ctx.ticket
+def _text(ctx: StepContext, step: Step, params: dict[str, Any], markup: str) -> str:
+    """The step's `template` file or `text`, rendered for `markup` (its values escaped for it)."""
     if "template" in params:
-        text = ctx.templates.render_file(str(params["template"]), ctx.vars)
-    else:
-        text = str(params.get("text") or "")
+        return ctx.templates.render_file(str(params["template"]), ctx.vars, markup).strip()
+    source = step.params.get("text")
+    if isinstance(source, str):
+        return ctx.templates.render(source, ctx.vars, markup).strip()
+    return escape(markup, str(params.get("text") or "")).strip()
+
+
+def _message(ctx: StepContext, step: Step, params: dict[str, Any], markup: str) -> Message:
+    inc, t = ctx.incident, ctx.ticket
     title = str(params.get("title") or f"[{t.priority}] {inc.title}")
     return Message(
         title=title,
-        text=text.strip(),
+        text=_text(ctx, step, params, markup),
         priority=t.priority,
         tenant=t.tenant_id,
         incident_id=t.incident_id,
         ticket_id=t.id,
-        kind=kind,
+        markup=markup,
     )
 
 
@@ -131,9 +139,8 @@ def _listify(v: Any) -> list[str]:
 
 # ---- handlers ------------------------------------------------------------------------------------------
 def do_notify(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
-    msg = _message(ctx, p)
     with ctx.use(p["channel"]) as conn:
-        data = conn.notify(msg, timeout=step.timeout, retry=NO_RETRY)
+        data = conn.notify(_message(ctx, step, p, conn.markup), timeout=step.timeout, retry=NO_RETRY)
     return StepResult("ok", f"notice sent to {p['channel']} ({conn.type})", {"channel": p["channel"], **data})
 
 
@@ -179,7 +186,7 @@ def do_collect(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     )
 
 
-def ticket_info(ctx: StepContext, text: str) -> TicketInfo:
+def ticket_info(ctx: StepContext, text: str, markup: str = "raw") -> TicketInfo:
     inc, t = ctx.incident, ctx.ticket
     obs = [("ip", v) for v in inc.entities.src_ips[:50]] + [("hostname", v) for v in inc.entities.hosts[:20]]
     obs += [("url", v) for v in inc.entities.urls[:20]] + [("domain", v) for v in inc.entities.domains[:20]]
@@ -195,30 +202,38 @@ def ticket_info(ctx: StepContext, text: str) -> TicketInfo:
         created_ms=int(t.created_at.timestamp() * 1000),
         tags=["mdr", f"tenant:{t.tenant_id}", f"category:{inc.category}", *inc.attack[:10]],
         observables=obs,
+        markup=markup,
     )
+
+
+def _ticket_text(ctx: StepContext, step: Step, p: dict[str, Any], markup: str) -> str:
+    """The step's text, else the `ticket` template, else the incident title; rendered for `markup`."""
+    if "template" in p or "text" in p:
+        return _text(ctx, step, p, markup)
+    if ctx.templates.has("ticket"):
+        return ctx.templates.render_file("ticket", ctx.vars, markup)
+    return escape(markup, ctx.incident.title)
 
 
 def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
     t, action, channel = ctx.ticket, p["action"], p.get("channel")
-    if "template" in p or "text" in p:
-        text = _message(ctx, p).text
-    else:
-        text = ctx.templates.render_file("ticket", ctx.vars) if ctx.templates.has("ticket") else ctx.incident.title
     external = dict(t.external or {})
     if action == "escalate" and not channel:
         if ctx.dry_run or ctx.escalator is None:
             return StepResult("dry-run" if ctx.dry_run else "skipped", "would escalate the ticket")
-        esc = ctx.escalator.escalate_now(t, str(p.get("reason") or text), actor=f"playbook:{ctx.vars.get('playbook')}")
+        reason = str(p.get("reason") or _ticket_text(ctx, step, p, "raw"))
+        esc = ctx.escalator.escalate_now(t, reason, actor=f"playbook:{ctx.vars.get('playbook')}")
         return StepResult(
             "ok",
             f"escalated to tier {esc.tier}" if esc else "already escalated",
             {"tier": esc.tier, "notices": esc.notices} if esc else {},
         )
     with ctx.use(channel) as conn:
+        text = _ticket_text(ctx, step, p, conn.markup)
         if action == "open":
             if channel in external:
                 return StepResult("ok", f"already open in {channel}: {external[channel]}", external[channel])
-            ref = conn.open_ticket(ticket_info(ctx, text), timeout=step.timeout, retry=NO_RETRY)
+            ref = conn.open_ticket(ticket_info(ctx, text, conn.markup), timeout=step.timeout, retry=NO_RETRY)
         else:
             if channel not in external and not ctx.dry_run:
                 return StepResult("failed", f"no {channel} ticket to {action}; open it first")

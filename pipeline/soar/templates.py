@@ -6,6 +6,10 @@ Playbook values are templates over a context of plain data: `incident` (the inci
 list), anything else renders to text. `when:` conditions are expressions. Missing attributes render empty
 instead of failing (`ChainableUndefined`); syntax is checked when playbooks are validated.
 Named templates are files `playbooks/templates/<name>.j2`.
+
+Text for a channel is rendered in the channel's markup (`markup=`, pipeline/textsafe.py): every `{{ ... }}`
+value is escaped for it, while the template's own text keeps its formatting. Formatting therefore belongs
+in the template text, never in values (an incident title cannot add a link, an image or a mention).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, FileSystemLoader, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline import textsafe
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.S)
 SUFFIX = ".j2"
@@ -34,17 +40,28 @@ def _fmt_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
 class Templates:
     def __init__(self, directory: str | Path | None = None):
         self.directory = Path(directory) if directory else None
-        loader = FileSystemLoader(str(self.directory)) if self.directory and self.directory.is_dir() else None
-        self.env = SandboxedEnvironment(
-            loader=loader,
-            undefined=ChainableUndefined,
-            autoescape=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.filters["time"] = _fmt_time
-        self._cache: dict[str, Template] = {}
+        self._loader = FileSystemLoader(str(self.directory)) if self.directory and self.directory.is_dir() else None
+        self._envs: dict[str, SandboxedEnvironment] = {}
+        self.env = self.environment("raw")
+        self._cache: dict[tuple[str, str], Template] = {}
         self._exprs: dict[str, Any] = {}
+
+    def environment(self, markup: str) -> SandboxedEnvironment:
+        """The sandbox that renders for `markup`: each expression's value is escaped for it."""
+        env = self._envs.get(markup)
+        if env is None:
+            esc = textsafe.escaper(markup)
+            env = SandboxedEnvironment(
+                loader=self._loader,
+                undefined=ChainableUndefined,
+                autoescape=False,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                finalize=None if markup == "raw" else (lambda v: esc(str(v))),
+            )
+            env.filters["time"] = _fmt_time
+            self._envs[markup] = env
+        return env
 
     # ---- checks (validation) ------------------------------------------------------------------------
     def check(self, source: str) -> str | None:
@@ -79,14 +96,14 @@ class Templates:
         return None
 
     # ---- rendering ----------------------------------------------------------------------------------
-    def render(self, source: str, ctx: dict[str, Any]) -> str:
-        t = self._cache.get(source)
+    def render(self, source: str, ctx: dict[str, Any], markup: str = "raw") -> str:
+        t = self._cache.get((markup, source))
         if t is None:
-            t = self._cache[source] = self.env.from_string(source)
+            t = self._cache[(markup, source)] = self.environment(markup).from_string(source)
         return t.render(ctx)
 
-    def render_file(self, name: str, ctx: dict[str, Any]) -> str:
-        return self.env.get_template(f"{name}{SUFFIX}").render(ctx)
+    def render_file(self, name: str, ctx: dict[str, Any], markup: str = "raw") -> str:
+        return self.environment(markup).get_template(f"{name}{SUFFIX}").render(ctx)
 
     def evaluate(self, expr: str, ctx: dict[str, Any]) -> Any:
         f = self._exprs.get(expr)

@@ -24,11 +24,12 @@ from pipeline.soar.connectors.smtp import Email
 from pipeline.soar.connectors.thehive import TheHive
 from pipeline.soar.connectors.webhook import Webhook
 from pipeline.soar.connectors.wecom import WeCom
+from pipeline.textsafe import markdown
 from tests.soar.servers import RecordingServer, Reply, Seen, SmtpServer
 
 Server = Callable[..., RecordingServer]
 MSG = Message(title="[P2] Webshell on web-01", text="**cmd.php** written\n- source 203.0.113.7", priority="P2",
-              tenant="shop", incident_id="inc0001", ticket_id=7)
+              tenant="shop", incident_id="inc0001", ticket_id=7, markup="markdown")
 INFO = TicketInfo(ticket_id=7, incident_id="inc0001", tenant="shop", title="Webshell on web-01", text="details",
                   priority="P1", category="webshell", created_ms=1764000000000, tags=["mdr"],
                   observables=[("ip", "203.0.113.7"), ("hostname", "web-01")])
@@ -69,7 +70,7 @@ def test_wecom_markdown(http_server: Server) -> None:
                                       else {"errcode": 93000, "errmsg": "invalid webhook url"}))
     WeCom("w", {"url": srv.url + "/cgi-bin/webhook/send?key=k1"}).notify(MSG)
     body = srv.requests[0].json
-    assert body == {"msgtype": "markdown", "markdown": {"content": f"**{MSG.title}**\n{MSG.text}"}}
+    assert body == {"msgtype": "markdown", "markdown": {"content": f"**{markdown(MSG.title)}**\n{MSG.text}"}}
     with pytest.raises(ConnectorError, match="93000"):
         WeCom("w", {"url": srv.url + "/cgi-bin/webhook/send?key=nope"}).notify(MSG)
 

@@ -2,7 +2,9 @@
 
 DingTalk's scheme: string_to_sign = f"{timestamp}\\n{secret}" (timestamp in milliseconds), HMAC-SHA256 keyed
 with the secret, Base64, then URL-encoded as the `sign` query parameter next to `timestamp`. The robot answers
-HTTP 200 with `{"errcode": 0}` on success; 130101 means "sending too fast" (retried).
+HTTP 200 with `{"errcode": 0}` on success; 130101 means "sending too fast" (retried). The message is
+markdown: titles and values are escaped for it (no injected link, image or heading); the notification
+title is plain text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from typing import Any
 
 from pipeline.soar.connectors.base import HttpConnector, Message, Request, RetryPolicy
+from pipeline.textsafe import clip, visible
 
 RETRY_CODES = frozenset({130101, -1})
 
@@ -27,11 +30,13 @@ def sign(secret: str, timestamp_ms: int) -> str:
 class DingTalk(HttpConnector):
     type = "dingtalk"
     required = ("url",)
+    markup = "markdown"
 
     def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "msgtype": "markdown",
-            "markdown": {"title": msg.title[:100], "text": f"### {msg.title}\n\n{msg.text}"},
+            "markdown": {"title": clip(visible(msg.title), 100),
+                         "text": f"### {self.esc(msg.title)}\n\n{self.body(msg.text, msg.markup)}"},
         }
         mobiles = self.settings.get("at_mobiles") or []
         if mobiles:

@@ -4,6 +4,8 @@ Idempotency: the issue carries the label `mdr-<incident id>`; before creating, a
 finds an issue a previous (timed-out) attempt already made. Auth: `token` as a bearer token (Data Center
 personal access token) or `username` + `token` as basic auth (Jira Cloud e-mail + API token).
 Settings: url, project, issue_type (Task), token, username, priorities (P1..P5 -> Jira priority names).
+Descriptions and comments are Jira wiki markup: text in them is escaped for it (no link, image, macro or
+mention from a value); the summary is plain text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipeline.soar.connectors.base import (
     TicketInfo,
     json_or_error,
 )
+from pipeline.textsafe import visible
 
 PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low", "P5": "Lowest"}
 
@@ -26,6 +29,7 @@ PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low", "P5": 
 class Jira(HttpConnector):
     type = "jira"
     required = ("url", "project", "token")
+    markup = "jira"
 
     def _req(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Request:
         token = self.settings["token"]
@@ -48,8 +52,8 @@ class Jira(HttpConnector):
         prios = {**PRIORITIES, **(self.settings.get("priorities") or {})}
         fields: dict[str, Any] = {
             "project": {"key": self.settings["project"]},
-            "summary": f"[{t.priority}] {t.title}"[:255],
-            "description": t.text,
+            "summary": visible(f"[{t.priority}] {t.title}")[:255],
+            "description": self.body(t.text, t.markup),
             "issuetype": {"name": self.settings.get("issue_type", "Task")},
             "labels": [label, *(x.replace(" ", "_") for x in t.tags)],
         }

@@ -3,6 +3,8 @@
 Settings: host, port (587), from, to (list or comma-separated), username/password, starttls (default true),
 ca_file (trust a private CA), timeout. With starttls on, a server that does not offer STARTTLS is an error:
 mail is never sent in clear. SMTP 4xx replies, disconnects and timeouts are retried; 5xx are not.
+The mail is plain text: control and bidi characters of titles and values show as escapes (a line break in a
+title cannot add a header line).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from pipeline.soar.connectors.base import Connector, ConnectorError, DryRun, Message, RetryPolicy
+from pipeline.textsafe import visible
 
 
 class Email(Connector):
     type = "email"
     required = ("host", "from", "to")
+    markup = "text"
 
     @property
     def recipients(self) -> list[str]:
@@ -27,14 +31,14 @@ class Email(Connector):
 
     def build(self, msg: Message) -> EmailMessage:
         m = EmailMessage()
-        m["Subject"] = f"[{msg.priority}] {msg.title}"
+        m["Subject"] = visible(f"[{msg.priority}] {msg.title}")
         m["From"] = self.settings["from"]
         m["To"] = ", ".join(self.recipients)
         m["Date"] = formatdate(localtime=False)
         m["Message-ID"] = make_msgid(domain="mdr.local")
         if msg.incident_id:
             m["X-MDR-Incident"] = msg.incident_id
-        m.set_content(msg.text)
+        m.set_content(self.body(msg.text, msg.markup))
         return m
 
     def notify(self, msg: Message, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> dict[str, Any]:
@@ -48,7 +52,7 @@ class Email(Connector):
                         "from": mail["From"],
                         "to": self.recipients,
                         "subject": mail["Subject"],
-                        "text": msg.text[:500],
+                        "text": self.body(msg.text, msg.markup)[:500],
                     },
                 }
             )

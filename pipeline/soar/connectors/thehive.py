@@ -4,6 +4,7 @@ The alert's `sourceRef` is the incident id, which TheHive keeps unique per sourc
 "already exists", the existing alert is looked up with the query API instead of failing.
 Settings: url, api_key, organisation (X-Organisation), source (default "mdr-pipeline"), type
 ("mdr-incident"), promote (create a case at once), tlp / pap (2).
+Descriptions and comments are markdown, which TheHive renders with HTML: text in them is escaped for it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.soar.connectors.base import (
     TicketInfo,
     json_or_error,
 )
+from pipeline.textsafe import visible
 
 SEVERITY = {"P1": 4, "P2": 3, "P3": 2, "P4": 1, "P5": 1}
 
@@ -25,6 +27,7 @@ SEVERITY = {"P1": 4, "P2": 3, "P3": 2, "P4": 1, "P5": 1}
 class TheHive(HttpConnector):
     type = "thehive"
     required = ("url", "api_key")
+    markup = "markdown"
 
     def _req(self, method: str, path: str, body: Any) -> Request:
         headers = {"Authorization": f"Bearer {self.settings['api_key']}"}
@@ -43,8 +46,8 @@ class TheHive(HttpConnector):
             "type": self.settings.get("alert_type", "mdr-incident"),
             "source": self.source,
             "sourceRef": t.incident_id,
-            "title": f"[{t.priority}] {t.title}",
-            "description": t.text,
+            "title": visible(f"[{t.priority}] {t.title}"),
+            "description": self.body(t.text, t.markup),
             "severity": SEVERITY.get(t.priority, 2),
             "date": t.created_ms,
             "tags": t.tags,
