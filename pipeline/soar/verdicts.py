@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.redact import redact_data
 from pipeline.soar.models import Ticket
 
 TOPIC = "mdr.verdicts"
@@ -72,7 +73,9 @@ def append(rec: dict[str, Any], path: str | Path) -> None:
 
 
 def publish(rec: dict[str, Any], path: str | Path | None = None) -> None:
-    """Append `rec` to the JSONL file `path` (when given) and hand it to every registered sink."""
+    """Append `rec` to the JSONL file `path` (when given) and hand it to every registered sink (configured
+    secrets redacted: an analyst's comment may quote one)."""
+    rec = redact_data(rec)
     if path is not None:
         append(rec, path)
     env = _env_sink()

@@ -4,9 +4,10 @@ base64 of Basic auth, percent-encoded), in ticket timelines, logs, dead letters 
 The end-to-end test configures secrets the ways operators do (environment, a secrets file, tokens with the
 newline of the file they were read from, a webhook URL with a password, a Basic-auth user, the store URL's
 password), points every connector at a local server that refuses the call and echoes the Authorization
-header and the URL back, puts a secret into an input record as well, runs `mdr replay`, `mdr tickets show`
-and `mdr report`, and then scans every file under the output and MDR_HOME directories, the command output,
-the log records and every row of every table (SQLite and the real PostgreSQL) for any form of any secret."""
+header and the URL back, puts a secret into an input record as well, runs `mdr replay`, `mdr tickets
+note|show|close` (an analyst pasting secrets) and `mdr report`, and then scans every file under the output
+and MDR_HOME directories, the command output, the log records and every row of every table (SQLite and the
+real PostgreSQL) for any form of any secret."""
 
 from __future__ import annotations
 
@@ -266,7 +267,10 @@ def test_no_secret_in_any_output(tmp_path: Path, http_server: Server, monkeypatc
                          "--db", store_url])
     assert r.exit_code == 0, r.output
     shown = [r.output]
-    for args in (["tickets", "show", "1"], ["tickets", "show", "1", "--json"], ["tickets", "list", "--json"],
+    pasted = f"the server answered {SECRETS['jira_token'].strip()} and {SECRETS['slack_password']}"
+    for args in (["tickets", "note", "1", pasted], ["tickets", "show", "1"],
+                 ["tickets", "close", "1", "--verdict", "benign", "--comment", pasted, "--verdicts",
+                  str(out / "verdicts.jsonl")], ["tickets", "show", "1", "--json"], ["tickets", "list", "--json"],
                  ["report", "--tenant", "shop", "--format", "md", "--from", "2026-11-24", "--out",
                   str(out / "report.md")]):
         r = cli.invoke(app, [*args, "--db", store_url])
@@ -287,8 +291,8 @@ def test_no_secret_in_any_output(tmp_path: Path, http_server: Server, monkeypatc
     assert all("HTTP 401 denied: auth=" in t for t in failed if "Illegal" not in t), failed
 
     files = [p for d in (out, tmp_path / "home") for p in d.rglob("*") if p.is_file()]
-    assert {"alerts.jsonl", "dlq.jsonl", "incidents.jsonl", "tickets.jsonl", "report.md", "notices.jsonl"} <= \
-        {p.name for p in files}
+    assert {"alerts.jsonl", "dlq.jsonl", "incidents.jsonl", "tickets.jsonl", "report.md", "notices.jsonl",
+            "verdicts.jsonl"} <= {p.name for p in files}
     found = {f"file {p.relative_to(tmp_path)}": leaks(p.read_bytes().decode("utf-8", "replace")) for p in files}
     found["database rows"] = leaks(db_rows(store_url))
     found["command output"] = leaks("\n".join(shown))
