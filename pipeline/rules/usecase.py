@@ -31,6 +31,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from pipeline import safeyaml
 from pipeline.rules.compile import CompiledRule, RuleIndex, UnsupportedRule, compile_rule
 from pipeline.schema import CATEGORIES, PRIORITIES
 
@@ -195,7 +196,7 @@ def _load_file(path: str, out: UseCaseSet) -> None:
         return
     starts = _doc_lines(text)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in safeyaml.load_all(text) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         out.errors.append(LoadError(path, (mark.line + 1) if mark else 1, f"YAML error: {e}"))

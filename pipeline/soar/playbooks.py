@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from pipeline import paths
+from pipeline.safeyaml import SafeLoader, load_all
 from pipeline.schema import CATEGORIES, PRIORITIES, Incident
 from pipeline.soar.connectors.base import RetryPolicy
 from pipeline.soar.templates import Templates
@@ -151,7 +152,7 @@ class _LineDict(dict):  # type: ignore[type-arg]
     key_lines: dict[str, int]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(SafeLoader):
     pass
 
 
@@ -204,7 +205,7 @@ def load_playbooks(path: str | Path | None = None, *, channels: set[str] | None 
 
 def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
     try:
-        docs = [d for d in yaml.load_all(f.read_text(encoding="utf-8"), Loader=_Loader) if d is not None]
+        docs = [d for d in load_all(f.read_text(encoding="utf-8"), _Loader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pbs.errors.append(PlaybookError(str(f), mark.line + 1 if mark else 0, f"YAML: {e}"))

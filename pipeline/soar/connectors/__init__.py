@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import paths
+from pipeline import paths, safeyaml
 from pipeline.soar.connectors.base import (
     ChannelUnavailable,
     Connector,
@@ -152,7 +152,7 @@ def load_channels(path: str | Path | None = None, *, dry_run: bool = False) -> C
             raise ChannelConfigError(f"{p}: no such file")
         return Channels({}, source=str(p), dry_run=dry_run)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = safeyaml.load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ChannelConfigError(f"{p}: {e}") from None
     return Channels(data, source=str(p), dry_run=dry_run)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
-import yaml
+
+from pipeline import safeyaml
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 425, 429})
@@ -134,7 +135,7 @@ class Secrets:
             if self.path is not None and self.path.is_dir():
                 self._data = {p.name: p.read_text().strip() for p in self.path.iterdir() if p.is_file()}
             elif self.path is not None and self.path.is_file():
-                loaded = yaml.safe_load(self.path.read_text()) or {}
+                loaded = safeyaml.load(self.path.read_text()) or {}
                 self._data = {str(k): str(v) for k, v in loaded.items()}
         return self._data
 
