@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pipeline import paths
 from pipeline.classify.cli import model_app
+from pipeline.cliargs import tenant_option
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
@@ -67,7 +68,7 @@ def formats() -> None:
 @app.command()
 def replay(
     inputs: Annotated[list[str], typer.Argument(help="Files or directories (recursive); - for stdin")],
-    tenant: Annotated[str, typer.Option(help="Tenant the records belong to")] = "default",
+    tenant: Annotated[str, tenant_option("Tenant the records belong to")] = "default",
     host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
     out: Annotated[Path, typer.Option(help="Output directory")] = Path("out"),

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cliargs import tenant_option
+
 if TYPE_CHECKING:
     from pipeline.soar.actions import Soar
     from pipeline.soar.tickets import TicketStore
@@ -88,7 +90,7 @@ def _ts(d: datetime | None) -> str:
 def tickets_list(
     status: Annotated[str | None, typer.Option(help="new|acknowledged|investigating|...")] = None,
     priority: Annotated[str | None, typer.Option(help="P1..P5")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant id")] = None,
+    tenant: Annotated[str | None, tenant_option("Tenant id")] = None,
     limit: Annotated[int, typer.Option(help="At most this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
     db: DbOpt = None,

@@ -36,6 +36,7 @@ from pipeline.safeyaml import SafeLoader, load_all
 from pipeline.schema import CATEGORIES, PRIORITIES, Incident
 from pipeline.soar.connectors.base import RetryPolicy
 from pipeline.soar.templates import Templates
+from pipeline.tenant import SYNTAX, is_tenant
 
 ACTIONS = ("enrich", "collect", "notify", "ticket", "block_ip", "isolate_host", "wait_approval")
 STEP_KEYS = frozenset({"id", "name", "when", "timeout", "retry", "on_failure", *ACTIONS})
@@ -283,6 +284,9 @@ class _Parser:
                 self.err(_line(t, key), f"trigger.{key} must be a list")
                 v = []
             bad = [x for x in v if allowed is not None and x not in allowed]
+            bad_ids = [x for x in v if key == "tenants" and not is_tenant(x)]
+            if bad_ids:
+                self.err(_line(t, key), f"trigger.tenants: {bad_ids} are not tenant ids ({SYNTAX})")
             if bad:
                 self.err(_line(t, key), f"trigger.{key}: unknown {bad} (allowed: {', '.join(allowed or ())})")
             lists[key] = tuple(str(x) for x in v)

@@ -40,6 +40,7 @@ from pipeline.soar.connectors.smtp import Email
 from pipeline.soar.connectors.thehive import TheHive
 from pipeline.soar.connectors.webhook import Webhook
 from pipeline.soar.connectors.wecom import WeCom
+from pipeline.tenant import SYNTAX, is_tenant
 
 REGISTRY: dict[str, type[Connector]] = {
     c.type: c for c in (DingTalk, WeCom, Slack, Email, Webhook, TheHive, Jira, ResponseApi, LogFile)
@@ -85,6 +86,9 @@ class Channels:
         self._check()
 
     def _check(self) -> None:
+        for t in self.tenants:
+            if not is_tenant(t):
+                raise ChannelConfigError(f"{self.source}: tenants: {t!r} is not a tenant id ({SYNTAX})")
         specs = [(n, s) for n, s in self.specs.items()]
         specs += [(f"{t}/{n}", s) for t, m in self.tenants.items() for n, s in (m or {}).items()]
         for name, spec in specs:
