@@ -133,7 +133,7 @@ def produce(
 
     name = topic if "." in topic else Topics().ingest_topic(topic)
     n = run(bootstrap or os.environ.get("MDR_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), files, name, tenant, fmt,
-            host, per_message)
+            host, per_message, lambda line: typer.echo(line, err=True))
     typer.echo(f"{n} messages -> {name}")
 
 
