@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import TemplateError
+
 from pipeline.schema import PRIORITIES
 from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
@@ -136,10 +138,12 @@ class Escalator:
             "reason": reason,
         }
         title = f"[ESCALATION T{tier}] {t.priority} ticket #{t.id}: {t.title}"
+        text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
         if self.templates.has("escalation"):
-            text = self.templates.render_file("escalation", ctx)
-        else:
-            text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
+            try:
+                text = self.templates.render_file("escalation", ctx)
+            except TemplateError as e:  # a broken template must not stop the escalation
+                text += f"\n\n(escalation template failed: {type(e).__name__}: {e})"
         return Message(
             title=title,
             text=text,
