@@ -223,7 +223,8 @@ def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or
     for r in results:
         if not r.ok or verbose:
             mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.usecase.path}:{r.usecase.line} {r.usecase.title} / {r.name} {r.detail}")
+            console.print(f"{mark} {r.usecase.path}:{r.usecase.test_line(r.index)} {r.usecase.title} / {r.name} "
+                          f"{r.detail}")
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
                   f"({len(ucs.usecases)} use cases, {len(ucs.errors)} load errors)")
     if failed or ucs.errors:
