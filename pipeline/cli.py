@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 
 from pipeline import paths
 from pipeline.classify.cli import model_app
+from pipeline.cliargs import tenant_option, usage_error
 from pipeline.clitext import Table, lit
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.redact import install_logging
@@ -69,7 +70,7 @@ def formats() -> None:
 @app.command()
 def replay(
     inputs: Annotated[list[str], typer.Argument(help="Files or directories (recursive); - for stdin")],
-    tenant: Annotated[str, typer.Option(help="Tenant the records belong to")] = "default",
+    tenant: Annotated[str, tenant_option("Tenant the records belong to")] = "default",
     host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
     out: Annotated[Path, typer.Option(help="Output directory")] = Path("out"),
@@ -84,7 +85,7 @@ def replay(
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
     from pipeline.engine import Core
-    from pipeline.normalize.reader import expand
+    from pipeline.normalize.reader import walk
     from pipeline.normalize.registry import formats as names
     from pipeline.replay import replay as run
     from pipeline.replay import write_outputs
@@ -97,11 +98,13 @@ def replay(
     if fmt is not None and fmt not in names():
         fail(f"unknown format {fmt!r}; known: {', '.join(names())}")
     try:
-        files = expand(inputs)
+        found = walk(inputs)
     except FileNotFoundError as e:
         fail(f"no such file or directory: {e}")
-    if not files:
-        fail("no input files found")
+    except OSError as e:
+        usage_error(f"cannot read {e.filename}: {e.strerror or e}")
+    if not found.files:
+        fail("no input files found" + (f" ({len(found.skipped)} paths skipped)" if found.skipped else ""))
     register_secrets(db or default_url(out))  # known before anything is written: every output is redacted
     tune_gc()
     ucs = load_rules(usecases)
@@ -119,14 +122,14 @@ def replay(
                           f"dedup window, not {dedup_window:g} s")
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
                 enricher=ctx.enrich, prioritizer=ctx.prioritize, classifier=classifier)
-    total = sum(Path(f).stat().st_size for f in files if f != "-")
+    total = found.total_bytes
     if total >= PROGRESS_MIN_BYTES:
         with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
                       console=console) as prog:
             task = prog.add_task("replay", total=total)
-            res = run(files, core, tenant, host, fmt, lambda f, n: prog.advance(task, n))
+            res = run(found, core, tenant, host, fmt, lambda f, n: prog.advance(task, n))
     else:
-        res = run(files, core, tenant, host, fmt)
+        res = run(found, core, tenant, host, fmt)
     written = write_outputs(res, out)
     written["tickets"] = replay_tickets(res, out, db)
     record_stats(db or default_url(out), tenant, res)  # alert statistics for `mdr report`
@@ -135,9 +138,24 @@ def replay(
         console.print(lit(f"{name:>11}: ", p))
 
 
+_QUIET_SKIPS = ("hidden", "documentation")  # expected beside product files: counted, not listed
+SKIPS_LISTED = 20
+
+
+def _skipped_paths(res) -> None:
+    """One line per path left out for a reason the user should see (the first SKIPS_LISTED)."""
+    notable = [s for s in res.skipped_paths if s.reason not in _QUIET_SKIPS]
+    for s in notable[:SKIPS_LISTED]:
+        console.print(f"skipped {s}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    if len(notable) > SKIPS_LISTED:
+        console.print(f"... and {len(notable) - SKIPS_LISTED} more skipped paths", style="yellow")
+
+
 def _summary(res) -> None:
+    _skipped_paths(res)
     t = Table(title="replay summary", show_header=False)
     t.add_row("files", str(len(res.files)))
+    t.add_row("paths skipped", str(len(res.skipped_paths)))
     t.add_row("records read", str(res.records))
     t.add_row("alerts (normalized)", str(res.alerts_raw))
     t.add_row("alerts after dedup", str(len(res.alerts)))
@@ -158,6 +176,11 @@ def _summary(res) -> None:
         for k, v in res.dead_by_reason().most_common():
             dt.add_row(k, str(v))
         console.print(dt)
+    if res.skipped_paths:
+        sp = Table("reason", "count", title="paths skipped by reason")
+        for k, v in Counter(s.reason for s in res.skipped_paths).most_common():
+            sp.add_row(k, str(v))
+        console.print(sp)
     if res.skipped:
         st = Table("reason", "count", title="context records (not alerts)")
         for k, v in res.skipped.most_common(12):
@@ -204,7 +227,8 @@ def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or
     for r in results:
         if not r.ok or verbose:
             mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.usecase.path}:{r.usecase.line} {r.usecase.title} / {r.name} {r.detail}")
+            console.print(f"{mark} {r.usecase.path}:{r.usecase.test_line(r.index)} {r.usecase.title} / {r.name} "
+                          f"{r.detail}")
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
                   f"({len(ucs.usecases)} use cases, {len(ucs.errors)} load errors)")
     if failed or ucs.errors:

@@ -6,7 +6,6 @@ of the same day would deliver them; the result does not depend on file order or 
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.engine import Core, Outputs
-from pipeline.normalize.reader import expand, read_records
+from pipeline.normalize.reader import Inputs, SkippedPath, read_records, walk
 from pipeline.normalize.stage import NormalizeResult
 from pipeline.redact import redact_bytes
 from pipeline.schema import Alert, Incident, encode
+from pipeline.tenant import check_tenant
 
 BATCH = 2048
 
@@ -32,6 +32,7 @@ class ReplayResult:
     suppressed: list = field(default_factory=list)
     incidents: dict[str, Incident] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    skipped_paths: list[SkippedPath] = field(default_factory=list)  # under the named directories, not read
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -46,18 +47,20 @@ class ReplayResult:
 
 
 
-def replay(paths: Iterable[str], core: Core, tenant: str, host: str | None = None, fmt: str | None = None,
-           progress: Callable[[str, int], None] | None = None) -> ReplayResult:
-    """Run files through the core. `progress(file, bytes_done)` is called after each file."""
-    files = expand(list(paths))
+def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | None = None,
+           fmt: str | None = None, progress: Callable[[str, int], None] | None = None) -> ReplayResult:
+    """Run files (paths, or what `walk` found) through the core. `progress(file, bytes_done)` is called
+    after each file."""
+    check_tenant(tenant)
+    inputs = paths if isinstance(paths, Inputs) else walk(list(paths))
     now = datetime.now(UTC)
     norm = NormalizeResult()
-    res = ReplayResult(files=files)
-    for f in files:
+    res = ReplayResult(files=inputs.files, skipped_paths=inputs.skipped)
+    for f in inputs.files:
         for rec, hint in read_records(f, tenant, host, now, fmt):
             core.normalize.process(rec, hint, norm)
         if progress is not None:
-            progress(f, os.path.getsize(f) if f != "-" else 0)
+            progress(f, inputs.sizes.get(f, 0))
     core.normalize.flush(norm)
     res.records = norm.records
     res.alerts_raw = len(norm.alerts)

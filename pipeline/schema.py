@@ -161,6 +161,8 @@ class DeadLetter(Struct, omit_defaults=True, kw_only=True, gc=False):
     field: str | None = None
     raw: str = ""
     raw_encoding: str = "utf-8"  # or base64 when the input was not text
+    raw_length: int | None = None  # set when `raw` holds only the first bytes of an over-long input:
+    raw_sha256: str | None = None  # the whole input's length in bytes and sha256 (hex)
 
     def __post_init__(self) -> None:
         if REDACTOR:  # a configured secret never reaches a dead-letter file or topic

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipeline.cliargs import tenant_option
 from pipeline.clitext import Table, lit
 
 model_app = typer.Typer(help="Noise classifier: train on labeled alerts, evaluate against the baseline.",
@@ -42,7 +43,7 @@ def train_cmd(
     data: DataOpt,
     out: Annotated[Path, typer.Option(help="Model directory to write (manifest.json + model.skops)")],
     target_recall: Annotated[float, typer.Option(help="Recall of attack alerts the threshold must keep")] = 0.995,
-    tenant: Annotated[str, typer.Option(help="Tenant the records are read as (alert ids depend on it)")] = "default",
+    tenant: Annotated[str, tenant_option("Tenant the records are read as (alert ids depend on it)")] = "default",
     dedup_window: Annotated[float, typer.Option(
         help="Dedup window of the core the model will run in, seconds (0: every alert classified)")] = 600.0,
     kind: Annotated[list[str] | None, typer.Option(help="Model families to compare: hgb, linear")] = None,
@@ -84,7 +85,7 @@ def evaluate_cmd(
     data: DataOpt,
     report_dir: Annotated[Path | None, typer.Option(help="Write report.md/json, per_rule.csv and PNGs here")] = None,
     split: Annotated[str, typer.Option(help="heldout, validation, train or all (data never trained on)")] = "heldout",
-    tenant: Annotated[str, typer.Option(help="Tenant the records are read as")] = "default",
+    tenant: Annotated[str, tenant_option("Tenant the records are read as")] = "default",
     usecases: Annotated[str | None, typer.Option(
         help="Use cases for the guardrails (default: the project's; 'none' for none)")] = None,
     pipeline: Annotated[bool, typer.Option(help="Also run the real core and compare its decisions")] = True,

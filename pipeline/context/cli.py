@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from pipeline.cliargs import tenant_option
 from pipeline.clitext import Table, clean, lit
 from pipeline.context.loader import ContextFileError
 
@@ -36,7 +37,7 @@ def _reject(e: ContextFileError) -> None:
 
 @assets_app.command("import")
 def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAML or CSV)")],
-                  tenant: Annotated[str, typer.Option(help="Tenant the assets belong to")]) -> None:
+                  tenant: Annotated[str, tenant_option("Tenant the assets belong to")]) -> None:
     """Validate an inventory file and make it the tenant's inventory (replaces the previous one)."""
     from pipeline.context.assets import load_assets
     from pipeline.context.store import save_assets
@@ -51,7 +52,7 @@ def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAM
 
 
 @assets_app.command("list")
-def assets_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
+def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")] = None) -> None:
     """Show the saved inventories."""
     from pipeline.context.store import Context
 
@@ -66,7 +67,7 @@ def assets_list(tenant: Annotated[str | None, typer.Option(help="Only this tenan
 
 @intel_app.command("import")
 def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MISP event JSON or CSV list")],
-                 tenant: Annotated[str | None, typer.Option(help="Tenant the feed is for")] = None,
+                 tenant: Annotated[str | None, tenant_option("Tenant the feed is for")] = None,
                  global_: Annotated[bool, typer.Option("--global", help="A feed for all tenants")] = False,
                  name: Annotated[str | None, typer.Option(help="Feed name (default: file name)")] = None
                  ) -> None:
@@ -90,7 +91,7 @@ def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MIS
 
 @intel_app.command("lookup")
 def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, URL or file hash")],
-                 tenant: Annotated[str | None, typer.Option(help="Tenant (its feeds + global feeds)")] = None
+                 tenant: Annotated[str | None, tenant_option("Tenant (its feeds + global feeds)")] = None
                  ) -> None:
     """Which saved indicators match a value (at any time); one tab-separated line per indicator."""
     from pipeline.context.intel import guess_kind, normalize

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from pipeline.safeyaml import SafeLoader
+from pipeline.safeyaml import load as safe_load
+
 MAX_SHOWN = 20
 
 
@@ -71,7 +74,7 @@ class LList(list):
     lines: list[int]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(SafeLoader):
     pass
 
 
@@ -97,9 +100,10 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 
 def load_yaml(text: str, errors: Collector) -> Any:
-    """Parse YAML keeping line numbers (LDict / LList); a syntax error is recorded, giving None."""
+    """Parse YAML keeping line numbers (LDict / LList); a syntax error or a file over the safe loader's limits
+    (`pipeline.safeyaml`) is recorded, giving None."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        return safe_load(text, _Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         errors.add(mark.line + 1 if mark else 0, "", f"not valid YAML: {getattr(e, 'problem', None) or e}")

@@ -8,18 +8,23 @@ State directory (`MDR_HOME`, default `~/.mdr`), written by `mdr assets import` /
 
     context/<tenant>/assets.json          context/<tenant>/escort.json
     context/<tenant>/intel/<feed>.msgpack context/_global/intel/<feed>.msgpack
+
+`<tenant>` is the tenant id itself (`pipeline.tenant` syntax, checked on every load and save), so each tenant
+has its own folder and `_global` cannot be a tenant's; a folder whose name is not a tenant id is ignored and
+reported in `errors`. `<feed>` is the feed name percent-encoded (distinct names, distinct files).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -30,9 +35,9 @@ from pipeline.context.intel import IntelSet, match
 from pipeline.context.loader import ContextFileError
 from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
 from pipeline.schema import Alert, AssetRef, Incident, IntelHit
+from pipeline.tenant import GLOBAL, check_tenant, is_tenant
 
-GLOBAL = "_global"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_MAX_FILE_STEM = 200
 
 
 def mdr_home() -> Path:
@@ -64,11 +69,14 @@ class Context:
 
     # ---- loading (keep the last good set on a bad file) ---------------------------------------------------
     def load_assets(self, tenant: str, path: str | Path) -> bool:
+        check_tenant(tenant)
         return self._load(lambda: self.assets.__setitem__(tenant, load_assets(path)))
 
     def load_intel(self, path: str | Path, tenant: str | None = None, name: str | None = None
                    ) -> FeedStats | None:
         stats: list[FeedStats] = []
+        if tenant is not None:
+            check_tenant(tenant)
 
         def go() -> None:
             s, st = load_feed(path, name)
@@ -77,6 +85,7 @@ class Context:
         return stats[0] if self._load(go) else None
 
     def load_escort(self, tenant: str, path: str | Path) -> bool:
+        check_tenant(tenant)
         return self._load(lambda: self.escort.__setitem__(tenant, load_escort(path)))
 
     def _load(self, fn: Any) -> bool:
@@ -88,7 +97,8 @@ class Context:
             return False
 
     def add_intel(self, s: IntelSet, tenant: str | None = None) -> None:
-        self.intel.setdefault(tenant or GLOBAL, {})[s.name] = s
+        """Add a feed for `tenant` (a tenant id), or for all tenants when `tenant` is None."""
+        self.intel.setdefault(GLOBAL if tenant is None else check_tenant(tenant), {})[s.name] = s
 
     # ---- lookups -------------------------------------------------------------------------------------------
     def inventory(self, tenant: str) -> AssetInventory:
@@ -139,14 +149,17 @@ class Context:
                    clock: Clock = utcnow) -> Context:
         """A context with everything saved under `home` (only the given tenants' sets, plus global intel)."""
         ctx = cls(clock)
+        wanted = None if tenants is None else {check_tenant(t) for t in tenants} | {GLOBAL}
         root = (home or mdr_home()) / "context"
         if not root.is_dir():
             return ctx
-        wanted = None if tenants is None else {safe_name(t) for t in tenants} | {GLOBAL}
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            if wanted is not None and d.name not in wanted:
+            tenant = d.name
+            if tenant != GLOBAL and not is_tenant(tenant):
+                ctx.errors.append(f"{d}: not a tenant id; folder ignored")
                 continue
-            tenant = (d / ".tenant").read_text() if (d / ".tenant").exists() else d.name
+            if wanted is not None and tenant not in wanted:
+                continue
             if (d / "assets.json").exists():
                 doc = orjson.loads((d / "assets.json").read_bytes())
                 assets = [Asset(**a) for a in doc["assets"]]
@@ -187,20 +200,25 @@ def save_escort(tenant: str, cal: EscortCalendar, home: Path | None = None) -> P
 
 
 def save_intel(s: IntelSet, tenant: str | None = None, home: Path | None = None) -> Path:
-    path = _tenant_dir(tenant or GLOBAL, home) / "intel" / f"{safe_name(s.name)}.msgpack"
+    path = _tenant_dir(GLOBAL if tenant is None else check_tenant(tenant), home) / "intel" / _feed_file(s.name)
     write_intel(path, s)
     return path
 
 
-def safe_name(name: str) -> str:
-    return _SAFE.sub("_", name) or "_"
+def _feed_file(name: str) -> str:
+    """`<name>.msgpack`, the name percent-encoded (injective); over-long names end in a hash of the name."""
+    stem = quote(name, safe="")
+    if len(stem) > _MAX_FILE_STEM:
+        stem = f"{stem[:_MAX_FILE_STEM - 17]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+    return f"{stem}.msgpack"
 
 
 def _tenant_dir(tenant: str, home: Path | None = None) -> Path:
-    d = (home or mdr_home()) / "context" / safe_name(tenant)
+    """The tenant's folder (`tenant` is a tenant id, or GLOBAL for the shared sets)."""
+    if tenant != GLOBAL:
+        check_tenant(tenant)
+    d = (home or mdr_home()) / "context" / tenant
     d.mkdir(parents=True, exist_ok=True)
-    if safe_name(tenant) != tenant:
-        (d / ".tenant").write_text(tenant)
     return d
 
 

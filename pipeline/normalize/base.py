@@ -46,6 +46,19 @@ class Origin:
     offset: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """Why the reader could not hand over a record whole: `oversized` (a line or document over the record
+    limit: `prefix` holds its first bytes, `length` and `sha256` describe all of it), `decompression_limit`
+    or `read_error` (the rest of the input was not read). The normalize stage makes it a dead letter."""
+
+    reason: str
+    detail: str
+    prefix: bytes = b""
+    length: int | None = None
+    sha256: str | None = None
+
+
 @dataclass(slots=True)
 class RawRecord:
     text: str  # one record: a line, or a whole document (AIDE JSON report)
@@ -53,6 +66,7 @@ class RawRecord:
     received_at: datetime
     host: str | None = None  # host name for records that carry none (AIDE, ClamAV)
     origin: Origin = field(default_factory=Origin)
+    problem: ReadProblem | None = None  # set (and `text` empty) when the input could not be read whole
 
 
 def make_id(*parts: str | None) -> str:

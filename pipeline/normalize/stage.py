@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, ReadProblem, Skipped
 from pipeline.normalize.registry import Detector, get
 from pipeline.schema import Alert, DeadLetter
 
 MAX_RECORD_BYTES = 1_000_000
+DLQ_PREFIX_BYTES = 16 * 1024  # raw bytes a dead letter keeps of an input over the record limit
 
 
 @dataclass(slots=True)
@@ -22,12 +24,40 @@ class NormalizeResult:
     records: int = 0
 
 
+def oversized(data: bytes, limit: int = MAX_RECORD_BYTES) -> ReadProblem:
+    """The `oversized` problem of an input held whole: its first bytes, length and sha256."""
+    return ReadProblem("oversized", f"{len(data)} bytes > {limit}", utf8_prefix(data),
+                       len(data), hashlib.sha256(data).hexdigest())
+
+
+def utf8_prefix(data: bytes, size: int = DLQ_PREFIX_BYTES) -> bytes:
+    """The first `size` bytes of `data`, cut before a UTF-8 sequence the cut would split."""
+    cut = data[:size]
+    if len(data) <= size:
+        return cut
+    lead = len(cut) - 1
+    while lead > 0 and len(cut) - lead < 4 and cut[lead] & 0xC0 == 0x80:  # back over continuation bytes
+        lead -= 1
+    if cut and cut[lead] >= 0xC0:
+        need = 2 if cut[lead] < 0xE0 else 3 if cut[lead] < 0xF0 else 4
+        if len(cut) - lead < need:
+            return cut[:lead]
+    return cut
+
+
 def dead_letter(rec: RawRecord | None, reason: str, detail: str = "", source: str = "unknown",
                 fieldname: str | None = None, raw: bytes | str | None = None,
-                tenant_id: str | None = None) -> DeadLetter:
-    """A dead-letter record carrying the raw input (base64 when it is not text) and where it came from."""
-    if raw is None and rec is not None:
+                tenant_id: str | None = None, problem: ReadProblem | None = None) -> DeadLetter:
+    """A dead-letter record carrying the raw input (base64 when it is not text) and where it came from.
+
+    With `problem` (an input over the record limit) it keeps the input's first bytes, its length and sha256
+    instead of the whole input."""
+    if problem is not None:
+        raw = problem.prefix
+    elif raw is None and rec is not None:
         raw = rec.text
+    if isinstance(raw, str) and not raw.isascii():
+        raw = raw.encode("utf-8", "surrogateescape")  # text that is not valid UTF-8 goes out as base64
     if isinstance(raw, bytes):
         try:
             text, enc = raw.decode("utf-8"), "utf-8"
@@ -38,10 +68,11 @@ def dead_letter(rec: RawRecord | None, reason: str, detail: str = "", source: st
     o = rec.origin if rec is not None else None
     return DeadLetter(
         reason=reason, detail=detail[:500], source=source,
-        tenant_id=tenant_id if tenant_id is not None else (rec.tenant_id if rec else None),
+        tenant_id=tenant_id if tenant_id is not None else (rec.tenant_id or None if rec else None),
         file=o.file if o else None, line=o.line if o else None, topic=o.topic if o else None,
         partition=o.partition if o else None, offset=o.offset if o else None,
         field=fieldname, raw=text, raw_encoding=enc,
+        raw_length=problem.length if problem else None, raw_sha256=problem.sha256 if problem else None,
     )
 
 
@@ -73,8 +104,11 @@ class NormalizeStage:
         """Normalize one record into `out` (a new result when None)."""
         out = out if out is not None else NormalizeResult()
         out.records += 1
-        if len(rec.text) > MAX_RECORD_BYTES:
-            out.dead.append(dead_letter(rec, "oversized", f"{len(rec.text)} bytes > {MAX_RECORD_BYTES}"))
+        problem = rec.problem
+        if problem is None and len(rec.text) > MAX_RECORD_BYTES:
+            problem = oversized(rec.text.encode("utf-8", "surrogateescape"))
+        if problem is not None:
+            out.dead.append(dead_letter(rec, problem.reason, problem.detail, problem=problem))
             return out
         if not rec.text.isascii():
             try:
@@ -83,13 +117,15 @@ class NormalizeStage:
                 raw = rec.text.encode("utf-8", "surrogateescape")
                 out.dead.append(dead_letter(rec, "not_utf8", "record is not UTF-8 text", raw=raw))
                 return out
-        fmt = fmt or self.forced_format or self._detector.detect(rec.text)
+        fmt = fmt or self.forced_format
         if fmt is None:
-            if not rec.text.strip():
+            if not rec.text.strip():  # before detection: a flood of blank lines stays cheap
                 out.skipped["blank"] += 1
-            else:
+                return out
+            fmt = self._detector.detect(rec.text)
+            if fmt is None:
                 out.dead.append(dead_letter(rec, "unknown_format", "no normalizer recognised the record"))
-            return out
+                return out
         try:
             out.alerts.extend(self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec))
         except Skipped as s:

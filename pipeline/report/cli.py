@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipeline.cliargs import tenant_option
 from pipeline.clitext import lit
 
 err = Console(stderr=True)
@@ -25,7 +26,7 @@ def _date(v: str | None, name: str) -> date | None:
 
 
 def report_cmd(
-    tenant: Annotated[str, typer.Option(help="The tenant the report is for (its data only)")],
+    tenant: Annotated[str, tenant_option("The tenant the report is for (its data only)")],
     period: Annotated[str, typer.Option(help="day | week | month")] = "week",
     frm: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD); alone: the period "
                                             "containing it")] = None,

@@ -75,7 +75,7 @@ def _event_alerts(core: Core, ev: dict[str, Any], seq: int, where: str) -> list[
 def run_test(ucs: UseCaseSet, uc: UseCase, i: int, t: dict[str, Any]) -> TestResult:
     name = str(t.get("name") or f"test {i + 1}")
     expect = str(t.get("expect", "match")).replace("_", "-")
-    where = f"{uc.path}:{uc.line} {uc.title} / {name}"
+    where = f"{uc.path}:{uc.test_line(i)} {uc.title} / {name}"
     if expect not in ("match", "no-match"):
         return TestResult(uc, i, name, expect, False, f"expect must be match or no-match, not {expect!r}")
     core = Core(ucs, lateness=1e9)
@@ -105,10 +105,10 @@ def validate(ucs: UseCaseSet) -> list[LoadError]:
     problems = list(ucs.errors)
     for uc in ucs.usecases:
         if not uc.tests:
-            problems.append(LoadError(uc.path, uc.line, "use case has no inline tests", uc.title))
+            problems.append(LoadError(uc.path, uc.line, "tests: use case has no inline tests", uc.title))
             continue
         for i, t in enumerate(uc.tests):
             if not isinstance(t, dict) or not ({"alert", "record", "events"} & set(t)):
-                problems.append(LoadError(uc.path, uc.line, f"test {i + 1}: needs alert, record or events",
-                                          uc.title))
+                problems.append(LoadError(uc.path, uc.test_line(i),
+                                          f"tests[{i}]: test {i + 1} needs alert, record or events", uc.title))
     return problems

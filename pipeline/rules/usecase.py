@@ -14,7 +14,8 @@ unchanged. The `mdr:` block adds what an MDR incident needs:
 
 A detection rule opens incidents unless `mdr.incident` is false or, when it has no `mdr:` block, a
 correlation references it (Sigma's `generate: false` default). `load_usecases` never raises on a broken file:
-it records the error (file:line) and keeps the rest.
+it records the error (file:line, the offending key: `mdr.priority: ...`, `tests: ...`, `level: ...`) and keeps
+the rest. Files are read with the project's safe YAML loader (`pipeline.safeyaml`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from typing import Any
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from pipeline.rules.compile import CompiledRule, RuleIndex, UnsupportedRule, compile_rule
+from pipeline.rules.compile import CompiledRule, RuleIndex, compile_rule
+from pipeline.safeyaml import key_line, load_all_with_nodes
 from pipeline.schema import CATEGORIES, PRIORITIES
 
 LEVEL_PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "informational": "P5"}
@@ -57,6 +58,40 @@ def parse_duration(v: Any, where: str = "window") -> float:
     if not m:
         raise ValueError(f"{where}: not a duration: {v!r} (use e.g. 30s, 10m, 2h, 1d)")
     return float(int(m.group(1)) * _UNITS[m.group(2)])
+
+
+class UseCaseError(ValueError):
+    """A problem with one key of a use case; `key` is its path in the document, e.g. ("mdr", "priority"),
+    and the message starts with it."""
+
+    def __init__(self, key: tuple[str, ...], message: str):
+        super().__init__(f"{'.'.join(key)}: {message}")
+        self.key = key
+
+
+# The top-level key a pySigma error is about (its subclasses name what failed to parse).
+_SIGMA_KEYS: dict[str, tuple[str, ...]] = {
+    "SigmaTitleError": ("title",), "SigmaIdentifierError": ("id",), "SigmaNameError": ("name",),
+    "SigmaLevelError": ("level",), "SigmaStatusError": ("status",), "SigmaDateError": ("date",),
+    "SigmaModifiedError": ("modified",), "SigmaTagError": ("tags",), "SigmaAuthorError": ("author",),
+    "SigmaDescriptionError": ("description",), "SigmaReferencesError": ("references",),
+    "SigmaFalsePositivesError": ("falsepositives",), "SigmaFieldsError": ("fields",),
+    "SigmaLicenseError": ("license",), "SigmaRelatedError": ("related",), "SigmaScopeError": ("scope",),
+    "SigmaTaxonomyError": ("taxonomy",), "SigmaLogsourceError": ("logsource",),
+    "SigmaConditionError": ("detection", "condition"), "SigmaTimespanError": ("correlation", "timespan"),
+    "SigmaCorrelationTypeError": ("correlation", "type"),
+    "SigmaCorrelationConditionError": ("correlation", "condition"),
+    "SigmaCorrelationRuleError": ("correlation",),
+}
+
+
+def _error_key(e: Exception, raw: dict[str, Any]) -> tuple[str, ...]:
+    if isinstance(e, UseCaseError):
+        return e.key
+    for cls in type(e).__mro__:
+        if cls.__name__ in _SIGMA_KEYS:
+            return _SIGMA_KEYS[cls.__name__]
+    return ("correlation",) if "correlation" in raw and "detection" not in raw else ("detection",)
 
 
 @dataclass(slots=True)
@@ -87,6 +122,14 @@ class UseCase:
     correlation: SigmaCorrelationRule | None = None  # correlation rules
     tests: list[dict[str, Any]] = field(default_factory=list)
     sigma: SigmaRule | SigmaCorrelationRule | None = None
+    key_lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
+    test_lines: list[int] = field(default_factory=list)  # line of each inline test
+
+    def key_line(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+    def test_line(self, i: int) -> int:
+        return self.test_lines[i] if i < len(self.test_lines) else self.key_line("tests")
 
     @property
     def attack(self) -> list[str]:
@@ -138,22 +181,7 @@ class UseCaseSet:
         self.errors.append(LoadError(uc.path, uc.line, message, uc.title))
 
 
-def _doc_lines(text: str) -> list[int]:
-    """1-based line number where each YAML document of the file starts."""
-    starts, line = [1], 1
-    for ln in text.splitlines():
-        if ln.strip() == "---" and line > 1:
-            starts.append(line + 1)
-        line += 1
-    return starts
-
-
-def _key_line(text: str, doc_start: int, key: str) -> int:
-    """Best-effort line of a top-level key inside a document (for error messages)."""
-    for i, ln in enumerate(text.splitlines()[doc_start - 1:], doc_start):
-        if ln.startswith(f"{key}:"):
-            return i
-    return doc_start
+MDR_KEYS = ("priority", "category", "playbook", "title", "group_by", "window", "incident")
 
 
 def _mdr_block(raw: dict[str, Any], level: str, tags: list[str], group_default: list[str]) -> MdrBlock:
@@ -161,29 +189,41 @@ def _mdr_block(raw: dict[str, Any], level: str, tags: list[str], group_default: 
     explicit = m is not None
     m = m or {}
     if not isinstance(m, dict):
-        raise ValueError("mdr: must be a mapping")
-    unknown = set(m) - {"priority", "category", "playbook", "title", "group_by", "window", "incident"}
+        raise UseCaseError(("mdr",), "must be a mapping")
+    unknown = sorted(str(k) for k in m if k not in MDR_KEYS)
     if unknown:
-        raise ValueError(f"mdr: unknown keys {sorted(unknown)}")
+        raise UseCaseError(("mdr", unknown[0]), f"unknown keys {unknown} (allowed: {', '.join(MDR_KEYS)})")
     prio = str(m.get("priority") or LEVEL_PRIORITY.get(level, "P4")).upper()
     if prio not in PRIORITIES:
-        raise ValueError(f"mdr.priority: {prio!r} is not one of {', '.join(PRIORITIES)}")
+        raise UseCaseError(("mdr", "priority"), f"{prio!r} is not one of {', '.join(PRIORITIES)}")
     cat = m.get("category")
     if cat is None:
         cat = next((c for t, c in _TAG_CATEGORY for tag in tags if tag.startswith(t)), "other")
     if cat not in CATEGORIES:
-        raise ValueError(f"mdr.category: {cat!r} is not one of {', '.join(CATEGORIES)}")
+        raise UseCaseError(("mdr", "category"), f"{cat!r} is not one of {', '.join(CATEGORIES)}")
     group_by = m.get("group_by", group_default)
     if isinstance(group_by, str):
         group_by = [group_by]
     if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
-        raise ValueError("mdr.group_by: must be a list of field names")
+        raise UseCaseError(("mdr", "group_by"), "must be a list of field names")
+    try:
+        window = parse_duration(m.get("window", DEFAULT_WINDOW), "window")
+    except ValueError as e:
+        raise UseCaseError(("mdr", "window"), str(e).removeprefix("window: ")) from None
     return MdrBlock(
         priority=prio, category=cat, playbook=m.get("playbook"),
         title=str(m.get("title") or raw.get("title") or "untitled"),
-        group_by=list(group_by), window=parse_duration(m.get("window", DEFAULT_WINDOW), "mdr.window"),
-        incident=bool(m.get("incident", True)), explicit=explicit,
+        group_by=list(group_by), window=window, incident=bool(m.get("incident", True)), explicit=explicit,
     )
+
+
+def _lines(uc: UseCase, node: yaml.MappingNode) -> None:
+    """Record the line of each top-level key and of each inline test of the use case's document."""
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode):
+            uc.key_lines[k.value] = k.start_mark.line + 1
+            if k.value == "tests" and isinstance(v, yaml.SequenceNode):
+                uc.test_lines = [n.start_mark.line + 1 for n in v.value]
 
 
 def _load_file(path: str, out: UseCaseSet) -> None:
@@ -193,15 +233,14 @@ def _load_file(path: str, out: UseCaseSet) -> None:
     except OSError as e:
         out.errors.append(LoadError(path, 0, f"cannot read: {e}"))
         return
-    starts = _doc_lines(text)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = load_all_with_nodes(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         out.errors.append(LoadError(path, (mark.line + 1) if mark else 1, f"YAML error: {e}"))
         return
-    for i, raw in enumerate(docs):
-        start = starts[i] if i < len(starts) else 1
+    for raw, node in docs:
+        start = node.start_mark.line + 1
         if not isinstance(raw, dict):
             out.errors.append(LoadError(path, start, "document is not a mapping"))
             continue
@@ -212,11 +251,13 @@ def _load_file(path: str, out: UseCaseSet) -> None:
                 raise coll.errors[0]
             sig = coll.rules[0]
             uc = _usecase(sig, raw, path, start)
-        except (SigmaError, ValueError, UnsupportedRule, TypeError, KeyError) as e:
-            field_key = getattr(e, "field", None) or "detection"
-            line = _key_line(text, start, field_key if isinstance(field_key, str) else "detection")
-            out.errors.append(LoadError(path, line, f"{type(e).__name__}: {e}", str(name)))
+        except Exception as e:  # pySigma raises more than SigmaError on odd input (a list as `id`): never fatal
+            key = _error_key(e, raw)
+            line, found = key_line(node, key)
+            msg = str(e) if isinstance(e, UseCaseError) else f"{'.'.join(found or key[:1])}: {e}"
+            out.errors.append(LoadError(path, line, f"{type(e).__name__}: {msg}", str(name)))
             continue
+        _lines(uc, node)
         out.usecases.append(uc)
 
 
@@ -225,7 +266,7 @@ def _usecase(sig: SigmaRule | SigmaCorrelationRule, raw: dict[str, Any], path: s
     tags = [f"{t.namespace}.{t.name}" for t in (sig.tags or [])]
     tests = raw.get("tests") or []
     if not isinstance(tests, list):
-        raise ValueError("tests: must be a list")
+        raise UseCaseError(("tests",), "must be a list")
     if isinstance(sig, SigmaCorrelationRule):
         group = [str(g) for g in (sig.group_by or [])]
         mdr = _mdr_block(raw, level, tags, group)
@@ -252,8 +293,8 @@ def _link(out: UseCaseSet) -> None:
         refs = [str(r.reference) for r in uc.correlation.rules]
         missing = [r for r in refs if r not in out.by_ref]
         if missing:
-            out.errors.append(LoadError(uc.path, uc.line, f"correlation references unknown rules {missing}",
-                                        uc.title))
+            out.errors.append(LoadError(uc.path, uc.key_line("correlation"),
+                                        f"correlation.rules: references unknown rules {missing}", uc.title))
             continue
         ok.append(uc)
         for r in refs:
@@ -293,8 +334,8 @@ def load_usecases(paths: Iterable[str] | str) -> UseCaseSet:
     unique: list[UseCase] = []
     for uc in out.usecases:
         if uc.id in seen:
-            out.errors.append(LoadError(uc.path, uc.line, f"duplicate id {uc.id} (first in {seen[uc.id].path})",
-                                        uc.title))
+            out.errors.append(LoadError(uc.path, uc.key_line("id"),
+                                        f"id: duplicate id {uc.id} (first in {seen[uc.id].path})", uc.title))
             continue
         seen[uc.id] = uc
         unique.append(uc)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 import typer
 from rich.console import Console
 
+from pipeline.cliargs import tenant_option, usage_error
 from pipeline.clitext import Table, lit
 
 if TYPE_CHECKING:
@@ -35,7 +36,20 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (default: MDR
 ByOpt = Annotated[str | None, typer.Option("--by", help="Analyst name (default: the login name)")]
 PlaybooksOpt = Annotated[str | None, typer.Option("--playbooks", help="Playbook file or directory")]
 ChannelsOpt = Annotated[str | None, typer.Option("--channels", help="Channel configuration (channels.yaml)")]
-IdArg = Annotated[str, typer.Argument(help="Ticket number or incident id")]
+
+
+def _ref(value: str) -> str:
+    """A ticket reference checked before any store is opened (exit 2 with one line when it cannot be one)."""
+    from pipeline.soar.tickets import TicketRefError, parse_ref
+
+    try:
+        parse_ref(value)
+    except TicketRefError as e:
+        usage_error(str(e))
+    return value
+
+
+IdArg = Annotated[str, typer.Argument(help="Ticket number or incident id", callback=_ref)]
 
 
 def _actor(by: str | None) -> str:
@@ -56,11 +70,14 @@ C = TypeVar("C", bound=_Closable)
 
 @contextmanager
 def _closing(thing: C) -> Iterator[C]:
-    """Yield `thing` and close it after; a TicketError becomes an error message and exit status 1."""
-    from pipeline.soar.tickets import TicketError
+    """Yield `thing` and close it after; a TicketError becomes one error line and exit status 1 (2 for a
+    reference that cannot be a ticket)."""
+    from pipeline.soar.tickets import TicketError, TicketRefError
 
     try:
         yield thing
+    except TicketRefError as e:
+        usage_error(str(e))
     except TicketError as e:
         err.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(1) from None
@@ -89,7 +106,7 @@ def _ts(d: datetime | None) -> str:
 def tickets_list(
     status: Annotated[str | None, typer.Option(help="new|acknowledged|investigating|...")] = None,
     priority: Annotated[str | None, typer.Option(help="P1..P5")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant id")] = None,
+    tenant: Annotated[str | None, tenant_option("Tenant id")] = None,
     limit: Annotated[int, typer.Option(help="At most this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
     db: DbOpt = None,

@@ -32,9 +32,11 @@ from typing import Any
 import yaml
 
 from pipeline import paths
+from pipeline.safeyaml import SafeLoader, load_all
 from pipeline.schema import CATEGORIES, PRIORITIES, Incident
 from pipeline.soar.connectors.base import RetryPolicy
 from pipeline.soar.templates import Templates
+from pipeline.tenant import SYNTAX, is_tenant
 
 ACTIONS = ("enrich", "collect", "notify", "ticket", "block_ip", "isolate_host", "wait_approval")
 STEP_KEYS = frozenset({"id", "name", "when", "timeout", "retry", "on_failure", *ACTIONS})
@@ -151,7 +153,7 @@ class _LineDict(dict):  # type: ignore[type-arg]
     key_lines: dict[str, int]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(SafeLoader):
     pass
 
 
@@ -204,7 +206,7 @@ def load_playbooks(path: str | Path | None = None, *, channels: set[str] | None 
 
 def _load_file(f: Path, pbs: PlaybookSet, channels: set[str] | None) -> None:
     try:
-        docs = [d for d in yaml.load_all(f.read_text(encoding="utf-8"), Loader=_Loader) if d is not None]
+        docs = [d for d in load_all(f.read_text(encoding="utf-8"), _Loader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pbs.errors.append(PlaybookError(str(f), mark.line + 1 if mark else 0, f"YAML: {e}"))
@@ -282,6 +284,9 @@ class _Parser:
                 self.err(_line(t, key), f"trigger.{key} must be a list")
                 v = []
             bad = [x for x in v if allowed is not None and x not in allowed]
+            bad_ids = [x for x in v if key == "tenants" and not is_tenant(x)]
+            if bad_ids:
+                self.err(_line(t, key), f"trigger.tenants: {bad_ids} are not tenant ids ({SYNTAX})")
             if bad:
                 self.err(_line(t, key), f"trigger.{key}: unknown {bad} (allowed: {', '.join(allowed or ())})")
             lists[key] = tuple(str(x) for x in v)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import TemplateError
+
 from pipeline.schema import PRIORITIES
 from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
@@ -137,10 +139,14 @@ class Escalator:
             "reason": reason,
         }
         title = f"[ESCALATION T{tier}] {t.priority} ticket #{t.id}: {t.title}"
+        text = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}"
         if self.templates.has("escalation"):
-            text = self.templates.render_file("escalation", ctx, markup)
+            try:
+                text = self.templates.render_file("escalation", ctx, markup)
+            except TemplateError as e:  # a broken template must not stop the escalation
+                text, markup = f"{text}\n\n(escalation template failed: {type(e).__name__}: {e})", "raw"
         else:
-            text, markup = f"Ticket #{t.id} ({t.priority}, tenant {t.tenant_id}) {reason}.\n\n{t.title}", "raw"
+            markup = "raw"
         return Message(
             title=title,
             text=text,

@@ -50,6 +50,27 @@ class TicketError(ValueError):
     """A ticket operation that is not allowed (unknown ticket, invalid transition, bad verdict)."""
 
 
+class TicketRefError(TicketError):
+    """A reference that can be neither a ticket number nor an incident id (a usage error)."""
+
+
+TICKET_ID_MAX = 2**31 - 1  # tickets.id is an INTEGER column (32-bit on PostgreSQL)
+INCIDENT_ID_MAX = 64  # length of tickets.incident_id
+
+
+def parse_ref(ref: int | str) -> int | str:
+    """A ticket number (ASCII digits, 1..TICKET_ID_MAX) or an incident id; TicketRefError otherwise."""
+    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
+        ref = int(ref)
+    if isinstance(ref, int):
+        if not 1 <= ref <= TICKET_ID_MAX:
+            raise TicketRefError(f"no ticket number {ref}: ticket numbers run from 1 to {TICKET_ID_MAX}")
+        return ref
+    if not ref or len(ref) > INCIDENT_ID_MAX or not ref.isprintable():
+        raise TicketRefError(f"{ref[:80]!r} is neither a ticket number nor an incident id")
+    return ref
+
+
 @dataclass(slots=True)
 class Upsert:
     ticket: Ticket
@@ -337,7 +358,7 @@ class TicketStore:
             return self._find(s, ref, lock=False, required=False)
 
     def require(self, ref: int | str) -> Ticket:
-        t = self.get(ref)
+        t = self.get(parse_ref(ref))
         if t is None:
             raise TicketError(f"no ticket {ref}")
         return t
@@ -628,10 +649,13 @@ class TicketStore:
     @staticmethod
     def _find(s: Session, ref: int | str, *, lock: bool = True, required: bool = True) -> Ticket:
         q = select(Ticket)
-        if isinstance(ref, int) or str(ref).isdigit():
-            q = q.where(Ticket.id == int(ref))
-        else:
-            q = q.where(Ticket.incident_id == str(ref))
+        try:
+            key = parse_ref(ref)
+        except TicketRefError:
+            if required:
+                raise
+            return None  # type: ignore[return-value]
+        q = q.where(Ticket.id == key) if isinstance(key, int) else q.where(Ticket.incident_id == key)
         t = s.scalars(q.with_for_update() if lock else q).first()
         if t is None and required:
             raise TicketError(f"no ticket {ref}")

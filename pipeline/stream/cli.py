@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from pipeline import paths
+from pipeline.cliargs import tenant_option, usage_error
 from pipeline.stream.config import Topics, WorkerConfig, parse_bindings
 
 broker_app = typer.Typer(help="A local Apache Kafka broker from the Maven jars.", no_args_is_help=True)
@@ -104,9 +105,13 @@ def worker(
 ) -> None:
     """Run the streaming worker: the same core as `mdr replay`, on Kafka topics."""
     topics = Topics(prefix=prefix)
+    try:
+        bindings = parse_bindings(bind, topics)
+    except ValueError as e:
+        usage_error(f"--bind: {e}")
     cfg = WorkerConfig.from_env(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
-        tenant_bindings=parse_bindings(bind, topics), usecases=usecases or paths.usecases_dir(),
+        tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level)
     run_worker(cfg)
@@ -115,7 +120,7 @@ def worker(
 def produce(
     files: Annotated[list[str], typer.Argument(help="Files or directories")],
     topic: Annotated[str, typer.Option(help="Ingest topic (name, or kind: waf, firewall, host, ddos)")],
-    tenant: Annotated[str | None, typer.Option(help="Tenant (omit to rely on the topic's binding)")] = None,
+    tenant: Annotated[str | None, tenant_option("Tenant (omit to rely on the topic's binding)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
     host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
     per_message: Annotated[int, typer.Option(help="Records per envelope")] = 1,
@@ -128,13 +133,13 @@ def produce(
 
     name = topic if "." in topic else Topics().ingest_topic(topic)
     n = run(bootstrap or os.environ.get("MDR_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), files, name, tenant, fmt,
-            host, per_message)
+            host, per_message, lambda line: typer.echo(line, err=True))
     typer.echo(f"{n} messages -> {name}")
 
 
 def demo(
     samples: Annotated[Path, typer.Option(help="Lab sample directory")] = Path("samples/lab-1"),
-    tenant: Annotated[str, typer.Option(help="Tenant of the samples")] = "shop",
+    tenant: Annotated[str, tenant_option("Tenant of the samples")] = "shop",
     seconds: Annotated[float, typer.Option(help="Stop this long after the last incident update")] = 8.0,
 ) -> None:
     """Start a broker and a worker, stream the lab samples, show incidents arriving live."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.tenant import check_tenant
 
 PREFIX = "mdr."
 INGEST = ("waf", "firewall", "host", "ddos")
@@ -101,11 +102,13 @@ class WorkerConfig:
 
 
 def parse_bindings(items: list[str] | None, topics: Topics) -> dict[str, str]:
-    """`--bind waf=shop` or `--bind mdr.alerts.waf=shop` -> {topic: tenant}."""
+    """`--bind waf=shop` or `--bind mdr.alerts.waf=shop` -> {topic: tenant}; ValueError (TenantError for a bad
+    tenant id) on a bad item."""
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, tenant = item.partition("=")
-        if not sep or not name or not tenant:
+        if not sep or not name:
             raise ValueError(f"bad binding {item!r}; want TOPIC=TENANT")
+        check_tenant(tenant, f"tenant of binding {item!r}")
         out[name if name.startswith(topics.prefix) else topics.ingest_topic(name)] = tenant
     return out

@@ -4,8 +4,10 @@ A value is either one raw product record, or a JSON envelope
 ``{"tenant": ..., "format": ..., "host": ..., "record": "<one record>"}`` (or ``"records": [...]`` to carry
 many records of one tenant/host/format in one message, which amortises the per-message cost).
 Headers ``tenant``, ``format``, ``host`` may carry the same; ``envelope: 1`` marks a value as an envelope.
-Tenant precedence: envelope, header, the topic's binding. A message with no tenant is a dead letter,
-never given to a default tenant.
+Tenant precedence: envelope, header, the topic's binding. A message with no tenant is a dead letter
+(`missing_tenant`), never given to a default tenant; a tenant that is present but not a valid tenant id
+(`pipeline.tenant`; empty included) is a dead letter `bad_tenant`, never passed on to a lower-precedence
+source. A dead letter names a tenant only when it is a valid id.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from datetime import UTC, datetime
 
 import orjson
 
-from pipeline.normalize.base import Origin, RawRecord
+from pipeline.normalize.base import Origin, RawRecord, ReadProblem
 from pipeline.normalize.registry import formats
-from pipeline.normalize.stage import MAX_RECORD_BYTES, dead_letter
+from pipeline.normalize.stage import MAX_RECORD_BYTES, dead_letter, oversized
 from pipeline.schema import DeadLetter
+from pipeline.tenant import TenantError, check_tenant, is_tenant
 
 ENVELOPE_KEYS = frozenset({"tenant", "format", "host", "record", "records"})
-DLQ_RAW_LIMIT = 64 * 1024  # raw bytes kept in a dead letter of an oversized message
 
 
 @dataclass(slots=True)
@@ -45,20 +47,18 @@ class Unpacked:
 
 
 def _headers(msg: Message) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in msg.headers or ():
-        try:
-            out[k] = v.decode("utf-8") if isinstance(v, bytes | bytearray) else str(v)
-        except UnicodeDecodeError:
-            continue
-    return out
+    """Header values as text (bytes that are not UTF-8 become U+FFFD, so a bad tenant header is rejected
+    rather than ignored)."""
+    return {k: v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
+            for k, v in msg.headers or ()}
 
 
-def _dead(msg: Message, origin: Origin, reason: str, detail: str, tenant: str | None = None,
-          raw: bytes | None = None) -> Unpacked:
+def _dead(msg: Message, origin: Origin, reason: str, detail: str, tenant: object = None,
+          raw: bytes | None = None, problem: ReadProblem | None = None) -> Unpacked:
+    tenant = tenant if is_tenant(tenant) else None
     rec = RawRecord("", tenant or "", _received(msg), origin=origin)
     return Unpacked([], None, dead_letter(rec, reason, detail, raw=raw if raw is not None else msg.value or b"",
-                                          tenant_id=tenant))
+                                          tenant_id=tenant, problem=problem))
 
 
 def _received(msg: Message) -> datetime:
@@ -75,8 +75,8 @@ def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:
     if value is None or not value.strip():
         return _dead(msg, origin, "empty", "message has no value", hdr.get("tenant"), b"")
     if len(value) > MAX_RECORD_BYTES:
-        return _dead(msg, origin, "oversized", f"{len(value)} bytes > {MAX_RECORD_BYTES}", hdr.get("tenant"),
-                     value[:DLQ_RAW_LIMIT])
+        big = oversized(value)
+        return _dead(msg, origin, big.reason, big.detail, hdr.get("tenant"), problem=big)
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -95,26 +95,39 @@ def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:
         elif marked:
             return _dead(msg, origin, "bad_envelope", "envelope must be an object with record or records",
                          hdr.get("tenant"))
-    tenant = (env or {}).get("tenant") or hdr.get("tenant") or bindings.get(msg.topic)
+    tenant = _tenant(env, hdr, bindings.get(msg.topic))
     fmt = (env or {}).get("format") or hdr.get("format")
     host = (env or {}).get("host") or hdr.get("host")
     if env is not None:
         texts = env.get("records") if "records" in env else [env.get("record")]
-        bad = _check_envelope(texts, tenant, fmt, host)
+        bad = _check_envelope(texts, fmt, host)
         if bad:
-            return _dead(msg, origin, "bad_envelope", bad, tenant if isinstance(tenant, str) else None)
+            return _dead(msg, origin, "bad_envelope", bad, tenant)
     else:
         texts = [text]
-    if not tenant:
+    if tenant is None:
         return _dead(msg, origin, "missing_tenant", "no tenant in envelope, headers or topic binding")
+    try:
+        check_tenant(tenant)
+    except TenantError as e:
+        return _dead(msg, origin, "bad_tenant", str(e))
     when = _received(msg)
     return Unpacked([RawRecord(t, tenant, when, host, origin) for t in texts], fmt)
 
 
-def _check_envelope(texts: object, tenant: object, fmt: object, host: object) -> str:
+def _tenant(env: dict | None, hdr: dict[str, str], bound: str | None) -> object:
+    """The tenant the message names first (envelope, header, binding), as given; None when none does."""
+    if env is not None and "tenant" in env and env["tenant"] is not None:
+        return env["tenant"]
+    if "tenant" in hdr:
+        return hdr["tenant"]
+    return bound
+
+
+def _check_envelope(texts: object, fmt: object, host: object) -> str:
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         return "record must be a string (records a non-empty list of strings)"
-    for name, v in (("tenant", tenant), ("format", fmt), ("host", host)):
+    for name, v in (("format", fmt), ("host", host)):
         if v is not None and not isinstance(v, str):
             return f"{name} must be a string"
     if fmt is not None and fmt not in formats():

@@ -1,31 +1,42 @@
 """`mdr produce`: stream product files into an ingest topic as envelopes (demo, tests, benchmarks).
 
 Each file is read like `mdr replay` reads it (one record per line, whole-document formats as one record, the
-format detected per file) and sent as envelopes keyed by host, so a host's records stay in order.
+format detected per file) and sent as envelopes keyed by host, so a host's records stay in order. Paths the
+walk leaves out and records the reader could not read whole (over the size limit, a read error) are not sent:
+they are reported to `problems`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.normalize.reader import expand, read_records
+from pipeline.normalize.reader import read_records, walk
 from pipeline.stream.envelope import envelope
 
 MAX_REQUEST = 16 * 1024 * 1024
 
 
 def envelopes(files: Iterable[str], tenant: str | None, fmt: str | None = None, host: str | None = None,
-              per_message: int = 1) -> Iterator[bytes]:
+              per_message: int = 1, problems: Callable[[str], None] | None = None) -> Iterator[bytes]:
     """Envelope values for the records of `files` (`per_message` records of one file per envelope)."""
     now = datetime.now(UTC)
-    for f in expand(list(files)):
+    found = walk(list(files))
+    for s in found.skipped:
+        if problems is not None:
+            problems(f"skipped {s}")
+    for f in found.files:
         chunk: list[str] = []
         hint: str | None = None
         for rec, h in read_records(f, tenant or "-", host, now, fmt):
+            if rec.problem is not None:
+                if problems is not None:
+                    problems(f"not sent: {rec.origin.file}:{rec.origin.line}: {rec.problem.reason}: "
+                             f"{rec.problem.detail}")
+                continue
             if chunk and (h != hint or len(chunk) >= per_message):
                 yield envelope(chunk, tenant, hint, host)
                 chunk = []
@@ -59,7 +70,8 @@ async def send_values(bootstrap: str, topic: str, values: Iterable[bytes | tuple
 
 
 def produce(bootstrap: str, files: list[str], topic: str, tenant: str | None, fmt: str | None = None,
-            host: str | None = None, per_message: int = 1) -> int:
+            host: str | None = None, per_message: int = 1, problems: Callable[[str], None] | None = None) -> int:
     """Stream files into `topic`; returns the number of messages."""
     key = (host or tenant or "").encode() or None
-    return asyncio.run(send_values(bootstrap, topic, envelopes(files, tenant, fmt, host, per_message), key))
+    values = envelopes(files, tenant, fmt, host, per_message, problems)
+    return asyncio.run(send_values(bootstrap, topic, values, key))

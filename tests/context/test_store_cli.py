@@ -54,7 +54,7 @@ def test_intel_import_scopes_and_lookup(mdr_home: Path):
 
 def test_state_round_trip_and_tenant_filter(mdr_home: Path):
     ctx = Context()
-    assert ctx.load_assets("acme/eu", data("assets.csv"))
+    assert ctx.load_assets("acme-eu", data("assets.csv"))
     assert ctx.load_assets("shop", data("assets.yaml"))
     ctx.load_intel(data("misp_event.json"))
     ctx.load_intel(data("iocs.csv"), tenant="shop")
@@ -62,11 +62,11 @@ def test_state_round_trip_and_tenant_filter(mdr_home: Path):
     esc.write_text("start,end,name\n2026-11-20,2026-11-30,Shopping festival\n")
     assert ctx.load_escort("shop", esc)
     ctx.save()
-    back = Context.from_state(tenants=["acme/eu"])
-    assert set(back.assets) == {"acme/eu"} and back.inventory("acme/eu").by_name("mx1.example.org")
+    back = Context.from_state(tenants=["acme-eu"])
+    assert set(back.assets) == {"acme-eu"} and back.inventory("acme-eu").by_name("mx1.example.org")
     assert set(back.intel) == {"_global"}
     full = Context.from_state()
-    assert set(full.assets) == {"acme/eu", "shop"}
+    assert set(full.assets) == {"acme-eu", "shop"}
     assert full.escort["shop"].periods[0].name == "Shopping festival"
     a = alert(src={"ip": "127.0.0.66"}, dst={"ip": "127.0.0.1"}, dns={"query": "cdn.shell-drop.example"})
     full.enrich(a)

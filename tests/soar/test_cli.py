@@ -139,3 +139,28 @@ def test_playbooks_dry_run_shows_what_would_be_sent(tmp_path: Path, monkeypatch:
     assert "casebook               ticket        skipped  channel unavailable" in out
     assert "approve_block          wait_approval dry-run  would wait for approval" in out
     assert '"ip": "203.0.113.7"' in out and "SECRET-TOKEN-1" not in out and "fw-token-123" not in out
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "2147483648", "0", "x" * 65])
+def test_a_ref_that_cannot_be_a_ticket_is_one_line_and_exit_2(db: str, ref: str) -> None:
+    """`mdr tickets show 99999999999999999999999` ended in an OverflowError traceback."""
+    for cmd in (["show", ref], ["ack", ref], ["note", ref, "text"], ["close", ref, "--verdict", "benign"]):
+        r = mdr("tickets", *cmd, "--db", db)
+        assert r.exit_code == 2, (cmd, r.output)
+        assert r.output.startswith("error: ") and r.output.count("\n") == 1 and "Traceback" not in r.output
+
+
+def test_store_lookups_with_impossible_refs(db: str) -> None:
+    from pipeline.soar.tickets import TicketRefError
+
+    s = TicketStore(db)
+    try:
+        assert s.get("99999999999999999999999") is None and s.get(2**63) is None and s.get("") is None
+        with pytest.raises(TicketRefError):
+            s.require("99999999999999999999999")
+        with pytest.raises(TicketRefError):
+            s.acknowledge(2**40, "ana")
+        assert s.get("２") is None  # a non-ASCII digit is an (unknown) incident id, not a number
+        assert s.require(2147483647 - 2147483646).incident_id == "inc0001"
+    finally:
+        s.close()

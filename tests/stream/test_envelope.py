@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
+import pytest
+
+from pipeline.normalize.stage import DLQ_PREFIX_BYTES
+from pipeline.stream.config import Topics, parse_bindings
 from pipeline.stream.envelope import Message, envelope, unpack
+from pipeline.tenant import TenantError
 
 LINE = '{"timestamp":"2026-11-24T06:39:16.573553+0000","event_type":"alert","src_ip":"127.0.0.66"}'
 
@@ -54,3 +60,40 @@ def test_dead_letters() -> None:
 def test_raw_json_record_is_not_an_envelope() -> None:
     u = unpack(msg(b'{"record": "x", "other": 1}', [("tenant", b"shop")]), {})
     assert u.dead is None and u.records[0].text == '{"record": "x", "other": 1}'
+
+
+BAD_TENANTS = ["", " ", "a b", "Shop", "_global", ".", "..", "../x", "a/b", "shop\n", "x" * 64, "ѕhop", "a\x00"]
+
+
+@pytest.mark.parametrize("bad", BAD_TENANTS)
+def test_bad_tenant_is_a_dead_letter_from_envelope_header_or_binding(bad: str) -> None:
+    """A tenant that is present but not a tenant id is `bad_tenant`; it never falls through to a
+    lower-precedence source, and the dead letter names no tenant."""
+    bound = {"mdr.alerts.waf": "bound"}
+    cases = [msg(envelope([LINE], bad), [("tenant", b"hdr")]), msg(LINE.encode(), [("tenant", bad.encode())])]
+    for m in cases:
+        u = unpack(m, bound)
+        assert u.dead is not None and u.dead.reason == "bad_tenant" and not u.records, (bad, u)
+        assert u.dead.tenant_id is None and repr(bad[:20])[1:-1][:5] in u.dead.detail
+    with pytest.raises(TenantError):
+        parse_bindings([f"waf={bad}"], Topics())
+
+
+def test_tenant_header_that_is_not_utf8_is_rejected_not_ignored() -> None:
+    u = unpack(msg(LINE.encode(), [("tenant", b"sh\xffop")]), {"mdr.alerts.waf": "bound"})
+    assert u.dead is not None and u.dead.reason == "bad_tenant"
+
+
+def test_dead_letters_name_only_valid_tenants() -> None:
+    d = unpack(msg(b"", [("tenant", b"../etc")]), {}).dead
+    assert d is not None and d.reason == "empty" and d.tenant_id is None
+    d = unpack(msg(b"", [("tenant", b"shop")]), {}).dead
+    assert d is not None and d.tenant_id == "shop"
+
+
+def test_oversized_message_keeps_prefix_length_and_sha256() -> None:
+    value = "é".encode() * 600_000  # 1.2 MB of two-byte characters
+    d = unpack(msg(value, [("tenant", b"shop")]), {}).dead
+    assert d is not None and d.reason == "oversized"
+    assert (d.raw_length, d.raw_sha256) == (len(value), hashlib.sha256(value).hexdigest())
+    assert d.raw_encoding == "utf-8" and d.raw == "é" * (DLQ_PREFIX_BYTES // 2)  # cut between characters

@@ -7,6 +7,7 @@ been quiet for a few seconds, so a finite input is fed in event-time order as `m
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from pipeline.normalize.stage import DLQ_PREFIX_BYTES
 from pipeline.schema import decode_alert
 from pipeline.stream.app import ensure_topics
 from pipeline.stream.config import Topics
@@ -125,15 +127,21 @@ def test_bad_input_and_tenant_isolation(kafka_broker, tmp_path: Path) -> None:
         p.send(waf, b"x" * 1_100_000, headers=[("tenant", b"shop")])  # oversized
         p.send(waf, b"\xff\xfe\x00binary\x80", headers=[("tenant", b"shop")])  # not UTF-8
         p.send(waf, alert_lines[0].encode())  # no tenant anywhere
+        p.send(waf, envelope([alert_lines[0]], "_global"))  # a reserved name is no tenant id
+        p.send(waf, alert_lines[0].encode(), headers=[("tenant", b"a b")])  # would have shared a_b's folder
         for tenant in ("acme", "globex"):  # identical records of two tenants
             for x in alert_lines:
                 p.send(f"{prefix}alerts.firewall", envelope([x], tenant, "suricata", "sensor-1"), key=b"sensor-1")
         p.send(f"{prefix}alerts.host", alert_lines[0].encode())  # tenant from the topic binding
         p.flush()
-        assert wait_until(lambda: len(read_topic(b, f"{prefix}dlq", timeout=2)) >= 4, 60), w.tail()
+        assert wait_until(lambda: len(read_topic(b, f"{prefix}dlq", timeout=2)) >= 6, 60), w.tail()
         dead = [orjson.loads(r.value) for r in read_topic(b, f"{prefix}dlq")]
         assert Counter(d["reason"] for d in dead) == Counter(
-            {"bad_envelope": 1, "oversized": 1, "not_utf8": 1, "missing_tenant": 1})
+            {"bad_envelope": 1, "oversized": 1, "not_utf8": 1, "missing_tenant": 1, "bad_tenant": 2})
+        assert all("tenant_id" not in d for d in dead if d["reason"] == "bad_tenant")
+        big = next(d for d in dead if d["reason"] == "oversized")  # a prefix, the length and the hash
+        assert (big["raw_length"], big["raw_sha256"]) == (1_100_000, hashlib.sha256(b"x" * 1_100_000).hexdigest())
+        assert len(big["raw"]) == DLQ_PREFIX_BYTES
         assert all(d["topic"] == waf and d["offset"] is not None and d["partition"] is not None for d in dead)
         assert next(d for d in dead if d["reason"] == "not_utf8")["raw_encoding"] == "base64"
         # the worker kept going: both tenants' records became alerts and incidents, separately

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import paths
+from pipeline import paths, safeyaml
 from pipeline.soar.connectors.base import (
     ChannelUnavailable,
     Connector,
@@ -42,6 +42,7 @@ from pipeline.soar.connectors.smtp import Email
 from pipeline.soar.connectors.thehive import TheHive
 from pipeline.soar.connectors.webhook import Webhook
 from pipeline.soar.connectors.wecom import WeCom
+from pipeline.tenant import SYNTAX, is_tenant
 
 REGISTRY: dict[str, type[Connector]] = {
     c.type: c for c in (DingTalk, WeCom, Slack, Email, Webhook, TheHive, Jira, ResponseApi, LogFile)
@@ -89,6 +90,9 @@ class Channels:
         self._register_secrets()
 
     def _check(self) -> None:
+        for t in self.tenants:
+            if not is_tenant(t):
+                raise ChannelConfigError(f"{self.source}: tenants: {t!r} is not a tenant id ({SYNTAX})")
         specs = [(n, s) for n, s in self.specs.items()]
         specs += [(f"{t}/{n}", s) for t, m in self.tenants.items() for n, s in (m or {}).items()]
         for name, spec in specs:
@@ -175,7 +179,7 @@ def load_channels(path: str | Path | None = None, *, dry_run: bool = False) -> C
             raise ChannelConfigError(f"{p}: no such file")
         return Channels({}, source=str(p), dry_run=dry_run)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = safeyaml.load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ChannelConfigError(f"{p}: {e}") from None
     return Channels(data, source=str(p), dry_run=dry_run)

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
-import yaml
 
-from pipeline import textsafe
+from pipeline import safeyaml, textsafe
 from pipeline.redact import REDACTOR, redact
 
 T = TypeVar("T")
@@ -142,7 +141,7 @@ class Secrets:
             if self.path is not None and self.path.is_dir():
                 self._data = {p.name: p.read_text().strip() for p in self.path.iterdir() if p.is_file()}
             elif self.path is not None and self.path.is_file():
-                loaded = yaml.safe_load(self.path.read_text()) or {}
+                loaded = safeyaml.load(self.path.read_text()) or {}
                 self._data = {str(k): str(v) for k, v in loaded.items()}
             for v in self._data.values():  # every value of the secrets file is a secret
                 REDACTOR.add(v)
