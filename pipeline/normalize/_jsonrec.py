@@ -8,12 +8,11 @@ values ("", "-", null) read as absent.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import orjson
 
-from pipeline.normalize.base import BadRecord
+from pipeline.normalize.base import BadRecord, ip_field
 
 _EMPTY = ("", "-")
 
@@ -96,13 +95,7 @@ class Rec:
     def ip(self, key: str, required: bool = False) -> str | None:
         """A valid IPv4/IPv6 address in canonical form."""
         v = self.text(key, required)
-        if v is None:
-            return None
-        try:
-            return str(ipaddress.ip_address(v))
-        except ValueError:
-            f = self.px + key
-            raise BadRecord("bad_ip", f"{f}: not an IP address: {v!r}"[:200], f) from None
+        return None if v is None else ip_field(v, self.px + key)
 
     def port(self, key: str) -> int | None:
         """A TCP/UDP port 0..65535."""

@@ -22,12 +22,11 @@ Mappings:
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.normalize._jsonrec import Rec, load
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, as_ip, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_epoch
 from pipeline.schema import Alert, Endpoint, File, HostInfo, Process, Rule, Source
@@ -86,14 +85,6 @@ def _details(d: Rec) -> dict[str, str]:
 
 def _pick(details: dict[str, str], what: str) -> str | None:
     return next((details[k] for k in DETAIL_KEYS[what] if k in details), None)
-
-
-def _valid_ip(v: str | None) -> str | None:
-    """An IP from display text, or None (details are display values, not typed fields)."""
-    try:
-        return str(ipaddress.ip_address(v)) if v else None
-    except ValueError:
-        return None
 
 
 def _process(det: dict[str, str]) -> Process | None:
@@ -162,7 +153,7 @@ class AlibabaSas(Normalizer):
         for key, field in (("event_id", "Id"), ("event_status", "EventStatus")):
             if (n := d.integer(field)) is not None:
                 extra[key] = n
-        src_ip = _valid_ip(_pick(det, "src_ip"))
+        src_ip = as_ip(_pick(det, "src_ip"))
         return [Alert(
             alert_id=self.alert_id(rec), tenant_id=rec.tenant_id,
             source=self._auth_source if login else self.source, time=_time(d), received_at=rec.received_at,

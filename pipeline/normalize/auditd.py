@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, as_ip, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_epoch
 from pipeline.schema import Alert, Endpoint, File, HostInfo, Process, Rule
@@ -33,6 +33,9 @@ MAX_PENDING = 256  # buffered events beyond this are emitted oldest first
 MAX_ARGS = 64  # EXECVE arguments copied into extra as a0..aN
 
 _KV = re.compile(r"([\w\-]+(?:\[\d+\])?)=(\"[^\"]*\"|'[^']*'|\{[^}]*\}|\S*)")
+# Inside a user-space `msg='...'`: libaudit quotes a value only when it has no space, quote or control byte
+# (else it writes hex), so a quoted value never spans whitespace; `'` is NOT encoded and may appear anywhere.
+_USER_KV = re.compile(r'(?:^|(?<=\s))([\w\-]+)=("[^"\s]*"|\S*)')
 # Fields the kernel / libaudit write as "quoted" text or, when they hold odd bytes, as bare hex.
 _ENCODED = frozenset((
     "comm", "exe", "cwd", "name", "proctitle", "acct", "key", "cmd", "path", "data", "ocomm"))
@@ -150,11 +153,13 @@ def parse_record(text: str) -> _Rec:
     if not sep or not colon or not serial.isdecimal():
         raise BadRecord("bad_record", f"bad audit stamp {stamp[:40]!r}", "msg")
     time = parse_epoch(ts, "msg")
-    f: dict[str, str | None] = dict(_KV.findall(rest))
-    msg = f.get("msg")
-    if msg and msg[0] == "'":  # user-space message: its fields are inside msg='...'
-        del f["msg"]
-        f.update(_KV.findall(msg[1:-1]))
+    head, quote, inner = rest.partition(" msg='")
+    f: dict[str, str | None] = dict(_KV.findall(head))
+    if quote:  # user-space message: the kernel wraps its text in msg='...', closed by the record's last quote
+        end = inner.rfind("'")
+        if end < 0:
+            raise BadRecord("bad_record", "msg=' without its closing quote", "msg")
+        f.update(_USER_KV.findall(inner[:end]))
     for k in _ENCODED.intersection(f):
         f[k] = _untrusted(f[k], k)
     e = dict(_KV.findall(enr)) if enr else {}
@@ -477,10 +482,12 @@ class AuditdNormalizer(Normalizer):
         rule = Rule(id=typ, name=f"auditd {typ}: {op} failed", category="authentication")
         extra = {"type": typ, "op": op, "acct": acct, "res": f.get("res"),
                  "terminal": _unquote(f.get("terminal")), "exe": exe, "auid": _who(main, "auid")}
-        message = f"auditd {typ}: {op} failed for {acct or '?'} from {addr or host or '?'} ({exe or '?'})"
+        ip = as_ip(addr)  # PAM's rhost: an address, or a name; only an address is an actor address
+        name = host if host and host != addr else (addr if addr and not ip else None)
+        message = f"auditd {typ}: {op} failed for {acct or '?'} from {ip or name or '?'} ({exe or '?'})"
         return self._alert(ev, main, rule, "low", "failed", message, extra,
                            user=acct if acct and acct[0] != "(" else None,
-                           src=Endpoint(ip=addr, hostname=host if host != addr else None),
+                           src=Endpoint(ip=ip, hostname=name),
                            process=_process(main, None))
 
     def _typed(self, ev: _Event, main: _Rec, sc: _Rec | None, category: str, sev: str, action: str) -> Alert:

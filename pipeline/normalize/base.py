@@ -9,6 +9,7 @@ Any other exception is a bug in the normalizer; the caller still turns it into a
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,36 @@ class Normalizer:
     def alert_id(self, rec: RawRecord, sub: str = "") -> str:
         """Deterministic alert id: tenant + format + the record text (+ a sub key for multi-alert records)."""
         return make_id(rec.tenant_id, self.name, rec.text, sub)
+
+
+def as_ip(value: object) -> str | None:
+    """`value` as a canonical IP address, or None when it is not one (for fields that may hold a name)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def ip_field(value: object, field: str) -> str:
+    """`value` as a canonical IPv4 / IPv6 address; BadRecord("bad_ip") naming `field` when it is not one.
+
+    Actor addresses are response targets: a record whose address field holds anything else (a host name,
+    a second address, injected text) is a dead letter, never an alert with a made-up actor."""
+    ip = as_ip(value)
+    if ip is None:
+        raise BadRecord("bad_ip", f"{field} is not an IP address: {value!r}"[:200], field)
+    return ip
+
+
+def port_field(value: object, field: str) -> int:
+    """`value` as a TCP/UDP port 0..65535 (an int, or decimal text); BadRecord("bad_port") otherwise."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= 65535:
+        raise BadRecord("bad_port", f"{field} is not a port 0..65535: {value!r}"[:200], field)
+    return value
 
 
 _SEVERITIES = {label: Severity(label, score) for label, score in SEVERITY_SCORES.items()}

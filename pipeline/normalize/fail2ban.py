@@ -9,7 +9,7 @@ Log lines: `2026-11-24 06:38:34,643 fail2ban.actions        [4990]: NOTICE  [ssh
 - `Unban`, `already banned`, `Restore Ban`, `Ignore`, start-up / shutdown / configuration lines -> Skipped;
   traceback continuation lines -> Skipped("continuation").
 JSON lines (`{"time", "event": "ban"|"unban", "jail", "ip", "failures", "bantime"}`): ban -> alert as above,
-unban -> Skipped("unban").
+unban -> Skipped("unban"). fail2ban bans addresses only: an `ip` that is not one is a dead letter (`bad_ip`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, ip_field, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso
 from pipeline.schema import Alert, Endpoint, HostInfo, Rule
@@ -75,9 +75,7 @@ class Fail2banNormalizer(_Fail2banBase):
         verb, _, arg = event.partition(" ")
         if verb == "Ban" or verb == "Found":
             ip, _, when = arg.partition(" - ")
-            if not ip or " " in ip:
-                raise BadRecord("bad_record", f"no address after {verb}", "ip")
-            return [self._alert(rec, time, jail, verb.lower(), ip,
+            return [self._alert(rec, time, jail, verb.lower(), ip_field(ip, "ip"),
                                 {"level": level, "failure_time": when or None})]
         if verb in _SKIP_VERBS:
             raise Skipped(_SKIP_VERBS[verb])
@@ -105,8 +103,7 @@ class Fail2banJsonNormalizer(_Fail2banBase):
             raise BadRecord("bad_record", f"unknown event {event!r}"[:200], "event")
         if not isinstance(jail, str) or not jail:
             raise BadRecord("bad_record", "no jail", "jail")
-        if not isinstance(ip, str) or not ip:
-            raise BadRecord("bad_record", "no ip", "ip")
+        ip = ip_field(ip, "ip")
         t = d.get("time")
         if not isinstance(t, str):
             raise BadRecord("bad_timestamp", f"time is {t!r}"[:200], "time")

@@ -5,26 +5,50 @@ authentication failure, too many attempts, user not allowed) are alerts (action 
 accepted logins are low alerts (succeeded, T1078) that use cases may raise. Connection, disconnect, banner and
 key-exchange lines are Skipped. The syslog time has no year nor zone: UTC, year taken from `received_at`.
 Lines of other programs in the same auth log are Skipped("other_program").
+
+Parsed by OpenSSH's own format strings (auth.c `auth_log`, `auth_maxtries_exceeded`, `getpwnamallow`):
+
+    {Accepted|Failed} METHOD[/SUB] for [invalid user ]USER from ADDR port N ssh2[: KEYTYPE FP[ ID ... CA ...][, INFO]]
+    Invalid user USER from ADDR port N
+    maximum authentication attempts exceeded for [invalid user ]USER from ADDR port N ssh2
+
+USER is the name the client sent (`%.100s`; spaces, quotes and words such as `from` and `port` are all
+possible), ADDR is always a numeric address. The client is therefore the LAST ` from ADDR port N` of the line,
+the one followed only by the fixed tail; the user name is everything before it. Only publickey and hostbased
+lines carry text after `ssh2: ` (key type, fingerprint, certificate id, hostbased client user and host); when
+that text lets a line be read two ways the line is a dead letter (`ambiguous_record`), never a guess. PAM's
+`authentication failure; logname= uid= euid= tty= ruser= rhost=ADDR  user=NAME` is read key by key, anchored
+at its start. An auth line that does not fit its grammar is a dead letter, not skipped.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, as_ip, ip_field, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso, parse_syslog
 from pipeline.schema import Alert, Endpoint, HostInfo, Process, Rule
 
 _SSHD = ("sshd", "sshd-session", "sshd-auth")
-_FAILED = re.compile(r"Failed (\S+) for (invalid user )?(.*?) from (\S+) port (\d+)")
-_ACCEPTED = re.compile(r"Accepted (\S+) for (.*?) from (\S+) port (\d+)")
-_INVALID = re.compile(r"Invalid user (.*?) from (\S+)(?: port (\d+))?")
-_MAX_TRIES = re.compile(
-    r"maximum authentication attempts exceeded for (invalid user )?(.*?) from (\S+) port (\d+)")
-_NOT_ALLOWED = re.compile(r"User (\S+) from (\S+) not allowed because (.*)")
-_PAM = re.compile(r"(?:(\d+) more )?authentication failures?;.*?\brhost=(\S*)(?:\s+user=(\S+))?")
+_ADDR = r"[0-9A-Fa-f:.]+(?:%[\w.-]+)?"  # ssh_remote_ipaddr(): numeric, IPv6 maybe with a scope
+_VERB = re.compile(r"(Accepted|Failed) ([^\s/]+)(?:/(\S+))? for (invalid user )?")
+_AUTH_TAIL = re.compile(rf" from ({_ADDR}) port (\d+) ssh2(?:: (.+))?")
+_INVALID_TAIL = re.compile(rf" from ({_ADDR})(?: port (\d+))?")  # older releases log no port
+_MAX_TRIES_HEAD = re.compile(r"maximum authentication attempts exceeded for (invalid user )?")
+_MAX_TRIES_TAIL = re.compile(rf" from ({_ADDR}) port (\d+) ssh2")
+_KEY = r"([A-Za-z0-9@._-]+) ((?:SHA256|MD5):\S+|\(null\))"
+_METHOD_INFO = r'client user ".*", client host ".*"|signature count = \d+'
+# format_method_key(): `TYPE FP`, or `TYPE FP ID KEYID (serial N) CA TYPE FP` for a certificate, then `, INFO`
+_EXTRA = re.compile(rf"{_KEY}(?: ID .* \(serial \d+\) CA {_KEY})?(?:, (?:{_METHOD_INFO}))?|(?:{_METHOD_INFO})")
+_KEY_METHODS = frozenset(("publickey", "hostbased"))
+_NOT_ALLOWED = re.compile(r"User (\S+)(?: from (\S+))? not allowed because (.+)")
+# pam_unix: "authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s %s%s" (" user=" NAME)
+_PAM = re.compile(
+    r"(?:pam_[\w-]+\(sshd:auth\): |PAM (\d+) more )authentication failures?; logname=\S* uid=\d* euid=\d* "
+    r"tty=\S* ruser=\S* rhost=(\S*) ?(?: user=(.*))?")
 _SKIPS = (
     ("Connection closed", "connection"), ("Disconnected from", "connection"), ("Disconnecting", "connection"),
     ("Received disconnect", "connection"), ("Connection reset", "connection"),
@@ -32,6 +56,7 @@ _SKIPS = (
     ("kex_exchange_identification", "kex"), ("Unable to negotiate", "kex"), ("banner exchange", "kex"),
     ("Did not receive identification", "kex"), ("pam_unix(sshd:session)", "session"),
 )
+_Hit = tuple[str, str, str | None, str | None, int | None, dict]
 
 
 def split_syslog(text: str, reference: datetime) -> tuple[datetime, str, str, int | None, str]:
@@ -51,14 +76,47 @@ def split_syslog(text: str, reference: datetime) -> tuple[datetime, str, str, in
     return time, host, prog, int(pid) if pid.isdecimal() else None, msg
 
 
-def _key(tail: str) -> dict[str, str]:
-    """Key type and fingerprint after `ssh2: ` (`ED25519 SHA256:...`) of a publickey line."""
-    kind, _, fp = tail.removeprefix(" ssh2").removeprefix(": ").partition(" ")
-    return {"key_type": kind, "key_fingerprint": fp} if fp.startswith(("SHA256:", "MD5:")) else {}
+def _key(extra: str | None) -> dict[str, str]:
+    """Key type and fingerprint at the start of the text after `ssh2: ` (`ED25519 SHA256:...`)."""
+    m = re.match(_KEY, extra or "")
+    return {"key_type": m[1], "key_fingerprint": m[2]} if m and m[2] != "(null)" else {}
+
+
+def _client(msg: str, start: int, tail: re.Pattern[str],
+            extra_ok: Callable[[str], bool] | None = None) -> tuple[str, re.Match[str]]:
+    """(user, tail match) of a line whose user name starts at `start` and which ends with `tail`.
+
+    Every ` from ` after `start` is tried; the reading where the rest of the line is exactly the product's
+    tail wins. None -> `bad_record`, several -> `ambiguous_record` (both dead letters)."""
+    found: list[tuple[str, re.Match[str]]] = []
+    i = msg.find(" from ", start)
+    while i >= 0:
+        m = tail.fullmatch(msg, i)
+        extra = m[3] if m is not None and tail.groups >= 3 else None
+        if m is not None and (extra is None or (extra_ok is not None and extra_ok(extra))):
+            found.append((msg[start:i], m))
+        i = msg.find(" from ", i + 1)
+    if not found:
+        raise BadRecord("bad_record", "no ` from ADDR port N` ending the sshd line", "src_ip")
+    if len(found) > 1:
+        raise BadRecord("ambiguous_record", f"{len(found)} readings of the user name and client address",
+                        "user")
+    return found[0]
 
 
 def _port(s: str | None) -> int | None:
-    return int(s) if s and s.isdecimal() and len(s) < 6 else None
+    if s is None:
+        return None
+    p = int(s)
+    if p > 65535:
+        raise BadRecord("bad_port", f"port {s} out of range", "src_port")
+    return p
+
+
+def _host_or_ip(v: str | None) -> tuple[str | None, str | None]:
+    """(ip, hostname) of a value that is an address or, with UseDNS, a name."""
+    ip = as_ip(v)
+    return (ip, None) if ip or not v else (None, v)
 
 
 @register
@@ -82,7 +140,7 @@ class SshdNormalizer(Normalizer):
         msg = msg.removeprefix("error: ").removesuffix(" [preauth]")
         hit = self._match(msg)
         if hit is None:
-            reason = next((r for p, r in _SKIPS if p in msg), "info")
+            reason = next((r for p, r in _SKIPS if msg.startswith(p)), "info")
             raise Skipped(reason)
         rule_id, what, user, ip, port, extra = hit
         ok = rule_id == "sshd:accepted"
@@ -98,25 +156,35 @@ class SshdNormalizer(Normalizer):
             extra={k: v for k, v in extra.items() if v is not None}, raw=rec.text)]
 
     @staticmethod
-    def _match(msg: str) -> tuple[str, str, str | None, str | None, int | None, dict] | None:
+    def _match(msg: str) -> _Hit | None:
         """(rule id, description, user, ip, port, extra) of an authentication line, None for context lines."""
-        if msg.startswith("Failed ") and (m := _FAILED.match(msg)):
-            method = m[1]
+        if m := _VERB.match(msg):
+            verb, method = m[1], m[2]
+            key_method = method in _KEY_METHODS
+            user, t = _client(msg, m.end(), _AUTH_TAIL, _EXTRA.fullmatch if key_method else None)
+            ip, port, extra = ip_field(t[1], "src_ip"), _port(t[2]), t[3]
+            if verb == "Accepted":
+                return "sshd:accepted", f"accepted {method}", user, ip, port, {"method": method, **_key(extra)}
             rid = {"password": "failed_password", "publickey": "failed_publickey"}.get(
                 method, "failed_keyboard_interactive" if method.startswith("keyboard") else "failed_auth")
-            return (f"sshd:{rid}", f"failed {method}", m[3], m[4], _port(m[5]),
-                    {"method": method, "invalid_user": bool(m[2]), **_key(msg[m.end():])})
-        if msg.startswith("Accepted ") and (m := _ACCEPTED.match(msg)):
-            return ("sshd:accepted", f"accepted {m[1]}", m[2], m[3], _port(m[4]),
-                    {"method": m[1], **_key(msg[m.end():])})
-        if msg.startswith("Invalid user ") and (m := _INVALID.match(msg)):
-            return "sshd:invalid_user", "invalid user", m[1], m[2], _port(m[3]), {"invalid_user": True}
-        if "maximum authentication attempts" in msg and (m := _MAX_TRIES.search(msg)):
-            return ("sshd:max_auth_attempts", "maximum authentication attempts exceeded", m[2], m[3],
-                    _port(m[4]), {"invalid_user": bool(m[1])})
-        if msg.startswith("User ") and (m := _NOT_ALLOWED.match(msg)):
-            return "sshd:user_not_allowed", "user not allowed", m[1], m[2], None, {"reason": m[3]}
-        if "authentication failure" in msg and (m := _PAM.search(msg)):
-            return ("sshd:pam_auth_failure", "PAM authentication failure", m[3], m[2] or None, None,
-                    {"more_failures": int(m[1]) if m[1] else None})
+            return (f"sshd:{rid}", f"failed {method}", user, ip, port,
+                    {"method": method, "invalid_user": bool(m[4]), **_key(extra)})
+        if msg.startswith("Invalid user "):
+            user, t = _client(msg, 13, _INVALID_TAIL)
+            return "sshd:invalid_user", "invalid user", user, ip_field(t[1], "src_ip"), _port(t[2]), {
+                "invalid_user": True}
+        if m := _MAX_TRIES_HEAD.match(msg):
+            user, t = _client(msg, m.end(), _MAX_TRIES_TAIL)
+            return ("sshd:max_auth_attempts", "maximum authentication attempts exceeded", user,
+                    ip_field(t[1], "src_ip"), _port(t[2]), {"invalid_user": bool(m[1])})
+        if msg.startswith("User ") and (m := _NOT_ALLOWED.fullmatch(msg)):
+            ip, name = _host_or_ip(m[2])
+            return "sshd:user_not_allowed", "user not allowed", m[1], ip, None, {
+                "reason": m[3], "src_hostname": name}
+        if msg.startswith(("pam_", "PAM ")) and "authentication failure" in msg:
+            if not (m := _PAM.fullmatch(msg.rstrip())):
+                raise BadRecord("bad_record", "PAM authentication failure line out of its grammar", "rhost")
+            ip, name = _host_or_ip(m[2])
+            return ("sshd:pam_auth_failure", "PAM authentication failure", m[3] or None, ip, None,
+                    {"more_failures": int(m[1]) if m[1] else None, "src_hostname": name})
         return None

@@ -19,11 +19,10 @@ Mappings:
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pipeline.normalize._jsonrec import Rec, load
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, as_ip, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso
 from pipeline.schema import Alert, Endpoint, File, HostInfo, Http, Process, Rule
@@ -48,17 +47,9 @@ def _action(groups: list[str]) -> str:
     return "blocked" if "active_response" in g else "detected"
 
 
-def _as_ip(v: str | None) -> str | None:
-    """The address in canonical form, or None when `v` is not one (decoders do not validate their fields)."""
-    try:
-        return str(ipaddress.ip_address(v)) if v else None
-    except ValueError:
-        return None
-
-
 def _endpoint(data: Rec, ip_key: str, port_key: str) -> Endpoint:
     v = data.text(ip_key)
-    ip = _as_ip(v)
+    ip = as_ip(v)
     return Endpoint(ip, data.port(port_key), None if ip else v)
 
 
@@ -133,7 +124,7 @@ class Wazuh(Normalizer):
             severity=severity(label), rule=rule, rules=[rule], action=_action(groups),
             message=f"Wazuh {rid} (level {level}) on {name or '?'}: {desc}",
             src=_endpoint(data, "srcip", "srcport"), dst=_endpoint(data, "dstip", "dstport"),
-            http=_http(data), host=HostInfo(name, _as_ip(agent.text("ip"))) if name else None, user=user,
+            http=_http(data), host=HostInfo(name, as_ip(agent.text("ip"))) if name else None, user=user,
             process=_process(sc, data), file=_file(sc, data), attack=mitre.strings("id"),
             extra={k: v for k, v in extra.items() if v is not None}, raw=rec.text,
         )]
