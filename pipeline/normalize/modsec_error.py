@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, make_id, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, ip_field, make_id, severity
 from pipeline.normalize.modsecurity import (
     MAX_DATA_LEN,
     SEVERITY_LABEL,
     host_without_port,
-    parse_message,
+    metadata,
     rule_meta,
 )
 from pipeline.normalize.registry import register
@@ -36,6 +36,9 @@ from pipeline.schema import Alert, Endpoint, HostInfo, Http, Rule
 _HEAD = re.compile(
     r"\[((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d [\d:.]+ \d{4})\] \[(?:[\w-]*:)?\w+\] ")
 _MARK = "ModSecurity: "
+# ap_escape_errorlog_item(): Apache escapes `\\`, control and 8-bit bytes in the message (not `"`).
+_APACHE_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|[\\bnrtv])")
+_APACHE_CHARS = {"\\": "\\", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 IDLE = timedelta(seconds=2)
 _CLOSING = {"980130", "980140"}
 
@@ -57,6 +60,13 @@ class _Tx:
     lines: list[str] = field(default_factory=list)
 
 
+def _apache_unescape(text: str) -> str:
+    """Undo Apache's error-log escaping, giving the text ModSecurity wrote (one character per byte)."""
+    if "\\" not in text:
+        return text
+    return _APACHE_ESCAPE.sub(lambda m: chr(int(m[1][1:], 16)) if m[1][0] == "x" else _APACHE_CHARS[m[1]], text)
+
+
 def _client(head: str) -> tuple[str | None, int | None]:
     """Client ip and port from `[client 1.2.3.4:5678] [client 1.2.3.4]` (Apache's, then ModSecurity's)."""
     values: list[str] = []
@@ -72,15 +82,17 @@ def _client(head: str) -> tuple[str | None, int | None]:
     ip = values[-1]
     first = values[0]
     if first.startswith(ip + ":"):
-        return ip, _port(first[len(ip) + 1:])
+        return ip_field(ip, "client"), _port(first[len(ip) + 1:])
     if len(values) == 1 and first.count(":") == 1:  # only Apache's `ip:port`
         addr, _, port = first.partition(":")
-        return addr, _port(port)
-    return ip, None
+        return ip_field(addr, "client"), _port(port)
+    return ip_field(ip, "client"), None
 
 
-def _port(s: str) -> int | None:
-    return int(s) if s.isascii() and s.isdigit() and len(s) <= 5 and int(s) <= 65535 else None
+def _port(s: str) -> int:
+    if s.isascii() and s.isdigit() and len(s) <= 5 and int(s) <= 65535:
+        return int(s)
+    raise BadRecord("bad_port", f"client port is not 0..65535: {s!r}"[:200], "client")
 
 
 @register
@@ -100,26 +112,27 @@ class ModSecErrorNormalizer(Normalizer):
         self._open: OrderedDict[str, _Tx] = OrderedDict()  # least recently continued first
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
-        text = rec.text
-        m = _HEAD.match(text)
+        m = _HEAD.match(rec.text)
         if m is None:
             raise BadRecord("bad_format", "not an Apache error-log line")
+        text = _apache_unescape(rec.text)  # what ModSecurity wrote: its own escapes, attacker text in between
         at = text.find(_MARK, m.end())
         if at < 0:
             raise Skipped("apache")
-        body = text[at + len(_MARK):]
-        if body.startswith("Access denied"):
+        body = at + len(_MARK)
+        if text.startswith("Access denied", body):
             blocked = True
-        elif body.startswith("Warning"):
+        elif text.startswith("Warning", body):
             blocked = False
         else:
             raise Skipped("modsecurity_notice")
-        fields, tags = parse_message(body)
+        tail = metadata(text, body, error_log=True)
+        fields, tags = (tail.fields, tail.tags) if tail is not None else ({}, [])
         meta = rule_meta(fields, tags)
         if meta is None:
             raise BadRecord("missing_field", "ModSecurity rule line without [id]", "id")
         when = parse_ctime(m.group(1))
-        uid = fields.get("unique_id") or make_id(text)
+        uid = fields.get("unique_id") or make_id(rec.text)
         tx = self._open.get(uid)
         if tx is None:
             ip, port = _client(text[m.end():at])
@@ -130,7 +143,7 @@ class ModSecErrorNormalizer(Normalizer):
             self._open.move_to_end(uid)
         tx.last = max(tx.last, when)
         tx.blocked = tx.blocked or blocked
-        tx.lines.append(text)
+        tx.lines.append(rec.text)
         if not meta.summary:
             tx.rules.append(meta)
             if "data" in fields and len(tx.data) < 5:

@@ -13,6 +13,9 @@ Mappings (also used by `modsec_error`):
   attack-protocol/generic/disclosure -> none.
 - action: intercepted, an "Access denied" message or response status 403 -> blocked, else detected
   (rules fired but the request went through).
+- addresses: `remote_address` / `local_address` must be IP addresses and the ports 0..65535; a record with
+  anything else is a dead letter (`bad_ip` / `bad_port`, naming the field), never an alert with a made-up
+  actor (ModSecurity writes the connection's addresses; other values mean a forged or corrupt record).
 - extra.anomaly_score: the inbound total CRS states (949110/980130); when it states none (the request stayed
   below the threshold) the sum of CRS severity points of the matched inbound rules (CRITICAL 5, ERROR 4,
   WARNING 3, NOTICE 2), which is how CRS computes it.
@@ -24,13 +27,15 @@ import re
 from typing import Any, NamedTuple
 
 from pipeline.normalize._jsonrec import json_object
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, ip_field, port_field, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_clf
 from pipeline.schema import Alert, Endpoint, HostInfo, Http, Network, Rule
 
-# [key "value"] with ModSecurity's backslash escapes inside the value.
-_FIELD = re.compile(r'\[(\w+) "([^"\\]*(?:\\.[^"\\]*)*)"\]')  # unrolled: 3x faster than (?:[^"\\]|\\.)*
+# One `[key "value"]` of ModSecurity's metadata tail; values are escaped by ModSecurity (`\"`, `\\`, `\xNN`).
+_TOKEN = re.compile(r' \[(\w+) "([^"\\]*(?:\\.[^"\\]*)*)"\]')  # unrolled: 3x faster than (?:[^"\\]|\\.)*
+# A token cut short by ModSecurity's 1024-byte message buffer (what may end a truncated message).
+_PARTIAL = re.compile(r' (?:\[(?:\w+(?: (?:"(?:[^"\\]|\\.)*(?:\\|")?)?)?)?)?')
 _TOTAL = re.compile(r"(?:Total (?:Inbound )?Score|score):? (\d+)")
 _CATEGORY_SCORES = re.compile(r"\b(SQLI|XSS|RFI|LFI|RCE|PHPI|HTTP|SESS)=(\d+)")
 _PL_SCORES = re.compile(r"paranoia level scores: (\d+), (\d+), (\d+), (\d+)")
@@ -52,26 +57,123 @@ SUMMARY_IDS = frozenset({"949110", "949111", "959100", "959101", "980130", "9801
 _T1190 = ("attack-sqli", "attack-xss", "attack-rce", "attack-lfi", "attack-rfi", "attack-injection",
           "attack-fixation")
 _T1595 = ("attack-reputation",)
+# The metadata tail in the order ModSecurity writes it: msre_format_metadata() (re.c), then, in the Apache
+# error log only, apache2_util.c's hostname, uri and unique_id. Only `tag` repeats.
+TAIL_ORDER = {k: i for i, k in enumerate((
+    "file", "line", "id", "rev", "msg", "data", "severity", "ver", "maturity", "accuracy", "tag",
+    "hostname", "uri", "unique_id"))}
+_TRAILER_RANK = TAIL_ORDER["hostname"]
+_STARTS = (' [file "', ' [id "')
+STR1_MAX = 1023  # a rule message is formatted into a 1024-byte buffer (apache2_util.c internal_log_ex)
+REFERER = ", referer: "  # Apache's default error-log format appends the request's Referer after the message
 MAX_DATA = 3  # matched `data` strings kept in extra, each cut to MAX_DATA_LEN characters
 MAX_DATA_LEN = 200
 RULE_CACHE_SIZE = 4096  # parsed rule tails kept per normalizer (CRS has a few hundred rules)
 
 
-def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:
-    """The `[key "value"]` fields of one ModSecurity message (tags apart, in order; a key's first value wins).
+class Tail(NamedTuple):
+    """ModSecurity's metadata tail of one message: its fields (first value of a key), tags, and where it lies."""
 
-    Only the bracketed tail from `[file "` on is parsed, not the operator text (patterns, matched input);
-    values keep ModSecurity's escapes (`\\"`, `\\xNN`).
+    start: int
+    end: int
+    fields: dict[str, str]
+    tags: list[str]
+    data: tuple[int, int] | None  # span of the `[data "..."]` token
+
+
+def _chain(msg: str, pos: int, floor: int, out: dict[str, str], tags: list[str],
+           data: list[tuple[int, int]]) -> int:
+    """Read tokens from `pos` while they follow ModSecurity's order (ranks >= `floor`); returns the end."""
+    rank = floor - 1
+    while (m := _TOKEN.match(msg, pos)) is not None:
+        r = TAIL_ORDER.get(m[1])
+        if r is None or r < rank or r < floor or (r == rank and m[1] != "tag"):
+            break
+        rank = r
+        if m[1] == "tag":
+            tags.append(m[2])
+        else:
+            out.setdefault(m[1], m[2])
+            if m[1] == "data":
+                data.append(m.span())
+        pos = m.end()
+    return pos
+
+
+def _truncated(msg: str, body: int, end: int, stop: int) -> bool:
+    """True when msg[end:stop] is a token cut short where the 1023-byte rule message msg[body:stop] ends."""
+    if not _PARTIAL.fullmatch(msg, end, stop):
+        return False
+    size = len(msg[body:stop].encode("utf-8", "surrogatepass"))
+    return STR1_MAX - 3 <= size <= STR1_MAX  # a multi-byte character may have been cut too
+
+
+def metadata(msg: str, body: int = 0, error_log: bool = False) -> Tail | None:
+    """The metadata tail of a ModSecurity message, anchored to ModSecurity's grammar.
+
+    The operator text before the tail (`Pattern match ... at ARGS:name.`) holds variable names that
+    ModSecurity does not quote-escape, and Apache appends the raw Referer after the error-log message, so
+    `[key "value"]` look-alikes can stand on both sides. The tail is the run of tokens in ModSecurity's fixed
+    order (`TAIL_ORDER`, all values quote-escaped) that ends the message (error log: ends it or is followed by
+    `, referer: `), or that a full 1023-byte message buffer cut short. `body` is where the rule message starts
+    (the error log's `ModSecurity: ` prefix). None when no tail is found (engine notes); BadRecord
+    ("ambiguous_record") when the line can be read two ways.
     """
-    i = msg.find(' [file "')
-    fields: dict[str, str] = {}
-    tags: list[str] = []
-    for k, v in _FIELD.findall(msg, i if i >= 0 else 0):
-        if k == "tag":
-            tags.append(v)
-        elif k not in fields:
-            fields[k] = v
-    return fields, tags
+    found: list[Tail] = []
+    taken = -1
+    starts = sorted(i for p in _STARTS for i in _find_all(msg, p, body))
+    for s in starts:
+        if s < taken:
+            continue  # a later token of a tail already read
+        fields: dict[str, str] = {}
+        tags: list[str] = []
+        data: list[tuple[int, int]] = []
+        end = _chain(msg, s, 0, fields, tags, data)
+        if end == s:
+            continue
+        if error_log and not _ends(msg, end):
+            trailer = _trailer(msg, body, end)  # the rule message was cut; hostname / uri / unique_id follow
+            if trailer < 0:
+                continue
+            end = _chain(msg, trailer, _TRAILER_RANK, fields, tags, data)
+            if not _ends(msg, end):
+                continue
+        elif not error_log and end != len(msg) and not _truncated(msg, body, end, len(msg)):
+            continue
+        found.append(Tail(s, end, fields, tags, data[0] if data else None))
+        taken = end
+    if len(found) > 1:
+        raise BadRecord("ambiguous_record", f"{len(found)} ModSecurity metadata tails in one message", "id")
+    return found[0] if found else None
+
+
+def _find_all(text: str, sub: str, start: int) -> list[int]:
+    out = []
+    i = text.find(sub, start)
+    while i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
+
+
+def _ends(msg: str, end: int) -> bool:
+    return end == len(msg) or msg.startswith(REFERER, end)
+
+
+def _trailer(msg: str, body: int, end: int) -> int:
+    """Where apache2_util.c's `[hostname` / `[uri` trailer starts after a rule message cut at `end`, or -1."""
+    for p in (' [hostname "', ' [uri "'):
+        for i in _find_all(msg, p, end):
+            if _truncated(msg, body, end, i):
+                return i
+    return -1
+
+
+def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:
+    """The `[key "value"]` fields of one audit-log message's metadata tail (tags apart, in order; a key's
+    first value wins; values keep ModSecurity's escapes). Empty when the message has no tail."""
+    tail = metadata(msg)
+    return (tail.fields, tail.tags) if tail is not None else ({}, [])
 
 
 def is_summary(rule_id: str, file: str) -> bool:
@@ -194,6 +296,22 @@ def _int(v: Any, field: str) -> int | None:
     raise BadRecord("bad_field", f"{field} is not an integer: {v!r}"[:200], field)
 
 
+def _addr(tx: dict[str, Any], key: str) -> str | None:
+    """An address of the transaction: an IP or absent (anything else is a `bad_ip` dead letter)."""
+    v = tx.get(key)
+    return None if v in (None, "") else ip_field(v, f"transaction.{key}")
+
+
+def _port(tx: dict[str, Any], key: str) -> int | None:
+    """A port of the transaction: 0..65535 or absent (anything else is a `bad_port` dead letter)."""
+    v = tx.get(key)
+    if v is None:
+        return None
+    if type(v) is not int:  # ModSecurity writes a JSON number
+        raise BadRecord("bad_port", f"transaction.{key} is not an integer: {v!r}"[:200], f"transaction.{key}")
+    return port_field(v, f"transaction.{key}")
+
+
 def _str(v: Any, field: str) -> str | None:
     if v is None or isinstance(v, str):
         return v
@@ -210,30 +328,37 @@ class ModSecurityNormalizer(Normalizer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._rules: dict[str, RuleMeta | None] = {}
+        self._rules: dict[tuple[str, str], RuleMeta | None] = {}
 
     def sniff(self, text: str) -> bool:
         return text.startswith("{") and '"transaction"' in text and '"audit_data"' in text
 
     def _parse(self, msg: str) -> tuple[RuleMeta | None, str | None]:
-        """(rule, matched data) of one message. The bracketed tail without its `[data "..."]` is the same
-        for every match of a rule, so its parse is cached (bounded); tails with escaped quotes are parsed
-        in full."""
-        i = msg.find(' [file "')
-        if i < 0 or '\\"' in msg[i:]:
-            fields, tags = parse_message(msg)
-            return rule_meta(fields, tags), fields.get("data")
-        j = msg.find(' [data "', i)
+        """(rule, matched data) of one message.
+
+        The tail without its `[data "..."]` is the same for every match of a rule, so the rule it gives is
+        cached (bounded) by (tail before data, tail after data). A cached tail that starts at the message's
+        first candidate and was read in full before is read in full again (its values cannot hide a token
+        start, and `data` is hex-escaped up to its `"]`), so only new tails go through `metadata`."""
+        s = min((i for p in _STARTS if (i := msg.find(p)) >= 0), default=-1)
+        if s < 0:
+            return None, None
+        j = msg.find(' [data "', s)
         k = msg.find('"]', j + 8) if j >= 0 else -1
-        key, matched = (msg[i:j] + msg[k + 2:], msg[j + 8:k]) if k >= 0 else (msg[i:], None)
-        try:
-            return self._rules[key], matched
-        except KeyError:
-            pass
-        if len(self._rules) >= RULE_CACHE_SIZE:
-            self._rules.clear()
-        meta = self._rules[key] = rule_meta(*parse_message(key))
-        return meta, matched
+        key = (msg[s:j], msg[k + 2:]) if k >= 0 else (msg[s:], "")
+        hit = self._rules.get(key)
+        if hit is not None and (k < 0 or ((m := _TOKEN.match(msg, j)) is not None and m.end() == k + 2)):
+            return hit, msg[j + 8:k] if k >= 0 else None
+        tail = metadata(msg)
+        if tail is None:
+            return None, None
+        meta = rule_meta(tail.fields, tail.tags)
+        if tail.start == s and tail.end == len(msg) and (tail.data is None) == (k < 0) and (
+                tail.data is None or tail.data == (j, k + 2)):
+            if len(self._rules) >= RULE_CACHE_SIZE:
+                self._rules.clear()
+            self._rules[key] = meta
+        return meta, tail.fields.get("data")
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
         d = json_object(rec.text)
@@ -302,8 +427,8 @@ class ModSecurityNormalizer(Normalizer):
             extra["matched_data"] = data
 
         http, host = self._http(req, status)
-        raddr = _str(tx.get("remote_address"), "transaction.remote_address")
-        laddr = _str(tx.get("local_address"), "transaction.local_address")
+        raddr = _addr(tx, "remote_address")
+        laddr = _addr(tx, "local_address")
         act = "blocked" if blocked else "detected"
         where = f"{http.method or '?'} {host or laddr or ''}{http.url or ''}"
         return [Alert(
@@ -312,8 +437,8 @@ class ModSecurityNormalizer(Normalizer):
             severity=severity(SEVERITY_LABEL.get(primary.severity or "", "high" if blocked else "info")),
             rule=primary, rules=rules or summary, action=act,
             message=f"ModSecurity {act} {where}: {primary.name} ({primary.id or 'no rule'})"[:500],
-            src=Endpoint(raddr, _int(tx.get("remote_port"), "transaction.remote_port")),
-            dst=Endpoint(laddr, _int(tx.get("local_port"), "transaction.local_port"), host),
+            src=Endpoint(raddr, _port(tx, "remote_port")),
+            dst=Endpoint(laddr, _port(tx, "local_port"), host),
             http=http, host=HostInfo(rec.host, laddr), network=Network(proto="tcp"),
             attack=attack, extra=extra, raw=rec.text,
         )]

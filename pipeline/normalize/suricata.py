@@ -9,6 +9,10 @@
 - rule metadata (ET's signature_severity, attack_target, cve, mitre_tactic_id, ...) goes to `extra`
   (one value -> scalar, several -> list; cve as CVE-YYYY-N; created_at/updated_at dropped), except `tag`
   (-> rule.tags) and `mitre_technique_id` (-> attack).
+- addresses and ports: every `src_ip` / `dest_ip` (flow, packet, `alert.source` / `alert.target`) must be an
+  IP address and every port 0..65535; a record with anything else is a dead letter (`bad_ip` / `bad_port`,
+  naming the field): Suricata writes no other values, so such a record is forged or corrupt, and an actor
+  address that is not an address must never reach a block.
 - `anomaly` events (protocol decoder anomalies) are Skipped("anomaly"): Suricata raises an alert of its own
   (the `SURICATA ...` decoder signatures) when the anomaly matters, so they would double-count.
 - dns/http/flow/fileinfo/stats/ssh/tls/netflow/... -> Skipped(event_type); unknown -> Skipped("other:<type>").
@@ -19,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.normalize._jsonrec import json_object
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, ip_field, port_field, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso
 from pipeline.schema import Alert, Dns, Endpoint, HostInfo, Http, Network, Rule
@@ -63,25 +67,27 @@ def _endpoints(d: dict[str, Any], alert: dict[str, Any]) -> tuple[Endpoint, Endp
     """(attacker side, target side, server side) endpoints; see the module docstring."""
     flow = d.get("flow")
     if isinstance(flow, dict) and flow.get("src_ip") and flow.get("dest_ip"):
-        client = _ep(flow["src_ip"], flow.get("src_port"))
-        server = _ep(flow["dest_ip"], flow.get("dest_port"))
+        client = _ep(flow["src_ip"], flow.get("src_port"), "flow.src_ip", "flow.src_port")
+        server = _ep(flow["dest_ip"], flow.get("dest_port"), "flow.dest_ip", "flow.dest_port")
     else:
-        client, server = _ep(d.get("src_ip"), d.get("src_port")), _ep(d.get("dest_ip"), d.get("dest_port"))
+        client = _ep(d.get("src_ip"), d.get("src_port"), "src_ip", "src_port")
+        server = _ep(d.get("dest_ip"), d.get("dest_port"), "dest_ip", "dest_port")
         if d.get("direction") == "to_client":
             client, server = server, client
     s, t = alert.get("source"), alert.get("target")
     if isinstance(s, dict) and isinstance(t, dict) and s.get("ip") and t.get("ip"):
-        src, dst = _ep(s.get("ip"), s.get("port")), _ep(t.get("ip"), t.get("port"))
+        src = _ep(s.get("ip"), s.get("port"), "alert.source.ip", "alert.source.port")
+        dst = _ep(t.get("ip"), t.get("port"), "alert.target.ip", "alert.target.port")
         return src, dst, src if src.ip == server.ip and src.port == server.port else dst
     return client, server, server
 
 
-def _ep(ip: Any, port: Any) -> Endpoint:
-    if ip is not None and not isinstance(ip, str):
-        raise BadRecord("bad_field", f"ip is not a string: {ip!r}"[:200], "src_ip")
+def _ep(ip: Any, port: Any, ip_key: str, port_key: str) -> Endpoint:
+    """An endpoint whose address is an IP and whose port is 0..65535 (else a `bad_ip` / `bad_port` dead letter)."""
     if port is not None and type(port) is not int:
-        raise BadRecord("bad_field", f"port is not an integer: {port!r}"[:200], "src_port")
-    return Endpoint(ip or None, port)
+        raise BadRecord("bad_port", f"{port_key} is not an integer: {port!r}"[:200], port_key)
+    return Endpoint(ip_field(ip, ip_key) if ip not in (None, "") else None,
+                    port_field(port, port_key) if port is not None else None)
 
 
 def _str(v: Any) -> str | None:

@@ -84,7 +84,7 @@ def test_whole_fixture_file():
     (lambda d: d["event"]["alert"].pop("signature_id"), "missing_field", "event.alert.signature_id"),
     (lambda d: d["event"].pop("timestamp"), "missing_field", "event.timestamp"),
     (lambda d: d["event"].update(timestamp="13/10/2020"), "bad_timestamp", "event.timestamp"),
-    (lambda d: d["event"].update(src_port="55555"), "bad_field", "event.src_port"),
+    (lambda d: d["event"].update(src_port="55555"), "bad_port", "event.src_port"),
 ])
 def test_malformed_records_are_dead_letters(change, reason, field):
     assert_bad(FMT, edit(DOC_ALERT, change), reason, field)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from pipeline.normalize.base import BadRecord, Skipped
 from pipeline.schema import to_builtins
 
-from .conftest import check_contract, detect, fixture, fixture_lines, mutated, normalize_one, run_file
+from .conftest import check_contract, detect, fixture, fixture_lines, mutated, normalize_one, run_file, run_text
 
 FMT = "modsec_error"
 SAMPLES = fixture_lines("waf/apache_error_samples.log")
@@ -83,12 +83,19 @@ def test_apache_22_format_and_port_less_client():
         "127.0.0.66", None, "942100", "2026-11-24T06:38:34+00:00")
 
 
-@pytest.mark.parametrize(("client", "port"), [
-    ("127.0.0.66:39626", 39626), ("127.0.0.66:²", None), ("127.0.0.66:99999", None), ("127.0.0.66:", None),
+def test_client_port():
+    [a] = normalize_one(FMT, SQLI_1)
+    assert (a.src.ip, a.src.port) == ("127.0.0.66", 39626)
+
+
+@pytest.mark.parametrize(("client", "reason"), [
+    ("127.0.0.66:²", "bad_port"), ("127.0.0.66:99999", "bad_port"), ("127.0.0.66:", "bad_port"),
+    ("evil.example:80] [client evil.example", "bad_ip"),
 ])
-def test_client_port(client, port):
-    [a] = normalize_one(FMT, SQLI_1.replace("[client 127.0.0.66:39626]", f"[client {client}]"))
-    assert (a.src.ip, a.src.port) == ("127.0.0.66", port)
+def test_bad_client_address_is_a_dead_letter(client, reason):
+    """Apache writes `[client IP:PORT]`: anything else is no actor address (dead letter, never nulled)."""
+    line = SQLI_1.replace("[client 127.0.0.66:39626] [client 127.0.0.66]", f"[client {client}]")
+    assert [(d.reason, d.field) for d in run_text(FMT, line).dead] == [(reason, "client")]
 
 
 @pytest.mark.parametrize(("line", "reason", "field"), [

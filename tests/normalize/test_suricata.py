@@ -151,7 +151,7 @@ def test_context_events_are_skipped(line, reason):
     (lambda s: edit(s, lambda d: d["alert"].update(severity="1")), "bad_field", "alert.severity"),
     (lambda s: edit(s, lambda d: d.pop("timestamp")), "missing_field", "timestamp"),
     (lambda s: edit(s, lambda d: d.update(timestamp="06:38")), "bad_timestamp", "timestamp"),
-    (lambda s: edit(s, lambda d: d["flow"].update(src_port="x")), "bad_field", "src_port"),
+    (lambda s: edit(s, lambda d: d["flow"].update(src_port="x")), "bad_port", "flow.src_port"),
 ])
 def test_malformed_events_are_bad_records(mutate, reason, field):
     with pytest.raises(BadRecord) as e:
