@@ -131,7 +131,7 @@ def replay(
     else:
         res = run(found, core, tenant, host, fmt)
     written = write_outputs(res, out)
-    written["tickets"] = replay_tickets(res, out, db)
+    written["tickets"] = replay_tickets(res, out, db, ctx.inventory)
     record_stats(db or default_url(out), tenant, res)  # alert statistics for `mdr report`
     _summary(res)
     for name, p in written.items():

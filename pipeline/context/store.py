@@ -161,9 +161,7 @@ class Context:
             if wanted is not None and tenant not in wanted:
                 continue
             if (d / "assets.json").exists():
-                doc = orjson.loads((d / "assets.json").read_bytes())
-                assets = [Asset(**a) for a in doc["assets"]]
-                ctx.assets[tenant] = AssetInventory(assets, doc.get("origin", ""))
+                ctx.assets[tenant] = _read_assets(d / "assets.json")
             if (d / "escort.json").exists():
                 doc = orjson.loads((d / "escort.json").read_bytes())
                 periods = [EscortPeriod(p["name"], datetime.fromisoformat(p["start"]),
@@ -182,6 +180,27 @@ class Context:
         for tenant, feeds in self.intel.items():
             for s in feeds.values():
                 save_intel(s, None if tenant == GLOBAL else tenant, home)
+
+
+def _read_assets(path: Path) -> AssetInventory:
+    doc = orjson.loads(path.read_bytes())
+    return AssetInventory([Asset(**a) for a in doc["assets"]], doc.get("origin", ""))
+
+
+def load_saved_assets(tenant: str, home: Path | None = None, since: float | None = None
+                      ) -> tuple[AssetInventory | None, float]:
+    """The tenant's saved inventory and its file's modification time; (None, mtime) when the file has not
+    changed since `since`, (None, 0) when the tenant has none."""
+    d = (home or mdr_home()) / "context" / safe_name(tenant)
+    path = d / "assets.json"
+    owner = (d / ".tenant").read_text() if (d / ".tenant").exists() else d.name
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None, 0.0
+    if owner != tenant:  # another tenant whose name maps to the same directory
+        return None, 0.0
+    return (None, mtime) if since == mtime else (_read_assets(path), mtime)
 
 
 def save_assets(tenant: str, inv: AssetInventory, home: Path | None = None) -> Path:

@@ -27,6 +27,7 @@ from pipeline.soar.connectors import register_secrets as register_channel_secret
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step, load_playbooks
 from pipeline.soar.runner import Runner, step_context
+from pipeline.soar.safety import Inventories, Safety, SavedInventories, default_safety, load_policy
 from pipeline.soar.sla import Escalation, Escalator
 from pipeline.soar.steps import Enricher, Evidence, StepContext, StepResult, evaluate
 from pipeline.soar.tickets import TicketStore, Upsert
@@ -56,6 +57,7 @@ class Soar:
         workers: int = 8,
         evidence: Evidence | None = None,
         enrichers: dict[str, Enricher] | None = None,
+        safety: Safety | None = None,
     ):
         self.store = store
         self.playbooks = playbooks
@@ -69,6 +71,7 @@ class Soar:
             evidence=evidence,
             enrichers=enrichers,
             escalator=self.escalator,
+            safety=safety,
         )
         self._queue: queue.Queue[Incident | None] = queue.Queue()
         self._intake: threading.Thread | None = None
@@ -82,11 +85,14 @@ class Soar:
         *,
         playbooks: str | Path | None = None,
         channels: str | Path | None = None,
+        inventories: Inventories | None = None,
         **kw: Any,
     ) -> Soar:
-        """Store (`db_url`, else MDR_DB_URL, else out/soar.db), playbooks and channels from their defaults."""
+        """Store (`db_url`, else MDR_DB_URL, else out/soar.db), playbooks, channels and the response-safety
+        policy from their defaults; the tenants' inventories from `inventories`, else as saved under MDR_HOME."""
         chans = load_channels(channels)
         pbs = load_playbooks(playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
+        kw.setdefault("safety", Safety(load_policy(playbooks=playbooks), inventories or SavedInventories()))
         return cls(TicketStore(db_url), pbs, chans, **kw)
 
     def act(self, inc: Incident) -> ActResult:
@@ -225,9 +231,11 @@ def act_on_replay(
     channels: str | Path | None = None,
     workers: int = 8,
     drain_timeout: float = 120.0,
+    inventories: Inventories | None = None,
 ) -> ReplayTickets:
     """Tickets and playbooks for a replay's incidents (a `pipeline.replay.ReplayResult`); writes
-    `tickets.jsonl` into `out_dir`. Raw records of the replay's alerts are available to `collect` steps."""
+    `tickets.jsonl` into `out_dir`. Raw records of the replay's alerts are available to `collect` steps (and
+    justify response actions); `inventories` (tenant -> inventory) are the replay's context's."""
     out = Path(out_dir)
     by_id = {a.alert_id: a for a in res.alerts}
     soar = Soar.open(
@@ -236,6 +244,7 @@ def act_on_replay(
         channels=channels,
         evidence=by_id.get,
         workers=workers,
+        inventories=inventories,
     )
     try:
         results = soar.act_many(res.sorted_incidents())
@@ -267,6 +276,7 @@ def dry_run(
     channels: Channels,
     store: TicketStore | None = None,
     only: str | None = None,
+    safety: Safety | None = None,
 ) -> list[tuple[Playbook, list[tuple[Step, StepResult]]]]:
     """What the incident's playbooks would do: each step's condition, parameters and outgoing request,
     without sending anything or writing to the store (`channels` should be loaded with dry_run=True)."""
@@ -302,6 +312,7 @@ def dry_run(
                 step_context(t, pb, context, now, channels),
                 now,
                 dry_run=True,
+                safety=safety or default_safety(),
             )
             res = evaluate(step, ctx)
             context[step.id] = {**res.data, "action": step.action, "status": res.status}

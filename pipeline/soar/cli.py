@@ -313,6 +313,13 @@ def playbooks_validate(
         f"{len(pbs.playbooks)} playbooks loaded from {len(pbs.files)} files, {len(pbs.errors)} problems"
         + ("" if names is not None else " (no channel configuration: channel names not checked)")
     )
+    from pipeline.soar.safety import PolicyError, load_policy
+
+    try:
+        err.print(f"response safety: {load_policy(playbooks=path).origin}", markup=False)
+    except PolicyError as e:
+        err.print(str(e), style="red", markup=False)
+        raise typer.Exit(1) from None
     if pbs.errors:
         raise typer.Exit(1)
 
@@ -386,11 +393,12 @@ def playbooks_resume(
         out.print(f"{n} run(s) resumed" + ("" if settled else "; some are still waiting for their retry time"))
 
 
-def replay_tickets(res: Any, out_dir: Path, db: str | None) -> Path:
-    """The SOAR part of `mdr replay`: tickets and playbooks for the incidents; returns tickets.jsonl."""
+def replay_tickets(res: Any, out_dir: Path, db: str | None, inventories: Any = None) -> Path:
+    """The SOAR part of `mdr replay`: tickets and playbooks for the incidents (response targets checked against
+    `inventories`, the replay's tenant -> asset inventory); returns tickets.jsonl."""
     from pipeline.soar.actions import act_on_replay
 
-    r = act_on_replay(res, out_dir, db)
+    r = act_on_replay(res, out_dir, db, inventories=inventories)
     for e in r.errors:
         err.print(lit(("skipped playbook", "yellow"), " ", e))
     err.print(

@@ -175,6 +175,7 @@ def _line(d: Any, key: str | None = None, default: int = 1) -> int:
 
 def playbook_files(path: str | Path) -> list[Path]:
     from pipeline.soar.connectors import CHANNELS_FILE
+    from pipeline.soar.safety import POLICY_FILE
 
     p = Path(path)
     if p.is_file():
@@ -182,7 +183,8 @@ def playbook_files(path: str | Path) -> list[Path]:
     return sorted(
         f
         for f in p.rglob("*")
-        if f.suffix in (".yaml", ".yml") and f.name != CHANNELS_FILE and "templates" not in f.relative_to(p).parts
+        if f.suffix in (".yaml", ".yml") and f.name not in (CHANNELS_FILE, POLICY_FILE)
+        and "templates" not in f.relative_to(p).parts
     )
 
 

@@ -35,6 +35,7 @@ from pipeline.soar.connectors import Channels
 from pipeline.soar.models import PlaybookRun, Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step
 from pipeline.soar.runs import Event, Runs
+from pipeline.soar.safety import Safety, default_safety
 from pipeline.soar.sla import Escalator
 from pipeline.soar.steps import Busy, Enricher, Evidence, StepContext, StepResult, evaluate
 from pipeline.soar.tickets import TicketError, TicketStore
@@ -107,6 +108,7 @@ class Runner:
         evidence: Evidence | None = None,
         enrichers: dict[str, Enricher] | None = None,
         escalator: Escalator | None = None,
+        safety: Safety | None = None,
     ):
         self.store = store
         self.playbooks = playbooks
@@ -116,6 +118,7 @@ class Runner:
         self.evidence = evidence
         self.enrichers = enrichers or {}
         self.escalator = escalator or Escalator(store, channels, playbooks.templates)
+        self.safety = safety or default_safety()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.listeners: list[Callable[[StepEvent], None]] = []
         self.workers = workers
@@ -317,6 +320,7 @@ class Runner:
                 evidence=self.evidence,
                 enrichers=self.enrichers,
                 escalator=self.escalator,
+                safety=self.safety,
             )
             t0 = time.perf_counter()
             try:
@@ -367,7 +371,7 @@ class Runner:
         run.attempt = 0
         live.events.append(Event("step", f"{label}: {detail}", res.status, data, now))
         stop = (res.status == "failed" and step.on_failure == "stop") or (
-            res.status == "denied" and step.params.get("on_deny", "stop") == "stop"
+            res.status == "denied" and step.params.get("on_deny", "continue") == "stop"
         )
         if stop:
             self._save(live, "denied" if res.status == "denied" else "failed")

@@ -28,6 +28,7 @@ from pipeline.soar.connectors import (
 from pipeline.soar.connectors.base import NO_RETRY
 from pipeline.soar.models import Ticket
 from pipeline.soar.playbooks import Step
+from pipeline.soar.safety import Safety, Targets, default_safety, justify, record_approved, refusal, reserve
 from pipeline.soar.templates import Templates
 from pipeline.textsafe import escape
 
@@ -66,6 +67,7 @@ class StepContext:
     enrichers: dict[str, Enricher] = field(default_factory=dict)
     escalator: Escalator | None = None
     dry_run: bool = False
+    safety: Safety = field(default_factory=default_safety)
 
     @contextmanager
     def use(self, channel: str) -> Iterator[Connector]:
@@ -253,29 +255,106 @@ def _per_target(
     key: str,
     call: Callable[..., dict[str, Any]],
 ) -> StepResult:
-    """`call(connector, target, reason=, ref=, timeout=, retry=)` for each target in `p[key]`."""
-    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
-    common = {"reason": reason, "ref": ctx.ticket.incident_id, "timeout": step.timeout, "retry": NO_RETRY}
+    """`call(connector, target, reason=, ref=, timeout=, retry=)` for each target in `p[key]` that the response
+    safety rules let through (pipeline/soar/safety.py); the others are held: the run waits for an analyst,
+    with each held target's reason and every target's justification on the ticket's timeline."""
     targets = _listify(p[key])
     if not targets:
         return StepResult("skipped", f"nothing to act on ({key} is empty)")
-    done, failed, retryable = [], [], False
+    kind = "ip" if step.action == "block_ip" else "host"
+    why = {t: justify(ctx.incident, t, kind, ctx.evidence) for t in targets}
+    a = ctx.approval or {}
     with ctx.use(p["channel"]) as conn:
-        for target in targets:
-            try:
-                done.append(call(conn, target, **common))
-            except ConnectorError as e:
-                failed.append({"target": target, "error": str(e)})
-                retryable = retryable or e.retryable
-    data = {"channel": p["channel"], "done": done, "failed": failed}
+        if a.get("step") == step.id and a.get("decision"):
+            return _after_approval(ctx, step, p, conn, call)
+        policy = ctx.safety.policy.for_tenant(ctx.ticket.tenant_id)
+        protect = Targets.parse(conn.settings.get("protect") or [], f"channel {p['channel']}: protect")
+        inventory = ctx.safety.inventory(ctx.ticket.tenant_id)
+        held = {t: r for t in targets if (r := refusal(policy, inventory, t, kind, protect)) is not None}
+        allowed = {t: why[t] for t in targets if t not in held}
+        if ctx.dry_run and held:
+            return StepResult("dry-run", f"would {step.action} {', '.join(allowed) or 'nothing'} and hold for approval "
+                              + "; ".join(f"{t} ({r})" for t, r in held.items()), {"held": held, "targets": why})
+        granted = list(allowed)
+        if allowed and ctx.store is not None and not ctx.dry_run:
+            granted, used = reserve(ctx.store, ctx.ticket, step.action, p["channel"], allowed, policy.rate_limit,
+                                    ctx.now)
+            limit = policy.rate_limit
+            for t in allowed:
+                if t not in granted:
+                    held[t] = (f"rate limit: {used} automated actions for tenant {ctx.ticket.tenant_id} in the last "
+                               f"{limit.window:g}s (limit {limit.actions})")
+        done, failed, retryable = _act(conn, granted, call, _common(ctx, step, p))
+    data: dict[str, Any] = {"channel": p["channel"], "done": done, "failed": failed,
+                            "justification": {t: why[t] for t in targets}}
+    if held:
+        deadline = ctx.now + timedelta(seconds=policy.approval_timeout)
+        prompt = f"{step.action} held for approval: " + "; ".join(f"{t} ({r})" for t, r in held.items())
+        done_text = f"; done: {', '.join(targets_of(done))}" if done else ""
+        return StepResult(
+            "waiting",
+            f"{prompt}{done_text} (mdr tickets approve|deny {ctx.ticket.id}, until {deadline:%Y-%m-%d %H:%M UTC})",
+            {"step": step.id, "prompt": prompt, "deadline": deadline.isoformat(), "on_timeout": "deny",
+             "requested_at": ctx.now.isoformat(), "held": [{"target": t, "reason": r} for t, r in held.items()],
+             **data},
+        )
+    return _outcome(step, p, targets, data, retryable)
+
+
+def _common(ctx: StepContext, step: Step, p: dict[str, Any]) -> dict[str, Any]:
+    reason = str(p.get("reason") or f"MDR incident {ctx.incident.incident_id}: {ctx.incident.title}")
+    return {"reason": reason, "ref": ctx.ticket.incident_id, "timeout": step.timeout, "retry": NO_RETRY}
+
+
+def _act(conn: Connector, targets: list[str], call: Callable[..., dict[str, Any]], common: dict[str, Any]
+         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    done, failed, retryable = [], [], False
+    for target in targets:
+        try:
+            done.append(call(conn, target, **common))
+        except ConnectorError as e:
+            failed.append({"target": target, "error": str(e)})
+            retryable = retryable or e.retryable
+    return done, failed, retryable
+
+
+def targets_of(done: list[dict[str, Any]]) -> list[str]:
+    return [str(d.get("ip") or d.get("host")) for d in done]
+
+
+def _outcome(step: Step, p: dict[str, Any], targets: list[str], data: dict[str, Any], retryable: bool,
+             note: str = "") -> StepResult:
+    failed = data["failed"]
     if failed:
         return StepResult(
             "failed",
-            f"{step.action}: {len(failed)} of {len(targets)} failed: {failed[0]['error']}",
+            f"{step.action}: {len(failed)} of {len(targets)} failed: {failed[0]['error']}{note}",
             data,
             retryable,
         )
-    return StepResult("ok", f"{step.action}: {', '.join(targets)} via {p['channel']}", data)
+    return StepResult("ok", f"{step.action}: {', '.join(targets)} via {p['channel']}{note}", data)
+
+
+def _after_approval(ctx: StepContext, step: Step, p: dict[str, Any], conn: Connector,
+                    call: Callable[..., dict[str, Any]]) -> StepResult:
+    """The step again once an analyst decided on the targets it held: act on them (and retry the ones that
+    failed before), or record that they were not approved."""
+    a = ctx.approval or {}
+    by, before = str(a.get("by", "?")), list(a.get("done") or [])
+    held = [h["target"] for h in a.get("held") or []]
+    why = a.get("justification") or {}
+    if a.get("decision") != "approve":
+        return StepResult("denied", f"{step.action}: {', '.join(held)} not approved by {by}",
+                          {"channel": p["channel"], "done": before, "held": a.get("held"), "by": by})
+    retry = [f["target"] for f in a.get("failed") or []]
+    done, failed, retryable = _act(conn, held + retry, call, _common(ctx, step, p))
+    if ctx.store is not None:
+        acted = set(targets_of(done))
+        record_approved(ctx.store, ctx.ticket, step.action, p["channel"],
+                        {t: why.get(t, t) for t in held if t in acted}, by, ctx.now)
+    data = {"channel": p["channel"], "done": before + done, "failed": failed, "approved_by": by,
+            "justification": why}
+    return _outcome(step, p, held + retry, data, retryable, f" (approved by {by})")
 
 
 def do_block_ip(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline.soar.actions import Soar
+from pipeline.soar.connectors import Channels
+from pipeline.soar.playbooks import load_playbooks
 from pipeline.soar.tickets import TicketStore
 from tests.pg import new_database, postgres_or_skip
+from tests.soar.helpers import write_yaml
 from tests.soar.servers import RecordingServer, Responder
 
 
@@ -44,4 +49,24 @@ def http_server() -> Iterator[Callable[..., RecordingServer]]:
 
     yield make
     for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def make_soar(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Soar]]:
+    """`make(playbooks, channels, **Soar keywords)`: a Soar on the test's store with these playbooks."""
+    made: list[Soar] = []
+
+    def make(playbooks: list[dict[str, Any]], channels: dict[str, Any], **kw: Any) -> Soar:
+        d = tmp_path / f"pb{len(made)}"
+        for p in playbooks:
+            write_yaml(d / f"{p['name']}.yaml", p)
+        pbs = load_playbooks(d, channels=set(channels))
+        assert pbs.errors == []
+        soar = Soar(TicketStore(db_url), pbs, Channels({"channels": channels}), **kw)
+        made.append(soar)
+        return soar
+
+    yield make
+    for s in made:
         s.close()

@@ -38,3 +38,8 @@ def write_yaml(path: Path, data: Any) -> Path:
 
 def playbook(name: str, steps: list[dict[str, Any]], **trigger: Any) -> dict[str, Any]:
     return {"name": name, "trigger": trigger or {"default": True}, "steps": steps}
+
+
+def events(soar: Any, ticket_id: int, kind: str | None = None) -> list[tuple[str, str | None, str]]:
+    """(kind, status, text) of a ticket's timeline events (of one kind)."""
+    return [(e.kind, e.status, e.text) for e in soar.store.timeline(ticket_id) if kind is None or e.kind == kind]

@@ -5,48 +5,20 @@ process), approval timeouts, runs left by a crashed worker, idempotent starts.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipeline.schema import Alert, Source
 from pipeline.soar.actions import Soar
-from pipeline.soar.connectors import Channels
 from pipeline.soar.models import utcnow
-from pipeline.soar.playbooks import load_playbooks
 from pipeline.soar.runs import Runs
-from pipeline.soar.tickets import TicketStore
-from tests.soar.helpers import T0, incident, playbook, write_yaml
+from tests.soar.helpers import T0, events, incident, playbook
 from tests.soar.servers import RecordingServer, Reply
 
 Server = Callable[..., RecordingServer]
 FAST_RETRY = {"attempts": 3, "backoff": "50ms", "factor": 2}
-
-
-@pytest.fixture
-def make_soar(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Soar]]:
-    made: list[Soar] = []
-
-    def make(playbooks: list[dict[str, Any]], channels: dict[str, Any], **kw: Any) -> Soar:
-        d = tmp_path / f"pb{len(made)}"
-        for p in playbooks:
-            write_yaml(d / f"{p['name']}.yaml", p)
-        pbs = load_playbooks(d, channels=set(channels))
-        assert pbs.errors == []
-        soar = Soar(TicketStore(db_url), pbs, Channels({"channels": channels}), **kw)
-        made.append(soar)
-        return soar
-
-    yield make
-    for s in made:
-        s.close()
-
-
-def events(soar: Soar, ticket_id: int, kind: str | None = None) -> list[tuple[str, str | None, str]]:
-    return [(e.kind, e.status, e.text) for e in soar.store.timeline(ticket_id) if kind is None or e.kind == kind]
 
 
 def test_steps_run_in_order_and_land_in_the_timeline(make_soar: Callable[..., Soar], http_server: Server) -> None:
@@ -73,7 +45,8 @@ def test_steps_run_in_order_and_land_in_the_timeline(make_soar: Callable[..., So
     assert [(s, t.split(" ")[0]) for _, s, t in steps_seen] == [
         ("ok", "web/enrich"), ("ok", "web/evidence"), ("ok", "web/tell"), ("ok", "web/hive"),
         ("ok", "web/block"), ("skipped", "web/never")]
-    assert [k for k, _, _ in events(soar, r.ticket_id)] == ["created", "playbook", *["step"] * 6, "playbook"]
+    assert [k for k, _, _ in events(soar, r.ticket_id)] == [
+        "created", "playbook", *["step"] * 4, "response", "response", "step", "step", "playbook"]
     assert "finished: 5 ok, 0 failed, 1 skipped" in events(soar, r.ticket_id)[-1][2]
     evidence = next(e for e in soar.store.timeline(r.ticket_id) if e.text.startswith("web/evidence"))
     assert evidence.data["alert_ids"] == ["a1-1", "a1-2"] and evidence.data["raw"] == {"a1-1": raw["a1-1"].raw}
