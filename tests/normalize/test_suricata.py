@@ -152,6 +152,15 @@ def test_context_events_are_skipped(line, reason):
     (lambda s: edit(s, lambda d: d.pop("timestamp")), "missing_field", "timestamp"),
     (lambda s: edit(s, lambda d: d.update(timestamp="06:38")), "bad_timestamp", "timestamp"),
     (lambda s: edit(s, lambda d: d["flow"].update(src_port="x")), "bad_port", "flow.src_port"),
+    # issue 13 §9: actor addresses are IP addresses and ports 0..65535, or the record is a dead letter
+    (lambda s: edit(s, lambda d: d["flow"].update(src_ip="evil.example")), "bad_ip", "flow.src_ip"),
+    (lambda s: edit(s, lambda d: d["flow"].update(dest_ip="10.0.0.1 10.0.0.2")), "bad_ip", "flow.dest_ip"),
+    (lambda s: edit(s, lambda d: d["flow"].update(src_port=70000)), "bad_port", "flow.src_port"),
+    (lambda s: edit(s, lambda d: d["flow"].update(dest_port=-1)), "bad_port", "flow.dest_port"),
+    (lambda s: edit(s, lambda d: (d.pop("flow"), d.update(src_ip="999.1.1.1"))), "bad_ip", "src_ip"),
+    (lambda s: edit(s, lambda d: (d.pop("flow"), d.update(dest_port=65536))), "bad_port", "dest_port"),
+    (lambda s: edit(s, lambda d: d["alert"].update(source={"ip": "x", "port": 1}, target={"ip": "1.2.3.4"})),
+     "bad_ip", "alert.source.ip"),
 ])
 def test_malformed_events_are_bad_records(mutate, reason, field):
     with pytest.raises(BadRecord) as e:
