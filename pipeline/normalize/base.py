@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import ClassVar
 
 from pipeline.schema import SEVERITY_SCORES, Alert, Severity, Source
@@ -123,8 +124,11 @@ class Normalizer:
 
 def as_ip(value: object) -> str | None:
     """`value` as a canonical IP address, or None when it is not one (for fields that may hold a name)."""
-    if not isinstance(value, str) or not value:
-        return None
+    return _canonical_ip(value) if isinstance(value, str) and value else None
+
+
+@lru_cache(maxsize=65536)  # a stream repeats its addresses: parse each once
+def _canonical_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
