@@ -316,9 +316,9 @@ def playbooks_validate(
     from pipeline.soar.safety import PolicyError, load_policy
 
     try:
-        err.print(f"response safety: {load_policy(playbooks=path).origin}", markup=False)
+        err.print(lit("response safety: ", load_policy(playbooks=path).origin))
     except PolicyError as e:
-        err.print(str(e), style="red", markup=False)
+        err.print(lit((e, "red")))
         raise typer.Exit(1) from None
     if pbs.errors:
         raise typer.Exit(1)
