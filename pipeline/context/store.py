@@ -190,15 +190,13 @@ def _read_assets(path: Path) -> AssetInventory:
 def load_saved_assets(tenant: str, home: Path | None = None, since: float | None = None
                       ) -> tuple[AssetInventory | None, float]:
     """The tenant's saved inventory and its file's modification time; (None, mtime) when the file has not
-    changed since `since`, (None, 0) when the tenant has none."""
-    d = (home or mdr_home()) / "context" / safe_name(tenant)
-    path = d / "assets.json"
-    owner = (d / ".tenant").read_text() if (d / ".tenant").exists() else d.name
+    changed since `since`, (None, 0) when the tenant (not a tenant id, or GLOBAL) has none."""
+    if not is_tenant(tenant):
+        return None, 0.0
+    path = (home or mdr_home()) / "context" / tenant / "assets.json"
     try:
         mtime = path.stat().st_mtime
     except OSError:
-        return None, 0.0
-    if owner != tenant:  # another tenant whose name maps to the same directory
         return None, 0.0
     return (None, mtime) if since == mtime else (_read_assets(path), mtime)
 

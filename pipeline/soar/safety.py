@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select, text
 
-from pipeline import paths
+from pipeline import paths, safeyaml
 from pipeline.context.assets import AssetInventory, host_part
 from pipeline.schema import Alert, Incident
 from pipeline.soar.models import Ticket, TimelineEvent
@@ -196,7 +196,7 @@ def load_policy(path: str | Path | None = None, *, playbooks: str | Path | None 
     if p is None:
         return Policy()
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        doc = safeyaml.load(p.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise PolicyError(f"{p}: {e}") from None
     return parse_policy(doc, str(p))

@@ -354,3 +354,30 @@ def test_playbooks_validate_checks_the_policy(tmp_path: Path, monkeypatch: pytes
     write_yaml(tmp_path / "pb" / "response-safety.yaml", {"refuse": ["everything"]})
     r = CliRunner().invoke(app, ["playbooks", "validate", str(tmp_path / "pb")])
     assert r.exit_code == 1 and "response-safety.yaml: refuse: a list of" in r.output.replace("\n", "")
+
+
+def test_saved_inventories_follow_the_files_under_mdr_home(tmp_path: Path) -> None:
+    """What `mdr assets import` saved is what the runner checks against, re-read when the file changes."""
+    import os
+
+    from pipeline.context.store import save_assets
+    from pipeline.soar.safety import SavedInventories
+
+    inventories = SavedInventories(tmp_path)
+    assert len(inventories("shop")) == 0 and len(inventories("../etc")) == 0
+    path = save_assets("shop", INVENTORY, tmp_path)
+    assert inventories("shop").by_ip("10.20.5.10").name == "db-01"
+    save_assets("shop", AssetInventory([Asset("db-02", ips=["10.20.5.11"])]), tmp_path)
+    os.utime(path, (1, 1))  # a new modification time even on a coarse clock
+    assert inventories("shop").by_ip("10.20.5.10") is None and inventories("shop").by_ip("10.20.5.11")
+    assert len(inventories("acme")) == 0  # never another tenant's
+
+
+def test_a_yaml_bomb_policy_is_rejected(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f'{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},'
+              f'*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]' for i in range(8)]
+    bomb = tmp_path / "response-safety.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match=r"response-safety\.yaml"):
+        load_policy(bomb)
