@@ -203,8 +203,8 @@ class Runtime:
         for s in fl.out.suppressed:
             await self.send(t.suppressed, s.alert.alert_id, encode(s), futures)
         await self.send_dead(fl.out.dead, futures)
-        if self.soar is not None and fl.out.incidents:
-            await self._tickets(list(fl.out.incidents.values()), futures)
+        if self.soar is not None and (fl.out.incidents or fl.alerts or fl.out.suppressed):
+            await self._tickets(fl, futures)
         for ev in fl.events:
             ev.ack()
         m = self.metrics
@@ -250,11 +250,19 @@ class Runtime:
         finally:
             _current_event.reset(token)
 
-    async def _tickets(self, incidents: list, futures: list) -> None:
-        """Ticket snapshots of the SOAR store (--db) to mdr.tickets."""
+    async def _tickets(self, fl: Flushed, futures: list) -> None:
+        """The flush's alerts and suppressed alerts as evidence, then its incidents as tickets, into the SOAR
+        store (--db); ticket snapshots to mdr.tickets."""
         import orjson
 
-        results = await asyncio.get_running_loop().run_in_executor(None, self.soar.act_many, incidents)
+        from pipeline.soar import evidence
+
+        loop = asyncio.get_running_loop()
+        incidents = list(fl.out.incidents.values())
+        await loop.run_in_executor(None, evidence.record, self.soar.store, fl.alerts, fl.out.suppressed, incidents)
+        if not incidents:
+            return
+        results = await loop.run_in_executor(None, self.soar.act_many, incidents)
         for r in results:
             body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
             await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
