@@ -192,7 +192,7 @@ def get_incident(request: Request, incident_id: str, raw: bool = True) -> Incide
 
             q = select(StoredAlert.alert_id, StoredAlert.raw).where(
                 StoredAlert.tenant_id == v.ticket.tenant_id, StoredAlert.alert_id.in_([x.alert_id for x in v.alerts]))
-            raws = dict(s.execute(q).tuples().all())
+            raws = {aid: text for aid, text in s.execute(q)}
     return IncidentOut(
         ticket=_ticket(v.ticket), incident=v.incident, alerts_total=v.alerts_total,
         alerts=[AlertOut(alert_id=x.alert_id, time=x.time, count=x.count, fields=x.doc, raw=raws.get(x.alert_id))

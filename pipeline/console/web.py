@@ -84,6 +84,7 @@ class Console:
         self.store = store or TicketStore(cfg.db_url)
         self._own_store = store is None
         self._soar: Any = None
+        self.channels = self._load_channels()
         self.playbooks = self._load_playbooks()
         self.actions = Actions(Context(self.store, cfg.verdicts_file, self.runner if cfg.run_playbooks else None))
         self.feed = ChangeFeed(self.store, cfg.feed_interval)
@@ -97,24 +98,33 @@ class Console:
     def _load_playbooks(self) -> Any:
         from pipeline.soar.playbooks import load_playbooks
 
+        chans = self.channels
         try:
-            return load_playbooks(self.cfg.playbooks)
+            return load_playbooks(self.cfg.playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
         except Exception as e:  # the pages then list runs without their step names
             log.warning("playbooks not loaded: %s", e)
             return None
 
+    def _load_channels(self) -> Any:
+        """The channel configuration: its secrets are masked on every page; approvals run steps with it."""
+        from pipeline.console import redact
+        from pipeline.soar.connectors import Channels, load_channels
+
+        try:
+            chans = load_channels(self.cfg.channels)
+        except Exception as e:
+            log.warning("channels not loaded (approved steps will find them unavailable): %s", e)
+            return Channels()
+        redact.register(_secret_values(chans))
+        return chans
+
     def runner(self) -> Any:
         """The playbook runner of this process (created on the first approval, as `mdr tickets approve`)."""
         if self._soar is None:
-            from pipeline.console import redact
             from pipeline.soar.actions import Soar
-            from pipeline.soar.connectors import load_channels
-            from pipeline.soar.playbooks import load_playbooks
+            from pipeline.soar.playbooks import PlaybookSet
 
-            chans = load_channels(self.cfg.channels)
-            redact.register(_secret_values(chans))
-            pbs = load_playbooks(self.cfg.playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
-            self._soar = Soar(self.store, pbs, chans, workers=2)
+            self._soar = Soar(self.store, self.playbooks or PlaybookSet(), self.channels, workers=2)
         return self._soar.runner
 
     def render(self, request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
@@ -128,27 +138,24 @@ class Console:
         self.feed.close()
         if self._soar is not None:
             self._soar.runner.close()
-            self._soar.channels.close()
+        self.channels.close()
         if self._own_store:
             self.store.close()
 
 
 def _secret_values(chans: Any) -> list[str]:
-    """Secret-looking values of the channel configuration (tokens, passwords, webhook URLs)."""
+    """The resolved secret values of the channel configuration (every tenant's): the ones a connector marks as
+    secret when it resolves them (`env:` and `secret:` references)."""
     out: list[str] = []
-
-    def walk(v: Any, key: str = "") -> None:
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(x, str(k))
-        elif isinstance(v, list | tuple):
-            for x in v:
-                walk(x, key)
-        elif isinstance(v, str) and any(w in key.lower() for w in ("token", "secret", "password", "key", "url")):
-            out.append(v)
-
-    for spec in getattr(chans, "specs", {}).values():
-        walk(getattr(spec, "params", spec))
+    specs = [*chans.specs.values(), *(s for m in chans.tenants.values() for s in (m or {}).values())]
+    for spec in specs:
+        for v in spec.values():
+            try:
+                value, is_secret = chans.secrets.resolve(v)
+            except Exception:  # unset: nothing to hide
+                continue
+            if is_secret and isinstance(value, str):
+                out.append(value)
     return out
 
 
@@ -288,9 +295,10 @@ def create_app(cfg: ConsoleConfig, store: TicketStore | None = None) -> FastAPI:
 
     @app.exception_handler(ConsoleError)
     async def _console_error(request: Request, exc: ConsoleError) -> Response:
+        message = "Not found." if exc.status == 404 else exc.message  # the same for absent and not yours
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": exc.message}, exc.status)
-        return console.render(request, "error.html", {"code": exc.status, "message": exc.message}, exc.status)
+            return JSONResponse({"detail": message}, exc.status)
+        return console.render(request, "error.html", {"code": exc.status, "message": message}, exc.status)
 
     @app.exception_handler(404)
     async def _not_found(request: Request, exc: Exception) -> Response:

@@ -1,5 +1,5 @@
-"""Evidence (stored alerts, suppressed alerts, fused incident parts) and the analyst console (users, tokens, sessions, failed logins,
-audit log); tickets indexed by update time for the console's change feed.
+"""Evidence (stored alerts, suppressed alerts, fused incident parts) and the analyst console (users, tokens,
+sessions, failed logins, audit log); tickets indexed by update time for the console's change feed.
 
 Revision ID: 0003_console
 Revises: 0002_alert_stats
