@@ -13,7 +13,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.console.auth import Principal
-from pipeline.console.redact import redact
+from pipeline.console.redact import redact, text
 from pipeline.report.data import VerdictRow, incidents, verdict_rows
 from pipeline.schema import PRIORITIES
 from pipeline.soar import evidence
@@ -141,6 +141,18 @@ def ticket(s: Session, who: Principal, ref: int | str) -> Ticket | None:
 
 
 @dataclass(slots=True)
+class EventView:
+    """A timeline event as shown (secrets masked; the stored row is left as it is)."""
+
+    at: datetime
+    kind: str
+    actor: str
+    status: str | None
+    text: str
+    data: dict[str, Any] | None
+
+
+@dataclass(slots=True)
 class StepView:
     id: str
     action: str
@@ -176,7 +188,7 @@ class IncidentView:
     alerts: list[StoredAlert]
     alerts_total: int
     alert_verdicts: dict[str, tuple[str, str, datetime]]  # alert id -> (verdict, analyst, when)
-    timeline: list[TimelineEvent]
+    timeline: list[EventView]
     runs: list[RunView]
     fused: list[FusedPart]
     assets: list[dict[str, Any]]
@@ -190,16 +202,16 @@ def incident(s: Session, who: Principal, ref: str, playbooks: PlaybookSet | None
     inc = dict(t.incident or {})
     ids = list(inc.get("alert_ids", []))
     alerts = evidence.alerts_of(s, t.tenant_id, ids)
-    timeline = list(s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == t.id).order_by(TimelineEvent.id)))
-    for e in timeline:
-        e.data = redact(e.data) if e.data else e.data
+    timeline = [EventView(e.at, e.kind, e.actor, e.status, text(e.text), redact(e.data) if e.data else None)
+                for e in s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == t.id)
+                                   .order_by(TimelineEvent.id))]
     runs = [_run_view(r, playbooks) for r in
             s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == t.id).order_by(PlaybookRun.id))]
     return IncidentView(t, inc, alerts, len(ids), _alert_verdicts(timeline), timeline, runs, _fused(s, t, inc),
                         _assets(inc, alerts), _matched(inc))
 
 
-def _alert_verdicts(timeline: list[TimelineEvent]) -> dict[str, tuple[str, str, datetime]]:
+def _alert_verdicts(timeline: list[EventView] | list[TimelineEvent]) -> dict[str, tuple[str, str, datetime]]:
     out: dict[str, tuple[str, str, datetime]] = {}
     for e in timeline:
         if e.kind == "verdict" and e.data:
@@ -281,7 +293,7 @@ def _run_view(r: PlaybookRun, playbooks: PlaybookSet | None) -> RunView:
     for i, (sid, action) in enumerate(names):
         res = ctx.get(sid) or {}
         status = res.get("status") or ("waiting" if sid == waiting else ("next" if i == r.step else "pending"))
-        detail = str(res.get("detail", "") or "")
+        detail = text(str(res.get("detail", "") or ""))
         data = {k: v for k, v in res.items() if k not in ("status", "action", "detail")}
         steps.append(StepView(sid, action, status, detail, data))
     return RunView(r.id, r.playbook, r.status, r.step, steps, redact(r.approval) if r.approval else None, r.updated_at)

@@ -234,8 +234,10 @@ class Headers:
 
         async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                h = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWN]
-                h += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                own = message.get("headers", [])
+                h = [(k, v) for k, v in own if k.lower() not in _OWN]
+                csp = next((v for k, v in own if k.lower() == b"content-security-policy"), CSP.encode())  # stricter
+                h += [(b"content-security-policy", csp), (b"x-content-type-options", b"nosniff"),
                       (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin"),
                       (b"cross-origin-opener-policy", b"same-origin"),
                       (b"cross-origin-resource-policy", b"same-origin"),

@@ -70,8 +70,13 @@ def login(client: httpx.Client, name: str, password: str = PASSWORD, headers: di
     page = client.get("/login", headers=headers)
     token = re.search(r'name="login_token" value="([^"]+)"', page.text)
     assert token, page.text[:500]
+    origin = str(client.base_url).rstrip("/")
+    extra = dict(headers or {})
+    if extra.get("X-Forwarded-Proto") == "https":  # the browser is on the proxy's https origin, and sends the
+        origin = origin.replace("http://", "https://", 1)  # Secure cookie that httpx keeps from plain http
+        extra["Cookie"] = f"mdr_login={page.cookies['mdr_login']}"
     return client.post("/login", data={"name": name, "password": password, "login_token": token.group(1),
-                                       "next": "/queue"}, headers={**(headers or {}), "Origin": str(client.base_url)})
+                                       "next": "/queue"}, headers={**extra, "Origin": origin})
 
 
 def csrf_of(client: httpx.Client) -> str:
@@ -83,7 +88,7 @@ def csrf_of(client: httpx.Client) -> str:
 
 def post_form(client: httpx.Client, path: str, data: dict[str, str], csrf: str | None = None) -> httpx.Response:
     body = {**data, "csrf": csrf if csrf is not None else csrf_of(client)}
-    return client.post(path, data=body, headers={"Origin": str(client.base_url)})
+    return client.post(path, data=body, headers={"Origin": str(client.base_url).rstrip("/")})
 
 
 def csrf_in(html: str) -> str | None:
