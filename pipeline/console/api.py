@@ -171,10 +171,11 @@ def list_incidents(request: Request, tenant: Annotated[str | None, Query(max_len
     f = queries.Filters.of(tenant, priority, status, category, assignee, text)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f, limit=limit)
-        ids = [r.ticket_id for r in rows]
-        tickets = {t.id: t for t in s.scalars(
-            queries.scoped(select(Ticket).where(Ticket.id.in_(ids)), a.who))} if ids else {}
-    return QueueOut(total=total, incidents=[_ticket(tickets[i]) for i in ids if i in tickets])
+    return QueueOut(total=total, incidents=[TicketOut(
+        id=r.ticket_id, incident_id=r.incident_id, tenant_id=r.tenant_id, title=r.title, priority=r.priority,
+        category=r.category, status=r.status, assignee=r.assignee, verdict=r.verdict, sla_due=r.sla_due,
+        sla_breached=r.breached, acknowledged_at=r.acknowledged_at, closed_at=r.closed_at, created_at=r.created_at,
+        updated_at=r.updated_at) for r in rows])
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentOut,

@@ -4,12 +4,13 @@ ticket, alert or suppressed alert of another tenant is never loaded: it is simpl
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.console.auth import Principal
@@ -72,16 +73,25 @@ class QueueRow:
     acknowledged: bool
     created_at: datetime
     updated_at: datetime
+    sla_breached: bool = False  # escalated past its due time
+    closed_at: datetime | None = None
+    acknowledged_at: datetime | None = None
 
 
 def _breached(now: datetime) -> Any:
-    return or_(Ticket.sla_breached, and_(Ticket.acknowledged_at.is_(None), Ticket.sla_due < now))
+    """Past the response time and still unanswered: unacknowledged after its due time."""
+    return and_(Ticket.acknowledged_at.is_(None), Ticket.sla_due < now)
+
+
+def _const(v: str) -> Any:
+    """A constant written into the SQL (so that PostgreSQL matches the queue's partial indexes)."""
+    return literal(v, literal_execute=True)
 
 
 def _queue_query(who: Principal, f: Filters, now: datetime) -> Any:
-    q = scoped(select(), who).where(Ticket.incident_status != "merged")
+    q = scoped(select(), who).where(Ticket.incident_status != _const("merged"))
     if f.status == OPEN:
-        q = q.where(Ticket.status != "closed")
+        q = q.where(Ticket.status != _const("closed"))
     elif f.status != "all":
         q = q.where(Ticket.status == f.status)
     if f.tenant:
@@ -98,35 +108,66 @@ def _queue_query(who: Principal, f: Filters, now: datetime) -> Any:
 
 
 QUEUE_COLUMNS = (Ticket.id, Ticket.incident_id, Ticket.tenant_id, Ticket.title, Ticket.priority, Ticket.category,
-                 Ticket.status, Ticket.assignee, Ticket.verdict, Ticket.sla_due, Ticket.acknowledged_at,
-                 Ticket.created_at, Ticket.updated_at)
+                 Ticket.status, Ticket.assignee, Ticket.verdict, Ticket.sla_due, Ticket.sla_breached,
+                 Ticket.acknowledged_at, Ticket.closed_at, Ticket.created_at, Ticket.updated_at)
+
+
+COUNT_CAP = 10_000  # the queue counts its matches up to this many
 
 
 def queue(s: Session, who: Principal, f: Filters, now: datetime | None = None,
           limit: int = QUEUE_LIMIT) -> tuple[list[QueueRow], int]:
-    """Tickets matching `f`, breached ones first, then by SLA due time (the least time left first); and how
-    many match in all."""
+    """Tickets matching `f` in queue order, and how many match (counted up to COUNT_CAP).
+
+    Queue order: first the breached ones (unacknowledged past their due time), then the unacknowledged ones by
+    time left, then those in work (acknowledged, investigating, resolved), each by SLA due time. Each part is
+    one ordered read that walks a partial index of the open tickets and stops at `limit` (no sort of every
+    open ticket)."""
     now = now or utcnow()
     base = _queue_query(who, f, now)
-    breached = _breached(now)
-    q = base.add_columns(*QUEUE_COLUMNS, breached.label("breached")).order_by(
-        case((breached, 0), else_=1), Ticket.sla_due, Ticket.id).limit(limit)
-    rows = [QueueRow(r.id, r.incident_id, r.tenant_id, r.title, r.priority, r.category, r.status, r.assignee,
-                     r.verdict, r.sla_due, bool(r.breached), r.acknowledged_at is not None, r.created_at,
-                     r.updated_at) for r in s.execute(q)]
-    total = len(rows) if len(rows) < limit else s.scalar(base.add_columns(func.count()).select_from(Ticket)) or 0
+    unacked = Ticket.acknowledged_at.is_(None)
+    parts = [(and_(unacked, Ticket.sla_due < now), True), (and_(unacked, Ticket.sla_due >= now), False),
+             (Ticket.acknowledged_at.is_not(None), False)]
+    rows: list[QueueRow] = []
+    for cond, breached in parts:
+        q = base.add_columns(*QUEUE_COLUMNS).where(cond).order_by(Ticket.sla_due, Ticket.id).limit(limit - len(rows))
+        rows += [QueueRow(r.id, r.incident_id, r.tenant_id, r.title, r.priority, r.category, r.status, r.assignee,
+                          r.verdict, r.sla_due, breached and r.status != "closed", r.acknowledged_at is not None,
+                          r.created_at, r.updated_at, r.sla_breached, r.closed_at, r.acknowledged_at)
+                 for r in s.execute(q)]
+        if len(rows) >= limit:
+            break
+    if len(rows) < limit:
+        return rows, len(rows)
+    total = 0
+    for cond in (unacked, Ticket.acknowledged_at.is_not(None)):  # each counted on its partial index
+        capped = base.add_columns(Ticket.id).where(cond).limit(COUNT_CAP - total).subquery()
+        total += s.scalar(select(func.count()).select_from(capped)) or 0
     return rows, total
 
 
+_lists: dict[tuple[str, str], tuple[float, list[str]]] = {}
+LIST_TTL = 30.0  # seconds the filter choices (tenants, categories seen) are reused
+
+
+def _distinct(s: Session, who: Principal, col: Any) -> list[str]:
+    """Distinct values of a ticket column in `who`'s tenants, for the filter choices (cached briefly: a scan)."""
+    key = (col.key, ",".join(sorted(who.tenants)) if who.tenants is not None else "*")
+    hit = _lists.get(key)
+    if hit and time.monotonic() - hit[0] < LIST_TTL:
+        return hit[1]
+    vals = list(s.scalars(scoped(select(col), who).distinct().order_by(col)))
+    _lists[key] = (time.monotonic(), vals)
+    return vals
+
+
 def tenants(s: Session, who: Principal) -> list[str]:
-    """The tenants `who` may see that have tickets (or all of theirs, for a restricted principal)."""
-    if who.tenants is not None:
-        return sorted(who.tenants)
-    return list(s.scalars(select(Ticket.tenant_id).distinct().order_by(Ticket.tenant_id)))
+    """The tenants `who` may see: all of theirs, or (an unrestricted admin) those with tickets."""
+    return sorted(who.tenants) if who.tenants is not None else _distinct(s, who, Ticket.tenant_id)
 
 
 def categories(s: Session, who: Principal) -> list[str]:
-    return list(s.scalars(scoped(select(Ticket.category), who).distinct().order_by(Ticket.category)))
+    return _distinct(s, who, Ticket.category)
 
 
 # ---- one incident ------------------------------------------------------------------------------------------

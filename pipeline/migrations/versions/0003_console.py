@@ -17,10 +17,15 @@ revision = "0003_console"
 down_revision = "0002_alert_stats"
 branch_labels = None
 depends_on = None
+_OPEN = "status <> 'closed' AND incident_status <> 'merged' AND acknowledged_at IS "
+OPEN_PARTS = {"unacked": _OPEN + "NULL", "acked": _OPEN + "NOT NULL"}  # as pipeline.soar.models.OPEN_PARTS
 
 
 def upgrade() -> None:
     op.create_index("ix_tickets_updated_at", "tickets", ["updated_at"])
+    for name, where in OPEN_PARTS.items():  # the queue walks the open tickets by due time
+        op.create_index(f"ix_tickets_open_{name}_due", "tickets", ["sla_due", "id"], postgresql_where=sa.text(where),
+                        sqlite_where=sa.text(where))
     op.create_table(
         "alerts",
         sa.Column("tenant_id", sa.String(128), primary_key=True),
@@ -106,4 +111,6 @@ def downgrade() -> None:
     for name in ("console_audit", "console_login_failures", "console_sessions", "console_tokens", "console_users",
                  "suppressed_alerts", "incident_parts", "alerts"):
         op.drop_table(name)
+    for name in OPEN_PARTS:
+        op.drop_index(f"ix_tickets_open_{name}_due", "tickets")
     op.drop_index("ix_tickets_updated_at", "tickets")
