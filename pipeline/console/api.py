@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -158,23 +158,19 @@ def me(request: Request) -> Me:
 
 
 @router.get("/incidents", response_model=QueueOut, summary="The queue: incidents by SLA (breached first)")
-def list_incidents(request: Request, tenant: Annotated[str | None, Query(max_length=128)] = None,
-                   status: Annotated[str | None, Query(max_length=20, description="open (default), a ticket "
-                                                                                  "status, or all")] = None,
-                   priority: Annotated[str | None, Query(max_length=2)] = None,
-                   category: Annotated[str | None, Query(max_length=32)] = None,
-                   assignee: Annotated[str | None, Query(max_length=128)] = None,
-                   text: Annotated[str | None, Query(max_length=200)] = None,
+def list_incidents(request: Request, f: Annotated[queries.Filters, Depends(queries.Filters.of)],
                    limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> QueueOut:
+    """Filters: tenant, status (open by default, a ticket status, or all), priority, category, assignee (- for
+    none), text (in the title, or an incident id)."""
     c = _c(request)
     a = require(request)
-    f = queries.Filters.of(tenant, priority, status, category, assignee, text)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f, limit=limit)
     return QueueOut(total=total, incidents=[TicketOut(
         id=r.ticket_id, incident_id=r.incident_id, tenant_id=r.tenant_id, title=r.title, priority=r.priority,
         category=r.category, status=r.status, assignee=r.assignee, verdict=r.verdict, sla_due=r.sla_due,
-        sla_breached=r.breached, acknowledged_at=r.acknowledged_at, closed_at=r.closed_at, created_at=r.created_at,
+        sla_breached=r.breached or r.sla_breached, acknowledged_at=r.acknowledged_at, closed_at=r.closed_at,
+        created_at=r.created_at,
         updated_at=r.updated_at) for r in rows])
 
 

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -118,17 +118,13 @@ def home(request: Request) -> Response:
     return RedirectResponse("/queue", 303)
 
 
-def _filters(tenant: str | None, priority: str | None, status: str | None, category: str | None,
-             assignee: str | None, text: str | None) -> queries.Filters:
-    return queries.Filters.of(tenant, priority, status, category, assignee, text)
+QueueFilters = Annotated[queries.Filters, Depends(queries.Filters.of)]
 
 
 @router.get("/queue")
-def queue_page(request: Request, tenant: Str = None, priority: Str = None, status: Str = None, category: Str = None,
-               assignee: Str = None, text: Str = None) -> Response:
+def queue_page(request: Request, f: QueueFilters) -> Response:
     c = _c(request)
     a = require(request)
-    f = _filters(tenant, priority, status, category, assignee, text)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f)
         tenants = queries.tenants(s, a.who)
@@ -139,11 +135,10 @@ def queue_page(request: Request, tenant: Str = None, priority: Str = None, statu
 
 
 @router.get("/queue/rows")
-def queue_rows(request: Request, tenant: Str = None, priority: Str = None, status: Str = None, category: Str = None,
-               assignee: Str = None, text: Str = None) -> Response:
+def queue_rows(request: Request, f: QueueFilters) -> Response:
+    """The queue's rows alone (the live page swaps them in on a change)."""
     c = _c(request)
     a = require(request)
-    f = _filters(tenant, priority, status, category, assignee, text)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f)
     return c.render(request, "_rows.html", {"rows": rows, "total": total})

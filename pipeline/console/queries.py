@@ -8,8 +8,9 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from pipeline.soar.models import STATUSES, PlaybookRun, Ticket, TimelineEvent, u
 from pipeline.soar.playbooks import PlaybookSet
 
 QUEUE_LIMIT = 200
+Param = Annotated[str | None, Query(max_length=200)]
 OPEN = "open"  # the queue's default status filter: every status but closed
 
 
@@ -41,9 +43,10 @@ class Filters:
     text: str | None = None
 
     @classmethod
-    def of(cls, tenant: str | None = None, priority: str | None = None, status: str | None = None,
-           category: str | None = None, assignee: str | None = None, text: str | None = None) -> Filters:
-        """Filters from request parameters; values outside their choices are dropped (empty: no filter)."""
+    def of(cls, tenant: Param = None, priority: Param = None, status: Param = None, category: Param = None,
+           assignee: Param = None, text: Param = None) -> Filters:
+        """Filters from request parameters (a FastAPI dependency); values outside their choices are dropped
+        (empty: no filter)."""
         def clean(v: str | None, n: int = 128) -> str | None:
             v = (v or "").strip()
             return v[:n] or None
