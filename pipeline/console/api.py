@@ -49,7 +49,7 @@ class TicketOut(BaseModel):
 
 
 class QueueOut(BaseModel):
-    total: int
+    total: int = Field(description=f"matching incidents, counted up to {queries.COUNT_CAP}")
     incidents: list[TicketOut]
 
 

@@ -131,7 +131,8 @@ def queue_page(request: Request, f: QueueFilters) -> Response:
         cats = queries.categories(s, a.who)
     return c.render(request, "queue.html", {
         "rows": rows, "total": total, "f": f, "tenants": tenants, "categories": cats or list(CATEGORIES),
-        "priorities": PRIORITIES, "statuses": [queries.OPEN, *STATUSES, "all"], "page": "queue"})
+        "priorities": PRIORITIES, "statuses": [queries.OPEN, *STATUSES, "all"], "page": "queue",
+        "cap": queries.COUNT_CAP})
 
 
 @router.get("/queue/rows")
@@ -141,7 +142,7 @@ def queue_rows(request: Request, f: QueueFilters) -> Response:
     a = require(request)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f)
-    return c.render(request, "_rows.html", {"rows": rows, "total": total})
+    return c.render(request, "_rows.html", {"rows": rows, "total": total, "cap": queries.COUNT_CAP})
 
 
 @router.get("/events")

@@ -91,9 +91,10 @@ class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
         UniqueConstraint("incident_id", name="uq_tickets_incident_id"),
-        # the console's queue: open tickets by due time, unacknowledged and in work
-        *(Index(f"ix_tickets_open_{name}_due", "sla_due", "id", postgresql_where=text(where), sqlite_where=text(where))
-          for name, where in OPEN_PARTS.items()),
+        # the console's queue: open tickets by due time, unacknowledged and in work; all tenants' and per tenant
+        *(Index(f"ix_tickets_open_{name}_due{suffix}", *cols, "sla_due", "id", postgresql_where=text(where),
+                sqlite_where=text(where))
+          for name, where in OPEN_PARTS.items() for suffix, cols in (("", ()), ("_tenant", ("tenant_id",)))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

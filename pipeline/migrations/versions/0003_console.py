@@ -23,9 +23,10 @@ OPEN_PARTS = {"unacked": _OPEN + "NULL", "acked": _OPEN + "NOT NULL"}  # as pipe
 
 def upgrade() -> None:
     op.create_index("ix_tickets_updated_at", "tickets", ["updated_at"])
-    for name, where in OPEN_PARTS.items():  # the queue walks the open tickets by due time
-        op.create_index(f"ix_tickets_open_{name}_due", "tickets", ["sla_due", "id"], postgresql_where=sa.text(where),
-                        sqlite_where=sa.text(where))
+    for name, where in OPEN_PARTS.items():  # the queue walks the open tickets by due time (of all tenants, or some)
+        for suffix, cols in (("", []), ("_tenant", ["tenant_id"])):
+            op.create_index(f"ix_tickets_open_{name}_due{suffix}", "tickets", [*cols, "sla_due", "id"],
+                            postgresql_where=sa.text(where), sqlite_where=sa.text(where))
     op.create_table(
         "alerts",
         sa.Column("tenant_id", sa.String(128), primary_key=True),
@@ -112,5 +113,6 @@ def downgrade() -> None:
                  "suppressed_alerts", "incident_parts", "alerts"):
         op.drop_table(name)
     for name in OPEN_PARTS:
-        op.drop_index(f"ix_tickets_open_{name}_due", "tickets")
+        for suffix in ("", "_tenant"):
+            op.drop_index(f"ix_tickets_open_{name}_due{suffix}", "tickets")
     op.drop_index("ix_tickets_updated_at", "tickets")
