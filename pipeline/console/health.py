@@ -76,14 +76,15 @@ def consumer_lag(bootstrap: str, group: str) -> tuple[list[Lag], str | None]:
 
     admin = consumer = None
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT * 1000),
-                                 api_version_auto_timeout_ms=int(TIMEOUT * 1000))
-        committed = admin.list_consumer_group_offsets(group)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT * 1000))
+        if hasattr(admin, "list_group_offsets"):  # kafka-python 3
+            committed = admin.list_group_offsets({group: None}).get(group, {})
+        else:
+            committed = admin.list_consumer_group_offsets(group)
         if not committed:
             return [], None
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                 request_timeout_ms=int(TIMEOUT * 1000) + 1000,
-                                 api_version_auto_timeout_ms=int(TIMEOUT * 1000))
+                                 request_timeout_ms=int(TIMEOUT * 1000) + 1000)
         ends = consumer.end_offsets(list(committed))
         rows = [Lag(tp.topic, tp.partition, om.offset if om.offset >= 0 else None, ends.get(tp, 0))
                 for tp, om in committed.items()]

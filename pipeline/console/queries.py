@@ -115,7 +115,7 @@ QUEUE_COLUMNS = (Ticket.id, Ticket.incident_id, Ticket.tenant_id, Ticket.title, 
                  Ticket.acknowledged_at, Ticket.closed_at, Ticket.created_at, Ticket.updated_at)
 
 
-COUNT_CAP = 1000  # the queue counts its matches up to this many ("1000+")
+COUNT_CAP = 500  # the queue counts its matches up to this many ("500+")
 
 
 def queue(s: Session, who: Principal, f: Filters, now: datetime | None = None,

@@ -100,7 +100,7 @@ def test_incident_from_the_broker_appears_in_the_open_queue(broker: Broker, cons
         [wk] = health["workers"]
         assert wk["ready"] is True and wk["counters"]["mdr_records"] >= 1 and wk["alerts_by_tenant"].get("live")
         assert wait_until(lambda: sum(_health(c)["workers"][0]["dead_letters"].values()) >= 1, 30, every=1)
-        assert wait_until(lambda: _health(c)["consumer_lag"]["partitions"], 30, every=1)
+        assert wait_until(lambda: _health(c)["consumer_lag"]["partitions"], 30, every=1), _health(c)["consumer_lag"]
         lag = _health(c)["consumer_lag"]
         assert lag["error"] is None and {p["topic"] for p in lag["partitions"]} >= {topics.ingest_topic("firewall")}
         page = c.get("/health").text
