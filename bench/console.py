@@ -11,7 +11,7 @@ out, rendering included), wall time is what the client saw. The floor, measured 
 Live update: an SSE client on /events while tickets are committed one at a time through the real write path
 (`TicketStore.apply_batch`); latency = event received - commit returned.
 
-    .venv/bin/python bench/console.py [--incidents 100000] [--tenants 50] [--requests 200] [--pg-url URL]
+    .venv/bin/python bench/console.py [--incidents 100000] [--tenants 50] [--requests 200] [--pg-url URL] [--db URL]
 
 PostgreSQL: `--pg-url URL`, else MDR_BENCH_PG_URL, else a throwaway cluster from the Debian postgresql binaries
 (tests/pg.py).
@@ -43,7 +43,7 @@ import httpx  # noqa: E402
 import msgspec  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from pipeline.console.auth import add_user  # noqa: E402
+from pipeline.console.auth import AuthError, add_user  # noqa: E402
 from pipeline.schema import Incident  # noqa: E402
 from pipeline.soar.evidence import StoredAlert  # noqa: E402
 from pipeline.soar.models import PlaybookRun, Ticket, TimelineEvent, utcnow  # noqa: E402
@@ -254,24 +254,33 @@ def main() -> None:
     ap.add_argument("--tenants", type=int, default=50)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--pg-url", default=os.environ.get("MDR_BENCH_PG_URL"))
+    ap.add_argument("--db", help="Measure a store this bench loaded before (its database URL), without loading")
     args = ap.parse_args()
     import tempfile
 
     from tests.pg import new_database, postgres_cluster
 
     with contextlib.ExitStack() as stack:
-        base_url = args.pg_url or stack.enter_context(postgres_cluster())
-        url = new_database(base_url)
-        work = Path(tempfile.mkdtemp(prefix="mdr-bench-console-"))
-        print(f"PostgreSQL: loading {args.incidents:,} incidents across {args.tenants} tenants ...")
-        made = load(url, args.incidents, args.tenants, work)
-        store = TicketStore(url)
-        add_user(store, "root", "admin", [], PASSWORD)
-        add_user(store, "ana", "analyst", ["tenant-07"], PASSWORD)
-        add_user(store, "multi", "analyst", [f"tenant-{i:02d}" for i in range(5)], PASSWORD)
+        if args.db:  # a store this bench loaded before
+            url = args.db
+            store = TicketStore(url)
+            with store.tx() as s:
+                made = [(t, i) for t, i in s.execute(select(Ticket.tenant_id, Ticket.incident_id))]
+        else:
+            url = new_database(args.pg_url or stack.enter_context(postgres_cluster()))
+            print(f"PostgreSQL: loading {args.incidents:,} incidents across {args.tenants} tenants ...")
+            made = load(url, args.incidents, args.tenants, Path(tempfile.mkdtemp(prefix="mdr-bench-console-")))
+            store = TicketStore(url)
+        for name, role, tenants in (("root", "admin", []), ("ana", "analyst", ["tenant-07"]),
+                                    ("multi", "analyst", [f"tenant-{i:02d}" for i in range(5)])):
+            with contextlib.suppress(AuthError):  # there already
+                add_user(store, name, role, tenants, PASSWORD)
         with store.tx() as s:
             n_open = s.scalar(select(func.count()).select_from(Ticket).where(Ticket.status != "closed"))
+            n_all = s.scalar(select(func.count()).select_from(Ticket))
+            n_tenants = s.scalar(select(func.count(Ticket.tenant_id.distinct())))
         store.close()
+        print(f"  {n_all:,} tickets of {n_tenants} tenants")
         print(f"  {n_open:,} open tickets")
         rnd = random.Random(1)
         with console(url) as base:

@@ -154,6 +154,10 @@ def console_cmd(
                         kafka=kafka or os.environ.get("MDR_KAFKA_BOOTSTRAP"), group=group,
                         metrics_urls=list(metrics_url or []), secure_cookies=secure_cookies)
     app = create_app(cfg)
+    from pipeline.console.auth import users
+
+    if not users(app.state.console.store):
+        err.print("[yellow]no console user yet:[/yellow] mdr users add NAME --role admin (same --db)")
     scheme = "https" if tls_cert else "http"
     if host not in ("127.0.0.1", "localhost", "::1") and not tls_cert and not forwarded_allow_ips:
         err.print("[yellow]warning:[/yellow] listening beyond this machine without TLS: put a TLS proxy in front "
