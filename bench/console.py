@@ -234,8 +234,9 @@ def live(base: str, url: str, tenant: str, n: int = 20) -> list[float]:
     store = TicketStore(url)
     tpl = store.list(tenant=tenant, limit=1)[0].incident
     out = []
+    run = f"{int(time.time()) % 10**6:06d}"  # fresh incidents on every run (a reused store keeps the last run's)
     for i in range(n):
-        inc = msgspec.convert({**tpl, "incident_id": f"live{i:04d}{tpl['incident_id'][8:]}", "version": 1},
+        inc = msgspec.convert({**tpl, "incident_id": f"{run}{i:04d}{tpl['incident_id'][10:]}", "version": 1},
                               Incident)
         [u] = store.apply_batch([inc], lambda _: [])
         committed = time.perf_counter()
@@ -245,6 +246,7 @@ def live(base: str, url: str, tenant: str, n: int = 20) -> list[float]:
         out.append(got.get(u.ticket.id, deadline) - committed)
         time.sleep(random.uniform(0.2, 0.6))
     store.close()
+    c.close()
     return out
 
 

@@ -165,7 +165,8 @@ def console_cmd(
     err.print(f"console: {scheme}://{host}:{port}/  (API schema: /api/openapi.json)")
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None, proxy_headers=bool(forwarded_allow_ips),
-                forwarded_allow_ips=forwarded_allow_ips, server_header=False)
+                forwarded_allow_ips=forwarded_allow_ips, server_header=False,
+                timeout_graceful_shutdown=5)  # open event streams end with the server
 
 
 def register(app: typer.Typer) -> None:

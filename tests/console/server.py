@@ -35,7 +35,8 @@ class ConsoleServer:
         self.app = create_app(self.cfg)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
                                 proxy_headers=bool(self.forwarded_allow_ips),
-                                forwarded_allow_ips=self.forwarded_allow_ips, server_header=False)
+                                forwarded_allow_ips=self.forwarded_allow_ips, server_header=False,
+                                timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="console-test-server", daemon=True)
 
