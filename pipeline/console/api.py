@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from pipeline.console import health, queries
 from pipeline.console.actions import NotFound
+from pipeline.console.queries import QueueRow
 from pipeline.console.redact import redact
 from pipeline.console.web import Auth, Console, check_csrf, client_of, require
 from pipeline.soar.models import Ticket
@@ -30,27 +31,9 @@ class Me(BaseModel):
     csrf: str | None = Field(None, description="send as X-CSRF-Token on writes made with the session cookie")
 
 
-class TicketOut(BaseModel):
-    id: int
-    incident_id: str
-    tenant_id: str
-    title: str
-    priority: str
-    category: str
-    status: str
-    assignee: str | None
-    verdict: str | None
-    sla_due: datetime
-    sla_breached: bool
-    acknowledged_at: datetime | None = None
-    closed_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
 class QueueOut(BaseModel):
     total: int = Field(description=f"matching incidents, counted up to {queries.COUNT_CAP}")
-    incidents: list[TicketOut]
+    incidents: list[QueueRow]
 
 
 class AlertOut(BaseModel):
@@ -80,7 +63,7 @@ class RunOut(BaseModel):
 
 
 class IncidentOut(BaseModel):
-    ticket: TicketOut
+    ticket: QueueRow
     incident: dict[str, Any] = Field(description="the incident as the pipeline emitted it (its latest version)")
     alerts: list[AlertOut]
     alerts_total: int = Field(description="alert ids of the incident (alerts lists at most 500)")
@@ -118,7 +101,7 @@ class AlertVerdictIn(BaseModel):
 
 class Done(BaseModel):
     ok: bool = True
-    ticket: TicketOut | None = None
+    ticket: QueueRow | None = None
     verdicts_file: str | None = None
     runs: list[int] | None = None
 
@@ -146,8 +129,8 @@ def _write(request: Request) -> tuple[Console, Auth]:
     return _c(request), a
 
 
-def _ticket(t: Ticket) -> TicketOut:
-    return TicketOut.model_validate(t, from_attributes=True)
+def _ticket(t: Ticket) -> QueueRow:
+    return queries.row_of(t)
 
 
 @router.get("/me", response_model=Me)
@@ -166,12 +149,7 @@ def list_incidents(request: Request, f: Annotated[queries.Filters, Depends(queri
     a = require(request)
     with c.store.tx() as s:
         rows, total = queries.queue(s, a.who, f, limit=limit)
-    return QueueOut(total=total, incidents=[TicketOut(
-        id=r.ticket_id, incident_id=r.incident_id, tenant_id=r.tenant_id, title=r.title, priority=r.priority,
-        category=r.category, status=r.status, assignee=r.assignee, verdict=r.verdict, sla_due=r.sla_due,
-        sla_breached=r.breached or r.sla_breached, acknowledged_at=r.acknowledged_at, closed_at=r.closed_at,
-        created_at=r.created_at,
-        updated_at=r.updated_at) for r in rows])
+    return QueueOut(total=total, incidents=rows)
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentOut,

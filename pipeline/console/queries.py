@@ -62,6 +62,8 @@ class Filters:
 
 @dataclass(slots=True)
 class QueueRow:
+    """A ticket as the queue and the API list it (no incident snapshot)."""
+
     ticket_id: int
     incident_id: str
     tenant_id: str
@@ -81,9 +83,12 @@ class QueueRow:
     acknowledged_at: datetime | None = None
 
 
-def _breached(now: datetime) -> Any:
-    """Past the response time and still unanswered: unacknowledged after its due time."""
-    return and_(Ticket.acknowledged_at.is_(None), Ticket.sla_due < now)
+def row_of(t: Ticket, now: datetime | None = None) -> QueueRow:
+    now = now or utcnow()
+    return QueueRow(t.id, t.incident_id, t.tenant_id, t.title, t.priority, t.category, t.status, t.assignee,
+                    t.verdict, t.sla_due, t.acknowledged_at is None and t.sla_due < now and t.status != "closed",
+                    t.acknowledged_at is not None, t.created_at, t.updated_at, t.sla_breached, t.closed_at,
+                    t.acknowledged_at)
 
 
 def _const(v: str) -> Any:
