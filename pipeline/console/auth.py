@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 
 from pipeline.console.models import ROLES, ApiToken, LoginFailure, User, WebSession
 from pipeline.soar.models import utcnow
+from pipeline.tenant import TenantError, check_tenant
 
 IDLE = timedelta(minutes=30)
 ABSOLUTE = timedelta(hours=12)
@@ -83,8 +84,10 @@ def add_user(store: Any, name: str, role: str, tenants: list[str], password: str
     if role != "admin" and not tenants:
         raise AuthError(f"a{'n' if role == 'analyst' else ''} {role} needs at least one --tenant")
     for t in tenants:
-        if not t or len(t) > 128 or not t.isprintable():
-            raise AuthError(f"bad tenant id {t!r}")
+        try:
+            check_tenant(t)
+        except TenantError as e:
+            raise AuthError(str(e)) from None
     check_password(password)
     with store.tx() as s:
         if s.get(User, name) is not None:

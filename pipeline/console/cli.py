@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from pipeline.clitext import Table, lit
 
 users_app = typer.Typer(help="Console users: add, list, API tokens, passwords.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -29,7 +30,7 @@ def _password(stdin: bool, confirm: bool = True) -> str:
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[red]error:[/red] {escape(str(e))}")
+    err.print(lit(("error:", "red"), " ", str(e)))
     raise typer.Exit(2)
 
 
@@ -53,7 +54,7 @@ def users_add(
     finally:
         store.close()
     scope = ", ".join(u.tenants) if u.tenants else "every tenant"
-    err.print(f"user {escape(u.name)} ({u.role}, {escape(scope)}) created")
+    err.print(lit(f"user {u.name} ({u.role}, {scope}) created"))
 
 
 @users_app.command("token")
@@ -78,15 +79,13 @@ def users_token(
 @users_app.command("list")
 def users_list(db: DbOpt = None) -> None:
     """List the console users."""
-    from rich.table import Table
-
     from pipeline.console.auth import users
 
     store = _store(db)
     try:
         tab = Table("name", "role", "tenants", "created", "disabled")
         for u in users(store):
-            tab.add_row(escape(u.name), u.role, escape(", ".join(u.tenants) or "(all)"),
+            tab.add_row(u.name, u.role, ", ".join(u.tenants) or "(all)",
                         u.created_at.strftime("%Y-%m-%d %H:%M"), "yes" if u.disabled else "")
         Console().print(tab)
     finally:
@@ -121,7 +120,7 @@ def users_remove(name: Annotated[str, typer.Argument(help="User name")], db: DbO
         _fail(e)
     finally:
         store.close()
-    err.print(f"user {escape(name)} removed")
+    err.print(lit(f"user {name} removed"))
 
 
 def console_cmd(

@@ -1,40 +1,29 @@
-"""A last line of defence before data reaches a page: values under secret-looking keys, URL passwords and
-query strings, Authorization / Bearer credentials, and the configured secret values (`register`) are replaced
-by `***` in anything the console shows from the store (timelines, playbook results, approvals). The writers
-redact first (the connectors); this makes sure a page never carries what they missed."""
+"""What the console shows from the store passes one more mask before it reaches a page: the configured
+secrets in every form (`pipeline.redact`, registered when channels and stores are loaded), plus what a secret
+looks like even when nobody registered it: values under secret-looking keys, URL passwords and query strings,
+Authorization / Bearer credentials. Used on timelines, playbook results, approvals and audit details (not on
+alert evidence: an attack URL's query string is the evidence)."""
 
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
-MASK = "***"
+from pipeline.redact import MASK, redact_data
+from pipeline.redact import redact as redact_secrets
+
 _KEY = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|signature|credential|"
                   r"private[_-]?key)$", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]*)@", re.I)
 _URL_QUERY = re.compile(r"(?P<url>[a-z][a-z0-9+.-]*://[^\s?#\"'<>]+)\?[^\s#\"'<>]*", re.I)
 _AUTH = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
-_secrets: set[str] = set()
-_lock = threading.Lock()
-
-
-def register(values: Any) -> None:
-    """Secret values (channel tokens, passwords) that must never be shown, in any field."""
-    with _lock:
-        _secrets.update(v for v in values if isinstance(v, str) and len(v) >= 6)
 
 
 def text(s: str) -> str:
+    s = redact_secrets(s)
     s = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
     s = _URL_QUERY.sub(lambda m: f"{m['url']}?{MASK}", s)
-    s = _AUTH.sub(lambda m: f"{m.group(1)} {MASK}", s)
-    with _lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for v in known:
-        if v in s:
-            s = s.replace(v, MASK)
-    return s
+    return _AUTH.sub(lambda m: f"{m.group(1)} {MASK}", s)
 
 
 def redact(obj: Any) -> Any:
@@ -46,4 +35,4 @@ def redact(obj: Any) -> Any:
         return [redact(v) for v in obj]
     if isinstance(obj, str):
         return text(obj)
-    return obj
+    return redact_data(obj)

@@ -106,17 +106,15 @@ class Console:
             return None
 
     def _load_channels(self) -> Any:
-        """The channel configuration: its secrets are masked on every page; approvals run steps with it."""
-        from pipeline.console import redact
+        """The channel configuration (loading it registers its secrets: they are masked on every page);
+        approved playbook steps run with it."""
         from pipeline.soar.connectors import Channels, load_channels
 
         try:
-            chans = load_channels(self.cfg.channels)
+            return load_channels(self.cfg.channels)
         except Exception as e:
             log.warning("channels not loaded (approved steps will find them unavailable): %s", e)
             return Channels()
-        redact.register(_secret_values(chans))
-        return chans
 
     def runner(self) -> Any:
         """The playbook runner of this process (created on the first approval, as `mdr tickets approve`)."""
@@ -141,22 +139,6 @@ class Console:
         self.channels.close()
         if self._own_store:
             self.store.close()
-
-
-def _secret_values(chans: Any) -> list[str]:
-    """The resolved secret values of the channel configuration (every tenant's): the ones a connector marks as
-    secret when it resolves them (`env:` and `secret:` references)."""
-    out: list[str] = []
-    specs = [*chans.specs.values(), *(s for m in chans.tenants.values() for s in (m or {}).values())]
-    for spec in specs:
-        for v in spec.values():
-            try:
-                value, is_secret = chans.secrets.resolve(v)
-            except Exception:  # unset: nothing to hide
-                continue
-            if is_secret and isinstance(value, str):
-                out.append(value)
-    return out
 
 
 # ---- request plumbing ------------------------------------------------------------------------------------------

@@ -167,28 +167,29 @@ def test_passwords_are_argon2id_and_users_validated(lab_store: str, console_serv
 
 def test_raw_records_are_text_and_secrets_never_reach_a_page(lab_store: str, console_server: Any,
                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    secret = "S3cretPw-for-the-firewall-api"
-    monkeypatch.setenv("MDR_FW_TOKEN", secret)
+    configured = "S3cretPw-for-the-firewall-api"  # a channel's secret: registered, masked wherever it is written
+    stray = "unregistered-Pw-9f2e1c7b"  # a credential nobody configured, in what a connector let through
+    monkeypatch.setenv("MDR_FW_TOKEN", configured)
     chans = tmp_path / "channels.yaml"
     chans.write_text("channels:\n  firewall:\n    type: response_api\n    url: http://127.0.0.1:9/block\n"
                      "    token: env:MDR_FW_TOKEN\n", encoding="utf-8")
     srv = console_server(lab_store, channels=str(chans))
     t = _ticket(srv)
-    leaky = [f"POST https://bot:{secret}@fw.example/block?key={secret} failed", f"Authorization: Bearer {secret}",
-             f"echo {secret}"]
-    for text in leaky:  # what a connector might have let through into the timeline
-        srv.console.store.add_event(t.id, "step", text, data={"token": secret, "request": {"url": text}})
+    leaky = [f"POST https://bot:{stray}@fw.example/block?key={stray} failed", f"Authorization: Bearer {stray}",
+             f"echo {configured}"]
+    for text in leaky:
+        srv.console.store.add_event(t.id, "step", text, data={"token": stray, "request": {"url": text}})
     c = srv.client()
     login(c, "ana")
     for path in (f"/incidents/{t.incident_id}", f"/api/incidents/{t.incident_id}", "/audit", "/health",
                  "/api/health"):
         body = c.get(path).text
-        assert secret not in body, path
+        assert configured not in body and stray not in body, path
     page = c.get(f"/incidents/{t.incident_id}").text
-    assert "echo ***" in page
+    assert "echo ***" in page and "https://bot:***@fw.example/block?***" in page and "Bearer ***" in page
     alert_id = t.incident["alert_ids"][0]
     r = c.get(f"/alerts/{alert_id}/raw")
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
     assert r.headers["content-security-policy"].startswith("sandbox")
-    with srv.console.store.tx() as s:
-        assert not s.scalars(select(TimelineEvent).where(TimelineEvent.text.contains("***"))).first()  # stored as is
+    with srv.console.store.tx() as s:  # the page's mask never writes back: the stray credential is still stored
+        assert s.scalars(select(TimelineEvent).where(TimelineEvent.text.contains(stray))).first()
