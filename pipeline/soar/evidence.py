@@ -3,9 +3,10 @@ classifier held back, and the incidents fused into others (their last state: tit
 that an analyst can read why an incident exists, follow each fused part and audit the noise model.
 
 Written by the adapters that write tickets (`mdr replay` through `act_on_replay`, the worker with `--db`)
-before the tickets, as an upsert keyed by (tenant, alert id): a replay, a redelivery or a representative whose
-duplicate count grew lands on one row. Suppressed alerts are inserted once; an analyst's decision on one
-(`unsuppress`) is kept. Every read takes the tenant: nothing here answers across tenants.
+before the tickets, as an upsert keyed by (tenant, alert id): a replay, a redelivery or a representative
+whose duplicate count grew lands on one row. Configured secrets are redacted, as in everything the store
+holds. Suppressed alerts are inserted once; an analyst's decision on one (`unsuppress`) is kept. Every read
+takes the tenant: nothing here answers across tenants.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import Float, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pipeline.redact import redact, redact_data
 from pipeline.schema import Alert, Incident, Suppressed, to_builtins, utc
 from pipeline.soar import db
 from pipeline.soar.models import Base, JsonType, UTCDateTime, utcnow
@@ -72,8 +74,8 @@ class FusedPart(Base):
 def _alert_row(a: Alert) -> dict[str, Any]:
     doc = to_builtins(a)
     raw = doc.pop("raw", "")
-    return {"tenant_id": a.tenant_id, "alert_id": a.alert_id, "time": utc(a.time), "count": a.count, "doc": doc,
-            "raw": raw}
+    return {"tenant_id": a.tenant_id, "alert_id": a.alert_id, "time": utc(a.time), "count": a.count,
+            "doc": redact_data(doc), "raw": redact(raw)}
 
 
 def record(store: Any, alerts: Iterable[Alert], suppressed: Iterable[Suppressed] = (),
@@ -94,11 +96,11 @@ def record(store: Any, alerts: Iterable[Alert], suppressed: Iterable[Suppressed]
         return 0
     srows = [{"tenant_id": s.alert.tenant_id, "alert_id": s.alert.alert_id, "time": utc(s.alert.time),
               "score": float(s.score), "threshold": float(s.threshold), "model_version": s.model_version[:128],
-              "reason": s.reason[:128], "contributions": dict(s.contributions), "status": "suppressed"}
+              "reason": s.reason[:128], "contributions": redact_data(dict(s.contributions)), "status": "suppressed"}
              for s in held.values()]
     ordered = [rows[k] for k in sorted(rows)]  # one lock order for concurrent writers
     prows = [{"tenant_id": i.tenant_id, "incident_id": i.incident_id, "merged_into": i.merged_into,
-              "version": i.version, "doc": to_builtins(i)} for _, i in sorted(parts.items())]
+              "version": i.version, "doc": redact_data(to_builtins(i))} for _, i in sorted(parts.items())]
     with store.tx() as s:
         if ordered:
             db.upsert(s, StoredAlert, ordered, ["tenant_id", "alert_id"], ["time", "count", "doc", "raw"])
