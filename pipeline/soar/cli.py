@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -207,15 +206,6 @@ def tickets_note(ref: IdArg, text: str, by: ByOpt = None, db: DbOpt = None) -> N
         out.print(f"ticket {t.id}: note added")
 
 
-def verdicts_path(db_url: str) -> Path:
-    """MDR_VERDICTS_FILE, else verdicts.jsonl beside a SQLite store, else ./verdicts.jsonl."""
-    if os.environ.get("MDR_VERDICTS_FILE"):
-        return Path(os.environ["MDR_VERDICTS_FILE"])
-    if db_url.startswith("sqlite") and "///" in db_url:
-        return Path(db_url.split("///", 1)[1]).parent / "verdicts.jsonl"
-    return Path("verdicts.jsonl")
-
-
 @tickets_app.command("close")
 def tickets_close(
     ref: IdArg,
@@ -229,10 +219,7 @@ def tickets_close(
     from pipeline.soar import verdicts as pub
 
     with _store(db) as store:
-        actor = _actor(by)
-        t = store.close_ticket(ref, verdict, actor, comment)
-        path = verdicts or verdicts_path(store.url)
-        pub.publish(pub.record(t, actor, comment), path)
+        t, path = pub.close(store, ref, verdict, _actor(by), comment, verdicts)
         out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, ")"))
 
 

@@ -117,6 +117,18 @@ def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dic
     return len(insert_ignore_returning(session, model, rows, keys, tuple(table.primary_key.columns)))
 
 
+def upsert(session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET the `update` columns to the new row's values."""
+    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
+    if ins is None:
+        raise NotImplementedError(f"upsert for {session.get_bind().dialect.name}")
+    table = getattr(model, "__table__", model)
+    for i in range(0, len(rows), CHUNK):
+        stmt = ins(table).values(rows[i : i + CHUNK])
+        session.execute(stmt.on_conflict_do_update(index_elements=keys,
+                                                   set_={c: getattr(stmt.excluded, c) for c in update}))
+
+
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
     """A plain multi-row INSERT (Core, executemany)."""
     if rows:
