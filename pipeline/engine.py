@@ -235,23 +235,23 @@ class Core:
         except Exception as e:
             if len(alerts) > 1:
                 log.warning("classifier failed on a batch of %d alerts (%s); deciding them one by one",
-                            len(alerts), _where(e))
+                            len(alerts), error_text(e))
         out: list[Suppressed | None] = []
         for a, ucs in zip(alerts, matched, strict=True):
             try:
                 out.append(self.classifier.decide([a], [ucs])[0])
             except Exception as e:
-                log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, _where(e))
-                a.extra = {**a.extra, "classifier_error": _where(e)}
+                log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, error_text(e))
+                a.extra = {**a.extra, "classifier_error": error_text(e)}
                 out.append(None)
         return out
 
     # ---- failures ----------------------------------------------------------------------------------
     def _failed(self, a: Alert, stage: str, e: Exception) -> None:
         """Dead letter for an alert that failed in `stage`; the rest of the batch goes on."""
-        log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, _where(e))
+        log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, error_text(e))
         self.out.dead.append(DeadLetter(
-            reason=CORE_ERROR, detail=_where(e), source=a.source.format or a.source.product, stage=stage,
+            reason=CORE_ERROR, detail=error_text(e), source=a.source.format or a.source.product, stage=stage,
             alert_id=a.alert_id, tenant_id=a.tenant_id, raw=a.raw))
 
     def _dropped(self, a: Alert, stage: str, e: Exception) -> None:
@@ -351,8 +351,8 @@ class Core:
             try:
                 step(watermark)
             except Exception as e:
-                log.warning("expiring %s state failed: %s", name, _where(e))
-                self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=_where(e), source="core",
+                log.warning("expiring %s state failed: %s", name, error_text(e))
+                self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=error_text(e), source="core",
                                                 stage=f"expire:{name}"))
 
     def _expire_correlations(self, watermark: datetime) -> None:
@@ -373,7 +373,7 @@ class Core:
             del self.state.suppressed[aid]
 
 
-def _where(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
     """`Type: message (file.py:line in function)` of the innermost frame, for a dead letter or a log line."""
     tb = traceback.extract_tb(e.__traceback__)
     at = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
