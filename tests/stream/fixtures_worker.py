@@ -52,13 +52,13 @@ class WorkerProc:
 
 
 def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-worker",
-                 name: str = "w") -> WorkerProc:
-    """Start `mdr worker` as a subprocess with its own data dir and log file."""
+                 name: str = "w", env: dict[str, str] | None = None) -> WorkerProc:
+    """Start `mdr worker` as a subprocess with its own data dir and log file (`env`: added variables)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
            "--data-dir", str(workdir / f"{name}-data"), "--usecases", str(USECASES), *args]
-    env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1"}  # no saved context
+    env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # no context
     fh = log.open("ab")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     return WorkerProc(proc, log)
