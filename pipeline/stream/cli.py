@@ -72,7 +72,7 @@ def run_worker(cfg: WorkerConfig) -> None:
     rt.app.conf.loghandlers = [handler]
     worker = _worker_class()(rt.app, loglevel=cfg.log_level, redirect_stdouts=False, quiet=True,
                              override_logging=False)
-    worker.watchdog = Watchdog(cfg.shutdown_grace, lambda: EXIT_FAILED if rt.failed() else 0)
+    worker.watchdog = Watchdog(cfg.shutdown_grace)
     code: object = 0
     try:
         worker.execute_from_commandline()
@@ -88,9 +88,8 @@ class Watchdog:
     """Ends the process `grace` seconds after a stop began, should the stop hang (Faust's stop after a crash
     waits for a consumer thread that is gone: the reason SIGTERM used to be ignored)."""
 
-    def __init__(self, grace: float, code: Callable[[], int]):
+    def __init__(self, grace: float):
         self.grace = grace
-        self.code = code
         self._armed = threading.Event()
 
     def arm(self) -> None:
@@ -100,10 +99,10 @@ class Watchdog:
 
     def _run(self) -> None:
         time.sleep(self.grace)
-        code = self.code() or EXIT_FAILED
-        logging.getLogger("mdr.worker").error("stop did not finish within %.0f s; exiting with %d", self.grace, code)
+        logging.getLogger("mdr.worker").error("stop did not finish within %.0f s; exiting with %d", self.grace,
+                                              EXIT_FAILED)
         logging.shutdown()
-        os._exit(code)
+        os._exit(EXIT_FAILED)
 
 
 def _worker_class() -> type:

@@ -131,3 +131,27 @@ def test_time_reproductions_replay_to_the_end(name: str, tmp_path: Path) -> None
         assert any("c2.malware-lab.test" in i["entities"].get("domains", []) for i in incidents)
     if name in ("eve_0001", "eve_0001_tz"):  # the normal record after it is processed as usual
         assert [a for a in alerts if "time_untrusted" not in a.get("extra", {})]
+
+
+def test_an_incident_update_the_ticket_store_refuses_is_a_dead_letter(tmp_path: Path, monkeypatch) -> None:
+    """The SOAR step of `mdr replay`: one incident the store cannot take is a `soar_error` dead letter; the
+    other incidents get their tickets."""
+    from pipeline.soar.tickets import TicketStore
+
+    apply = TicketStore.apply_batch
+
+    def refuse_c2(self, incs, *a, **kw):
+        if any("c2.malware-lab.test" in i.entities.domains for i in incs):
+            raise RuntimeError("store refused")
+        return apply(self, incs, *a, **kw)
+
+    monkeypatch.setattr(TicketStore, "apply_batch", refuse_c2)
+    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["replay", str(LAB), "--tenant", "shop", "--host", "web-01", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    dead = [json.loads(x) for x in (out / "dlq.jsonl").read_text().splitlines()]
+    assert [(d["reason"], d["stage"], d["tenant_id"]) for d in dead] == [("soar_error", "soar", "shop")]
+    assert "RuntimeError: store refused" in dead[0]["detail"] and "c2.malware-lab.test" in dead[0]["raw"]
+    tickets = (out / "tickets.jsonl").read_text().splitlines()
+    assert tickets and not any("c2.malware-lab.test" in t for t in tickets)

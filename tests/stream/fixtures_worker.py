@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,17 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
 def latest_incidents(bootstrap: str, topic: str = "mdr.incidents") -> dict[str, Incident]:
     """The compacted view: each incident id's last value."""
     return {r.key.decode(): decode_incident(r.value) for r in read_topic(bootstrap, topic) if r.value}
+
+
+def healthz(port: int) -> tuple[int, str]:
+    """Status and body of the worker's /healthz (0 and "" while nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from pipeline.stream.producer import produce
 from tests.stream.fixtures_worker import (
     LAB1,
     LAB_TOPICS,
+    healthz,
     latest_incidents,
     read_topic,
     replay_lab,
@@ -48,16 +47,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
 # hold input until quiet (parity with replay, as tests/stream/test_worker.py); a lateness beyond the lab's age so
 # that the flagged alerts (received now, weeks after the lab day) close no window of the lab day
 PARITY = ("--quiet", "3", "--max-hold", "120", "--idle-flush", "1", "--lateness", "100000000")
-
-
-def healthz(port: int) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def dead_letters(b: str, prefix: str) -> list[dict]:
