@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,9 +116,10 @@ def test_poison_for_one_tenant_in_the_middle_of_two_tenants(kafka_broker, tmp_pa
 SITECUSTOMIZE = '''
 """Failures injected into the worker for tests/stream/test_poison.py (real input no longer fails)."""
 from pipeline.context.store import Context
+from pipeline.stream.app import Runtime
 from pipeline.stream.processor import PartitionWork
 
-_prioritize, _run = Context.prioritize, PartitionWork.run
+_prioritize, _run, _send = Context.prioritize, PartitionWork.run, Runtime.send_normalized
 
 
 def prioritize(self, inc):
@@ -132,7 +134,13 @@ def run(self):
     return _run(self)
 
 
-Context.prioritize, PartitionWork.run = prioritize, run
+async def send_normalized(self, res):
+    if any(it.alert.src.ip == "203.0.113.77" for items in res.by_tenant.values() for it in items):
+        raise RuntimeError("injected failure of the ingest send")
+    return await _send(self, res)
+
+
+Context.prioritize, PartitionWork.run, Runtime.send_normalized = prioritize, run, send_normalized
 '''
 
 HANG = '''
@@ -162,85 +170,115 @@ def _inject(tmp_path: Path, code: str) -> dict[str, str]:
     d = tmp_path / "inject"
     d.mkdir(exist_ok=True)
     (d / "sitecustomize.py").write_text(code)
-    import os
-
     return {"PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
-def test_a_message_that_keeps_failing_is_dead_lettered_without_a_crash_loop(kafka_broker, tmp_path: Path) -> None:
-    b, prefix = kafka_broker.bootstrap, "mdr.fail."
-    topics = Topics(prefix=prefix)
-    ensure_topics(b, topics, 4)
-    fw = topics.ingest_topic("firewall")
-    env = _inject(tmp_path, SITECUSTOMIZE)
-    args = ("--prefix", prefix, "--max-attempts", "2", "--shutdown-grace", "8")
-    p = KafkaProducer(bootstrap_servers=b)
-    n = iter(range(1, 10_000))
+class Harness:
+    """A worker with the injected failures (`SITECUSTOMIZE`), restarted on the same data dir, and live traffic."""
 
-    def send(tenant: str, src: str) -> None:
-        p.send(fw, envelope([_live(src, next(n))], tenant, "suricata", f"sensor-{tenant}"),
-               key=f"sensor-{tenant}".encode())
-        p.flush()
+    def __init__(self, b: str, prefix: str, tmp_path: Path):
+        self.b, self.prefix, self.tmp_path = b, prefix, tmp_path
+        self.topics = Topics(prefix=prefix)
+        ensure_topics(b, self.topics, 4)
+        self.fw = self.topics.ingest_topic("firewall")
+        self.env = _inject(tmp_path, SITECUSTOMIZE)
+        self.producer = KafkaProducer(bootstrap_servers=b)
+        self.n = 0
 
-    def start() -> tuple:
+    def send(self, tenant: str, src: str) -> None:
+        self.n += 1
+        self.producer.send(self.fw, envelope([_live(src, self.n)], tenant, "suricata", f"sensor-{tenant}"),
+                           key=f"sensor-{tenant}".encode())
+        self.producer.flush()
+
+    def start(self) -> tuple:
         port = free_port()
-        w = start_worker(b, tmp_path, *args, "--metrics-port", str(port), app_id="fail", env=env)
+        w = start_worker(self.b, self.tmp_path, "--prefix", self.prefix, "--max-attempts", "2", "--shutdown-grace",
+                         "8", "--metrics-port", str(port), app_id=self.prefix.strip("."), env=self.env)
         assert wait_until(lambda: healthz(port)[0] != 0 or w.proc.poll() is not None, 90, every=0.2), w.tail()
         return w, port
 
-    def b_alerts() -> int:
-        return sum(1 for a in alerts(b, prefix) if a.tenant_id == "tenant-b")
+    def attempts(self) -> list[int]:
+        return [v["attempts"] for v in json.loads((self.tmp_path / "w-data" / "attempts.json").read_text()).values()]
 
-    w, port = start()
+    def crash_loop(self, w, port: int, where: str) -> object:
+        """The failing message: 503 and a non-zero exit; after a restart (the message alone) the same; after a
+        second restart it is dead-lettered and the worker is healthy. Returns the running worker."""
+        assert wait_until(lambda: healthz(port)[0] == 503, 60, every=0.05), w.tail()
+        status, body = healthz(port)
+        assert status != 200 and (status == 0 or f"failed: {where}: RuntimeError: injected" in body), body
+        assert w.proc.wait(30) != 0, w.tail()
+        assert self.attempts() == [1]
+        w, port = self.start()
+        assert w.proc.wait(90) != 0, w.tail()
+        assert self.attempts() == [2]
+        w, port = self.start()
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
+        assert wait_until(lambda: any(d["reason"] == "poison_message" for d in dead_letters(self.b, self.prefix)),
+                          60), w.tail()
+        assert self.attempts() == []
+        return w
+
+    def alerts_from(self, src: str) -> bool:
+        return any(a.src.ip == src for a in alerts(self.b, self.prefix))
+
+
+def test_a_message_that_keeps_failing_in_the_core_is_dead_lettered_without_a_crash_loop(kafka_broker,
+                                                                                       tmp_path: Path) -> None:
+    h = Harness(kafka_broker.bootstrap, "mdr.failcore.", tmp_path)
+    w, port = h.start()
     try:
         assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
         # a failure inside the core is contained: a dead letter, the worker stays healthy, the others go on
-        send("tenant-b", "198.51.100.20")
-        send("tenant-a", "203.0.113.99")
-        send("tenant-a", "198.51.100.21")
-        send("tenant-b", "198.51.100.22")
-        assert wait_until(lambda: b_alerts() >= 2 and any(d["reason"] == "core_error"
-                                                           for d in dead_letters(b, prefix)), 60), w.tail()
-        [d] = dead_letters(b, prefix)
-        assert (d["reason"], d["stage"], d["tenant_id"], d["topic"]) == ("core_error", "prioritize", "tenant-a", fw)
+        h.send("tenant-b", "198.51.100.20")
+        h.send("tenant-a", "203.0.113.99")
+        h.send("tenant-a", "198.51.100.21")
+        h.send("tenant-b", "198.51.100.22")
+        assert wait_until(lambda: h.alerts_from("198.51.100.22") and h.alerts_from("198.51.100.21") and
+                          bool(dead_letters(h.b, h.prefix)), 60), w.tail()
+        [d] = dead_letters(h.b, h.prefix)
+        assert (d["reason"], d["stage"], d["tenant_id"], d["topic"]) == ("core_error", "prioritize", "tenant-a", h.fw)
         assert "injected prioritizer failure" in d["detail"] and "203.0.113.99" in d["raw"] and d["alert_id"]
         assert healthz(port)[0] == 200
-        assert any(a.src.ip == "198.51.100.21" for a in alerts(b, prefix))  # A's next alert went on
 
-        # a failure that escapes the core's run: 503, then a non-zero exit
-        send("tenant-a", "203.0.113.66")
-        assert wait_until(lambda: healthz(port)[0] == 503, 60, every=0.05), w.tail()
-        status, body = healthz(port)
-        assert status != 200 and (status == 0 or "failed: core: RuntimeError: injected failure" in body), body
-        assert w.proc.wait(30) != 0, w.tail()
-        attempts = json.loads((tmp_path / "w-data" / "attempts.json").read_text())
-        assert [v["attempts"] for v in attempts.values()] == [1]
-
-        # restart: the message runs alone and fails again (attempt 2 of 2)
-        w, port = start()
-        assert w.proc.wait(90) != 0, w.tail()
-        assert [v["attempts"] for v in json.loads((tmp_path / "w-data" / "attempts.json").read_text()).values()] \
-            == [2]
-
-        # restart: it is dead-lettered and committed, not run; the worker is healthy and keeps going
-        w, port = start()
-        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
-        assert wait_until(lambda: any(d["reason"] == "poison_message" for d in dead_letters(b, prefix)), 60), \
-            w.tail()
-        poison = [d for d in dead_letters(b, prefix) if d["reason"] == "poison_message"]
-        assert [(d["stage"], d["tenant_id"], d["topic"]) for d in poison] == [("core", "tenant-a", fw)]
+        # a failure that escapes the core's run
+        h.send("tenant-a", "203.0.113.66")
+        w = h.crash_loop(w, port, "core")
+        poison = [d for d in dead_letters(h.b, h.prefix) if d["reason"] == "poison_message"]
+        assert [(d["stage"], d["tenant_id"], d["topic"]) for d in poison] == [("core", "tenant-a", h.fw)]
         assert "203.0.113.66" in poison[0]["raw"] and "failed 2 times" in poison[0]["detail"]
         assert "injected failure of the core run" in poison[0]["detail"]
-        send("tenant-b", "198.51.100.23")
-        assert wait_until(lambda: any(a.src.ip == "198.51.100.23" for a in alerts(b, prefix)), 60), w.tail()
-        assert json.loads((tmp_path / "w-data" / "attempts.json").read_text()) == {}
+        h.send("tenant-b", "198.51.100.23")
+        assert wait_until(lambda: h.alerts_from("198.51.100.23"), 60), w.tail()
     finally:
-        p.close()
+        h.producer.close()
         code = w.stop()
     assert code == 0, w.tail()
-    # after the restarts the same message did not come back: one poison dead letter, no more failures
-    assert len([d for d in dead_letters(b, prefix) if d["reason"] == "poison_message"]) == 1
-    assert {i.tenant_id for i in latest_incidents(b, f"{prefix}incidents").values()} >= {"tenant-b"}
+    assert len([d for d in dead_letters(h.b, h.prefix) if d["reason"] == "poison_message"]) == 1
+    assert {i.tenant_id for i in latest_incidents(h.b, f"{h.prefix}incidents").values()} >= {"tenant-b"}
+
+
+def test_an_ingest_message_that_keeps_failing_is_dead_lettered_without_a_crash_loop(kafka_broker,
+                                                                                   tmp_path: Path) -> None:
+    h = Harness(kafka_broker.bootstrap, "mdr.failingest.", tmp_path)
+    w, port = h.start()
+    try:
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
+        h.send("tenant-b", "198.51.100.30")
+        assert wait_until(lambda: h.alerts_from("198.51.100.30"), 60), w.tail()
+        h.send("tenant-a", "203.0.113.77")  # its alerts cannot be sent on: the normalize agent fails
+        w = h.crash_loop(w, port, "normalize")
+        [d] = [d for d in dead_letters(h.b, h.prefix) if d["reason"] == "poison_message"]
+        assert (d["stage"], d["topic"], d["partition"] is not None, d["offset"] is not None) == \
+            ("normalize", h.fw, True, True)
+        assert "203.0.113.77" in d["raw"] and "injected failure of the ingest send" in d["detail"]
+        h.send("tenant-b", "198.51.100.31")
+        assert wait_until(lambda: h.alerts_from("198.51.100.31"), 60), w.tail()
+        assert not h.alerts_from("203.0.113.77")
+    finally:
+        h.producer.close()
+        code = w.stop()
+    assert code == 0, w.tail()
 
 
 def test_sigterm_ends_a_worker_whose_stop_hangs(kafka_broker, tmp_path: Path) -> None:
