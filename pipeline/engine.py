@@ -233,18 +233,22 @@ class Core:
         try:
             return self.classifier.decide(alerts, matched)
         except Exception as e:
-            if len(alerts) > 1:
-                log.warning("classifier failed on a batch of %d alerts (%s); deciding them one by one",
-                            len(alerts), error_text(e))
+            if len(alerts) == 1:
+                return [self._undecided(alerts[0], e)]
+            log.warning("classifier failed on a batch of %d alerts (%s); deciding them one by one",
+                        len(alerts), error_text(e))
         out: list[Suppressed | None] = []
         for a, ucs in zip(alerts, matched, strict=True):
             try:
                 out.append(self.classifier.decide([a], [ucs])[0])
             except Exception as e:
-                log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, error_text(e))
-                a.extra = {**a.extra, "classifier_error": error_text(e)}
-                out.append(None)
+                out.append(self._undecided(a, e))
         return out
+
+    @staticmethod
+    def _undecided(a: Alert, e: Exception) -> None:
+        log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, error_text(e))
+        a.extra = {**a.extra, "classifier_error": error_text(e)}
 
     # ---- failures ----------------------------------------------------------------------------------
     def _failed(self, a: Alert, stage: str, e: Exception) -> None:
