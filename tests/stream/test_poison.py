@@ -198,6 +198,11 @@ class Harness:
         assert wait_until(lambda: healthz(port)[0] != 0 or w.proc.poll() is not None, 90, every=0.2), w.tail()
         return w, port
 
+    def start_healthy(self) -> tuple:
+        w, port = self.start()
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
+        return w, port
+
     def attempts(self) -> list[int]:
         return [v["attempts"] for v in json.loads((self.tmp_path / "w-data" / "attempts.json").read_text()).values()]
 
@@ -212,8 +217,7 @@ class Harness:
         w, port = self.start()
         assert w.proc.wait(90) != 0, w.tail()
         assert self.attempts() == [2]
-        w, port = self.start()
-        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
+        w, port = self.start_healthy()
         assert wait_until(lambda: any(d["reason"] == "poison_message" for d in dead_letters(self.b, self.prefix)),
                           60), w.tail()
         assert self.attempts() == []
@@ -226,9 +230,8 @@ class Harness:
 def test_a_message_that_keeps_failing_in_the_core_is_dead_lettered_without_a_crash_loop(kafka_broker,
                                                                                        tmp_path: Path) -> None:
     h = Harness(kafka_broker.bootstrap, "mdr.failcore.", tmp_path)
-    w, port = h.start()
+    w, port = h.start_healthy()
     try:
-        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
         # a failure inside the core is contained: a dead letter, the worker stays healthy, the others go on
         h.send("tenant-b", "198.51.100.20")
         h.send("tenant-a", "203.0.113.99")
@@ -261,9 +264,8 @@ def test_a_message_that_keeps_failing_in_the_core_is_dead_lettered_without_a_cra
 def test_an_ingest_message_that_keeps_failing_is_dead_lettered_without_a_crash_loop(kafka_broker,
                                                                                    tmp_path: Path) -> None:
     h = Harness(kafka_broker.bootstrap, "mdr.failingest.", tmp_path)
-    w, port = h.start()
+    w, port = h.start_healthy()
     try:
-        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.2), w.tail()
         h.send("tenant-b", "198.51.100.30")
         assert wait_until(lambda: h.alerts_from("198.51.100.30"), 60), w.tail()
         h.send("tenant-a", "203.0.113.77")  # its alerts cannot be sent on: the normalize agent fails
