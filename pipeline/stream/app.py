@@ -58,6 +58,7 @@ MAX_MESSAGE = 16 * 1024 * 1024
 ITEMS_PER_MESSAGE = 1000
 FLUSH_TICK = 0.05
 CONTEXT_POLL = 2.0  # seconds between looks at the saved context's files
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # ~24 s: a broker restart or a leader change passes
 COMPRESSION = "zstd"  # alerts are ~3 KB of repetitive JSON: zstd cuts broker, network and changelog bytes ~10x
 
 
@@ -340,7 +341,7 @@ class Runtime:
         self.metrics.wait.labels("hold").observe(time.monotonic() - w.first_at)
         fl = w.run()
         t1 = time.perf_counter()
-        self._persist(fl)
+        await self._persist_retrying(fl)
         t2 = time.perf_counter()
         futures: list = []
         t = self.cfg.topics
@@ -384,6 +385,19 @@ class Runtime:
         observe = self.metrics.to_incident.observe
         for x in t_joined:
             observe(max(0.0, done - x))
+
+    async def _persist_retrying(self, fl: Flushed) -> None:
+        """`_persist`, tried again while the broker is away (the table checks its changelog topic on each write;
+        the writes set keys, so writing them again is harmless); the last failure escapes to `flush`."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                self._persist(fl)
+                return
+            except Exception as e:
+                if delay is None:
+                    raise
+                log.warning("state write failed (%s); retrying in %g s", error_text(e), delay)
+                await asyncio.sleep(delay)
 
     def _persist(self, fl: Flushed) -> None:
         """Write the state records to the table in the partition of the events they came from."""
