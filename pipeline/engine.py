@@ -5,10 +5,18 @@
 `Core.feed(record)` / `Core.feed_alert(alert)` take input; results accumulate in `Core.out` (an `Outputs`) that
 the adapter drains with `take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the
 streaming worker hands in its partitioned tables. Nothing here knows about files or Kafka.
+
+One alert's failure stays with that alert: an exception in any stage becomes a dead letter (reason `core_error`,
+the stage, the raw record) and the batch goes on. The dedup window the alert opened is dropped, so its repeats
+are judged on their own instead of merging into an alert that was never matched; what it had already changed
+(an incident it joined before the failing step) is kept. A noise classifier that fails fails open: its batch is
+decided again alert by alert, and an alert it cannot judge is not suppressed (`extra.classifier_error`).
 """
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -16,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import DUPLICATE, NEW, Dedup
+from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
 from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
 from pipeline.normalize.base import RawRecord
@@ -24,6 +32,9 @@ from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert, DeadLetter, Incident, Suppressed
+
+log = logging.getLogger("mdr.core")
+CORE_ERROR = "core_error"
 
 Enricher = Callable[[Alert], None]
 Prioritizer = Callable[[Incident], None]
@@ -103,6 +114,7 @@ class Core:
             except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
                 usecases.reject(uc, f"correlation: {e}")
         self._since_expire = 0
+        self._at = "correlate"  # the step `_correlate` is in (named in the dead letter should it fail)
 
     def _resolve(self, ref: str) -> tuple[str, str | None]:
         uc = self.usecases.get(ref)
@@ -128,7 +140,11 @@ class Core:
         fresh: list[Alert] = []
         rejudge: dict[int, Alert] = {}  # id(duplicate) -> the suppressed representative it would merge into
         for a in alerts:
-            rep, kind = self.dedup.process(a)
+            try:
+                rep, kind = self.dedup.process(a)
+            except Exception as e:
+                self._failed(a, "dedup", e)
+                continue
             if kind == NEW:
                 fresh.append(rep)
             elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
@@ -139,7 +155,10 @@ class Core:
                 fresh.append(a)
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
-                self._repeat(rep, a)
+                try:
+                    self._repeat(rep, a)
+                except Exception as e:
+                    self._failed(a, self._at, e)
             else:
                 self.out.same_event += 1
         if self.dedup.upgraded:
@@ -149,11 +168,22 @@ class Core:
         if not fresh:
             return
         matched: list[list[UseCase]] = []
+        failed: set[int] = set()
         for a in fresh:
-            if self.enricher is not None:
-                self.enricher(a)
-            matched.append(self._match(a))
-        decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
+            stage = "enrich"
+            try:
+                if self.enricher is not None:
+                    self.enricher(a)
+                stage = "match"
+                matched.append(self._match(a))
+            except Exception as e:
+                self._dropped(a, stage, e)
+                failed.add(id(a))
+        if failed:
+            fresh = [a for a in fresh if id(a) not in failed]
+            if not fresh:
+                return
+        decisions = self._decide(fresh, matched)
         for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
             rep = rejudge.get(id(a))
             if rep is not None and dec is not None:  # noise like its representative: merge after all
@@ -161,12 +191,17 @@ class Core:
                 rep.last_seen = max(rep.last_seen or a.time, a.time)
                 self.out.duplicates += 1
                 continue
-            self.out.alerts.append(a)
             if dec is not None:
+                self.out.alerts.append(a)
                 self.out.suppressed.append(dec)
                 self.state.suppressed[a.alert_id] = a.time.timestamp()
                 continue
-            self._correlate(a, ucs)
+            try:
+                self._correlate(a, ucs)
+            except Exception as e:
+                self._dropped(a, self._at, e)
+                continue
+            self.out.alerts.append(a)
         self._maybe_expire(fresh[-1].time)
 
     def flush(self) -> None:
@@ -181,10 +216,58 @@ class Core:
         """Representatives that took their primary log's content after they were matched on the secondary
         log's (the two lines came in different calls): correlate the use cases they match now."""
         for rep in reps:
-            done = set(self.state.matched.get(rep.alert_id, ()))
-            ucs = [u for u in self._match(rep) if u.id not in done]
-            if ucs and not (self.classifier and self.classifier.decide([rep], [ucs])[0] is not None):
-                self._correlate(rep, ucs)
+            self._at = "match"
+            try:
+                done = set(self.state.matched.get(rep.alert_id, ()))
+                ucs = [u for u in self._match(rep) if u.id not in done]
+                if ucs and self._decide([rep], [ucs])[0] is None:
+                    self._correlate(rep, ucs)
+            except Exception as e:
+                self._failed(rep, self._at, e)
+
+    def _decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        """The classifier's decisions; when the batch call fails, alert by alert, and an alert it cannot judge
+        is kept (a noise filter must not hide an alert because of its own failure)."""
+        if self.classifier is None:
+            return [None] * len(alerts)
+        try:
+            return self.classifier.decide(alerts, matched)
+        except Exception as e:
+            if len(alerts) == 1:
+                return [self._undecided(alerts[0], e)]
+            log.warning("classifier failed on a batch of %d alerts (%s); deciding them one by one",
+                        len(alerts), error_text(e))
+        out: list[Suppressed | None] = []
+        for a, ucs in zip(alerts, matched, strict=True):
+            try:
+                out.append(self.classifier.decide([a], [ucs])[0])
+            except Exception as e:
+                out.append(self._undecided(a, e))
+        return out
+
+    @staticmethod
+    def _undecided(a: Alert, e: Exception) -> None:
+        log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, error_text(e))
+        a.extra = {**a.extra, "classifier_error": error_text(e)}
+
+    # ---- failures ----------------------------------------------------------------------------------
+    def _failed(self, a: Alert, stage: str, e: Exception) -> None:
+        """Dead letter for an alert that failed in `stage`; the rest of the batch goes on."""
+        log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, error_text(e))
+        self.out.dead.append(DeadLetter(
+            reason=CORE_ERROR, detail=error_text(e), source=a.source.format or a.source.product, stage=stage,
+            alert_id=a.alert_id, tenant_id=a.tenant_id, raw=a.raw))
+
+    def _dropped(self, a: Alert, stage: str, e: Exception) -> None:
+        """A new alert failed before it was counted anywhere: a dead letter, and the dedup window it opened goes,
+        so that its repeats do not merge into an alert that never reached the use cases."""
+        self._failed(a, stage, e)
+        fp = a.fingerprint
+        if fp and self.dedup.state.get(fp) is a:
+            del self.dedup.state[fp]
+            ek = event_key(a)
+            if ek is not None and self.dedup.events.get(ek) == fp:
+                del self.dedup.events[ek]
 
     # ---- stages ------------------------------------------------------------------------------------
     def _match(self, a: Alert) -> list[UseCase]:
@@ -197,28 +280,34 @@ class Core:
     def _correlate(self, a: Alert, ucs: list[UseCase]) -> None:
         if not ucs:
             return
+        self._at = "correlate"
         self.state.alerts[a.alert_id] = a
         self.state.matched[a.alert_id] = [*self.state.matched.get(a.alert_id, ()), *(u.id for u in ucs)]
         for uc in ucs:
             self.out.matches[uc.id] += 1
             if uc.mdr.incident:
+                self._at = "incident"
                 group = {g: _scalar(entity_value(a, g)) for g in uc.mdr.group_by}
                 conds = {k: [a.alert_id] for k, v in uc.compiled.explain(a).items() if v} if uc.compiled else {}
                 self._emit(*self.builder.add(uc, a.tenant_id, group, [a], conditions=conds))
+            self._at = "correlate"
             for hit in self.correlator.observe(uc.id, a, a.count):
                 self._hit(hit)
 
     def _repeat(self, rep: Alert, dup: Alert) -> None:
         """A duplicate merged into `rep`: count it in correlations and in the incidents rep belongs to."""
+        self._at = "correlate"
         for uc_id in self.state.matched.get(rep.alert_id, ()):
             uc = self.usecases.get(uc_id)
             if uc is None:
                 continue
             if uc.mdr.incident:
+                self._at = "incident"
                 group = [_scalar(entity_value(rep, g)) for g in uc.mdr.group_by]
                 inc = self.builder.bump_count(group_key(rep.tenant_id, uc.id, group), dup.count, dup.time)
                 if inc is not None:
                     self._emit(inc, None)
+            self._at = "correlate"
             for hit in self.correlator.observe(uc.id, dup, dup.count, alert_ids=[rep.alert_id]):
                 self._hit(hit)
 
@@ -231,15 +320,20 @@ class Core:
         if not alerts:
             return
         group = {k: _scalar(v) for k, v in hit.group.items()}
+        self._at = "incident"
         self._emit(*self.builder.add(uc, hit.tenant_id, group, alerts, correlation=hit.details))
+        self._at = "correlate"
 
     def _emit(self, inc: Incident, closed: Incident | None) -> None:
         if closed is not None:
             self.out.incidents[closed.incident_id] = closed
         if self.prioritizer is not None:
+            self._at = "prioritize"
             self.prioritizer(inc)
+        self._at = "fusion"
         for changed in self.fusion.process(inc):
             if changed is not inc and self.prioritizer is not None and changed.status != "merged":
+                self._at = "prioritize"
                 self.prioritizer(changed)
             self.out.incidents[changed.incident_id] = changed
 
@@ -252,13 +346,28 @@ class Core:
         self.expire(t - self.lateness)
 
     def expire(self, watermark: datetime) -> None:
-        """Close windows that ended before `watermark` (event time minus allowed lateness)."""
-        self.dedup.expire(watermark)
+        """Close windows that ended before `watermark` (event time minus allowed lateness). A step that fails
+        is reported as a dead letter (stage `expire`) and the others still run."""
+        steps: tuple[tuple[str, Callable[[datetime], object]], ...] = (
+            ("dedup", self.dedup.expire), ("correlate", self._expire_correlations),
+            ("incident", self._expire_incidents), ("fusion", self.fusion.expire), ("retention", self._expire_alerts))
+        for name, step in steps:
+            try:
+                step(watermark)
+            except Exception as e:
+                log.warning("expiring %s state failed: %s", name, error_text(e))
+                self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=error_text(e), source="core",
+                                                stage=f"expire:{name}"))
+
+    def _expire_correlations(self, watermark: datetime) -> None:
         for hit in self.correlator.expire(watermark.timestamp()):
             self._hit(hit)
+
+    def _expire_incidents(self, watermark: datetime) -> None:
         for inc in self.builder.expire(watermark, self._windows):
             self.out.incidents[inc.incident_id] = inc
-        self.fusion.expire(watermark)
+
+    def _expire_alerts(self, watermark: datetime) -> None:
         horizon = watermark - self._retention
         for aid in [k for k, a in self.state.alerts.items() if (a.last_seen or a.time) < horizon]:
             del self.state.alerts[aid]
@@ -266,6 +375,13 @@ class Core:
         cut = horizon.timestamp()
         for aid in [k for k, t in self.state.suppressed.items() if t < cut]:
             del self.state.suppressed[aid]
+
+
+def error_text(e: BaseException) -> str:
+    """`Type: message (file.py:line in function)` of the innermost frame, for a dead letter or a log line."""
+    tb = traceback.extract_tb(e.__traceback__)
+    at = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(e).__name__}: {e}"[:300] + at
 
 
 def _scalar(v: Any) -> Any:

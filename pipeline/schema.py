@@ -152,6 +152,8 @@ class DeadLetter(Struct, omit_defaults=True, kw_only=True, gc=False):
     reason: str
     detail: str = ""
     source: str = ""  # format name or "unknown"
+    stage: str | None = None  # where it failed after normalization: dedup, enrich, match, incident, ... soar
+    alert_id: str | None = None  # the alert that failed there
     tenant_id: str | None = None
     file: str | None = None
     line: int | None = None
