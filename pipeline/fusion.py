@@ -162,6 +162,8 @@ class Fusion:
             _extend(getattr(survivor.entities, name), getattr(other.entities, name))
         _extend(survivor.attack, other.attack)
         survivor.first_seen = min(survivor.first_seen, other.first_seen)
+        if other.detected_at is not None:  # the attack was known from its first detected part on
+            survivor.detected_at = min(survivor.detected_at or other.detected_at, other.detected_at)
         survivor.last_seen = max(survivor.last_seen, other.last_seen)
         survivor.outcome = merge_outcome(survivor.outcome, other.outcome)
         if survivor.asset is None:

@@ -180,6 +180,7 @@ class IncidentBuilder:
             inc = None
         if inc is None:
             inc = self._new(uc, tenant, group, first)
+            inc.detected_at = max(a.last_seen or a.time for a in alerts)  # when the use case fired
             self.open[key] = inc
         self._absorb(inc, uc, alerts, conditions, correlation)
         self.open[key] = inc  # write back (tables need the assignment)

@@ -212,6 +212,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     priority: str
     base_priority: str = "P4"  # the use cases' own priority, before context (assets, intel, escort, fusion)
     priority_reasons: list[str] = []
+    detected_at: datetime | None = None  # event time of the alert with which the pipeline raised it (SLA start)
     sla_due: datetime | None = None
     sla_breached: bool = False
     use_cases: list[str]

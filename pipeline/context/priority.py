@@ -16,7 +16,7 @@ content on every call, so it is idempotent. Steps, in order, each one level (P1 
 | 6    | escort period: `first_seen` inside a period of the tenant's calendar    | +1     |
 
 Never above P1 or below P5. Each step that applies adds a reason (the first reason is the base; the last
-states the SLA). `sla_due` = first_seen + SLA of the final priority; `sla_breached` = the clock is past it.
+states the SLA). `sla_due` and `sla_breached` follow the one clock rule below (`response_due`, `sla_state`).
 During an escort period the title gets the suffix ` [escort: <name>]` (never twice) and `incident.escort` its
 name. See docs/priority.md for the rationale and a worked example.
 """
@@ -53,6 +53,28 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# ---- the one clock for SLA, MTTD, MTTA and MTTR (docs/priority.md, "One clock") ------------------------------
+def detected(inc: Incident) -> datetime:
+    """When the pipeline raised the incident, in event time (the alert that made a use case fire)."""
+    return inc.detected_at or inc.first_seen
+
+
+def response_due(inc: Incident) -> datetime:
+    """The response deadline: detection + the response time of the incident's current priority."""
+    return detected(inc) + SLA.get(inc.priority, SLA["P3"])
+
+
+def sla_state(due: datetime, acknowledged_at: datetime | None, now: datetime, escalated: bool = False) -> str:
+    """met (acknowledged by the deadline) | breached (acknowledged late, not acknowledged past it, or already
+    escalated as a breach) | pending (not acknowledged, deadline ahead). Incidents carry no acknowledgement:
+    for them this is breached once `now` is past the deadline, as for an unacknowledged ticket."""
+    if escalated:
+        return "breached"
+    if acknowledged_at is not None:
+        return "met" if acknowledged_at <= due else "breached"
+    return "breached" if now > due else "pending"
 
 
 # ---- escort calendar ---------------------------------------------------------------------------------------
@@ -218,8 +240,8 @@ def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPerio
         reasons.append(f"raised to {_p(level - 1)}: {text}" if level else f"not raised (already P1): {text}")
         level = max(level - 1, 0)
     inc.priority = _p(level)
-    inc.sla_due = inc.first_seen + SLA[inc.priority]
-    inc.sla_breached = (now or utcnow()) > inc.sla_due
+    inc.sla_due = response_due(inc)
+    inc.sla_breached = sla_state(inc.sla_due, None, now or utcnow()) == "breached"
     reasons.append(f"SLA {_minutes(SLA[inc.priority])}: respond by {inc.sla_due.isoformat()}")
     inc.priority_reasons = reasons
     title = ESCORT_SUFFIX.sub("", inc.title)

@@ -1,9 +1,10 @@
 """What a report shows, read from the store for ONE tenant: every query filters on the tenant id.
 
 Incidents are the tenant's tickets (one per incident; incidents fused into another are left out) whose first
-alert falls in the period. Times: MTTD = first alert -> ticket opened (the service notified); MTTA = ticket
-opened -> acknowledged, the response time the SLA promises (P1 15 min ... P5 8 h); MTTR = ticket opened ->
-resolved. Alert volumes and the funnel come from the alert statistics (pipeline/report/stats.py).
+alert falls in the period. Times follow the one clock rule (docs/priority.md, "One clock"): MTTD = first alert
+-> detection (the alert with which the pipeline raised the incident, event time); MTTA = detection ->
+acknowledged, the response time the SLA promises (P1 15 min ... P5 8 h); MTTR = detection -> resolved.
+Alert volumes and the funnel come from the alert statistics (pipeline/report/stats.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline.report.period import Period
 from pipeline.report.stats import AlertStat, FunnelStat
 from pipeline.schema import CATEGORIES, PRIORITIES
 from pipeline.soar.models import Ticket
-from pipeline.soar.sla import RESPONSE
+from pipeline.soar.sla import RESPONSE, sla_state
 
 FUNNEL = (("records", "raw records"), ("alerts_raw", "alerts"), ("alerts", "after dedup"),
           ("suppressed", "suppressed as noise"), ("incidents", "incidents"))
@@ -46,6 +47,7 @@ class IncidentRow:
     verdict: str | None
     outcome: str
     first_seen: datetime
+    detected_at: datetime
     created_at: datetime
     sla_due: datetime
     acknowledged_at: datetime | None
@@ -62,15 +64,15 @@ class IncidentRow:
 
     @property
     def mttd(self) -> float | None:
-        return minutes(self.first_seen, self.created_at)
+        return minutes(self.first_seen, self.detected_at)
 
     @property
     def mtta(self) -> float | None:
-        return minutes(self.created_at, self.acknowledged_at)
+        return minutes(self.detected_at, self.acknowledged_at)
 
     @property
     def mttr(self) -> float | None:
-        return minutes(self.created_at, self.resolved_at)
+        return minutes(self.detected_at, self.resolved_at)
 
 
 @dataclass(slots=True)
@@ -247,15 +249,14 @@ def p90(vals: list[float]) -> float | None:
 def _row(t: Ticket, now: datetime) -> IncidentRow:
     inc = t.incident or {}
     titles = {e.get("use_case"): e.get("title", "") for e in inc.get("explanation", [])}
-    if t.acknowledged_at is not None:
-        sla = "met" if t.acknowledged_at <= t.sla_due and not t.sla_breached else "breached"
-    else:
-        sla = "breached" if t.sla_breached or now > t.sla_due else "pending"
+    sla = sla_state(t, now)
+    detected = datetime.fromisoformat(inc["detected_at"]) if inc.get("detected_at") else t.first_seen
     asset = (inc.get("asset") or {}).get("name") or next(iter(inc.get("entities", {}).get("hosts", [])), None)
     return IncidentRow(
         ticket_id=t.id, incident_id=t.incident_id, title=t.title, priority=t.priority, category=t.category,
         class_=inc.get("class", "other"), status=t.status, verdict=t.verdict,
-        outcome=inc.get("outcome", "unknown"), first_seen=t.first_seen, created_at=t.created_at,
+        outcome=inc.get("outcome", "unknown"), first_seen=t.first_seen, detected_at=detected,
+        created_at=t.created_at,
         sla_due=t.sla_due, acknowledged_at=t.acknowledged_at, resolved_at=t.resolved_at, closed_at=t.closed_at,
         sla=sla, overdue=t.status == "new" and t.acknowledged_at is None and now > t.sla_due,
         use_cases=[(u, titles.get(u) or u) for u in inc.get("use_cases", [])],
@@ -361,6 +362,28 @@ def collect(store: Any, tenant: str, period: Period, now: datetime | None = None
 
     data.summary = assess(data)
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What the store holds: the first and last day with data of a tenant (tickets or alert statistics),
+    and every tenant it has data of."""
+
+    first: Any
+    last: Any
+    tenants: list[str]
+
+
+def holdings(store: Any, tenant: str) -> Holdings:
+    """The days of `tenant`'s data in the store (None, None when it has none) and the tenants it knows."""
+    with Session(store.engine) as s:
+        t_days = s.execute(select(func.min(Ticket.first_seen), func.max(Ticket.first_seen))
+                           .where(Ticket.tenant_id == tenant)).one()
+        f_days = s.execute(select(func.min(FunnelStat.day), func.max(FunnelStat.day))
+                           .where(FunnelStat.tenant_id == tenant)).one()
+        tenants = {*s.scalars(select(Ticket.tenant_id).distinct()), *s.scalars(select(FunnelStat.tenant_id).distinct())}
+    days = [d.date() if isinstance(d, datetime) else d for d in (*t_days, *f_days) if d is not None]
+    return Holdings(min(days, default=None), max(days, default=None), sorted(tenants))
 
 
 def _merge_top(alerts: list[tuple[str, int]], incidents: Counter[str]) -> list[tuple[str, int, int]]:

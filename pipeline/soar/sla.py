@@ -1,7 +1,8 @@
 """Response-time SLA and escalation.
 
 Response times per priority follow the managed-service terms (P1 15 min, P2 30 min, P3 2 h, P4 4 h, P5 8 h);
-the clock starts when the ticket is opened (the notice to the service). A ticket still `new` (not
+the clock starts when the pipeline raised the incident (its `detected_at`, event time), the same rule for
+incidents, tickets and reports (pipeline.context.priority, docs/priority.md "One clock"). A ticket still `new` (not
 acknowledged) at its due time is escalated: tier 1 at the due time, tier 2 one response time later, tier 3
 two response times later (on-call analyst, senior experts, chief expert group), each tier's channels
 notified once. The escalation level is kept in the ticket as (priority, tier) and advanced with a
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
-from pipeline.schema import PRIORITIES
+from pipeline.context import priority as clock
+from pipeline.schema import PRIORITIES, Incident
 from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.templates import Templates
@@ -26,7 +28,7 @@ from pipeline.soar.templates import Templates
 if TYPE_CHECKING:
     from pipeline.soar.tickets import TicketStore
 
-RESPONSE = {"P1": 15 * 60, "P2": 30 * 60, "P3": 2 * 3600, "P4": 4 * 3600, "P5": 8 * 3600}
+RESPONSE = {p: int(d.total_seconds()) for p, d in clock.SLA.items()}  # seconds per priority
 MAX_TIER = 3
 TIER_NAMES = {1: "on-call analyst", 2: "senior experts", 3: "chief expert group"}
 
@@ -37,6 +39,16 @@ def response_time(priority: str) -> timedelta:
 
 def due(start: datetime, priority: str) -> datetime:
     return start + response_time(priority)
+
+
+def incident_due(inc: Incident) -> datetime:
+    """A ticket's deadline: the incident's detection + the response time of its priority."""
+    return clock.response_due(inc)
+
+
+def sla_state(t: Ticket, now: datetime) -> str:
+    """met | breached | pending of a ticket at `now` (the one clock rule)."""
+    return clock.sla_state(t.sla_due, t.acknowledged_at, now, t.sla_breached)
 
 
 def rank(priority: str | None) -> int:

@@ -131,11 +131,14 @@ def start_many(
 
 
 class TicketStore:
-    def __init__(self, url: str | None = None, *, migrate: bool = True, pool_size: int = 10):
-        self.url = db.normalize_url(url or db.default_url())
-        self.engine = db.make_engine(self.url, pool_size=pool_size)
+    def __init__(self, url: str | None = None, *, migrate: bool = True, pool_size: int = 10, create: bool = True):
+        """The store at `url` (default: MDR_DB_URL, else soar.db in MDR_HOME). `create=False`: a missing SQLite
+        file is an error (db.StoreError) instead of a new empty store."""
         if migrate:
-            db.migrate(self.engine)
+            self.url, self.engine = db.open_engine(url, create=create, pool_size=pool_size)
+        else:
+            self.url = db.normalize_url(url or db.default_url())
+            self.engine = db.make_engine(self.url, pool_size=pool_size)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
@@ -278,7 +281,7 @@ class TicketStore:
         if inc.priority != t.priority:
             changes.append(f"priority {t.priority} -> {inc.priority}")
             t.priority = inc.priority
-            t.sla_due = sla.due(t.created_at, inc.priority)
+            t.sla_due = sla.incident_due(inc)
         if inc.status != t.incident_status:
             changes.append(f"incident {inc.status}")
         new_ucs = [u for u in inc.use_cases if u not in old.get("use_cases", [])]
@@ -616,7 +619,8 @@ class TicketStore:
             "assignee": t.assignee,
             "verdict": t.verdict,
             "sla_due": iso(t.sla_due),
-            "sla_breached": t.sla_breached,
+            "sla": (state := sla.sla_state(t, utcnow())),
+            "sla_breached": state == "breached",
             "escalation_level": t.escalation_level,
             "external": t.external or {},
             "incident_version": t.incident_version,
@@ -697,7 +701,7 @@ def _new_row(inc: Incident, snap: dict[str, Any], now: datetime) -> dict[str, An
         "incident": snap,
         "incident_version": inc.version,
         "incident_status": inc.status,
-        "sla_due": sla.due(now, inc.priority),
+        "sla_due": sla.incident_due(inc),
         "sla_breached": False,
         "escalation_level": 0,
         "external": {},

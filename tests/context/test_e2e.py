@@ -76,7 +76,8 @@ def test_compromise_is_p1_with_reasons_and_sla(normal):
     assert any("asset 'web-01' is high-criticality and the activity was not blocked" in r
                for r in inc.priority_reasons)
     assert any("outcome succeeded" in r for r in inc.priority_reasons)
-    assert inc.sla_due == inc.first_seen + timedelta(minutes=15)
+    assert inc.first_seen <= inc.detected_at <= inc.last_seen  # the SLA clock starts at detection (event time)
+    assert inc.sla_due == inc.detected_at + timedelta(minutes=15)
     assert inc.priority_reasons[-1] == f"SLA 15 min: respond by {inc.sla_due.isoformat()}"
     assert inc.escort is None and "[escort:" not in inc.title
 
@@ -88,7 +89,7 @@ def test_blocked_campaign_is_lower(normal):
     if inc.outcome == "blocked":  # a blocked campaign on a high-criticality asset keeps its base priority
         assert inc.priority == inc.base_priority
         assert not any("asset 'web-01'" in r for r in inc.priority_reasons)
-    assert inc.sla_due == inc.first_seen + {"P2": timedelta(minutes=30), "P3": timedelta(hours=2),
+    assert inc.sla_due == inc.detected_at + {"P2": timedelta(minutes=30), "P3": timedelta(hours=2),
                                             "P4": timedelta(hours=4), "P5": timedelta(hours=8)}[inc.priority]
 
 

@@ -214,9 +214,9 @@ def test_escalate_step_and_sla_tick(make_soar: Callable[..., Soar], http_server:
     assert len(pager.wait(1)) == 1 and pager.requests[0].json["kind"] == "escalation"
     t = soar.store.require(r.ticket_id)
     assert t.escalation_level == 1 and not t.sla_breached
-    late = soar.tick(t.created_at + timedelta(minutes=31))  # tier 1 at P2 is done: nothing new yet
+    late = soar.tick(T0 + timedelta(minutes=31))  # tier 1 at P2 is done: nothing new yet
     assert late == []
-    assert [e.tier for e in soar.tick(t.created_at + timedelta(minutes=61))] == [2]
+    assert [e.tier for e in soar.tick(T0 + timedelta(minutes=61))] == [2]
 
 
 def test_submit_writes_in_batches_and_the_newest_update_wins(make_soar: Callable[..., Soar]) -> None:

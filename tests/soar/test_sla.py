@@ -15,7 +15,7 @@ from pipeline.soar import sla
 from pipeline.soar.connectors import Channels
 from pipeline.soar.sla import Escalator
 from pipeline.soar.tickets import TicketStore
-from tests.soar.helpers import incident
+from tests.soar.helpers import T0, incident
 from tests.soar.servers import RecordingServer
 
 SECRET = "oncall-shared-secret"
@@ -44,7 +44,7 @@ def test_response_times_follow_the_service_terms() -> None:
 def test_tiers_escalate_once_each(store: TicketStore, channels: Channels, oncall: RecordingServer) -> None:
     t = store.upsert_incident(incident(1, priority="P3")).ticket
     esc = Escalator(store, channels)
-    c = t.created_at
+    c = T0  # the SLA clock starts at the incident's detection (its first alert here)
     assert esc.check(c + timedelta(hours=1, minutes=59)) == []
     first = esc.check(c + timedelta(hours=2, seconds=1))
     assert [(e.ticket_id, e.tier) for e in first] == [(t.id, 1)]
@@ -68,18 +68,18 @@ def test_tiers_escalate_once_each(store: TicketStore, channels: Channels, oncall
 def test_acknowledged_ticket_is_not_escalated(store: TicketStore, channels: Channels) -> None:
     t = store.upsert_incident(incident(1, priority="P1")).ticket
     store.acknowledge(t.id, "ana")
-    assert Escalator(store, channels).check(t.created_at + timedelta(hours=5)) == []
+    assert Escalator(store, channels).check(T0 + timedelta(hours=5)) == []
     assert not store.require(t.id).sla_breached
 
 
 def test_raised_priority_escalates_again(store: TicketStore, channels: Channels) -> None:
     inc = incident(1, priority="P4")
-    t = store.upsert_incident(inc).ticket
+    store.upsert_incident(inc)
     esc = Escalator(store, channels)
-    now = t.created_at + timedelta(hours=4, minutes=1)
+    now = T0 + timedelta(hours=4, minutes=1)
     assert [e.tier for e in esc.check(now)] == [1]
     inc.version, inc.priority = 2, "P1"
-    store.upsert_incident(inc)  # the new due time (created + 15 min) is long past
+    store.upsert_incident(inc)  # the new due time (detection + 15 min) is long past
     again = esc.check(now)
     assert [(e.priority, e.tier) for e in again] == [("P1", 3)]
     assert esc.check(now) == []
@@ -93,7 +93,7 @@ def test_concurrent_checkers_escalate_exactly_once(db_url: str, channels: Channe
     stores = [TicketStore(db_url) for _ in range(4)]
     try:
         tickets = [stores[0].upsert_incident(incident(n, priority="P2")).ticket for n in range(1, 9)]
-        now = max(t.created_at for t in tickets) + timedelta(minutes=31)
+        now = T0 + timedelta(minutes=31)
         results: list[int] = []
         barrier = threading.Barrier(len(stores))
 
@@ -121,7 +121,7 @@ def test_failed_notice_is_recorded(store: TicketStore, http_server: Callable[...
                                                                                             "backoff": 0.01}}},
                       "escalation": {"tiers": [["oncall"]]}})
     t = store.upsert_incident(incident(1, priority="P1")).ticket
-    [e] = Escalator(store, chans).check(t.created_at + timedelta(minutes=16))
+    [e] = Escalator(store, chans).check(T0 + timedelta(minutes=16))
     assert e.notices[0]["status"] == "failed" and "HTTP 503" in e.notices[0]["detail"]
     assert len(down.requests) == 2  # retried with backoff, then recorded
     assert [x.status for x in store.timeline(t.id) if x.kind == "notify"] == ["failed"]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from pipeline.schema import Entities
 from pipeline.soar.models import Base, Ticket, TimelineEvent
 from pipeline.soar.tickets import TicketError, TicketStore
-from tests.soar.helpers import incident
+from tests.soar.helpers import T0, incident
 
 
 def kinds(store: TicketStore, ticket_id: int) -> list[str]:
@@ -47,11 +47,11 @@ def test_one_ticket_per_incident_idempotent(store: TicketStore) -> None:
 def test_update_changes_priority_and_sla(store: TicketStore) -> None:
     inc = incident(1, priority="P4")
     t = store.upsert_incident(inc).ticket
-    assert t.sla_due - t.created_at == timedelta(hours=4)
+    assert t.sla_due - T0 == timedelta(hours=4)  # from the incident's detection (one clock rule)
     inc.version, inc.priority, inc.alert_count = 2, "P1", 9
     up = store.upsert_incident(inc)
     assert up.changes == ["priority P4 -> P1"]
-    assert up.ticket.priority == "P1" and up.ticket.sla_due - up.ticket.created_at == timedelta(minutes=15)
+    assert up.ticket.priority == "P1" and up.ticket.sla_due - T0 == timedelta(minutes=15)
     assert up.ticket.incident["alert_count"] == 9
     inc.version = 1  # a stale (older) update changes nothing
     inc.priority = "P5"
