@@ -120,7 +120,7 @@ def start_worker(bootstrap: str, work: Path, app_id: str, name: str, port: int, 
     return subprocess.Popen(
         [*spy, sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
          "--data-dir", str(work / name), "--metrics-port", str(port), "--log-level", "warning",
-         "--prefix", prefix, *WORKER_ARGS],
+         "--prefix", prefix, "--no-tickets", *WORKER_ARGS],
         cwd=ROOT, stdout=(work / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
 
 

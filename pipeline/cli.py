@@ -7,23 +7,39 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+from typer.core import TyperGroup
 
 from pipeline import paths
 from pipeline.classify.cli import model_app
-from pipeline.cliargs import tenant_option, usage_error
+from pipeline.cliargs import tenant_option
 from pipeline.clitext import Table, lit
 from pipeline.console.cli import register as register_console
 from pipeline.context.cli import assets_app, build_context, intel_app
+from pipeline.errors import UsageError, UserError, writable_dir
 from pipeline.redact import install_logging
 from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app
 from pipeline.stream.cli import register as register_stream
 
+
+class MdrGroup(TyperGroup):
+    """The `mdr` command group: a UserError anywhere below becomes one line on stderr (no traceback) and exit
+    code 2 (usage) or 1 (runtime)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            Console(stderr=True, soft_wrap=True).print(lit(("error:", "red"), " ", str(e)), highlight=False)
+            raise typer.Exit(e.code) from None
+
+
 app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=MdrGroup)
 rules_app = typer.Typer(help="Use-case authoring: validate and test.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(tickets_app, name="tickets")
@@ -37,11 +53,7 @@ app.command("report")(report_cmd)
 install_logging()  # log records: secrets redacted, control characters escaped
 console = Console(stderr=True)
 PROGRESS_MIN_BYTES = 20_000_000
-
-
-def fail(msg: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {msg}")
-    raise typer.Exit(code)
+SKIPPED_SHOWN = 12  # context-record reasons listed by name in the replay summary; the rest as "N more"
 
 
 def load_rules(path: str | None):
@@ -49,7 +61,7 @@ def load_rules(path: str | None):
 
     p = path or str(paths.usecases_dir())
     if not Path(p).exists():
-        fail(f"no use cases at {p}")
+        raise UsageError(f"no use cases at {p}; give a use-case file or directory with --usecases")
     ucs = load_usecases(p)
     for e in ucs.errors:
         console.print(lit(("skipped use case", "yellow"), " ", e))
@@ -81,8 +93,9 @@ def replay(
     assets: Annotated[Path | None, typer.Option(help="Asset inventory (YAML/CSV) of --tenant")] = None,
     intel: Annotated[list[Path] | None, typer.Option(help="Intel feed (STIX/MISP/CSV); repeatable")] = None,
     escort: Annotated[Path | None, typer.Option(help="Escort calendar (YAML/CSV) of --tenant")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Ticket store URL (default: MDR_DB_URL, else "
-                                           "soar.db in --out)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Ticket store: sqlite:///file, a file path or "
+                                           "postgresql://... (default: MDR_DB_URL, else soar.db in MDR_HOME)")
+                  ] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
@@ -95,19 +108,23 @@ def replay(
     from pipeline.runtime import tune_gc
     from pipeline.soar.actions import register_secrets
     from pipeline.soar.cli import replay_tickets
-    from pipeline.soar.db import default_url
+    from pipeline.soar.db import default_url, normalize_url, open_engine, shown
 
     if fmt is not None and fmt not in names():
-        fail(f"unknown format {fmt!r}; known: {', '.join(names())}")
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(names())}")
     try:
         found = walk(inputs)
     except FileNotFoundError as e:
-        fail(f"no such file or directory: {e}")
+        raise UsageError(f"no such file or directory: {e}") from None
     except OSError as e:
-        usage_error(f"cannot read {e.filename}: {e.strerror or e}")
+        raise UsageError(f"cannot read {e.filename}: {e.strerror or e}") from None
     if not found.files:
-        fail("no input files found" + (f" ({len(found.skipped)} paths skipped)" if found.skipped else ""))
-    register_secrets(db or default_url(out))  # known before anything is written: every output is redacted
+        raise UsageError(f"no input files in {' '.join(inputs)}"
+                         + (f" ({len(found.skipped)} paths skipped)" if found.skipped else ""))
+    register_secrets(normalize_url(db or default_url()))  # known before anything is written: all is redacted
+    writable_dir(out, "--out")  # the outputs are checked before the work starts
+    store, engine = open_engine(db)
+    engine.dispose()
     tune_gc()
     ucs = load_rules(usecases)
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
@@ -118,7 +135,7 @@ def replay(
         try:
             classifier = NoiseClassifier.load(model)
         except ModelError as e:
-            fail(str(e))
+            raise UsageError(str(e)) from None
         if classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
             console.print(f"[yellow]warning:[/yellow] the model was trained for a {classifier.dedup_window:g} s "  # type: ignore[union-attr]
                           f"dedup window, not {dedup_window:g} s")
@@ -133,11 +150,18 @@ def replay(
     else:
         res = run(found, core, tenant, host, fmt)
     written = write_outputs(res, out)
-    written["tickets"] = replay_tickets(res, out, db, ctx.inventory)
-    record_stats(db or default_url(out), tenant, res)  # alert statistics for `mdr report`
+    written["tickets"] = replay_tickets(res, out, store, ctx.inventory)
+    record_stats(store, tenant, res)  # alert statistics for `mdr report`
     _summary(res)
     for name, p in written.items():
         console.print(lit(f"{name:>11}: ", p))
+    console.print(lit(f"{'store':>11}: ", shown(store), " (tickets and report data: `mdr tickets list`, `mdr report "
+                      f"--tenant {tenant} --period day --from {_first_day(res)}`)"), soft_wrap=True)
+
+
+def _first_day(res) -> str:
+    days = sorted(i.first_seen.date() for i in res.open_incidents) or sorted(a.time.date() for a in res.alerts)
+    return days[0].isoformat() if days else "YYYY-MM-DD"
 
 
 _QUIET_SKIPS = ("hidden", "documentation")  # expected beside product files: counted, not listed
@@ -160,6 +184,8 @@ def _summary(res) -> None:
     t.add_row("paths skipped", str(len(res.skipped_paths)))
     t.add_row("records read", str(res.records))
     t.add_row("alerts (normalized)", str(res.alerts_raw))
+    t.add_row("  repeats folded by dedup", str(res.duplicates))
+    t.add_row("  same-event merges (error log into audit log)", str(res.same_event))
     t.add_row("alerts after dedup", str(len(res.alerts)))
     t.add_row("suppressed as noise", str(len(res.suppressed)))
     t.add_row("dead letters", str(len(res.dead)))
@@ -185,8 +211,13 @@ def _summary(res) -> None:
         console.print(sp)
     if res.skipped:
         st = Table("reason", "count", title="context records (not alerts)")
-        for k, v in res.skipped.most_common(12):
+        reasons = res.skipped.most_common()
+        shown_reasons = reasons if len(reasons) <= SKIPPED_SHOWN + 1 else reasons[:SKIPPED_SHOWN]
+        for k, v in shown_reasons:
             st.add_row(k, str(v))
+        if len(shown_reasons) < len(reasons):
+            rest = reasons[len(shown_reasons):]
+            st.add_row(f"{len(rest)} more reasons", str(sum(v for _, v in rest)))
         console.print(st)
     it = Table("priority", "category", "title", "alerts", "outcome", title="incidents")
     for i in sorted(res.open_incidents, key=lambda i: (i.priority, i.first_seen)):
@@ -194,15 +225,27 @@ def _summary(res) -> None:
     console.print(it)
 
 
+def _usecase_set(path: str | None):
+    """The use cases under `path` (default: the project's); a missing path or one without any use-case file is
+    an error (nothing would be checked)."""
+    from pipeline.rules.usecase import load_usecases
+
+    p = path or str(paths.usecases_dir())
+    if not Path(p).exists():
+        raise UsageError(f"no such file or directory: {p}")
+    ucs = load_usecases(p)
+    if not ucs.files:
+        raise UserError(f"no use-case files (*.yml, *.yaml) in {p}; nothing to check")
+    return ucs
+
+
 @rules_app.command("validate")
 def rules_validate(path: Annotated[str | None, typer.Argument(help="Use-case file or directory")] = None
                    ) -> None:
     """Check use cases: schema, Sigma parse, field mapping, regex safety, inline tests present."""
     from pipeline.rules.testing import validate
-    from pipeline.rules.usecase import load_usecases
 
-    p = path or str(paths.usecases_dir())
-    ucs = load_usecases(p)
+    ucs = _usecase_set(path)
     problems = validate(ucs)
     for e in problems:
         console.print(f"[red]{e}[/red]")
@@ -218,10 +261,8 @@ def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or
                verbose: Annotated[bool, typer.Option("-v", help="Show passing tests too")] = False) -> None:
     """Run the inline tests of the use cases; exit 1 when one fails."""
     from pipeline.rules.testing import run_tests
-    from pipeline.rules.usecase import load_usecases
 
-    p = path or str(paths.usecases_dir())
-    ucs = load_usecases(p)
+    ucs = _usecase_set(path)
     for e in ucs.errors:
         console.print(f"[red]load error[/red] {e}")
     results = run_tests(ucs)

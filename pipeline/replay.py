@@ -33,6 +33,8 @@ class ReplayResult:
     incidents: dict[str, Incident] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     skipped_paths: list[SkippedPath] = field(default_factory=list)  # under the named directories, not read
+    duplicates: int = 0  # normalized alerts folded into an earlier alert by dedup (repeats)
+    same_event: int = 0  # alerts of a secondary log merged into the primary log's alert of the same event
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -76,6 +78,7 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
     res.skipped.update(acc.skipped)
     res.suppressed.extend(acc.suppressed)
     res.incidents.update(acc.incidents)
+    res.duplicates, res.same_event = acc.duplicates, acc.same_event
     return res
 
 

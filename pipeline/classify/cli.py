@@ -10,6 +10,7 @@ from rich.console import Console
 
 from pipeline.cliargs import tenant_option
 from pipeline.clitext import Table, lit
+from pipeline.errors import UserError
 
 model_app = typer.Typer(help="Noise classifier: train on labeled alerts, evaluate against the baseline.",
                         no_args_is_help=True)
@@ -103,6 +104,8 @@ def evaluate_cmd(
     except ModelError as e:
         console.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(2) from None
+    except ValueError as e:  # nothing to evaluate
+        raise UserError(str(e)) from None
     for line in summary_lines(report):
         console.print(lit(line), soft_wrap=True)
     if report_dir is not None:

@@ -160,6 +160,10 @@ def evaluate(model_dir: str | Path, dirs: Sequence[str | Path], report_dir: str 
     ds = ds or load_data(dirs, tenant)
     view = core_view(ds, model.dedup_window)
     mask, y = ds.mask(split), ds.y
+    if not mask.any():
+        where = ", ".join(map(str, dirs))
+        raise ValueError(f"no labeled alerts in the {split} split of {where} ({len(ds.alerts)} alerts read): a data "
+                         "directory holds product records and labels.jsonl (see `mdr model train --help`)")
     p, sup, kept = model_decisions(model, ds, view, ucs)
     target = float(model.manifest.get("target_recall", 0.995))
     bthr, bscore, bsup = baseline(ds, view, target, ucs)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from pipeline.cliargs import tenant_option
-from pipeline.clitext import Table, clean, lit
+from pipeline.clitext import clean, lit
 from pipeline.context.loader import ContextFileError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 assets_app = typer.Typer(help="Asset inventory per tenant: import, list.", no_args_is_help=True)
 intel_app = typer.Typer(help="Threat intelligence feeds (STIX 2.1, MISP, CSV): import, lookup.",
                         no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -35,51 +35,60 @@ def _reject(e: ContextFileError) -> None:
     raise typer.Exit(1)
 
 
+AllowEmpty = Annotated[bool, typer.Option("--allow-empty", help="Accept a file without entries: clears the set")]
+
+
 @assets_app.command("import")
 def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAML or CSV)")],
-                  tenant: Annotated[str, tenant_option("Tenant the assets belong to")]) -> None:
-    """Validate an inventory file and make it the tenant's inventory (replaces the previous one)."""
-    from pipeline.context.assets import load_assets
-    from pipeline.context.store import save_assets
+                  tenant: Annotated[str, tenant_option("Tenant the assets belong to")],
+                  allow_empty: AllowEmpty = False) -> None:
+    """Validate an inventory file and make it the tenant's inventory (replaces the previous one). A file that
+    is empty or cannot be parsed is rejected and the inventory in use stays."""
+    from pipeline.context.store import checked_assets, save_assets
 
     try:
-        inv = load_assets(file)
+        inv = checked_assets(file, allow_empty)
     except ContextFileError as e:
         _reject(e)
         return
     path = save_assets(tenant, inv)
-    err.print(lit(f"{len(inv)} assets imported for tenant {tenant!r} -> {path}"))
+    err.print(lit(f"{len(inv)} assets imported for tenant {tenant!r} -> {path}"
+                  + ("" if len(inv) else " (the inventory is now empty)")))
 
 
 @assets_app.command("list")
 def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")] = None) -> None:
     """Show the saved inventories."""
-    from pipeline.context.store import Context
+    from pipeline.context.store import Context, mdr_home
+    from pipeline.tables import fitted
 
     ctx = Context.from_state(tenants=[tenant] if tenant else None)
-    t = Table("tenant", "asset", "criticality", "exposure", "ips", "hostnames", "owner", "tags")
+    if not ctx.assets:
+        err.print(lit(f"no assets imported{f' for tenant {tenant!r}' if tenant else ''} (in {mdr_home() / 'context'}); "
+                      "`mdr assets import FILE --tenant T` imports an inventory"))
+        return
     for ten, inv in sorted(ctx.assets.items()):
-        for a in inv.assets:
-            t.add_row(ten, a.name, a.criticality, a.exposure or "", ", ".join(a.ips), ", ".join(a.hostnames),
-                      a.owner or "", ", ".join(a.tags))
-    out.print(t)
+        rows = [[a.name, a.criticality, a.exposure or "", "\n".join(a.ips), "\n".join(a.hostnames), a.owner or "",
+                 "\n".join(a.tags)] for a in inv.assets]
+        out.print(fitted(("asset", "criticality", "exposure", "ips", "hostnames", "owner", "tags"), rows, out.width,
+                         wrap=("ips", "hostnames", "owner", "tags"), title=f"tenant {ten}: {len(rows)} assets"))
 
 
 @intel_app.command("import")
 def intel_import(file: Annotated[Path, typer.Argument(help="STIX 2.1 bundle, MISP event JSON or CSV list")],
                  tenant: Annotated[str | None, tenant_option("Tenant the feed is for")] = None,
                  global_: Annotated[bool, typer.Option("--global", help="A feed for all tenants")] = False,
-                 name: Annotated[str | None, typer.Option(help="Feed name (default: file name)")] = None
-                 ) -> None:
-    """Validate a feed and save it (a feed of the same name is replaced)."""
-    from pipeline.context.feeds import load_feed
-    from pipeline.context.store import save_intel
+                 name: Annotated[str | None, typer.Option(help="Feed name (default: file name)")] = None,
+                 allow_empty: AllowEmpty = False) -> None:
+    """Validate a feed and save it (a feed of the same name is replaced). A file that is empty or cannot be
+    parsed is rejected and the feed in use stays."""
+    from pipeline.context.store import checked_feed, save_intel
 
     if (tenant is None) == (not global_):
         err.print("[red]error:[/red] give exactly one of --tenant T or --global")
         raise typer.Exit(2)
     try:
-        s, stats = load_feed(file, name)
+        s, stats = checked_feed(file, name, allow_empty)
     except ContextFileError as e:
         _reject(e)
         return

@@ -1,7 +1,9 @@
 """`Context`: per-tenant assets, intel (+ global intel), escort calendars; the core's enrich/prioritize hooks.
 
 Loading a file replaces the set it names (a tenant's inventory, one intel feed, a tenant's calendar) only when
-the whole file is valid; a bad file is reported in `errors` and the last good set stays in use. A tenant
+the whole file is valid; a bad file is reported in `errors` and the last good set stays in use. An asset or
+intel file without a single entry is a bad file too (an empty or truncated export would silently wipe the
+set); `allow_empty=True` (`--allow-empty` on the command line) is how someone clears a set on purpose. A tenant
 without an inventory or calendar gets the empty defaults, never another tenant's data.
 
 State directory (`MDR_HOME`, default `~/.mdr`), written by `mdr assets import` / `mdr intel import`:
@@ -32,7 +34,7 @@ import orjson
 from pipeline.context.assets import Asset, AssetInventory, asset_to_dict, load_assets
 from pipeline.context.feeds import FeedStats, load_feed
 from pipeline.context.intel import IntelSet, match
-from pipeline.context.loader import ContextFileError
+from pipeline.context.loader import ContextFileError, Problem
 from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
 from pipeline.schema import Alert, AssetRef, Incident, IntelHit
 from pipeline.tenant import GLOBAL, check_tenant, is_tenant
@@ -68,18 +70,18 @@ class Context:
         self._empty = AssetInventory()
 
     # ---- loading (keep the last good set on a bad file) ---------------------------------------------------
-    def load_assets(self, tenant: str, path: str | Path) -> bool:
+    def load_assets(self, tenant: str, path: str | Path, allow_empty: bool = False) -> bool:
         check_tenant(tenant)
-        return self._load(lambda: self.assets.__setitem__(tenant, load_assets(path)))
+        return self._load(lambda: self.assets.__setitem__(tenant, checked_assets(path, allow_empty)))
 
-    def load_intel(self, path: str | Path, tenant: str | None = None, name: str | None = None
-                   ) -> FeedStats | None:
+    def load_intel(self, path: str | Path, tenant: str | None = None, name: str | None = None,
+                   allow_empty: bool = False) -> FeedStats | None:
         stats: list[FeedStats] = []
         if tenant is not None:
             check_tenant(tenant)
 
         def go() -> None:
-            s, st = load_feed(path, name)
+            s, st = checked_feed(path, name, allow_empty)
             self.add_intel(s, tenant)
             stats.append(st)
         return stats[0] if self._load(go) else None
@@ -199,6 +201,26 @@ def load_saved_assets(tenant: str, home: Path | None = None, since: float | None
     except OSError:
         return None, 0.0
     return (None, mtime) if since == mtime else (_read_assets(path), mtime)
+
+
+def _not_empty(n: int, path: str | Path, what: str, allow_empty: bool) -> None:
+    if n == 0 and not allow_empty:
+        raise ContextFileError([Problem(Path(path).name, 0, "", f"no {what} in the file; an empty file would clear "
+                                        "the set in use, so it is rejected (--allow-empty clears it on purpose)")])
+
+
+def checked_assets(path: str | Path, allow_empty: bool = False) -> AssetInventory:
+    """A valid inventory file with at least one asset (unless `allow_empty`); raises ContextFileError."""
+    inv = load_assets(path)
+    _not_empty(len(inv), path, "assets", allow_empty)
+    return inv
+
+
+def checked_feed(path: str | Path, name: str | None = None, allow_empty: bool = False) -> tuple[IntelSet, FeedStats]:
+    """A valid intel feed with at least one indicator (unless `allow_empty`); raises ContextFileError."""
+    s, stats = load_feed(path, name)
+    _not_empty(len(s), path, "indicators", allow_empty)
+    return s, stats
 
 
 def save_assets(tenant: str, inv: AssetInventory, home: Path | None = None) -> Path:

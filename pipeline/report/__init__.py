@@ -4,6 +4,8 @@ statistics; it is imported lazily so that `mdr --help` stays fast."""
 
 from typing import Any
 
+FORMATS = ("html", "md", "pdf")  # what `mdr report --format` writes (pipeline/report/render.py)
+
 
 def __getattr__(name: str) -> Any:
     if name == "record_stats":

@@ -16,13 +16,12 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from pipeline.report import charts
+from pipeline.report import FORMATS, charts
 from pipeline.report.data import FUNNEL, ReportData
 from pipeline.report.summary import duration
 from pipeline.textsafe import markdown, visible
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-FORMATS = ("html", "md", "pdf")
 # Key figures: key -> label (the same labels head the summary of every format).
 KEY_LABELS = {
     "incidents_total": "Incidents",

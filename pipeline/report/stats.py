@@ -162,9 +162,8 @@ def record_stats(store_or_engine: Any, tenant: str, res: Any) -> Recorded:
     if isinstance(store_or_engine, str):
         from pipeline.soar import db
 
-        engine = db.make_engine(db.normalize_url(store_or_engine), pool_size=1)
+        _, engine = db.open_engine(store_or_engine, pool_size=1)
         try:
-            db.migrate(engine)
             return record_stats(engine, tenant, res)
         finally:
             engine.dispose()

@@ -88,14 +88,17 @@ class Soar:
         playbooks: str | Path | None = None,
         channels: str | Path | None = None,
         inventories: Inventories | None = None,
+        create: bool = True,
         **kw: Any,
     ) -> Soar:
-        """Store (`db_url`, else MDR_DB_URL, else out/soar.db), playbooks, channels and the response-safety
-        policy from their defaults; the tenants' inventories from `inventories`, else as saved under MDR_HOME."""
+        """Store (`db_url`, else MDR_DB_URL, else soar.db in MDR_HOME; `create=False`: it must exist), playbooks,
+        channels and the response-safety policy from their defaults; the tenants' inventories from
+        `inventories`, else as saved under MDR_HOME."""
+        store = TicketStore(db_url, create=create)
         chans = load_channels(channels)
         pbs = load_playbooks(playbooks, channels=chans.names() if chans.specs or chans.tenants else None)
         kw.setdefault("safety", Safety(load_policy(playbooks=playbooks), inventories or SavedInventories()))
-        return cls(TicketStore(db_url), pbs, chans, **kw)
+        return cls(store, pbs, chans, **kw)
 
     def act(self, inc: Incident) -> ActResult:
         """Take one incident update from the core (synchronously: the ticket is written when this returns)."""
@@ -250,7 +253,7 @@ def act_on_replay(
     out = Path(out_dir)
     by_id = {a.alert_id: a for a in res.alerts}
     soar = Soar.open(
-        db_url or db.default_url(out),
+        db_url,
         playbooks=playbooks,
         channels=channels,
         evidence=by_id.get,
@@ -304,7 +307,7 @@ def dry_run(
         priority=inc.priority,
         status="new",
         incident=to_builtins(inc),
-        sla_due=sla.due(now, inc.priority),
+        sla_due=sla.incident_due(inc),
         external={},
         created_at=now,
         first_seen=inc.first_seen,

@@ -9,7 +9,8 @@ import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
@@ -18,6 +19,14 @@ from rich.console import Console
 
 from pipeline.cliargs import tenant_option, usage_error
 from pipeline.clitext import Table, lit
+from pipeline.schema import PRIORITIES
+from pipeline.soar.lifecycle import STATUSES, VERDICTS
+
+# Option values as choices (typer shows them in --help and rejects others with exit code 2)
+Status = StrEnum("Status", {s: s for s in STATUSES})
+Target = StrEnum("Target", {s: s for s in STATUSES if s != "new"})
+Verdict = StrEnum("Verdict", {v: v for v in VERDICTS})
+Priority = StrEnum("Priority", {p: p for p in PRIORITIES})
 
 if TYPE_CHECKING:
     from pipeline.soar.actions import Soar
@@ -31,7 +40,8 @@ playbooks_app = typer.Typer(help="Playbooks: validate, dry-run, resume pending r
 err = Console(stderr=True)
 out = Console()
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (default: MDR_DB_URL, else out/soar.db)")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Store: sqlite:///file, a file path or postgresql://... "
+                                          "(default: MDR_DB_URL, else soar.db in MDR_HOME)")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Analyst name (default: the login name)")]
 PlaybooksOpt = Annotated[str | None, typer.Option("--playbooks", help="Playbook file or directory")]
 ChannelsOpt = Annotated[str | None, typer.Option("--channels", help="Channel configuration (channels.yaml)")]
@@ -85,53 +95,65 @@ def _closing(thing: C) -> Iterator[C]:
 
 
 def _store(db: str | None) -> AbstractContextManager[TicketStore]:
+    """The existing store (a missing one is reported with where it was looked for)."""
     from pipeline.soar.tickets import TicketStore
 
-    return _closing(TicketStore(db))
+    return _closing(TicketStore(db, create=False))
 
 
-def _soar(db: str | None, playbooks: str | None, channels: str | None) -> AbstractContextManager[Soar]:
+def _soar(db: str | None, playbooks: str | None, channels: str | None, create: bool = False
+          ) -> AbstractContextManager[Soar]:
     from pipeline.soar.actions import Soar
 
-    return _closing(Soar.open(db, playbooks=playbooks, channels=channels))
+    return _closing(Soar.open(db, playbooks=playbooks, channels=channels, create=create))
 
 
 def _ts(d: datetime | None) -> str:
     return d.strftime("%Y-%m-%d %H:%M:%S") if d else "-"
 
 
+def ticket_table(rows: list[Any], now: datetime) -> Table:
+    """Tickets as a table that reads at 80 columns (long titles end in an ellipsis); the tenant and verdict
+    columns appear when they say something."""
+    from pipeline.soar.sla import sla_state
+    from pipeline.tables import fitted
+
+    tenants = len({t.tenant_id for t in rows}) > 1
+    verdicts = any(t.verdict for t in rows)
+    headers = ["id", "prio", "status", *(["tenant"] if tenants else []), "category", "title", "SLA due", "SLA",
+               *(["verdict"] if verdicts else [])]
+    cells = [[str(t.id), t.priority, t.status, *([t.tenant_id] if tenants else []), t.category, t.title,
+              t.sla_due.strftime("%m-%d %H:%M") if t.sla_due else "-", sla_state(t, now),
+              *([t.verdict or ""] if verdicts else [])] for t in rows]
+    return fitted(headers, cells, out.width, wide="title")
+
+
 # ---- tickets ----------------------------------------------------------------------------------------------
 @tickets_app.command("list")
 def tickets_list(
-    status: Annotated[str | None, typer.Option(help="new|acknowledged|investigating|...")] = None,
-    priority: Annotated[str | None, typer.Option(help="P1..P5")] = None,
+    status: Annotated[Status | None, typer.Option(help="Only this status")] = None,
+    priority: Annotated[Priority | None, typer.Option(help="Only this priority")] = None,
     tenant: Annotated[str | None, tenant_option("Tenant id")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
     db: DbOpt = None,
 ) -> None:
     """List tickets (most urgent first)."""
     with _store(db) as store:
-        rows = store.list(status=status, priority=priority, tenant=tenant, limit=limit)
+        rows = store.list(status=status and status.value, priority=priority and priority.value, tenant=tenant,
+                          limit=limit)
         if as_json:
             for t in rows:
                 out.print_json(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}),
                                ensure_ascii=True)
             return
-        tab = Table("id", "prio", "status", "tenant", "category", "title", "SLA due", "breached", "verdict")
-        for t in rows:
-            tab.add_row(
-                str(t.id),
-                t.priority,
-                t.status,
-                t.tenant_id,
-                t.category,
-                t.title[:60],
-                _ts(t.sla_due),
-                "yes" if t.sla_breached else "",
-                t.verdict or "",
-            )
-        out.print(tab)
+        if not rows:
+            from pipeline.soar.db import shown
+
+            err.print(lit(f"no tickets{' matching the filters' if status or priority or tenant else ''} in "
+                          f"{shown(store.url)}"))
+            return
+        out.print(ticket_table(rows, datetime.now(UTC)))
 
 
 @tickets_app.command("show")
@@ -180,13 +202,13 @@ def tickets_ack(ref: IdArg, by: ByOpt = None, db: DbOpt = None) -> None:
 @tickets_app.command("status")
 def tickets_status(
     ref: IdArg,
-    to: Annotated[str, typer.Argument(help="investigating | resolved")],
+    to: Annotated[Target, typer.Argument(help="The status to move to")],
     by: ByOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Move a ticket to another status (invalid transitions are refused)."""
     with _store(db) as store:
-        t = store.transition(ref, to, actor=_actor(by))
+        t = store.transition(ref, to.value, actor=_actor(by))
         out.print(f"ticket {t.id}: {t.status}")
 
 
@@ -209,7 +231,7 @@ def tickets_note(ref: IdArg, text: str, by: ByOpt = None, db: DbOpt = None) -> N
 @tickets_app.command("close")
 def tickets_close(
     ref: IdArg,
-    verdict: Annotated[str, typer.Option(help="true_positive|false_positive|benign|duplicate")],
+    verdict: Annotated[Verdict, typer.Option(help="The closing verdict")],
     comment: Annotated[str | None, typer.Option(help="Closing note")] = None,
     verdicts: Annotated[Path | None, typer.Option(help="Verdicts JSONL file to append to")] = None,
     by: ByOpt = None,
@@ -219,7 +241,7 @@ def tickets_close(
     from pipeline.soar import verdicts as pub
 
     with _store(db) as store:
-        t, path = pub.close(store, ref, verdict, _actor(by), comment, verdicts)
+        t, path = pub.close(store, ref, verdict.value, _actor(by), comment, verdicts)
         out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, ")"))
 
 
@@ -338,7 +360,7 @@ def playbooks_run(
 
     incs = _incidents(incident)
     if not dry_run:
-        with _soar(db, playbooks, channels) as soar:
+        with _soar(db, playbooks, channels, create=True) as soar:
             for inc in incs:
                 r = soar.act(inc)
                 out.print(lit(

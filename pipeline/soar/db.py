@@ -13,38 +13,106 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, insert, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from pipeline.errors import UsageError, UserError
 from pipeline.redact import REDACTOR
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 _MIGRATE_LOCK = 0x6D6472  # pg advisory lock key ("mdr")
 
 
-def default_url(out_dir: str | Path = "out") -> str:
-    """`MDR_DB_URL`, else a SQLite file `soar.db` in `out_dir`."""
-    url = os.environ.get("MDR_DB_URL")
-    if url:
-        return url
-    return f"sqlite:///{Path(out_dir) / 'soar.db'}"
+URL_HELP = "sqlite:///path/to/soar.db (or a plain file path) or postgresql://user:password@host:5432/dbname"
+
+
+class StoreError(UserError):
+    """The ticket store cannot be found or reached; the message says where it looked and how to point
+    elsewhere."""
+
+
+def default_path() -> Path:
+    """The store every command uses by default: `soar.db` in MDR_HOME (default `~/.mdr`)."""
+    from pipeline.context.store import mdr_home
+
+    return mdr_home() / "soar.db"
+
+
+def default_url() -> str:
+    """`MDR_DB_URL`, else the SQLite file `default_path()`: one store for replay, tickets, report and worker."""
+    return os.environ.get("MDR_DB_URL") or f"sqlite:///{default_path()}"
 
 
 def normalize_url(url: str) -> str:
-    """postgres:// and postgresql:// use psycopg 3 (the driver this project installs)."""
+    """A plain file path is a SQLite store; postgres:// and postgresql:// use psycopg 3 (the driver this
+    project installs)."""
+    if "://" not in url and not url.startswith("sqlite:"):
+        return f"sqlite:///{url}"
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
+def shown(url: str) -> str:
+    """The URL with its password hidden (for messages)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other backends and in-memory databases)."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _source(given: str | None) -> str:
+    if given:
+        return "--db"
+    return "MDR_DB_URL" if os.environ.get("MDR_DB_URL") else "the default: soar.db in MDR_HOME"
+
+
+def open_engine(url: str | None = None, *, create: bool = True, pool_size: int = 10) -> tuple[str, Engine]:
+    """(normalized URL, migrated engine) of the store at `url` (default: `default_url()`).
+
+    With `create=False` a SQLite file that does not exist is an error (reading commands must not leave an
+    empty store behind). Raises StoreError / UsageError with one line naming the cause and the fix."""
+    given = url
+    url = normalize_url(url or default_url())
+    path = sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise StoreError(f"no ticket store at {path} ({_source(given)}); `mdr replay` or `mdr worker` creates it, "
+                         f"or point to another one with --db URL or MDR_DB_URL")
+    try:
+        engine = make_engine(url, pool_size=pool_size)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
+        raise UsageError(f"--db {given or url!r} is not a store URL ({e}); use {URL_HELP}") from None
+    except OSError as e:
+        raise StoreError(f"cannot create the ticket store at {path}: {e.strerror or e}; "
+                         "point --db or MDR_DB_URL to a writable place") from None
+    try:
+        migrate(engine)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
+        engine.dispose()
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise StoreError(f"cannot open the ticket store {shown(url)}: {reason}; check that it runs and "
+                         f"accepts connections, or point --db / MDR_DB_URL elsewhere ({URL_HELP})") from None
+    return url, engine
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     REDACTOR.add_url(url)  # the password never shows in a log, a timeline or an error
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"timeout": 60, "check_same_thread": False},

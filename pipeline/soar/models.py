@@ -15,17 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from pipeline.redact import redact, redact_data
+from pipeline.soar.lifecycle import STATUSES, TRANSITIONS, VERDICTS  # noqa: F401  (re-exported)
 
-STATUSES = ("new", "acknowledged", "investigating", "resolved", "closed")
-# Allowed lifecycle moves. Any open ticket may be closed (with a verdict); a resolved one may be reopened.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "new": frozenset({"acknowledged", "closed"}),
-    "acknowledged": frozenset({"investigating", "resolved", "closed"}),
-    "investigating": frozenset({"resolved", "closed"}),
-    "resolved": frozenset({"investigating", "closed"}),
-    "closed": frozenset(),
-}
-VERDICTS = ("true_positive", "false_positive", "benign", "duplicate")
 RUN_STATES = ("pending", "running", "waiting", "done", "failed", "denied")
 _OPEN = "status <> 'closed' AND incident_status <> 'merged' AND acknowledged_at IS "
 OPEN_PARTS = {"unacked": _OPEN + "NULL", "acked": _OPEN + "NOT NULL"}  # predicates of the queue's indexes

@@ -64,8 +64,10 @@ COMPRESSION = "zstd"  # alerts are ~3 KB of repetitive JSON: zstd cuts broker, n
 
 def faust_settings(cfg: WorkerConfig) -> dict[str, Any]:
     """Faust tuned for throughput and a quick group join (see tests/stream/test_broker.py)."""
+    from pipeline.stream.outage import register_transport
+
     return {
-        "broker": f"kafka://{cfg.bootstrap}",
+        "broker": f"{register_transport()}://{cfg.bootstrap}",  # aiokafka with a longer retry back-off
         "store": "rocksdb://",
         "datadir": str(cfg.data_dir),
         "autodiscover": False,

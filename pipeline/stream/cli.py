@@ -17,9 +17,12 @@ import typer
 
 from pipeline import paths
 from pipeline.cliargs import tenant_option, usage_error
+from pipeline.errors import UsageError
 from pipeline.stream.config import Topics, WorkerConfig, parse_bindings
 
 broker_app = typer.Typer(help="A local Apache Kafka broker from the Maven jars.", no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents on the broker: watch them as the worker emits them.",
+                            no_args_is_help=True)
 Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap host:port (default: MDR_KAFKA_BOOTSTRAP)")]
 
 
@@ -43,7 +46,7 @@ def json_handler() -> logging.Handler:
 EXIT_FAILED = 1  # an error stopped the worker, or its stop did not finish within the grace period
 
 
-def run_worker(cfg: WorkerConfig) -> None:
+def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
     """Create the topics, build the Faust app and run it until SIGTERM/SIGINT (graceful: commit, flush).
 
     Exits non-zero when an error stopped it (`Runtime.fail`, or Faust's own crash). A stop that does not finish
@@ -52,11 +55,14 @@ def run_worker(cfg: WorkerConfig) -> None:
     from pipeline.runtime import tune_gc
     from pipeline.stream.app import build, ensure_topics
     from pipeline.stream.metrics import serve
+    from pipeline.stream.outage import OutageLog
 
     tune_gc()
     handler = json_handler()
+    handler.addFilter(OutageLog(cfg.bootstrap, cfg.bootstrap_from))  # one line per interval while it is down
     logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler], force=True)
-    _create_topics(cfg, ensure_topics)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # kafka-python only creates the topics: reported below
+    _create_topics(cfg, ensure_topics, broker_wait)
     ucs = load_usecases(str(cfg.usecases))
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
@@ -128,20 +134,30 @@ def _worker_class() -> type:
 
 
 def _create_topics(cfg: WorkerConfig, ensure: Callable[..., None], wait: float = 90.0) -> None:
-    """Create the worker's topics, waiting for a broker that is down or restarting (up to `wait` seconds)."""
+    """Create the worker's topics, waiting for a broker that is down or restarting (up to `wait` seconds,
+    saying once per interval which address it tries); then one error line (BrokerUnreachable)."""
     from kafka.errors import KafkaError
 
     from pipeline.stream.broker import BrokerError
+    from pipeline.stream.outage import LOG_INTERVAL, BrokerUnreachable
 
-    deadline = time.monotonic() + wait
+    log = logging.getLogger("mdr.worker")
+    start = time.monotonic()
+    reported = None
     while True:
         try:
             ensure(cfg.bootstrap, cfg.topics, cfg.partitions)
+            if reported is not None:
+                log.info("Kafka broker %s answers after %.0f s", cfg.bootstrap, time.monotonic() - start)
             return
         except (KafkaError, BrokerError, OSError) as e:
-            if time.monotonic() > deadline:
-                raise
-            logging.getLogger("mdr.worker").warning("broker not ready (%s); retrying", e)
+            now = time.monotonic()
+            if now - start >= wait:
+                raise BrokerUnreachable(cfg.bootstrap, cfg.bootstrap_from, f"waited {wait:.0f} s: {e}") from None
+            if reported is None or now - reported >= LOG_INTERVAL:
+                log.warning("Kafka broker %s not reachable (%s) [%s]; retrying for up to %.0f s", cfg.bootstrap,
+                            e, cfg.bootstrap_from, wait - (now - start))
+                reported = now
             time.sleep(1.0)
 
 
@@ -158,7 +174,10 @@ def worker(
     idle_flush: Annotated[float, typer.Option(help="Flush buffering normalizers after this idle time")] = 1.0,
     lateness: Annotated[float, typer.Option(help="Allowed event-time lateness, seconds")] = 600.0,
     metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
-    db: Annotated[str | None, typer.Option("--db", help="SOAR ticket store URL: tickets to mdr.tickets")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Ticket store (default: MDR_DB_URL, else soar.db in "
+                                           "MDR_HOME); tickets also go to mdr.tickets")] = None,
+    tickets: Annotated[bool, typer.Option("--tickets/--no-tickets", help="Open tickets and run playbooks")] = True,
+    broker_wait: Annotated[float, typer.Option(help="Seconds to wait for the broker at start")] = 90.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
@@ -176,9 +195,16 @@ def worker(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
-        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level,
-        max_attempts=max_attempts, shutdown_grace=shutdown_grace)
-    run_worker(cfg)
+        metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
+        model=model, log_level=log_level, max_attempts=max_attempts, shutdown_grace=shutdown_grace)
+    run_worker(cfg, broker_wait)
+
+
+def _store_url(db: str | None) -> str:
+    """The ticket store the worker writes: the one `mdr tickets` and `mdr report` read by default."""
+    from pipeline.soar.db import default_url, normalize_url
+
+    return normalize_url(db or default_url())
 
 
 def produce(
@@ -191,13 +217,19 @@ def produce(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Stream product files into an ingest topic as envelopes."""
-    import os
-
+    from pipeline.normalize.reader import expand
+    from pipeline.stream.outage import bootstrap_of, require_broker
     from pipeline.stream.producer import produce as run
 
+    try:
+        expand(files)
+    except FileNotFoundError as e:
+        raise UsageError(f"no such file or directory: {e}") from None
+    address, source = bootstrap_of(bootstrap)
+    require_broker(address, source)  # before reading anything
     name = topic if "." in topic else Topics().ingest_topic(topic)
-    n = run(bootstrap or os.environ.get("MDR_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), files, name, tenant, fmt,
-            host, per_message, lambda line: typer.echo(line, err=True))
+    n = run(address, files, name, tenant, fmt, host, per_message, lambda line: typer.echo(line, err=True),
+            source=source)
     typer.echo(f"{n} messages -> {name}")
 
 
@@ -214,6 +246,44 @@ def demo(
     from pipeline.stream.demo import run_demo
 
     raise typer.Exit(run_demo(samples, tenant, seconds, console_port if console else None, hold))
+
+
+@incidents_app.command("tail")
+def incidents_tail(
+    bootstrap: Bootstrap = None,
+    prefix: Annotated[str, typer.Option(help="Topic name prefix")] = "mdr.",
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's incidents")] = None,
+    from_beginning: Annotated[bool, typer.Option(
+        "--from-beginning/--new-only", help="Start with every incident's latest state, or only new updates")] = True,
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep waiting for updates")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One incident JSON per line")] = False,
+) -> None:
+    """Print incident updates from the `mdr.incidents` topic as the worker emits them (Ctrl-C to stop)."""
+    from rich.console import Console
+
+    from pipeline.schema import encode
+    from pipeline.stream.outage import bootstrap_of, require_broker
+    from pipeline.stream.view import incident_line, read_incidents
+
+    address, source = bootstrap_of(bootstrap)
+    require_broker(address, source)
+    console = Console(soft_wrap=True)
+    topic = Topics(prefix=prefix).incidents
+    try:
+        for key, inc in read_incidents(address, topic, from_beginning=from_beginning, follow=follow):
+            if inc is None:  # a tombstone: the incident was deleted from the compacted topic
+                if not as_json and tenant is None:
+                    console.print(f"deleted {(key or b'').decode(errors='replace')}", highlight=False)
+                continue
+            if tenant is not None and inc.tenant_id != tenant:
+                continue
+            if as_json:
+                sys.stdout.write(encode(inc).decode() + "\n")
+                sys.stdout.flush()
+            else:
+                console.print(incident_line(inc), highlight=False)
+    except KeyboardInterrupt:
+        pass
 
 
 @broker_app.command("start")
@@ -241,3 +311,4 @@ def register(app: typer.Typer) -> None:
     app.command()(produce)
     app.command()(demo)
     app.add_typer(broker_app, name="broker")
+    app.add_typer(incidents_app, name="incidents")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +72,7 @@ class WorkerConfig:
     """Everything `mdr worker` needs. `from_env` fills the broker address from MDR_KAFKA_BOOTSTRAP."""
 
     bootstrap: str = "127.0.0.1:9092"
+    bootstrap_from: str = "the default"  # where the address came from (for messages)
     app_id: str = "mdr-worker"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4  # of the by-tenant topic and the state table (scale-out unit)
@@ -97,9 +97,10 @@ class WorkerConfig:
 
     @classmethod
     def from_env(cls, **kw: object) -> WorkerConfig:
+        from pipeline.stream.outage import bootstrap_of
+
         cfg = cls(**{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]
-        if "bootstrap" not in kw or kw["bootstrap"] is None:
-            cfg.bootstrap = os.environ.get("MDR_KAFKA_BOOTSTRAP", cfg.bootstrap)
+        cfg.bootstrap, cfg.bootstrap_from = bootstrap_of(kw.get("bootstrap"))  # type: ignore[arg-type]
         return cfg
 
 

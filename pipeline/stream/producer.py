@@ -70,8 +70,17 @@ async def send_values(bootstrap: str, topic: str, values: Iterable[bytes | tuple
 
 
 def produce(bootstrap: str, files: list[str], topic: str, tenant: str | None, fmt: str | None = None,
-            host: str | None = None, per_message: int = 1, problems: Callable[[str], None] | None = None) -> int:
-    """Stream files into `topic`; returns the number of messages."""
+            host: str | None = None, per_message: int = 1, problems: Callable[[str], None] | None = None,
+            source: str = "--bootstrap") -> int:
+    """Stream files into `topic`; returns the number of messages. A broker that does not answer raises
+    BrokerUnreachable (`source`: where its address came from)."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from pipeline.stream.outage import BrokerUnreachable
+
     key = (host or tenant or "").encode() or None
     values = envelopes(files, tenant, fmt, host, per_message, problems)
-    return asyncio.run(send_values(bootstrap, topic, values, key))
+    try:
+        return asyncio.run(send_values(bootstrap, topic, values, key))
+    except KafkaConnectionError as e:
+        raise BrokerUnreachable(bootstrap, source, str(e)) from None

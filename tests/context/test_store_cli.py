@@ -91,3 +91,51 @@ def test_replay_with_context_files(mdr_home: Path, tmp_path: Path):
     assert any(h["indicator"] == "malware-lab.test" for i in incidents for h in i.get("intel", []))
     r = mdr("replay", LAB, "--tenant", "shop", "--out", out, "--assets", data("assets_bad.yaml"))
     assert r.exit_code == 2 and "assets_bad.yaml:8: ips[1]" in r.output
+
+
+@pytest.mark.parametrize("content", ["", "# nothing but a comment\n", "assets: []\n", "name,ips,criticality\n"])
+def test_empty_inventory_file_is_rejected_and_the_inventory_stays(mdr_home: Path, tmp_path: Path,
+                                                                  content: str):
+    assert mdr("assets", "import", data("assets.yaml"), "--tenant", "shop").exit_code == 0
+    saved = mdr_home / "context" / "shop" / "assets.json"
+    before = saved.read_bytes()
+    empty = tmp_path / ("empty.csv" if content.startswith("name,") else "empty.yaml")
+    empty.write_text(content)
+    r = mdr("assets", "import", empty, "--tenant", "shop")
+    assert r.exit_code == 1 and "no assets in the file" in r.output and "--allow-empty" in r.output
+    assert saved.read_bytes() == before  # the last good inventory is kept
+    ctx = Context()
+    assert not ctx.load_assets("shop", empty) and "no assets in the file" in ctx.errors[0]  # `replay --assets`
+
+
+def test_unparseable_inventory_and_feed_are_rejected(mdr_home: Path, tmp_path: Path):
+    assert mdr("assets", "import", data("assets.yaml"), "--tenant", "shop").exit_code == 0
+    assert mdr("intel", "import", data("iocs.csv"), "--tenant", "shop", "--name", "lab").exit_code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("assets: [\n  - name: web-01\n")
+    r = mdr("assets", "import", bad, "--tenant", "shop")
+    assert r.exit_code == 1 and "not valid YAML" in r.output
+    garbage = tmp_path / "feed.json"
+    garbage.write_bytes(b"\x00\x01{{{")
+    r = mdr("intel", "import", garbage, "--tenant", "shop", "--name", "lab")
+    assert r.exit_code == 1 and "not valid JSON" in r.output
+    ctx = Context.from_state(tenants=["shop"])
+    assert len(ctx.inventory("shop")) == 4 and len(ctx.intel["shop"]["lab"]) == 7
+
+
+def test_empty_feed_is_rejected_and_allow_empty_clears_on_purpose(mdr_home: Path, tmp_path: Path):
+    assert mdr("intel", "import", data("iocs.csv"), "--tenant", "shop", "--name", "lab").exit_code == 0
+    assert mdr("assets", "import", data("assets.yaml"), "--tenant", "shop").exit_code == 0
+    empty_csv = tmp_path / "lab.csv"
+    empty_csv.write_text("value,type\n")
+    r = mdr("intel", "import", empty_csv, "--tenant", "shop", "--name", "lab")
+    assert r.exit_code == 1 and "no indicators in the file" in r.output
+    assert len(Context.from_state(tenants=["shop"]).intel["shop"]["lab"]) == 7
+    r = mdr("intel", "import", empty_csv, "--tenant", "shop", "--name", "lab", "--allow-empty")
+    assert r.exit_code == 0 and "0 indicators" in r.output
+    empty = tmp_path / "none.yaml"
+    empty.write_text("")
+    r = mdr("assets", "import", empty, "--tenant", "shop", "--allow-empty")
+    assert r.exit_code == 0 and "the inventory is now empty" in r.output
+    ctx = Context.from_state(tenants=["shop"])
+    assert len(ctx.inventory("shop")) == 0 and len(ctx.intel["shop"]["lab"]) == 0

@@ -15,7 +15,7 @@ from pipeline.cli import app
 from pipeline.schema import encode
 from pipeline.soar import verdicts
 from pipeline.soar.tickets import TicketStore
-from tests.soar.helpers import incident, playbook, write_yaml
+from tests.soar.helpers import T0, incident, playbook, write_yaml
 from tests.soar.servers import RecordingServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_list_show_ack_note_status_close(db: str, tmp_path: Path) -> None:
     assert rec["verdict"] == "false_positive" and rec["incident_id"] == "inc0001" and rec["analyst"] == "ana"
     assert rec["alert_ids"] == ["a1-1", "a1-2", "a1-3"] and received == [rec]
     bad = mdr("tickets", "close", "2", "--verdict", "probably", "--db", db)
-    assert bad.exit_code == 1 and "closing needs a verdict" in bad.output
+    assert bad.exit_code == 2 and "'probably' is not one of" in bad.output  # a choice, checked before any work
     r = mdr("tickets", "close", "2", "--verdict", "true_positive", "--db", db)  # default verdicts file
     assert r.exit_code == 0 and (tmp_path / "out" / "verdicts.jsonl").is_file()
     show = mdr("tickets", "show", "1", "--db", db)
@@ -77,10 +77,7 @@ def test_escalate_now(db: str, tmp_path: Path, http_server: Callable[..., Record
     pager = http_server()
     chans = write_yaml(tmp_path / "channels.yaml", {"channels": {"pager": {"type": "webhook", "url": pager.url}},
                                                    "escalation": {"tiers": [["pager"]]}})
-    s = TicketStore(db)
-    created = s.require(2).created_at
-    s.close()
-    when = (created + timedelta(minutes=16)).isoformat()
+    when = (T0 + timedelta(minutes=16)).isoformat()  # 16 min after the P1 incident was detected
     r = mdr("tickets", "escalate", "--now", when, "--db", db, "--channels", str(chans))
     assert r.exit_code == 0 and "ticket 2: P1 escalated to tier 1 (pager: ok)" in r.output
     assert "1 escalation(s)" in r.output and len(pager.requests) == 1

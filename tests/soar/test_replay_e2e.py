@@ -151,7 +151,7 @@ def test_mdr_replay_cli_writes_tickets(lab1: Any, servers: dict[str, Any], tmp_p
     args = ["replay", str(LAB1), "--tenant", "shop", "--host", "web-01", "--out", str(out)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert (out / "soar.db").is_file() and (out / "incidents.jsonl").is_file()
+    assert (tmp_path / "home" / "soar.db").is_file() and (out / "incidents.jsonl").is_file()  # the default store
     tickets = (out / "tickets.jsonl").read_text().splitlines()
     assert len(tickets) == len(lab1.open_incidents)
     assert f"tickets: {len(tickets)} for this replay ({len(tickets)} new)" in r.output

@@ -1,0 +1,165 @@
+"""A Kafka broker that does not answer: one clear error for the commands, back-off and a quiet log for the worker.
+
+- `bootstrap_of(option)`: the broker address and where it came from (--bootstrap, MDR_KAFKA_BOOTSTRAP, default);
+- `require_broker()`: a command that needs the broker now fails with one line naming the address and the fix;
+- `OutageLog`: a logging filter for the worker. While the broker is unreachable, the Kafka clients log an error
+  for every retry (thousands a minute); the filter lets the first through as one line naming the address,
+  then one line per interval with the number of errors it held back, and one line when the broker answers again;
+- `TRANSPORT`: the Faust Kafka transport with a longer retry back-off, so the clients knock less often
+  (`register_transport()` names it for Faust; `pipeline.stream.app.faust_settings` selects it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import UserError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+LOG_INTERVAL = 30.0  # seconds between two reports of one outage
+RETRY_BACKOFF_MS = 1000  # Kafka clients' wait before retrying a failed request or connection (aiokafka: 100)
+RECOVERED_AFTER = 5.0  # seconds without a connection error before the broker counts as back
+_OUTAGE = re.compile(r"Unable connect to|Unable to update metadata|NodeNotReadyError|KafkaConnectionError|"
+                     r"Connect call failed|Connection refused|NoBrokersAvailable|not ready|Unable to bootstrap",
+                     re.IGNORECASE)
+_CLIENTS = ("aiokafka", "kafka", "faust")
+_RUNNING = ("aiokafka", "faust")  # their other records after a quiet spell mean the broker answers again
+
+
+def bootstrap_of(option: str | None) -> tuple[str, str]:
+    """(broker address, where it came from) for --bootstrap `option`, MDR_KAFKA_BOOTSTRAP or the default."""
+    if option:
+        return option, "--bootstrap"
+    env = os.environ.get("MDR_KAFKA_BOOTSTRAP")
+    if env:
+        return env, "MDR_KAFKA_BOOTSTRAP"
+    return DEFAULT_BOOTSTRAP, "the default; set MDR_KAFKA_BOOTSTRAP or --bootstrap"
+
+
+class BrokerUnreachable(UserError):
+    """No Kafka broker answers at the address a command was given."""
+
+    def __init__(self, bootstrap: str, source: str, reason: str = ""):
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"no Kafka broker answers at {bootstrap} [{source}]{why}; start one with `mdr broker start` "
+                         "(it prints its address for MDR_KAFKA_BOOTSTRAP) or point --bootstrap / "
+                         "MDR_KAFKA_BOOTSTRAP to yours")
+
+
+def _host_port(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port) if port.isdigit() else 9092
+
+
+def require_broker(bootstrap: str, source: str, timeout: float = 3.0) -> None:
+    """Raise BrokerUnreachable unless something accepts connections at the (first) bootstrap address."""
+    try:
+        with socket.create_connection(_host_port(bootstrap), timeout=timeout):
+            return
+    except OSError as e:
+        raise BrokerUnreachable(bootstrap, source, e.strerror or str(e)) from None
+
+
+class OutageLog(logging.Filter):
+    """Turns the Kafka clients' retry errors during a broker outage into one line per `interval`."""
+
+    def __init__(self, bootstrap: str, source: str, interval: float = LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.bootstrap, self.source, self.interval, self.clock = bootstrap, source, interval, clock
+        self.since: float | None = None  # start of the current outage
+        self.reported = 0.0  # when it was last reported
+        self.last_error = 0.0
+        self.held = 0  # errors held back since the last report
+        self.total = 0  # errors of this outage
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_CLIENTS):
+            return True
+        now = self.clock()
+        if record.levelno >= logging.WARNING and _OUTAGE.search(record.getMessage()):
+            self.last_error = now
+            self.total += 1
+            if self.since is None:
+                self.since = self.reported = now
+                self.held = 0
+                return self._rewrite(record, f"Kafka broker {self.bootstrap} unreachable ({record.getMessage()}); "
+                                             f"retrying, reported every {self.interval:.0f} s until it answers "
+                                             f"[{self.source}]")
+            if now - self.reported >= self.interval:
+                text = (f"Kafka broker {self.bootstrap} still unreachable after {now - self.since:.0f} s "
+                        f"({self.held} connection errors not logged since the last report)")
+                self.reported, self.held = now, 0
+                return self._rewrite(record, text)
+            self.held += 1
+            return False
+        if self.since is not None and record.name.startswith(_RUNNING) and now - self.last_error >= RECOVERED_AFTER:
+            down, total = self.last_error - self.since, self.total
+            self.since, self.total = None, 0
+            logging.getLogger("mdr.worker").warning(
+                "Kafka broker %s answers again (unreachable for %.0f s, %d connection errors)", self.bootstrap,
+                down, total)
+        return True
+
+    @staticmethod
+    def _rewrite(record: logging.LogRecord, text: str) -> bool:
+        record.msg, record.args = text, ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _transport() -> Any:
+    """The Faust aiokafka transport with RETRY_BACKOFF_MS for its consumer and producer (built lazily: Faust
+    is imported only by the worker)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    class ConsumerThread(driver.AIOKafkaConsumerThread):
+        def _create_consumer(self, loop: Any) -> Any:
+            consumer = super()._create_consumer(loop)
+            # aiokafka takes retry_backoff_ms only in its constructor, which Faust calls without it: set it
+            # before start() (the fetcher and the coordinator are made there, the client already exists)
+            consumer._retry_backoff_ms = RETRY_BACKOFF_MS
+            client = getattr(consumer, "_client", None)
+            if client is not None and hasattr(client, "_retry_backoff"):
+                client._retry_backoff = RETRY_BACKOFF_MS / 1000
+            return consumer
+
+    class Consumer(driver.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Producer(driver.Producer):
+        def _settings_extra(self) -> Any:
+            return {**super()._settings_extra(), "retry_backoff_ms": RETRY_BACKOFF_MS}
+
+    class BackoffTransport(driver.Transport):
+        pass
+
+    BackoffTransport.Consumer = Consumer  # type: ignore[misc]
+    BackoffTransport.Producer = Producer  # type: ignore[misc]
+    return BackoffTransport
+
+
+TRANSPORT = "mdrkafka"
+
+
+def register_transport() -> str:
+    """Make the back-off transport known to Faust as `mdrkafka://`; returns the URL scheme."""
+    from faust.transport import drivers
+
+    drivers.TRANSPORTS.aliases.setdefault(TRANSPORT, f"{__name__}:Transport")
+    return TRANSPORT
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Transport":  # resolved by Faust through the alias of register_transport()
+        return _transport()
+    raise AttributeError(name)
