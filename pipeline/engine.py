@@ -1,6 +1,6 @@
 """The core: one object that every adapter drives (`mdr replay`, the Faust worker, tests).
 
-    normalize -> dedup -> enrich -> match -> classify -> correlate -> incident -> fuse -> prioritize
+    normalize -> dedup -> name -> enrich -> match -> classify -> correlate -> incident -> fuse -> prioritize
 
 `Core.feed(record)` / `Core.feed_alert(alert)` take input; results accumulate in `Core.out` (an `Outputs`) that
 the adapter drains with `take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the
@@ -27,6 +27,7 @@ from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
 from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
+from pipeline.naming import HostNames
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
@@ -59,6 +60,7 @@ class CoreState:
     alerts: MutableMapping[str, Alert] = field(default_factory=dict)  # recent alerts, by id
     matched: MutableMapping[str, list[str]] = field(default_factory=dict)  # alert id -> use case ids
     suppressed: MutableMapping[str, float] = field(default_factory=dict)  # suppressed alert id -> event time
+    hosts: MutableMapping[str, str] = field(default_factory=dict)  # tenant + address -> host name (naming.py)
     watermark: dict[str, float] = field(default_factory=dict)  # tenant -> max event time
 
 
@@ -99,6 +101,7 @@ class Core:
         self.correlator = Correlator(self.state.correlation)
         self.builder = IncidentBuilder(self.state.incidents)
         self.fusion = Fusion(state=self.state.fusion)
+        self.names = HostNames(self.state.hosts)
         self.enricher = enricher
         self.prioritizer = prioritizer
         self.classifier = classifier
@@ -136,7 +139,8 @@ class Core:
         self.feed_alerts(res.alerts)
 
     def feed_alerts(self, alerts: list[Alert]) -> None:
-        """Dedup, enrich, match, classify (batched), then correlate and build incidents."""
+        """Dedup, name, enrich, match, classify (batched), then correlate and build incidents."""
+        self.names.learn(alerts)
         fresh: list[Alert] = []
         rejudge: dict[int, Alert] = {}  # id(duplicate) -> the suppressed representative it would merge into
         for a in alerts:
@@ -170,8 +174,10 @@ class Core:
         matched: list[list[UseCase]] = []
         failed: set[int] = set()
         for a in fresh:
-            stage = "enrich"
+            stage = "name"
             try:
+                self.names.name(a)
+                stage = "enrich"
                 if self.enricher is not None:
                     self.enricher(a)
                 stage = "match"
@@ -216,8 +222,10 @@ class Core:
         """Representatives that took their primary log's content after they were matched on the secondary
         log's (the two lines came in different calls): correlate the use cases they match now."""
         for rep in reps:
-            self._at = "match"
+            self._at = "name"
             try:
+                self.names.name(rep)
+                self._at = "match"
                 done = set(self.state.matched.get(rep.alert_id, ()))
                 ucs = [u for u in self._match(rep) if u.id not in done]
                 if ucs and self._decide([rep], [ucs])[0] is None:

@@ -19,7 +19,17 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 
-from pipeline.incidents import IDSETS, MAX_ENTITIES, MAX_IDS, IdSets, _add, add_alert_ids, higher, merge_outcome
+from pipeline.incidents import (
+    IDSETS,
+    MAX_ENTITIES,
+    MAX_IDS,
+    IdSets,
+    _add,
+    add_alert_ids,
+    higher,
+    merge_outcome,
+    network_c2,
+)
 from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
@@ -28,14 +38,11 @@ ABSORBED = frozenset({"web_attack"})
 DEFAULT_WINDOW = 3600.0
 
 
-_HOST_EVIDENCE = frozenset({"host", "fim", "av", "auth"})
-
-
 def _assets(inc: Incident, with_files: bool) -> set[str]:
     """Asset keys of an incident. Network-only C2 (an IDS saw a host beacon or look up a C2 domain) is about
     its source host, not the server it talked to."""
-    if inc.category == "c2" and not _HOST_EVIDENCE & set(inc.sources.get("families", ())):
-        return {f"h:{ip}" for ip in inc.entities.src_ips}
+    if network_c2(inc):
+        return {f"h:{h}" for h in inc.entities.hosts}
     keys = {f"h:{h}" for h in inc.entities.hosts}
     if with_files:
         keys |= {f"f:{f}" for f in inc.entities.files}

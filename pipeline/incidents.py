@@ -27,14 +27,16 @@ _HOST_FAMILIES = {"host", "fim", "av", "auth"}
 
 def asset_of(a: Alert) -> str | None:
     """The asset an alert is about: the inventory asset when enriched, else the host for host products and
-    the targeted site / address for network products."""
+    the targeted host (named by the core, pipeline/naming.py), site or address for network products."""
     if a.asset is not None:
         return a.asset.name
     if a.source.family in _HOST_FAMILIES and a.host is not None and a.host.name:
         return a.host.name
+    if a.dst.hostname:
+        return a.dst.hostname
     if a.http is not None and a.http.host:
         return a.http.host
-    return a.dst.hostname or a.dst.ip or (a.host.name if a.host else None)
+    return a.dst.ip or (a.host.name if a.host else None)
 
 
 @functools.cache
@@ -76,10 +78,22 @@ def _add(lst: list[str], v: Any, cap: int = MAX_ENTITIES) -> None:
         lst.append(v)
 
 
-def add_entities(e: Entities, a: Alert) -> None:
+def source_is_suspect(category: str, a: Alert) -> bool:
+    """Network evidence of C2 (an IDS saw a host beacon or look up a C2 domain) is about the host that asked,
+    its source, not the server it talked to: a DNS server that answers a lookup is not infected."""
+    return category == "c2" and a.source.family not in _HOST_FAMILIES
+
+
+def network_c2(inc: Incident) -> bool:
+    """A C2 incident seen only on the network (no host evidence): its sources are the suspects."""
+    return inc.category == "c2" and not _HOST_FAMILIES & set(inc.sources.get("families", ()))
+
+
+def add_entities(e: Entities, a: Alert, suspect_source: bool = False) -> None:
     _add(e.src_ips, a.src.ip)
     _add(e.dst_ips, a.dst.ip)
-    _add(e.hosts, asset_of(a))  # the asset hit; a network sensor's own host name is not an entity
+    # the asset hit (a network sensor's own host name is not an entity); for network C2, the host that asked
+    _add(e.hosts, (a.src.hostname or a.src.ip) if suspect_source else asset_of(a))
     _add(e.users, a.user)
     if a.file is not None:
         _add(e.files, a.file.path)
@@ -91,22 +105,26 @@ def add_entities(e: Entities, a: Alert) -> None:
         _add(e.domains, a.dns.query)
 
 
-_OUTCOME_RANK = {"unknown": 0, "blocked": 1, "attempted": 2, "succeeded": 3}
+# failed < blocked: tries that failed, then a control that blocked their source, add up to "blocked"
+_OUTCOME_RANK = {"unknown": 0, "failed": 1, "blocked": 2, "attempted": 3, "succeeded": 4}
 _BLOCK_STATUS = {403, 406, 429, 444, 495, 496}
 
 
 def alert_outcome(a: Alert) -> str:
-    """blocked: the product (or the WAF in front, seen as a 403 answer) stopped it; succeeded: a successful
-    action or host evidence of the act (a file written, a command run); attempted: it reached the target."""
+    """blocked: the product (or the WAF in front, seen as a 403 answer) stopped it, or blocked its source (a
+    ban); succeeded: a successful action or host evidence of the act (a file written, a command run); failed:
+    the try failed at the target (a wrong password); attempted: it reached the target."""
     if a.action == "blocked" or (a.http is not None and a.http.status in _BLOCK_STATUS):
         return "blocked"
     if a.action == "succeeded" or (a.source.family in ("host", "fim", "av") and a.action != "failed"):
         return "succeeded"
-    return "attempted"
+    return "failed" if a.action == "failed" else "attempted"
 
 
 def merge_outcome(current: str, new: str) -> str:
-    """An incident is blocked only when all of it was blocked; any unblocked or successful part wins."""
+    """An incident is blocked when nothing of it got through: every part was blocked, or its tries failed and
+    a control blocked the source (a brute force whose source fail2ban banned). Failed tries alone stay
+    `failed` (nothing stopped them yet); any part that reached the target or succeeded wins."""
     return new if _OUTCOME_RANK[new] > _OUTCOME_RANK[current] else current
 
 
@@ -219,11 +237,12 @@ class IncidentBuilder:
                 inc.last_seen = last
             _add(families, a.source.family)
             _add(products, a.source.product)
-            add_entities(inc.entities, a)
+            suspect_source = source_is_suspect(uc.mdr.category, a)
+            add_entities(inc.entities, a, suspect_source)
             inc.outcome = merge_outcome(inc.outcome, alert_outcome(a))
             for t in a.attack:
                 _add(inc.attack, t)
-            if inc.asset is None:
+            if inc.asset is None and not suspect_source:  # the inventory asset of the target
                 inc.asset = a.asset
             if a.intel:
                 seen = {(h.indicator, h.field) for h in inc.intel}

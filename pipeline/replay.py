@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.engine import Core, Outputs
+from pipeline.naming import at_collection_point, reported_name
 from pipeline.normalize.reader import Inputs, SkippedPath, read_records, walk
 from pipeline.normalize.stage import NormalizeResult
 from pipeline.redact import redact_bytes
@@ -52,7 +53,8 @@ class ReplayResult:
 def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | None = None,
            fmt: str | None = None, progress: Callable[[str, int], None] | None = None) -> ReplayResult:
     """Run files (paths, or what `walk` found) through the core. `progress(file, bytes_done)` is called
-    after each file."""
+    after each file. The files are one collection point: `host` names it (else the one name its host records
+    carry; pipeline/naming.py)."""
     check_tenant(tenant)
     inputs = paths if isinstance(paths, Inputs) else walk(list(paths))
     now = datetime.now(UTC)
@@ -64,6 +66,8 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
         if progress is not None:
             progress(f, inputs.sizes.get(f, 0))
     core.normalize.flush(norm)
+    if host is None:  # one collection point: named by the one host name its on-host records carry
+        at_collection_point(norm.alerts, reported_name(norm.alerts))
     res.records = norm.records
     res.alerts_raw = len(norm.alerts)
     res.dead.extend(norm.dead)

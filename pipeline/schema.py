@@ -223,7 +223,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     sources: dict[str, list[str]] = {}  # {"families": [...], "products": [...]}
     entities: Entities = field(default_factory=Entities)
     attack: list[str] = []
-    outcome: str = "unknown"  # blocked | attempted | succeeded | unknown
+    outcome: str = "unknown"  # blocked | failed | attempted | succeeded | unknown (pipeline/incidents.py)
     explanation: list[MatchExplanation] = []
     fused_from: list[str] = []  # ids of incidents merged into this one
     fused_counts: dict[str, int] = {}  # merged incident id -> its alert_count (included in alert_count)

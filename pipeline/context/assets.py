@@ -101,6 +101,7 @@ class AssetInventory:
             (self._v4 if net.version == 4 else self._v6)[str(net)] = ref
         for h in a.hostnames:
             self._names[host_part(h)] = ref
+        self._names.setdefault(host_part(a.name), ref)  # `--host web-01` names the asset web-01 (naming.py)
 
     def __len__(self) -> int:
         return len(self.assets)
@@ -132,7 +133,8 @@ class AssetInventory:
 
 def _candidates(a: Alert) -> Iterator[tuple[str, str]]:
     host = a.host
-    host_side = (("name", host.name), ("ip", host.ip)) if host is not None else ()
+    reported = a.extra.get("reported_host") if a.extra else None  # the record's own name (pipeline/naming.py)
+    host_side = (("name", host.name), ("name", reported), ("ip", host.ip)) if host is not None else ()
     dst = (("name", a.http.host if a.http is not None else None), ("name", a.dst.hostname), ("ip", a.dst.ip))
     order = (*host_side, *dst) if a.source.family in HOST_FAMILIES else (*dst, *host_side)
     for kind, v in order:

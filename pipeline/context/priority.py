@@ -41,6 +41,7 @@ from pipeline.context.loader import (
     parse_time,
     read_text,
 )
+from pipeline.incidents import network_c2
 from pipeline.schema import PRIORITIES, AssetRef, Incident, IntelHit
 
 SLA = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=2),
@@ -192,11 +193,18 @@ def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]
     """(change, reason) of the context steps 1–5 that apply, before capping."""
     steps: list[tuple[int, str]] = []
     crit, name = (asset.criticality, asset.name) if asset is not None else (None, "")
+    if network_c2(inc):
+        asker = name or ", ".join(inc.entities.src_ips[:3]) or "?"
+        steps.append((0, f"C2 seen on the network: the host that asked ({asker}) is the suspect, not the server "
+                         f"it talked to{'' if asset else '; it is no inventory asset'}"))
     if crit == "critical":
         steps.append((1, f"asset {name!r} is critical"))
-    elif crit == "high" and inc.outcome in ("attempted", "succeeded"):
+    elif crit == "high" and inc.outcome in ("failed", "attempted", "succeeded"):
         steps.append((1, f"asset {name!r} is high-criticality and the activity was not blocked "
                          f"(outcome {inc.outcome})"))
+    if inc.outcome == "blocked" and crit != "low":
+        steps.append((0, "outcome blocked: nothing got through (every try was stopped, or failed and its source "
+                         "was blocked)" + (f"; asset {name!r} does not raise blocked activity" if crit else "")))
     if inc.outcome == "succeeded":
         steps.append((1, "outcome succeeded: the activity took effect (successful action or host evidence)"))
     if inc.intel:

@@ -36,6 +36,7 @@ from pipeline.context.feeds import FeedStats, load_feed
 from pipeline.context.intel import IntelSet, match
 from pipeline.context.loader import ContextFileError, Problem
 from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
+from pipeline.incidents import network_c2
 from pipeline.schema import Alert, AssetRef, Incident, IntelHit
 from pipeline.tenant import GLOBAL, check_tenant, is_tenant
 
@@ -133,12 +134,15 @@ class Context:
         prioritize(inc, self.incident_asset(inc), self.escort_at(inc.tenant_id, inc.first_seen), self.clock())
 
     def incident_asset(self, inc: Incident) -> AssetRef | None:
-        """The incident's asset, else the first inventory asset among its hosts and target addresses."""
+        """The incident's asset, else the first inventory asset among its hosts and target addresses. For C2
+        seen only on the network, the inventory asset of the host that asked (its source), if any."""
         if inc.asset is not None:
             return inc.asset
         inv = self.assets.get(inc.tenant_id)
         if inv is None:
             return None
+        if network_c2(inc):
+            return next((r for ip in inc.entities.src_ips if (r := inv.by_ip(ip)) is not None), None)
         for h in inc.entities.hosts:
             ref = inv.by_name(h)
             if ref is not None:

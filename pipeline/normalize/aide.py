@@ -98,6 +98,7 @@ class AideNormalizer(Normalizer):
     product = "AIDE"
     vendor = "AIDE"
     family = "fim"
+    on_host = True
     priority = 70
     whole_file = True
 

@@ -24,6 +24,7 @@ class ApacheAccessNormalizer(Normalizer):
     product = "Apache HTTP Server"
     vendor = "Apache"
     family = "waf"
+    on_host = True
     priority = 40
 
     def sniff(self, text: str) -> bool:

@@ -305,6 +305,7 @@ class AuditdNormalizer(Normalizer):
     product = "auditd"
     vendor = "Linux Audit"
     family = "host"
+    on_host = True
     priority = 60
 
     def __init__(self) -> None:

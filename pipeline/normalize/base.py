@@ -94,6 +94,9 @@ class Normalizer:
     # A secondary log of a product that also writes a richer primary one (Apache's error log beside the
     # ModSecurity audit log): its alert for an event the primary also reports merges into the primary's.
     secondary: ClassVar[bool] = False
+    # The product runs on the host its records are about (auditd, AIDE, ClamAV, fail2ban, sshd, ModSecurity in
+    # the web server): the collection point's host name is their identity (pipeline/naming.py).
+    on_host: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.source = Source(self.product, self.vendor, self.family, self.name)

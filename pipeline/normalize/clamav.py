@@ -35,6 +35,7 @@ class ClamavNormalizer(Normalizer):
     product = "ClamAV"
     vendor = "Cisco Talos"
     family = "av"
+    on_host = True
 
     def __init__(self) -> None:
         super().__init__()

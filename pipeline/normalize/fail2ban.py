@@ -31,6 +31,7 @@ class _Fail2banBase(Normalizer):
     product = "fail2ban"
     vendor = "fail2ban"
     family = "host"
+    on_host = True
 
     def _alert(self, rec: RawRecord, time: datetime, jail: str, verb: str, ip: str,
                extra: dict[str, Any]) -> Alert:

@@ -101,6 +101,7 @@ class ModSecErrorNormalizer(Normalizer):
     product = "ModSecurity"
     vendor = "OWASP"
     family = "waf"
+    on_host = True
     priority = 60
     secondary = True  # the audit log (`modsecurity`) is the primary view of the same transactions
 

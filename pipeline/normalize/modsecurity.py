@@ -324,6 +324,7 @@ class ModSecurityNormalizer(Normalizer):
     product = "ModSecurity"
     vendor = "OWASP"
     family = "waf"
+    on_host = True
     priority = 70
 
     def __init__(self) -> None:

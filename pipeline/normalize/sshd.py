@@ -125,6 +125,7 @@ class SshdNormalizer(Normalizer):
     product = "OpenSSH"
     vendor = "OpenBSD"
     family = "auth"
+    on_host = True
 
     def sniff(self, text: str) -> bool:
         head = text[:80]

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline.naming import at_collection_point
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, ReadProblem, Skipped
 from pipeline.normalize.registry import Detector, get
 from pipeline.normalize.timeparse import check_time
@@ -134,6 +135,7 @@ class NormalizeStage:
             alerts = self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec)
             for a in alerts:
                 check_time(a)
+            at_collection_point(alerts, rec.host)
             out.alerts.extend(alerts)
         except Skipped as s:
             out.skipped[f"{fmt}:{s.reason}"] += 1
@@ -175,6 +177,7 @@ class NormalizeStage:
                 alerts = inst.flush()
                 for a in alerts:
                     check_time(a)
+                at_collection_point(alerts, key[2])
                 out.alerts.extend(alerts)
             except Exception as e:
                 out.dead.append(dead_letter(None, "normalizer_error", f"flush {inst.name}: {e}", inst.name))

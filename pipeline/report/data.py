@@ -140,7 +140,7 @@ class ReportData:
     prev_incidents: list[IncidentRow]
     backlog: list[IncidentRow]  # open tickets of earlier periods
     alerts_by_product: list[tuple[str, int]]
-    top_attackers: list[tuple[str, int, int]]  # ip, alerts, incidents
+    top_attackers: list[tuple[str, int, int]]  # ip, alerts, incidents: the sources of incidents only
     top_assets: list[tuple[str, int, int]]  # asset, alerts, incidents
     top_use_cases: list[tuple[str, str, int]]  # id, title, incidents
     intel_alerts: int
@@ -291,6 +291,17 @@ def _alert_top(s: Session, tenant: str, p: Period, col: Any) -> list[tuple[str, 
     return [(str(k), int(n)) for k, n in s.execute(q)]
 
 
+def _alert_counts(s: Session, tenant: str, p: Period, col: Any, keys: set[str]) -> list[tuple[str, int]]:
+    """Alerts of the given values of `col` (e.g. the source addresses of incidents) in the period."""
+    if not keys:
+        return []
+    q = (select(col, func.sum(AlertStat.raw))
+         .where(AlertStat.tenant_id == tenant, AlertStat.day >= p.start.date(), AlertStat.day < p.end.date(),
+                col.in_(sorted(keys)))
+         .group_by(col))
+    return [(str(k), int(n)) for k, n in s.execute(q)]
+
+
 def _intel_alerts(s: Session, tenant: str, p: Period) -> int:
     q = select(func.coalesce(func.sum(AlertStat.intel), 0)).where(
         AlertStat.tenant_id == tenant, AlertStat.day >= p.start.date(), AlertStat.day < p.end.date())
@@ -344,11 +355,11 @@ def collect(store: Any, tenant: str, period: Period, now: datetime | None = None
         before = incidents(s, tenant, prev.start, prev.end, now)
         backlog = incidents(s, tenant, datetime(1970, 1, 1, tzinfo=UTC), period.start, now, open_only=True)
         f_now, f_prev = funnel(s, tenant, period), funnel(s, tenant, prev)
-        attackers = _alert_top(s, tenant, period, AlertStat.src_ip)
+        by_ip = Counter(ip for i in cur for ip in set(i.src_ips))
+        attackers = _alert_counts(s, tenant, period, AlertStat.src_ip, set(by_ip))  # sources of incidents only
         assets = _alert_top(s, tenant, period, AlertStat.asset)
         products = _alert_top(s, tenant, period, AlertStat.product)
         intel_alerts = _intel_alerts(s, tenant, period)
-    by_ip = Counter(ip for i in cur for ip in set(i.src_ips))
     by_asset = Counter(i.asset for i in cur if i.asset)
     ucs = Counter(uc for i in cur for uc in i.use_cases)
     data = ReportData(

@@ -58,7 +58,7 @@ def assess(d: ReportData) -> str:
     ]
     top = top_threat(d)
     if top is not None:
-        outcome = {"succeeded": "it succeeded", "blocked": "it was blocked",
+        outcome = {"succeeded": "it succeeded", "blocked": "it was blocked", "failed": "every try failed",
                    "attempted": "it was attempted but did not succeed"}.get(top.outcome, "its outcome is unknown")
         parts.append(f"The top threat was “{top.title}” ({top.priority}, {top.category.replace('_', ' ')}); "
                      f"{outcome}.")

@@ -190,7 +190,7 @@ def worker(
     try:
         bindings = parse_bindings(bind, topics)
     except ValueError as e:
-        usage_error(f"--bind: {e}")
+        raise UsageError(f"--bind: {e}") from None
     cfg = WorkerConfig.from_env(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),

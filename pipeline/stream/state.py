@@ -54,10 +54,11 @@ _PICKLE: Codec = (lambda o: pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL), p
 # Load order matters: objects of the later kinds are identified with those of the earlier ones.
 KINDS: dict[str, Codec] = {
     "dedup": _ALERT, "alerts": _ALERT, "fusion": _INCIDENT, "incidents": _INCIDENT,
-    "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN, "suppressed": _PLAIN,
+    "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN, "suppressed": _PLAIN, "hosts": _TEXT,
     "cls_sources": _PICKLE, "cls_tenants": _PICKLE,  # the noise classifier's streaming state
 }
-CORE_KINDS = ("dedup", "alerts", "fusion", "incidents", "dedup_events", "correlation", "matched", "suppressed")
+CORE_KINDS = ("dedup", "alerts", "fusion", "incidents", "dedup_events", "correlation", "matched", "suppressed",
+              "hosts")
 
 
 class Tracked(dict):

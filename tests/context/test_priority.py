@@ -216,3 +216,34 @@ def test_cap_reason():
         "not raised: threat intel: ip '127.0.0.66' in src.ip from lab-feed, confidence 90 "
         "(context raises at most 2 levels)",
     ]
+
+
+def _c2(src: str = "203.0.113.9") -> object:
+    """A C2 domain lookup seen by the IDS: `src` asked the tenant's resolver 10.20.5.10 (a critical asset)."""
+    inc = incident("P2", outcome="attempted", category="c2", title=f"C2 lookup from {src}")
+    inc.sources = {"families": ["ids"], "products": ["Suricata"]}
+    inc.entities.src_ips, inc.entities.dst_ips, inc.entities.hosts = [src], ["10.20.5.10"], [src]
+    return inc
+
+
+def test_c2_lookup_by_an_outside_client_does_not_raise_the_resolver(tmp_path: Path):
+    ctx = Context(clock=lambda: T0)
+    assert ctx.load_assets("shop", Path(__file__).parent / "data" / "assets.yaml")  # 10.20.5.10 is db-01, critical
+    outside = _c2()
+    ctx.prioritize(outside)
+    assert outside.priority == "P2", outside.priority_reasons  # the server only answered
+    assert any("the host that asked (203.0.113.9) is the suspect" in r and "no inventory asset" in r
+               for r in outside.priority_reasons)
+    assert not any("db-01" in r for r in outside.priority_reasons)
+    inside = _c2("10.20.7.7")  # an office laptop (office-lan, low) asked: it is the suspect
+    ctx.prioritize(inside)
+    assert any("the host that asked (office-lan)" in r for r in inside.priority_reasons)
+
+
+def test_blocked_brute_force_says_so_and_is_not_raised():
+    inc = _run("P4", "high", "blocked")
+    assert inc.priority == "P4"
+    assert any(r.startswith("unchanged P4: outcome blocked: nothing got through") and "asset 'web-01'" in r
+               for r in inc.priority_reasons), inc.priority_reasons
+    failed = _run("P4", "high", "failed")  # every try failed but nothing blocked the source: not blocked
+    assert failed.priority == "P3" and any("outcome failed" in r for r in failed.priority_reasons)

@@ -27,7 +27,7 @@ OTHER = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="192.0.
                 site="store.example.net", webroot="/var/www/store", day_shift_days=-37, users=True)
 
 
-def run(path: Path, tenant: str = "shop", host: str = "web-01") -> ReplayResult:
+def run(path: Path, tenant: str = "shop", host: str | None = "web-01") -> ReplayResult:
     core = Core(load_usecases(str(USECASES)))
     assert not core.usecases.errors, core.usecases.errors
     return replay([str(path)], core, tenant, host)
@@ -47,6 +47,20 @@ def other_day(tmp_path_factory) -> ReplayResult:
 
 def _only_actor(i: Incident, ip: str) -> bool:
     return bool(i.entities.src_ips) and set(i.entities.src_ips) == {ip}
+
+
+def check_one_name(res: ReplayResult, v: Variant, name: str) -> None:
+    """One host, one name: every incident about the server names it `name` (its collection point), never its
+    syslog name, site, address or "unknown"; network C2 names the host that asked, not the server."""
+    incidents = res.open_incidents
+    for i in incidents:
+        suspects = set(i.entities.src_ips) if i.category == "c2" and "ids" in i.sources.get("families", []) \
+            else {name}
+        assert set(i.entities.hosts) <= suspects, (i.title, i.entities.hosts)
+        for other in {v.host, v.site, "unknown"} - {name}:
+            assert other not in i.title, i.title
+        assert not any(f" {ip}" in i.title and f"from {ip}" not in i.title for ip in (v.scanner,)), i.title
+    assert sum(name in i.title for i in incidents) >= len(incidents) - 1  # all but the C2 lookup name it
 
 
 def check_day(res: ReplayResult, v: Variant) -> None:
@@ -72,8 +86,12 @@ def check_day(res: ReplayResult, v: Variant) -> None:
     assert exploit, summary
     assert exploit[0].outcome != "blocked"
     assert "T1190" in exploit[0].attack
-    # The SSH brute force of the attacker.
-    assert any(i.category == "brute_force" and v.attacker in i.entities.src_ips for i in incidents), summary
+    # The SSH brute force of the attacker: every try failed and fail2ban banned the source, so it was blocked.
+    brute = [i for i in incidents if i.category == "brute_force" and v.attacker in i.entities.src_ips]
+    assert brute and brute[0].outcome == "blocked", summary
+    # The C2 domain lookup the attacker sent to the server's resolver: the attacker is the suspect.
+    c2 = [i for i in incidents if i.category == "c2" and "malware-lab.test" in i.title]
+    assert c2 and c2[0].entities.hosts == [v.attacker], summary
     # The scanning.
     assert cats["scan"] >= 1, summary
     assert any(i.category == "scan" and v.scanner in i.entities.src_ips for i in incidents), summary
@@ -86,10 +104,24 @@ def check_day(res: ReplayResult, v: Variant) -> None:
 
 def test_lab1_incidents(lab1: ReplayResult) -> None:
     check_day(lab1, LAB)
+    check_one_name(lab1, LAB, "web-01")
 
 
 def test_other_day_other_actors(other_day: ReplayResult) -> None:
     check_day(other_day, OTHER)
+    check_one_name(other_day, OTHER, "app-server")
+
+
+@pytest.mark.parametrize("day", ["lab1", "other"])
+def test_without_host_one_collection_point_keeps_one_name(day: str, tmp_path: Path) -> None:
+    """Without --host the replay is still one collection point: named by the one host name its host records
+    carry (the syslog name), with no separate "unknown" host for the records that carry none (AIDE, ClamAV)."""
+    v, path = (LAB, LAB1) if day == "lab1" else (OTHER, tmp_path)
+    if day == "other":
+        write_variant(LAB1, tmp_path, LAB, OTHER)
+    res = run(path, host=None)
+    check_day(res, v)
+    check_one_name(res, v, v.host)
 
 
 def test_replay_is_deterministic(lab1: ReplayResult) -> None:

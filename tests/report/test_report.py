@@ -25,7 +25,7 @@ from pipeline.report.period import resolve
 from pipeline.report.render import KEY_LABELS, render_html, render_markdown, write
 from pipeline.schema import PRIORITIES
 from pipeline.soar.models import Ticket
-from tests.report.conftest import ACME, NOW, SHOP_DAY2, Fixture
+from tests.report.conftest import ACME, LAB, NOW, SHOP_DAY2, Fixture
 
 WEEK = resolve("week", date(2026, 11, 24))
 
@@ -197,7 +197,15 @@ def test_cli_writes_each_format(report_store: Fixture, tmp_path: Path) -> None:
         r = runner.invoke(app, ["report", "--tenant", "shop", "--period", "week", "--from", "2026-11-23",
                                 "--format", fmt, "--out", str(out), "--db", report_store.url])
         assert r.exit_code == 0, r.output
-        assert "store.example.net" in out.read_text()
+        assert "app-server" in out.read_text()  # the second day's server, by its collection point's name
     assert (tmp_path / "r_charts" / "funnel.png").stat().st_size > 1000
     bad = runner.invoke(app, ["report", "--tenant", "shop", "--period", "year", "--db", report_store.url])
     assert bad.exit_code == 2
+
+
+def test_top_attackers_are_the_sources_of_incidents(report_store: Fixture, week) -> None:
+    sources = {ip for i in week.incidents for ip in i.src_ips}
+    listed = {ip for ip, _, _ in week.top_attackers}
+    assert listed and listed <= sources
+    assert LAB.benign not in listed and SHOP_DAY2.benign not in listed  # a benign client with WAF alerts
+    assert all(n >= 1 for _, _, n in week.top_attackers)
