@@ -46,5 +46,9 @@ test: install system-deps kafka-jars
 lint: install
 	$(BIN)/ruff check pipeline tests bench
 
+# Everything the commands leave in the repository (all of it in .gitignore); a broker started with
+# `mdr broker start` from here is stopped first.
 clean:
-	rm -rf out .pytest_cache
+	@if [ -x $(BIN)/mdr ] && [ -d .mdr-kafka ]; then $(BIN)/mdr broker stop --data-dir .mdr-kafka; fi
+	rm -rf out .pytest_cache .mdr-kafka .mdr-worker report-*.html report-*.md report-*.pdf report-*_charts \
+	  verdicts.jsonl

@@ -178,6 +178,8 @@ def _skipped_paths(res) -> None:
 
 
 def _summary(res) -> None:
+    from pipeline.tables import incident_table
+
     _skipped_paths(res)
     t = Table(title="replay summary", show_header=False)
     t.add_row("files", str(len(res.files)))
@@ -219,10 +221,7 @@ def _summary(res) -> None:
             rest = reasons[len(shown_reasons):]
             st.add_row(f"{len(rest)} more reasons", str(sum(v for _, v in rest)))
         console.print(st)
-    it = Table("priority", "category", "title", "alerts", "outcome", title="incidents")
-    for i in sorted(res.open_incidents, key=lambda i: (i.priority, i.first_seen)):
-        it.add_row(i.priority, i.category, i.title, str(i.alert_count), i.outcome)
-    console.print(it)
+    console.print(incident_table(res.open_incidents, console.width, "incidents"))
 
 
 def _usecase_set(path: str | None):

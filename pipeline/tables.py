@@ -1,15 +1,21 @@
 """Terminal tables that read at 80 columns: short columns keep their full width and never wrap, the one wide
-column (a title) takes the rest and ends in an ellipsis when it does not fit."""
+column (a title) takes the rest and ends in an ellipsis when it does not fit.
+
+Incidents (the replay summary, the demo's live table, `mdr incidents tail`) are one row or line each: priority,
+short id, title, and under it why it has that priority; an incident fused into another names its survivor.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich import box
 from rich.cells import cell_len
 from rich.text import Text
 
-from pipeline.clitext import Table
+from pipeline.clitext import Table, lit
+from pipeline.schema import Incident
 
 Cell = str | Text
 
@@ -43,3 +49,60 @@ def fitted(headers: Sequence[str], rows: Sequence[Sequence[Cell]], width: int, w
     for n, r in enumerate(rows):
         tab.add_row(*r, style=styles[n] if styles else None)
     return tab
+
+
+SHORT_ID = 8
+
+
+def short(incident_id: str | None) -> str:
+    return (incident_id or "")[:SHORT_ID]
+
+
+def key_reason(inc: Incident) -> str:
+    """Why the incident has its priority, in one reason line: the last raise or lowering, else the first
+    context step that changed nothing (a blocked outcome, a C2 asker), else the base (never the SLA line)."""
+    moves = [r for r in inc.priority_reasons if r.startswith(("raised to", "lowered to"))]
+    if moves:
+        return moves[-1]
+    kept = [r for r in inc.priority_reasons if r.startswith(("unchanged", "not raised", "not lowered"))]
+    if kept:
+        return kept[0]
+    return inc.priority_reasons[0] if inc.priority_reasons else f"base {inc.priority}"
+
+
+def state(inc: Incident) -> str:
+    return f"→ {short(inc.merged_into)}" if inc.status == "merged" and inc.merged_into else inc.status
+
+
+def ordered(incidents: Iterable[Incident]) -> list[Incident]:
+    """Open ones first, most urgent first; the ones fused into another last."""
+    return sorted(incidents, key=lambda i: (i.status == "merged", i.priority, i.first_seen, i.incident_id))
+
+
+def incident_table(incidents: Iterable[Incident], width: int, title: str) -> Any:
+    """Incidents for the terminal: priority; the title (wrapped on words) with the short id and why it has that
+    priority under it; alerts; outcome; and, when some are not open, the status (a fused one names its
+    survivor's id)."""
+    shown = ordered(incidents)
+    with_status = any(i.status != "open" for i in shown)
+    rows, styles = [], []
+    for i in shown:
+        why = f"fused into {short(i.merged_into)}" if i.status == "merged" else key_reason(i)
+        rows.append([i.priority, _lines_of(lit(i.title), lit((f"{short(i.incident_id)} · {why}", "dim"))),
+                     str(i.alert_count), i.outcome, *([state(i)] if with_status else [])])
+        styles.append("dim" if i.status == "merged" else ("bold red" if i.priority in ("P1", "P2") else None))
+    headers = ("prio", "incident · why this priority", "alerts", "outcome", *(("status",) if with_status else ()))
+    return fitted(headers, rows, width, wrap=("incident · why this priority",), title=title, styles=styles)
+
+
+def incident_line(inc: Incident) -> Text:
+    """One update as a line (and its priority's reason on a second, indented line)."""
+    head = lit((f"{inc.priority} ", "bold red" if inc.priority in ("P1", "P2") else "bold"),
+               f"{short(inc.incident_id)} {state(inc):<11} {inc.tenant_id}: {inc.title} ",
+               (f"({inc.alert_count} alerts, {inc.outcome})", "dim"))
+    return head if inc.status == "merged" else _lines_of(head, lit(("    " + key_reason(inc), "dim")))
+
+
+def _lines_of(*lines: Text) -> Text:
+    """Literal texts (record text never holds a line break: lit shows it as an escape) as lines of one Text."""
+    return Text("\n").join(lines)

@@ -144,8 +144,7 @@ def tickets_list(
                           limit=limit)
         if as_json:
             for t in rows:
-                out.print_json(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}),
-                               ensure_ascii=True)
+                typer.echo(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}, default=str))
             return
         if not rows:
             from pipeline.soar.db import shown

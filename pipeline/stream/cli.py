@@ -263,7 +263,8 @@ def incidents_tail(
 
     from pipeline.schema import encode
     from pipeline.stream.outage import bootstrap_of, require_broker
-    from pipeline.stream.view import incident_line, read_incidents
+    from pipeline.stream.view import read_incidents
+    from pipeline.tables import incident_line
 
     address, source = bootstrap_of(bootstrap)
     require_broker(address, source)

@@ -4,9 +4,11 @@
 - `require_broker()`: a command that needs the broker now fails with one line naming the address and the fix;
 - `OutageLog`: a logging filter for the worker. While the broker is unreachable, the Kafka clients log an error
   for every retry (thousands a minute); the filter lets the first through as one line naming the address,
-  then one line per interval with the number of errors it held back, and one line when the broker answers again;
-- `TRANSPORT`: the Faust Kafka transport with a longer retry back-off, so the clients knock less often
-  (`register_transport()` names it for Faust; `pipeline.stream.app.faust_settings` selects it).
+  then one line per interval with the number of errors it held back, and one line when the worker is back in
+  its consumer group;
+- `TRANSPORT`: the Faust Kafka transport with a longer retry back-off and exponential reconnect back-off, so the
+  clients knock less often (`register_transport()` names it for Faust; `pipeline.stream.app.faust_settings`
+  selects it).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pipeline.errors import UserError
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 LOG_INTERVAL = 30.0  # seconds between two reports of one outage
 RETRY_BACKOFF_MS = 1000  # Kafka clients' wait before retrying a failed request or connection (aiokafka: 100)
-RECOVERED_AFTER = 5.0  # seconds without a connection error before the broker counts as back
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 8.0  # seconds between connection attempts to a node that refuses
+SETTLE = 10.0  # seconds after the broker is back in which stray retry errors start no new outage
+_BACK = re.compile(r"Discovered coordinator|Successfully synced group|Joined group|Worker ready", re.IGNORECASE)
 _OUTAGE = re.compile(r"Unable connect to|Unable to update metadata|NodeNotReadyError|KafkaConnectionError|"
                      r"Connect call failed|Connection refused|NoBrokersAvailable|not ready|Unable to bootstrap",
                      re.IGNORECASE)
 _CLIENTS = ("aiokafka", "kafka", "faust")
-_RUNNING = ("aiokafka", "faust")  # their other records after a quiet spell mean the broker answers again
+_RUNNING = ("aiokafka", "faust")  # their records say when the worker is back in its group (_BACK)
 
 
 def bootstrap_of(option: str | None) -> tuple[str, str]:
@@ -79,6 +83,7 @@ class OutageLog(logging.Filter):
         self.last_error = 0.0
         self.held = 0  # errors held back since the last report
         self.total = 0  # errors of this outage
+        self.back_at = -SETTLE  # when the last outage ended
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(_CLIENTS):
@@ -87,6 +92,9 @@ class OutageLog(logging.Filter):
         if record.levelno >= logging.WARNING and _OUTAGE.search(record.getMessage()):
             self.last_error = now
             self.total += 1
+            if self.since is None and now - self.back_at < SETTLE:  # a retry already under way as it came back
+                self.total = 0
+                return False
             if self.since is None:
                 self.since = self.reported = now
                 self.held = 0
@@ -100,9 +108,9 @@ class OutageLog(logging.Filter):
                 return self._rewrite(record, text)
             self.held += 1
             return False
-        if self.since is not None and record.name.startswith(_RUNNING) and now - self.last_error >= RECOVERED_AFTER:
+        if self.since is not None and record.name.startswith(_RUNNING) and _BACK.search(record.getMessage()):
             down, total = self.last_error - self.since, self.total
-            self.since, self.total = None, 0
+            self.since, self.total, self.back_at = None, 0, now
             logging.getLogger("mdr.worker").warning(
                 "Kafka broker %s answers again (unreachable for %.0f s, %d connection errors)", self.bootstrap,
                 down, total)
@@ -116,9 +124,33 @@ class OutageLog(logging.Filter):
         return True
 
 
+def slow_reconnects(client: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    """Back off reconnecting to a broker node that refused: after a failed connection the client does not try
+    that node again for RECONNECT_MIN s, doubling up to RECONNECT_MAX s while it keeps failing (aiokafka retries
+    every time any of its loops needs the node). A node in its back-off reads as not ready, as when down."""
+    get_conn = getattr(client, "_get_conn", None)
+    if get_conn is None:  # another aiokafka: leave it as it is
+        return
+    waits: dict[Any, tuple[float, float]] = {}  # node -> (not before, current delay)
+
+    async def _get_conn(node_id: Any, *args: Any, **kw: Any) -> Any:
+        until, delay = waits.get(node_id, (0.0, 0.0))
+        if clock() < until:
+            return None
+        conn = await get_conn(node_id, *args, **kw)
+        if conn is None:
+            delay = min(RECONNECT_MAX, max(RECONNECT_MIN, delay * 2))
+            waits[node_id] = (clock() + delay, delay)
+        else:
+            waits.pop(node_id, None)
+        return conn
+
+    client._get_conn = _get_conn
+
+
 def _transport() -> Any:
-    """The Faust aiokafka transport with RETRY_BACKOFF_MS for its consumer and producer (built lazily: Faust
-    is imported only by the worker)."""
+    """The Faust aiokafka transport with RETRY_BACKOFF_MS and slow reconnects for its consumer and producer
+    (built lazily: Faust is imported only by the worker)."""
     from faust.transport.drivers import aiokafka as driver
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -128,8 +160,10 @@ def _transport() -> Any:
             # before start() (the fetcher and the coordinator are made there, the client already exists)
             consumer._retry_backoff_ms = RETRY_BACKOFF_MS
             client = getattr(consumer, "_client", None)
-            if client is not None and hasattr(client, "_retry_backoff"):
-                client._retry_backoff = RETRY_BACKOFF_MS / 1000
+            if client is not None:
+                if hasattr(client, "_retry_backoff"):
+                    client._retry_backoff = RETRY_BACKOFF_MS / 1000
+                slow_reconnects(client)
             return consumer
 
     class Consumer(driver.Consumer):
@@ -139,6 +173,12 @@ def _transport() -> Any:
     class Producer(driver.Producer):
         def _settings_extra(self) -> Any:
             return {**super()._settings_extra(), "retry_backoff_ms": RETRY_BACKOFF_MS}
+
+        def _new_producer(self, transactional_id: str | None = None) -> Any:
+            producer = super()._new_producer(transactional_id)
+            if getattr(producer, "client", None) is not None:
+                slow_reconnects(producer.client)
+            return producer
 
     class BackoffTransport(driver.Transport):
         pass

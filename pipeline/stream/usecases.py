@@ -57,8 +57,11 @@ class UseCaseFeed:
 
     async def run(self) -> None:
         topic = self.cfg.topics.usecases
+        from pipeline.stream.outage import RETRY_BACKOFF_MS, slow_reconnects
+
         consumer = AIOKafkaConsumer(bootstrap_servers=self.cfg.bootstrap, enable_auto_commit=False,
-                                    group_id=None, auto_offset_reset="earliest")
+                                    group_id=None, auto_offset_reset="earliest", retry_backoff_ms=RETRY_BACKOFF_MS)
+        slow_reconnects(consumer._client)  # as the worker's own clients (pipeline/stream/outage.py)
         await consumer.start()
         try:
             consumer.assign([TopicPartition(topic, 0)])  # created with one partition (compacted)

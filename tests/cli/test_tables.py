@@ -74,3 +74,32 @@ def test_many_context_reasons_end_in_n_more() -> None:
     assert f"fmt:reason{SKIPPED_SHOWN:02d}" not in text
     hidden = sum(100 - n for n in range(SKIPPED_SHOWN, SKIPPED_SHOWN + 5))
     assert re.search(rf"5 more reasons +│ +{hidden}", text)
+
+
+def test_incident_table_names_survivors_and_reasons_at_80_columns() -> None:
+    """The demo's live table (and the replay summary): words wrap, a fused row names its survivor's id, and
+    every open row says why it has its priority."""
+    from rich.console import Console
+
+    from pipeline.tables import incident_line, incident_table
+    from tests.soar.helpers import incident
+
+    survivor = incident(1, category="webshell", priority="P1", title="Compromise of web-01: webshell + defacement"
+                        " + web attack + c2 + malware (actor 203.0.113.7)",
+                        priority_reasons=["base P2 from use case 'x'",
+                                          "raised to P1: asset 'web-01' is high-criticality and the activity was "
+                                          "not blocked (outcome succeeded)", "SLA 15 min: respond by …"])
+    part = incident(2, category="malware", priority="P2", status="merged", merged_into=survivor.incident_id,
+                    title="Malware on web-01: Lab.Php.Webshell.SystemGet-NDB.UNOFFICIAL")
+    console = Console(width=80, record=True)
+    console.print(incident_table([part, survivor], console.width, "mdr.incidents (live)"))
+    text = console.export_text()
+    assert max(len(ln) for ln in text.splitlines()) <= 80
+    flat = " ".join(ln.strip() for ln in text.splitlines())
+    assert "→ inc0001" in text and "fused into inc0001" in flat  # the merged row names its survivor
+    assert "raised to P1: asset 'web-01' is high-criticality" in flat and "SLA 15 min" not in flat
+    assert "(actor 203.0.113.7)" in text and "…" not in text  # wrapped on words, nothing cut
+    assert text.index("Compromise of web-01") < text.index("Malware on web-01")  # open first
+    console = Console(width=80, record=True)
+    console.print(incident_line(part))
+    assert "→ inc0001" in console.export_text()

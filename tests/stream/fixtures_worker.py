@@ -58,7 +58,7 @@ def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-w
     """Start `mdr worker` as a subprocess with its own data dir and log file (`env`: added variables)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
-    tickets = () if "--db" in args else ("--no-tickets",)  # tickets only where a test asks for a store
+    tickets = () if {"--db", "--tickets"} & set(args) else ("--no-tickets",)  # tickets only where a test asks
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
            "--data-dir", str(workdir / f"{name}-data"), "--usecases", str(USECASES), *tickets, *args]
     env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # no context
