@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo replay-demo test lint bench clean system-deps
+.PHONY: install demo replay-demo report-demo test lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,11 @@ demo: install
 	$(BIN)/mdr demo
 
 replay-demo: install
-	$(BIN)/mdr replay samples/lab-1 --tenant shop --host web-01 --out out/
+	$(BIN)/mdr replay samples/lab-1 --tenant shop --host web-01 --out out/ \
+	  --assets samples/lab-1-context/assets.yaml --intel samples/lab-1-context/intel.csv
+
+report-demo: install
+	$(BIN)/mdr report --tenant shop --period day --from 2026-11-24 --out out/report-shop-2026-11-24.html
 
 test: install system-deps kafka-jars
 	$(BIN)/ruff check pipeline tests bench

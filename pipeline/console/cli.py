@@ -14,7 +14,8 @@ from pipeline.clitext import Table, lit
 
 users_app = typer.Typer(help="Console users: add, list, API tokens, passwords.", no_args_is_help=True)
 err = Console(stderr=True)
-DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (default: MDR_DB_URL, else out/soar.db)")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL or SQLite file (default: MDR_DB_URL, else "
+                                          "soar.db in MDR_HOME)")]
 
 
 def _store(db: str | None):  # type: ignore[no-untyped-def]
