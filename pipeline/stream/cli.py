@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline import paths
-from pipeline.cliargs import tenant_option, usage_error
+from pipeline.cliargs import tenant_option
 from pipeline.errors import UsageError
 from pipeline.stream.config import Topics, WorkerConfig, parse_bindings
 
@@ -24,6 +25,7 @@ broker_app = typer.Typer(help="A local Apache Kafka broker from the Maven jars."
 incidents_app = typer.Typer(help="Incidents on the broker: watch them as the worker emits them.",
                             no_args_is_help=True)
 Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap host:port (default: MDR_KAFKA_BOOTSTRAP)")]
+LogLevel = StrEnum("LogLevel", {k: k for k in ("debug", "info", "warning", "error")})
 
 
 class JsonFormatter(logging.Formatter):
@@ -180,7 +182,7 @@ def worker(
     broker_wait: Annotated[float, typer.Option(help="Seconds to wait for the broker at start")] = 90.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="Log level")] = LogLevel.info,
     max_attempts: Annotated[int, typer.Option(help="Dead-letter a message once it made the worker fail this "
                                               "many times")] = 3,
     shutdown_grace: Annotated[float, typer.Option(help="Seconds a stop may take before the process exits")] = 10.0,
@@ -196,7 +198,7 @@ def worker(
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
-        model=model, log_level=log_level, max_attempts=max_attempts, shutdown_grace=shutdown_grace)
+        model=model, log_level=log_level.value, max_attempts=max_attempts, shutdown_grace=shutdown_grace)
     run_worker(cfg, broker_wait)
 
 
@@ -234,7 +236,7 @@ def produce(
 
 
 def demo(
-    samples: Annotated[Path, typer.Option(help="Lab sample directory")] = Path("samples/lab-1"),
+    samples: Annotated[Path | None, typer.Option(help="Lab sample directory (default: the bundled lab-1)")] = None,
     tenant: Annotated[str, tenant_option("Tenant of the samples")] = "shop",
     seconds: Annotated[float, typer.Option(help="Stop this long after the last incident update")] = 8.0,
     console_port: Annotated[int, typer.Option(help="Port of the analyst console (another if taken)")] = 8700,
@@ -243,7 +245,12 @@ def demo(
 ) -> None:
     """Start a broker and a worker, stream the lab samples, show incidents arriving live; the analyst console
     serves them (its URL and a demo login are printed)."""
-    from pipeline.stream.demo import run_demo
+    from pipeline.stream.demo import LAB_TOPICS, run_demo
+
+    samples = samples or paths.samples_dir() / "lab-1"
+    if not any((samples / sub).is_dir() for sub in LAB_TOPICS):
+        raise UsageError(f"no sample data in {samples} (want sub-directories {', '.join(LAB_TOPICS)}); "
+                         "give the lab directory with --samples")
 
     raise typer.Exit(run_demo(samples, tenant, seconds, console_port if console else None, hold))
 
@@ -252,7 +259,7 @@ def demo(
 def incidents_tail(
     bootstrap: Bootstrap = None,
     prefix: Annotated[str, typer.Option(help="Topic name prefix")] = "mdr.",
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant's incidents")] = None,
+    tenant: Annotated[str | None, tenant_option("Only this tenant's incidents")] = None,
     from_beginning: Annotated[bool, typer.Option(
         "--from-beginning/--new-only", help="Start with every incident's latest state, or only new updates")] = True,
     follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep waiting for updates")] = True,
