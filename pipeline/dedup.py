@@ -10,12 +10,11 @@ one per partition, keyed so that one fingerprint always lands in one partition).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, MutableMapping
 from datetime import datetime, timedelta
 
 from pipeline.normalize.base import make_id
-from pipeline.normalize.registry import get
+from pipeline.normalize.registry import flag
 from pipeline.schema import Alert
 
 DEFAULT_WINDOW = 600.0
@@ -50,12 +49,8 @@ def event_key(a: Alert) -> str | None:
     return f"{a.tenant_id}\x1f{a.source.product}\x1f{tx}" if tx else None
 
 
-@functools.cache
 def _secondary(fmt: str) -> bool:
-    try:
-        return get(fmt).secondary
-    except KeyError:
-        return False
+    return flag(fmt, "secondary")
 
 
 _KEEP = frozenset({"alert_id", "fingerprint", "count", "first_seen", "last_seen"})

@@ -17,7 +17,6 @@ An inventory asset, when one matches, always wins (pipeline/context/assets.py).
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 
@@ -27,15 +26,11 @@ HOST_FAMILIES = frozenset({"host", "fim", "av", "auth"})
 SEP = "\x1f"
 
 
-@functools.cache
 def on_host(fmt: str) -> bool:
     """Whether a format's product runs on the host its records are about."""
-    from pipeline.normalize.registry import get
+    from pipeline.normalize.registry import flag
 
-    try:
-        return get(fmt).on_host
-    except KeyError:
-        return False
+    return flag(fmt, "on_host")
 
 
 def at_collection_point(alerts: Iterable[Alert], host: str | None) -> None:

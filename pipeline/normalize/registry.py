@@ -6,6 +6,7 @@ Every module in `pipeline.normalize` (other than the plumbing ones) is imported 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 
@@ -46,6 +47,15 @@ def get(name: str) -> type[Normalizer]:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown format {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+@functools.cache
+def flag(name: str, trait: str) -> bool:
+    """A class flag of a format's normalizer (`secondary`, `on_host`); False for a format not registered."""
+    try:
+        return bool(getattr(get(name), trait))
+    except KeyError:
+        return False
 
 
 def ordered() -> list[type[Normalizer]]:
