@@ -268,7 +268,8 @@ def incidents_tail(
     """Print incident updates from the `mdr.incidents` topic as the worker emits them (Ctrl-C to stop)."""
     from rich.console import Console
 
-    from pipeline.schema import encode
+    from pipeline.clitext import lit
+    from pipeline.schema import to_builtins
     from pipeline.stream.outage import bootstrap_of, require_broker
     from pipeline.stream.view import read_incidents
     from pipeline.tables import incident_line
@@ -281,12 +282,12 @@ def incidents_tail(
         for key, inc in read_incidents(address, topic, from_beginning=from_beginning, follow=follow):
             if inc is None:  # a tombstone: the incident was deleted from the compacted topic
                 if not as_json and tenant is None:
-                    console.print(f"deleted {(key or b'').decode(errors='replace')}", highlight=False)
+                    console.print(lit("deleted ", (key or b"").decode(errors="replace")), highlight=False)
                 continue
             if tenant is not None and inc.tenant_id != tenant:
                 continue
             if as_json:
-                sys.stdout.write(encode(inc).decode() + "\n")
+                sys.stdout.write(json.dumps(to_builtins(inc), ensure_ascii=True) + "\n")  # no raw control chars
                 sys.stdout.flush()
             else:
                 console.print(incident_line(inc), highlight=False)
