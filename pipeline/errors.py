@@ -43,13 +43,13 @@ def writable_dir(path: Path, option: str) -> Path:
 
 
 def writable_file(path: Path, option: str) -> Path:
-    """Check that `path` can be written (its directory exists and takes a new file; it is no directory)."""
+    """Check that `path` can be written (its directory is made if needed and takes a new file; it is no
+    directory)."""
     if path.is_dir():
         raise UsageError(f"{option} {path} is a directory; give a file name")
     parent = path.parent
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {option} {path}: no directory {parent}; create it or give another path")
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         _probe(parent)
         if path.exists():
             with path.open("ab"):

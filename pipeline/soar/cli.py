@@ -144,7 +144,8 @@ def tickets_list(
                           limit=limit)
         if as_json:
             for t in rows:
-                typer.echo(json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}, default=str))
+                line = json.dumps({k: v for k, v in store.export(t).items() if k != "timeline"}, default=str)
+                out.print(lit(line), soft_wrap=True, highlight=False)  # one JSON line (ASCII: no control chars)
             return
         if not rows:
             from pipeline.soar.db import shown

@@ -5,7 +5,8 @@ the clock starts when the pipeline raised the incident (its `detected_at`, event
 incidents, tickets and reports (pipeline.context.priority, docs/priority.md "One clock"). A ticket still `new` (not
 acknowledged) at its due time is escalated: tier 1 at the due time, tier 2 one response time later, tier 3
 two response times later (on-call analyst, senior experts, chief expert group), each tier's channels
-notified once. The escalation level is kept in the ticket as (priority, tier) and advanced with a
+notified once. A ticket opened more than a day after its detection (a replayed past day) is history: breached,
+never escalated. The escalation level is kept in the ticket as (priority, tier) and advanced with a
 compare-and-set, so each level fires exactly once across concurrent checkers; a priority raised later
 makes a new level (its own due time is recomputed) and escalates again.
 """
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 RESPONSE = {p: int(d.total_seconds()) for p, d in clock.SLA.items()}  # seconds per priority
 MAX_TIER = 3
+HISTORY = timedelta(days=1)  # a ticket opened this long after detection is history: not escalated
 TIER_NAMES = {1: "on-call analyst", 2: "senior experts", 3: "chief expert group"}
 
 
@@ -56,9 +58,15 @@ def rank(priority: str | None) -> int:
     return len(PRIORITIES) - PRIORITIES.index(priority) if priority in PRIORITIES else 0
 
 
+def history(t: Ticket) -> bool:
+    """A ticket opened more than HISTORY after its incident was detected (a replay of a past day, a backfill):
+    its SLA counts as breached like any other, but nobody is paged about it."""
+    return t.created_at - (t.sla_due - response_time(t.priority)) > HISTORY
+
+
 def tier_due(t: Ticket, now: datetime) -> int:
-    """The escalation tier a ticket has reached at `now` (0: not due)."""
-    if t.acknowledged_at is not None or t.status != "new" or now < t.sla_due:
+    """The escalation tier a ticket has reached at `now` (0: not due, or history)."""
+    if t.acknowledged_at is not None or t.status != "new" or now < t.sla_due or history(t):
         return 0
     late = (now - t.sla_due) / response_time(t.priority)
     return min(MAX_TIER, 1 + int(late))

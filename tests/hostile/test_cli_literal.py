@@ -68,7 +68,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_issue_reproduction_user_name_markup(home: Path) -> None:
     """The issue's reproduction: six sshd lines for user `[/]`, `mdr replay DIR`, `mdr tickets list`."""
     d = write_sshd(home / "in")
-    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
+    out, db = home / "out", f"sqlite:///{home}/home/soar.db"  # the default store, in MDR_HOME
     run("replay", str(d), "--tenant", "shop", "--out", str(out))
     run("replay", str(d), "--tenant", "acme", "--out", str(out))
     for tenant in ([], ["--tenant", "shop"], ["--tenant", "acme"]):
@@ -89,8 +89,9 @@ def test_record_markup_and_controls_print_literally(where: str, home: Path, term
     else:
         write_waf(d)
         shown = ["[link=http://evil.example/]click[/link]", "\\x1b]8;;http://evil.example/\\x07spoof", "\\u202eRLO"]
-    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
-    run("replay", str(d), "--tenant", "shop", "--host", "web-01", "--out", str(out))
+    out, db = home / "out", f"sqlite:///{home}/home/soar.db"  # the default store, in MDR_HOME
+    # without --host: the records' own names (the syslog host, the Host header) name the server (docs/assets.md)
+    run("replay", str(d), "--tenant", "shop", "--out", str(out))
     if where != "aide path":  # its incident is fused into the compromise incident: in that ticket only
         assert_literal(terminal.getvalue(), *shown)
     clear(terminal)
@@ -105,7 +106,7 @@ def test_record_markup_and_controls_print_literally(where: str, home: Path, term
 
 def test_json_output_escapes_controls(home: Path, terminal: io.StringIO) -> None:
     write_waf(home / "in")
-    out, db = home / "out", f"sqlite:///{home}/out/soar.db"
+    out, db = home / "out", f"sqlite:///{home}/home/soar.db"  # the default store, in MDR_HOME
     run("replay", str(home / "in"), "--tenant", "shop", "--out", str(out))
     clear(terminal)
     run("tickets", "list", "--json", "--db", db)
@@ -115,6 +116,9 @@ def test_json_output_escapes_controls(home: Path, terminal: io.StringIO) -> None
 
 def test_error_messages_with_markup(home: Path, terminal: io.StringIO) -> None:
     """A ticket reference or an inventory value with markup comes back in an error message: shown literally."""
+    from pipeline.soar.tickets import TicketStore
+
+    TicketStore(f"sqlite:///{home}/soar.db").close()  # an existing, empty store
     r = CliRunner().invoke(app, ["tickets", "show", "[/]", "--db", f"sqlite:///{home}/soar.db"])
     assert r.exit_code == 1 and "no ticket [/]" in terminal.getvalue()
     bad = home / "assets.yaml"
@@ -153,18 +157,19 @@ def test_playbook_dry_run_prints_record_text_literally(home: Path, terminal: io.
 
 def test_report_cli_path_with_markup(home: Path, terminal: io.StringIO) -> None:
     out = home / "[/]reports" / "r.md"
-    run("report", "--tenant", "shop", "--format", "md", "--db", f"sqlite:///{home}/soar.db", "--out", str(out))
+    run("replay", str(write_sshd(home / "in")), "--tenant", "shop", "--out", str(home / "out"))  # data to report
+    run("report", "--tenant", "shop", "--format", "md", "--out", str(out))
     assert out.is_file()
     assert_literal(terminal.getvalue(), "[/]reports")
 
 
 def test_demo_live_table_is_literal() -> None:
-    from pipeline.stream.demo import _table
+    from pipeline.tables import incident_table
     from tests.soar.helpers import incident
 
     inc = incident(1, title=f"Web attack against {HOST}")
     buf = io.StringIO()
-    Console(file=buf, force_terminal=True, width=400).print(_table({inc.incident_id: inc}, "streaming"))
+    Console(file=buf, force_terminal=True, width=400).print(incident_table([inc], 400, "streaming"))
     assert_literal(buf.getvalue(), "[link=http://evil.example/]click[/link]", "\\u202eRLO")
 
 

@@ -63,3 +63,20 @@ def test_acknowledged_in_time_is_met_everywhere_and_mtta_counts_from_detection(t
         assert d.key_figures()["mttd_min"] == 4.0
     finally:
         store.close()
+
+
+def test_a_replayed_past_day_is_breached_but_pages_nobody(tmp_path: Path) -> None:
+    from pipeline.soar.connectors import Channels
+    from pipeline.soar.sla import Escalator
+
+    store = _store(tmp_path)
+    try:
+        old = store.upsert_incident(_incident(1), now=WRITTEN).ticket  # opened eleven days after detection
+        fresh_inc = _incident(2)
+        fresh_inc.detected_at = WRITTEN - timedelta(hours=1)  # a worker catching up an hour late
+        fresh = store.upsert_incident(fresh_inc, now=WRITTEN).ticket
+        done = Escalator(store, Channels({})).check(WRITTEN)
+        assert [e.ticket_id for e in done] == [fresh.id]
+        assert sla_state(store.require(old.id), WRITTEN) == "breached"
+    finally:
+        store.close()

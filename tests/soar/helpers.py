@@ -10,7 +10,9 @@ import yaml
 
 from pipeline.schema import CATEGORY_CLASS, AssetRef, Entities, Incident, MatchExplanation
 
-T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+# Detection time of the test incidents: recent, as for a live stream (the SLA clock starts there, and a ticket
+# opened a day after its detection is history that is never escalated: pipeline/soar/sla.py)
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def incident(n: int = 1, *, category: str = "web_attack", priority: str = "P3", tenant: str = "shop",
