@@ -106,3 +106,8 @@ def incident_line(inc: Incident) -> Text:
 def _lines_of(*lines: Text) -> Text:
     """Literal texts (record text never holds a line break: lit shows it as an escape) as lines of one Text."""
     return Text("\n").join(lines)
+
+
+def stacked(values: Iterable[object]) -> Text:
+    """Values one per line in a cell, each shown literally."""
+    return _lines_of(*(lit(v) for v in values))

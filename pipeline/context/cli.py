@@ -60,7 +60,7 @@ def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAM
 def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")] = None) -> None:
     """Show the saved inventories."""
     from pipeline.context.store import Context, mdr_home
-    from pipeline.tables import fitted
+    from pipeline.tables import fitted, stacked
 
     ctx = Context.from_state(tenants=[tenant] if tenant else None)
     if not ctx.assets:
@@ -68,8 +68,8 @@ def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")]
                       "`mdr assets import FILE --tenant T` imports an inventory"))
         return
     for ten, inv in sorted(ctx.assets.items()):
-        rows = [[a.name, a.criticality, a.exposure or "", "\n".join(a.ips), "\n".join(a.hostnames), a.owner or "",
-                 "\n".join(a.tags)] for a in inv.assets]
+        rows = [[a.name, a.criticality, a.exposure or "", stacked(a.ips), stacked(a.hostnames), a.owner or "",
+                 stacked(a.tags)] for a in inv.assets]
         out.print(fitted(("asset", "criticality", "exposure", "ips", "hostnames", "owner", "tags"), rows, out.width,
                          wrap=("ips", "hostnames", "owner", "tags"), title=f"tenant {ten}: {len(rows)} assets"))
 

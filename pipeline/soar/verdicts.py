@@ -94,13 +94,15 @@ def publish(rec: dict[str, Any], path: str | Path | None = None) -> None:
 
 
 def path_for(db_url: str) -> Path:
-    """Where verdicts go by default: MDR_VERDICTS_FILE, else verdicts.jsonl beside a SQLite store, else
-    ./verdicts.jsonl."""
+    """Where verdicts go by default: MDR_VERDICTS_FILE, else verdicts.jsonl beside a SQLite store, else in
+    MDR_HOME (beside the default store)."""
+    from pipeline.context.store import mdr_home
+
     if os.environ.get("MDR_VERDICTS_FILE"):
         return Path(os.environ["MDR_VERDICTS_FILE"])
     if db_url.startswith("sqlite") and "///" in db_url:
         return Path(db_url.split("///", 1)[1]).parent / "verdicts.jsonl"
-    return Path("verdicts.jsonl")
+    return mdr_home() / "verdicts.jsonl"
 
 
 def close(store: TicketStore, ref: int | str, verdict: str, actor: str, comment: str | None = None,

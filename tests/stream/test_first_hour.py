@@ -138,7 +138,8 @@ def test_demo_leaves_nothing_behind(tmp_path: Path) -> None:
     before = untracked()
     env = {k: v for k, v in os.environ.items() if k not in ("MDR_HOME", "MDR_DB_URL")}
     env.update(HOME=str(home), TMPDIR=str(tmp), COLUMNS="80", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--samples", str(samples), "--seconds", "3"],
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--samples", str(samples), "--seconds", "3",
+                        "--no-hold"],  # the console serves while the stream runs, then everything stops
                        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "incidents" in r.stdout and "demo files removed" in r.stdout
