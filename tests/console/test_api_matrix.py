@@ -217,4 +217,4 @@ def test_scoping_on_postgresql(console_server: Any, tmp_path: Path) -> None:
         assert bob.get(f"/incidents/{shop_inc}").status_code == 404
         r = ana.post(f"/api/tickets/{objs.tickets['shop'][0].id}/ack", headers={"X-CSRF-Token": csrf_of(ana)})
         assert r.status_code == 200 and r.json()["ticket"]["status"] == "acknowledged"
-        assert ana.get("/queue").status_code == 200 and "Compromise of vm" in ana.get("/queue").text
+        assert ana.get("/queue").status_code == 200 and "Compromise of web-01" in ana.get("/queue").text
