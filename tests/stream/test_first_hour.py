@@ -5,6 +5,7 @@ nothing behind. All against real Apache Kafka brokers."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,8 +16,9 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline.schema import encode
-from pipeline.stream.broker import KafkaBroker
+from pipeline.stream.broker import KafkaBroker, free_port
 from pipeline.stream.config import Topics
+from tests.cli import readme
 from tests.soar.helpers import incident
 from tests.stream.conftest import jar_broker_skip
 from tests.stream.fixtures_worker import LAB1, ROOT, settle, start_worker, wait_until
@@ -146,3 +148,74 @@ def test_demo_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "why this priority" in r.stdout  # the live table (reasons under each title)
     assert list(cwd.iterdir()) == [] and list(tmp.iterdir()) == [] and list(home.iterdir()) == []
     assert untracked() == before
+
+
+def test_readme_streaming_recipe_as_written(tmp_path: Path) -> None:
+    """The README's streaming recipe, line by line, in a fresh directory (its `samples` a link to the bundled
+    ones) with a fresh MDR_HOME: the broker's address goes to MDR_KAFKA_BOOTSTRAP, the worker and `mdr incidents
+    tail` run in their own "terminals", the producers and `mdr tickets list` in turn; then everything stops in
+    the order the README gives. Only the metrics port is another (9108 may be taken on a shared machine)."""
+    jar_broker_skip()
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    (cwd / "samples").symlink_to(ROOT / "samples")
+    env = {k: v for k, v in os.environ.items() if k not in ("MDR_KAFKA_BOOTSTRAP", "MDR_DB_URL")}
+    env.update(MDR_HOME=str(home), COLUMNS="80", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    lines = readme.shell_lines(readme.bash_blocks(readme.section("Streaming"))[0])
+    steps = [readme.shell_commands_of(line, ("mdr",)) for line in lines]
+    assert [s[0][:2] for s in steps] == [["broker", "start"], ["worker", "--metrics-port"], ["incidents", "tail"],
+                                        *[["produce", f"samples/lab-1/{d}"] for d in ("waf", "ids", "host")],
+                                        ["tickets", "list"]], steps
+    assert lines[0].startswith("export MDR_KAFKA_BOOTSTRAP=$(")
+    stop = readme.section("Streaming").split("Stop them in this order:", 1)[1]
+    assert stop.index("`mdr incidents tail`") < stop.index("the worker") < stop.index("`mdr broker stop`")
+
+    def run(words: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", *words], capture_output=True, text=True,
+                              cwd=cwd, env=env, timeout=180, check=False)
+
+    def start(words: list[str], name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        out = tmp_path / f"{name}.out"
+        with out.open("wb") as fh:
+            return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *words], stdout=fh, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=cwd, env=env), out
+
+    r = run(steps[0][0])
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    env["MDR_KAFKA_BOOTSTRAP"] = r.stdout.strip()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        worker_words = [str(free_port()) if w == "9108" else w for w in steps[1][0]]
+        worker, worker_log = start(worker_words, "worker")
+        procs.append(worker)
+        assert wait_until(lambda: "Worker ready" in worker_log.read_text(errors="replace"), 150), \
+            worker_log.read_text(errors="replace")[-3000:]
+        tail, tail_out = start(steps[2][0], "tail")
+        procs.append(tail)
+        for [words] in steps[3:6]:
+            r = run(words)
+            assert r.returncode == 0 and " messages -> mdr.alerts." in r.stdout, r.stdout + r.stderr
+
+        def listed() -> str:
+            return run(steps[6][0]).stdout if (home / "soar.db").exists() else ""
+
+        assert wait_until(lambda: "Compromise of" in listed(), 180, every=3), \
+            worker_log.read_text(errors="replace")[-3000:]
+        assert wait_until(lambda: "Compromise of web-01" in tail_out.read_text(errors="replace"), 30), \
+            tail_out.read_text(errors="replace")
+        # the stop order of the README: the tail (Ctrl-C), the worker (SIGTERM), the broker last
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(20) == 0 and "Traceback" not in tail_out.read_text(errors="replace")
+        t0 = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker_log.read_text(errors="replace")[-3000:]
+        print(f"worker stopped in {time.monotonic() - t0:.1f} s")
+        assert "Traceback" not in worker_log.read_text(errors="replace")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        r = run(["broker", "stop"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in cwd.iterdir()) == [".mdr-kafka", ".mdr-worker", "samples"]  # as the README says
