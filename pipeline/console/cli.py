@@ -127,7 +127,7 @@ def users_remove(name: Annotated[str, typer.Argument(help="User name")], db: DbO
 def console_cmd(
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8700,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port")] = 8700,
     usecases: Annotated[str | None, typer.Option(help="Use-case directory (for the use-case page)")] = None,
     playbooks: Annotated[str | None, typer.Option(help="Playbook file or directory")] = None,
     channels: Annotated[str | None, typer.Option(help="Channel configuration (channels.yaml)")] = None,

@@ -166,26 +166,29 @@ def _create_topics(cfg: WorkerConfig, ensure: Callable[..., None], wait: float =
 def worker(
     bootstrap: Bootstrap = None,
     app_id: Annotated[str, typer.Option(help="Consumer group / Faust app id")] = "mdr-worker",
-    partitions: Annotated[int, typer.Option(help="Partitions of the by-tenant topic and state table")] = 4,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the by-tenant topic and state table")] = 4,
     bind: Annotated[list[str] | None, typer.Option(help="Bind an ingest topic to a tenant: waf=shop")] = None,
     prefix: Annotated[str, typer.Option(help="Topic name prefix")] = "mdr.",
     usecases: Annotated[Path | None, typer.Option(help="Base use-case directory")] = None,
     data_dir: Annotated[Path, typer.Option(help="Local state (RocksDB) directory")] = Path(".mdr-worker"),
-    quiet: Annotated[float, typer.Option(help="Feed a partition after this many quiet seconds")] = 0.1,
-    max_hold: Annotated[float, typer.Option(help="...or after its oldest pending alert waited this long")] = 0.25,
-    idle_flush: Annotated[float, typer.Option(help="Flush buffering normalizers after this idle time")] = 1.0,
-    lateness: Annotated[float, typer.Option(help="Allowed event-time lateness, seconds")] = 600.0,
-    metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
+    quiet: Annotated[float, typer.Option(min=0, help="Feed a partition after this many quiet seconds")] = 0.1,
+    max_hold: Annotated[float, typer.Option(min=0, help="...or after its oldest pending alert waited this long")
+                        ] = 0.25,
+    idle_flush: Annotated[float, typer.Option(min=0, help="Flush buffering normalizers after this idle time")] = 1.0,
+    lateness: Annotated[float, typer.Option(min=0, help="Allowed event-time lateness, seconds")] = 600.0,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535,
+                                              help="Serve /metrics and /healthz on this port (0: off)")] = 0,
     db: Annotated[str | None, typer.Option("--db", help="Ticket store (default: MDR_DB_URL, else soar.db in "
                                            "MDR_HOME); tickets also go to mdr.tickets")] = None,
     tickets: Annotated[bool, typer.Option("--tickets/--no-tickets", help="Open tickets and run playbooks")] = True,
-    broker_wait: Annotated[float, typer.Option(help="Seconds to wait for the broker at start")] = 90.0,
+    broker_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the broker at start")] = 90.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="Log level")] = LogLevel.info,
-    max_attempts: Annotated[int, typer.Option(help="Dead-letter a message once it made the worker fail this "
+    max_attempts: Annotated[int, typer.Option(min=1, help="Dead-letter a message once it made the worker fail this "
                                               "many times")] = 3,
-    shutdown_grace: Annotated[float, typer.Option(help="Seconds a stop may take before the process exits")] = 10.0,
+    shutdown_grace: Annotated[float, typer.Option(min=0, help="Seconds a stop may take before the process exits")
+                              ] = 10.0,
 ) -> None:
     """Run the streaming worker: the same core as `mdr replay`, on Kafka topics."""
     topics = Topics(prefix=prefix)
@@ -215,7 +218,7 @@ def produce(
     tenant: Annotated[str | None, tenant_option("Tenant (omit to rely on the topic's binding)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
     host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
-    per_message: Annotated[int, typer.Option(help="Records per envelope")] = 1,
+    per_message: Annotated[int, typer.Option(min=1, help="Records per envelope")] = 1,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Stream product files into an ingest topic as envelopes."""
@@ -238,8 +241,9 @@ def produce(
 def demo(
     samples: Annotated[Path | None, typer.Option(help="Lab sample directory (default: the bundled lab-1)")] = None,
     tenant: Annotated[str, tenant_option("Tenant of the samples")] = "shop",
-    seconds: Annotated[float, typer.Option(help="Stop this long after the last incident update")] = 8.0,
-    console_port: Annotated[int, typer.Option(help="Port of the analyst console (another if taken)")] = 8700,
+    seconds: Annotated[float, typer.Option(min=0, help="Stop this long after the last incident update")] = 8.0,
+    console_port: Annotated[int, typer.Option(min=1, max=65535,
+                                              help="Port of the analyst console (another if taken)")] = 8700,
     console: Annotated[bool, typer.Option(help="Serve the analyst console on the demo's tickets")] = True,
     hold: Annotated[bool, typer.Option(help="Keep the console serving after the stream, until Ctrl-C")] = True,
 ) -> None:
@@ -297,7 +301,7 @@ def incidents_tail(
 
 @broker_app.command("start")
 def broker_start(data_dir: Annotated[Path, typer.Option(help="Broker data directory")] = Path(".mdr-kafka"),
-                 port: Annotated[int | None, typer.Option(help="Listener port")] = None) -> None:
+                 port: Annotated[int | None, typer.Option(min=1, max=65535, help="Listener port")] = None) -> None:
     """Start a detached single-node broker; prints its bootstrap address."""
     from pipeline.stream.broker import KafkaBroker
 

@@ -109,6 +109,15 @@ def test_report_options_are_choices(store: Path, home: Path) -> None:
         assert r.code == 2 and "is not one of" in r.text
 
 
+@pytest.mark.parametrize("args", [
+    ("worker", "--max-attempts", "0"), ("worker", "--partitions", "0"), ("worker", "--shutdown-grace", "-1"),
+    ("worker", "--metrics-port", "70000"), ("produce", HOST_LOG, "--topic", "host", "--per-message", "0"),
+    ("demo", "--console-port", "0"), ("broker", "start", "--port", "0"), ("console", "--port", "99999")])
+def test_numbers_out_of_range_are_refused_before_anything_starts(home: Path, args: tuple[str, ...]) -> None:
+    r = mdr(*args, home=home, MDR_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
+    assert r.code == 2 and f"Invalid value for '{args[-2]}'" in r.text and "Traceback" not in r.text, r.text
+
+
 @pytest.mark.parametrize("command", ["test", "validate"])
 def test_rules_on_an_empty_folder(tmp_path: Path, home: Path, command: str) -> None:
     r = mdr("rules", command, str(tmp_path), home=home)
