@@ -8,11 +8,12 @@
   its consumer group;
 - `TRANSPORT`: the Faust Kafka transport with a longer retry back-off and exponential reconnect back-off, so the
   clients knock less often (`register_transport()` names it for Faust; `pipeline.stream.app.faust_settings`
-  selects it).
+  selects it), and a consumer that stops cleanly while the broker is away (`quiet_fetcher_close`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -148,6 +149,31 @@ def slow_reconnects(client: Any, clock: Callable[[], float] = time.monotonic) ->
     client._get_conn = _get_conn
 
 
+def quiet_fetcher_close(fetcher: Any) -> None:
+    """Let aiokafka's fetcher close while the broker is away. `Fetcher.close` cancels its fetch requests and
+    awaits each; one that was waiting out its retry back-off after a failed request re-raises the cancellation,
+    which ends the consumer thread with a traceback and leaves the worker's stop waiting for it until its grace
+    runs out. Cancel and wait them out first (asyncio.wait does not re-raise), then close as before."""
+    close, pending_tasks = getattr(fetcher, "close", None), getattr(fetcher, "_pending_tasks", None)
+    if close is None or not isinstance(pending_tasks, set):  # another aiokafka: leave it as it is
+        return
+
+    async def _close() -> None:
+        routine = getattr(fetcher, "_fetch_task", None)
+        if routine is not None:  # first the routine that starts new requests
+            routine.cancel()
+            await asyncio.wait([routine])
+        pending = set(pending_tasks)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        pending_tasks.difference_update(pending)
+        await close()
+
+    fetcher.close = _close
+
+
 def _transport() -> Any:
     """The Faust aiokafka transport with RETRY_BACKOFF_MS and slow reconnects for its consumer and producer
     (built lazily: Faust is imported only by the worker)."""
@@ -165,6 +191,10 @@ def _transport() -> Any:
                     client._retry_backoff = RETRY_BACKOFF_MS / 1000
                 slow_reconnects(client)
             return consumer
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            quiet_fetcher_close(getattr(self._consumer, "_fetcher", None))  # made by the consumer's start()
 
     class Consumer(driver.Consumer):
         def _new_consumer_thread(self) -> Any:

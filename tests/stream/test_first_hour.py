@@ -88,12 +88,17 @@ def test_worker_writes_tickets_to_the_default_store(kafka_broker, tmp_path: Path
     assert titles and all("web-01" in t for t in titles), titles
 
 
+GRACE = 10  # seconds (`mdr worker --shutdown-grace`, its default)
+
+
 def test_broker_outage_is_logged_once_per_interval(tmp_path: Path) -> None:
     """The broker stops under a running worker: the worker says so in one line naming the address, keeps
-    quiet (back-off, one report per interval) while it is down, and says when it answers again."""
+    quiet (back-off, one report per interval) while it is down, and says when it answers again. Stopped while
+    its broker is gone, it exits within its grace period."""
     jar_broker_skip()
     with KafkaBroker(data_dir=tmp_path / "kafka") as broker:
-        w = start_worker(broker.bootstrap, tmp_path, "--prefix", "mdr.outage.", app_id="outage")
+        w = start_worker(broker.bootstrap, tmp_path, "--prefix", "mdr.outage.", "--shutdown-grace", str(GRACE),
+                         app_id="outage")
         try:
             assert wait_until(lambda: "Worker ready" in w.log.read_text(errors="replace"), 120), w.tail()
             settle(lambda: w.log.stat().st_size, quiet=3, timeout=60)
@@ -115,6 +120,21 @@ def test_broker_outage_is_logged_once_per_interval(tmp_path: Path) -> None:
             print(f"outage: {again!r}; {errors / down:.1f} client errors/s held back")
             assert errors / down < 20  # ~115 log lines/s with aiokafka's 0.1 s retries and no back-off
             assert "Traceback" not in w.log.read_text(errors="replace")
+
+            # the broker stopped before the worker (the wrong order): the worker still stops cleanly, before the
+            # watchdog of its grace period (aiokafka's fetcher used to end the consumer thread with a traceback
+            # and leave the stop waiting for it: ~60 s, then 10 s with the watchdog, exit 1)
+            broker.stop()
+            time.sleep(3)
+            t0, before = time.monotonic(), len(w.log.read_text(errors="replace").splitlines())
+            w.proc.send_signal(signal.SIGTERM)
+            code = w.proc.wait(60)
+            took, stopping = time.monotonic() - t0, w.log.read_text(errors="replace").splitlines()[before:]
+            print(f"worker stopped {took:.1f} s after SIGTERM with its broker gone ({len(stopping)} log lines)")
+            assert code == 0 and took < GRACE, "\n".join(stopping)
+            assert "Traceback" not in "\n".join(stopping)
+            assert len([ln for ln in stopping if '"level": "error"' in ln or '"level": "warning"' in ln]) <= 4, \
+                "\n".join(stopping)
         finally:
             w.stop()
 
