@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
+from pipeline.context import priority as clock
 from pipeline.schema import PRIORITIES
 from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
 from pipeline.soar.models import Ticket, utcnow
@@ -26,7 +27,7 @@ from pipeline.soar.templates import Templates
 if TYPE_CHECKING:
     from pipeline.soar.tickets import TicketStore
 
-RESPONSE = {"P1": 15 * 60, "P2": 30 * 60, "P3": 2 * 3600, "P4": 4 * 3600, "P5": 8 * 3600}
+RESPONSE = {p: int(d.total_seconds()) for p, d in clock.SLA.items()}  # seconds per priority
 MAX_TIER = 3
 TIER_NAMES = {1: "on-call analyst", 2: "senior experts", 3: "chief expert group"}
 
