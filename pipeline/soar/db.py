@@ -9,6 +9,7 @@ migrations with an advisory lock; row updates use `SELECT ... FOR UPDATE`.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ def default_url(out_dir: str | Path = "out") -> str:
     if url:
         return url
     return f"sqlite:///{Path(out_dir) / 'soar.db'}"
+
+
+def owner_id(obj: object) -> str:
+    """Who holds a claimed row (a playbook run, an escalation notice, a lease): this host, process and `obj`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{id(obj):x}"
 
 
 def normalize_url(url: str) -> str:
