@@ -65,6 +65,7 @@ def test_tiers_escalate_once_each(store: TicketStore, channels: Channels, oncall
     assert [e.tier for e in esc.check(c + timedelta(hours=4, seconds=1))] == [2]
     assert [e.tier for e in esc.check(c + timedelta(hours=9))] == [3]
     assert esc.check(c + timedelta(days=3)) == []
+    assert store.unacknowledged_due(c + timedelta(days=3)) == []  # the last tier: no tick reads it again
     got = store.require(t.id)
     assert got.sla_breached and got.escalation_level == 3 and got.escalation_priority == "P3"
     pages = oncall.wait(3)
