@@ -427,7 +427,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         incidents = list(fl.out.incidents.values())
         if incidents:
-            results = await loop.run_in_executor(None, self.soar.act_many, incidents)
+            results = await loop.run_in_executor(None, self.soar.handle, incidents)
             await self.send_dead(failed_updates(incidents, results), futures)
             for r in results:
                 body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
