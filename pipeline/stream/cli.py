@@ -66,7 +66,7 @@ def run_worker(cfg: WorkerConfig) -> None:
     if cfg.db_url:
         from pipeline.soar.actions import Soar
 
-        rt.soar = Soar.open(cfg.db_url)
+        rt.use_soar(Soar.open(cfg.db_url))
     if cfg.metrics_port:
         serve(rt.metrics, cfg.metrics_port, rt.health)
     rt.app.conf.loghandlers = [handler]
@@ -159,6 +159,8 @@ def worker(
     lateness: Annotated[float, typer.Option(help="Allowed event-time lateness, seconds")] = 600.0,
     metrics_port: Annotated[int, typer.Option(help="Serve /metrics and /healthz on this port (0: off)")] = 0,
     db: Annotated[str | None, typer.Option("--db", help="SOAR ticket store URL: tickets to mdr.tickets")] = None,
+    soar_tick: Annotated[float, typer.Option(help="Seconds between SLA escalation and playbook resumption checks "
+                                             "(one worker sharing the store runs them)", min=0.1)] = 10.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
@@ -177,7 +179,7 @@ def worker(
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level,
-        max_attempts=max_attempts, shutdown_grace=shutdown_grace)
+        max_attempts=max_attempts, shutdown_grace=shutdown_grace, soar_tick=soar_tick)
     run_worker(cfg)
 
 
