@@ -77,9 +77,13 @@ class Clock:
         self.interval = interval
         self.lease = Lease(soar.store, NAME, owner or soar.runner.owner, BEATS_PER_LEASE * interval)
         self.holding: bool | None = None  # None: no beat yet
+        self.closed = False
 
     def tick(self, now: datetime | None = None) -> Tick | None:
-        """One beat: take or renew the lease and tick; None when another process holds the lease."""
+        """One beat: take or renew the lease and tick; None when another process holds the lease (or this clock
+        was closed: a beat after the stop must not take the lease again)."""
+        if self.closed:
+            return None
         held = self.lease.acquire(now)
         if held != self.holding:
             if held:
@@ -92,10 +96,13 @@ class Clock:
         done = self.soar.tick(now)
         for e in done.escalations:
             log.info("ticket %d escalated to tier %d at %s", e.ticket_id, e.tier, e.priority)
+        if done.resumed or done.resent:
+            log.info("%d playbook run(s) resumed, %d escalation notice(s) sent again", done.resumed, done.resent)
         return done
 
     def close(self) -> None:
         """Release the lease (a graceful stop): another worker ticks from its next beat on."""
+        self.closed = True
         if not self.holding:
             return
         self.holding = False
