@@ -23,6 +23,7 @@ name. See docs/priority.md for the rationale and a worked example.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +45,26 @@ from pipeline.context.loader import (
 from pipeline.incidents import network_c2
 from pipeline.schema import PRIORITIES, AssetRef, Incident, IntelHit
 
-SLA = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=2),
-       "P4": timedelta(hours=4), "P5": timedelta(hours=8)}
+SERVICE_TERMS = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=2),
+                 "P4": timedelta(hours=4), "P5": timedelta(hours=8)}
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def sla_table(spec: str) -> dict[str, timedelta]:
+    """The response times: the service terms, with the priorities `spec` names set otherwise
+    (`P1=20s,P2=10m`: a whole number of seconds, minutes or hours; the environment's MDR_SLA, e.g. for a contract
+    with other terms, or a test that wants escalations within seconds). ValueError names a bad item."""
+    table = dict(SERVICE_TERMS)
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        prio, _, value = item.partition("=")
+        m = re.fullmatch(r"(\d+)\s*([smh])", value.strip())
+        if prio.strip() not in table or m is None or int(m[1]) == 0:
+            raise ValueError(f"MDR_SLA: bad item {item!r}; want P1..P5=<number><s|m|h>, e.g. P1=15m")
+        table[prio.strip()] = timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+    return table
+
+
+SLA = sla_table(os.environ.get("MDR_SLA", ""))  # the one SLA table: incidents, tickets, escalation, reports
 MAX_CONTEXT_RAISE = 2
 INTEL_MIN_CONFIDENCE = 50
 ESCORT_SUFFIX = re.compile(r" \[escort: [^\]]*\]")
@@ -250,12 +269,12 @@ def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPerio
     inc.priority = _p(level)
     inc.sla_due = response_due(inc)
     inc.sla_breached = sla_state(inc.sla_due, None, now or utcnow()) == "breached"
-    reasons.append(f"SLA {_minutes(SLA[inc.priority])}: respond by {inc.sla_due.isoformat()}")
+    reasons.append(f"SLA {_duration(SLA[inc.priority])}: respond by {inc.sla_due.isoformat()}")
     inc.priority_reasons = reasons
     title = ESCORT_SUFFIX.sub("", inc.title)
     inc.title = f"{title} [escort: {inc.escort}]" if inc.escort else title
 
 
-def _minutes(d: timedelta) -> str:
-    m = int(d.total_seconds() // 60)
-    return f"{m} min" if m < 60 else f"{m // 60} h"
+def _duration(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    return f"{s} s" if s < 60 else f"{s // 60} min" if s < 3600 else f"{s // 3600} h"

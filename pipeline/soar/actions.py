@@ -1,17 +1,20 @@
-"""`act(incident)`: the entry point from the core to SOAR. Opens or updates the incident's ticket
-(idempotently, by incident id) and starts its playbook(s); merged incidents are noted on their survivor.
+"""`Soar`: the one way from the core into SOAR, and its clock.
 
-`Soar` bundles the store, the playbooks, the channels, the runner and the SLA escalator. Adapters drive it:
-`mdr replay` (`act_on_replay`), the streaming worker (`submit` per incident update: non-blocking, written in
-batches by an intake thread; `tick` periodically), tests (`act`, synchronous).
+- `Soar.handle(incidents, now)`: opens or updates each incident's ticket (idempotently, by incident id and
+  version: a replay, a restart or a redelivery changes nothing), notes merged incidents on their survivor and
+  starts the selected playbooks, in one transaction per call.
+- `Soar.tick(now)`: the clock: escalates unacknowledged tickets past their SLA (once per level), resumes
+  playbook runs that are due (retries, runs left by a stopped process, approvals past their deadline).
+
+Adapters drive both: `mdr replay` (`handle_replay`), the streaming worker (`handle` per flush; `tick` on a
+timer through `clock.Clock`, by one worker at a time), `mdr tickets escalate` / `mdr playbooks resume` (`tick`),
+tests.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +38,12 @@ from pipeline.soar.steps import Enricher, Evidence, StepContext, StepResult, eva
 from pipeline.soar.tickets import TicketStore, Upsert
 
 log = logging.getLogger(__name__)
-INTAKE_BATCH = 200  # most incident updates written in one transaction by the intake thread
 
 
 @dataclass(slots=True)
-class ActResult:
+class Handled:
+    """What `Soar.handle` did with one incident update."""
+
     incident_id: str
     ticket_id: int | None
     created: bool = False
@@ -49,7 +53,18 @@ class ActResult:
     error: str = ""  # why the update could not be written (logged; a dead letter, see `failed_updates`)
 
 
+@dataclass(slots=True)
+class Tick:
+    """What one `Soar.tick` did."""
+
+    escalations: list[Escalation] = field(default_factory=list)
+    resumed: int = 0  # playbook runs scheduled again (due retries, runs whose process stopped)
+    resent: int = 0  # escalation notices whose process stopped before sending them
+
+
 class Soar:
+    """The ticket store, the playbooks and their runner, the channels and the SLA escalator of one process."""
+
     def __init__(
         self,
         store: TicketStore,
@@ -75,10 +90,6 @@ class Soar:
             escalator=self.escalator,
             safety=safety,
         )
-        self._queue: queue.Queue[Incident | None] = queue.Queue()
-        self._intake: threading.Thread | None = None
-        self._intake_lock = threading.Condition()
-        self._pending = 0
 
     @classmethod
     def open(
@@ -100,113 +111,59 @@ class Soar:
         kw.setdefault("safety", Safety(load_policy(playbooks=playbooks), inventories or SavedInventories()))
         return cls(store, pbs, chans, **kw)
 
-    def act(self, inc: Incident) -> ActResult:
-        """Take one incident update from the core (synchronously: the ticket is written when this returns)."""
-        return self.act_many([inc])[0]
-
-    def act_many(self, incidents: list[Incident]) -> list[ActResult]:
-        """Several updates in one transaction (results in input order); should the batch fail, each update
-        is tried on its own so that one bad update cannot hold back the others."""
+    def handle(self, incidents: Sequence[Incident], now: datetime | None = None) -> list[Handled]:
+        """Take incident updates from the core: open or update their tickets and start their playbooks, in one
+        transaction (results in input order; idempotent by incident id and version). Should the batch fail,
+        each update is tried on its own so that one bad update cannot hold back the others."""
+        incidents = list(incidents)
         if not incidents:
             return []
         try:
-            done = self.store.apply_batch(incidents, self._playbooks, self.runner.owner, self.runner.lease)
+            done = self.store.apply_batch(incidents, self._playbooks, self.runner.owner, self.runner.lease, now)
         except Exception:
             if len(incidents) == 1:
                 raise
             log.exception("batch of %d incident updates failed; applying them one by one", len(incidents))
-            return [r for inc in incidents for r in self._one_by_one(inc)]
+            return [r for inc in incidents for r in self._one_by_one(inc, now)]
         return [self._result(inc, r) for inc, r in zip(incidents, done, strict=True)]
 
-    def _one_by_one(self, inc: Incident) -> list[ActResult]:
+    def _one_by_one(self, inc: Incident, now: datetime | None) -> list[Handled]:
         try:
-            return self.act_many([inc])
+            return self.handle([inc], now)
         except Exception as e:
             log.exception("incident update %s could not be applied", inc.incident_id)
-            return [ActResult(inc.incident_id, None, error=error_text(e))]
+            return [Handled(inc.incident_id, None, error=error_text(e))]
 
     def _playbooks(self, inc: Incident) -> list[str]:
         return [p.name for p in self.playbooks.select(inc)]
 
-    def _result(self, inc: Incident, r: Upsert | Ticket | None) -> ActResult:
+    def _result(self, inc: Incident, r: Upsert | Ticket | None) -> Handled:
         if not isinstance(r, Upsert):
-            return ActResult(inc.incident_id, r.id if r else None, merged_into=inc.merged_into)
+            return Handled(inc.incident_id, r.id if r else None, merged_into=inc.merged_into)
         for run_id, name in r.runs:
             self.runner.adopt(run_id, r.ticket, name)
-        return ActResult(inc.incident_id, r.ticket.id, r.created, r.changes, [n for _, n in r.runs])
+        return Handled(inc.incident_id, r.ticket.id, r.created, r.changes, [n for _, n in r.runs])
 
-    # ---- non-blocking intake (the streaming worker) ---------------------------------------------------
-    def submit(self, inc: Incident) -> None:
-        """Queue an incident update and return at once; an intake thread writes what has queued up in one
-        transaction per batch (so the batch grows with the load) and starts the playbooks."""
-        with self._intake_lock:
-            if self._intake is None:
-                self._intake = threading.Thread(target=self._intake_loop, name="soar-intake", daemon=True)
-                self._intake.start()
-            self._pending += 1
-        self._queue.put(inc)
-
-    def _intake_loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < INTAKE_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(i is None for i in batch)
-            batch = [i for i in batch if i is not None]
-            try:
-                self.act_many(batch)
-            except Exception:
-                log.exception("incident updates lost: %s", [i.incident_id for i in batch])
-            with self._intake_lock:
-                self._pending -= len(batch)
-                self._intake_lock.notify_all()
-            if stop:
-                return
-
-    def written(self, timeout: float = 60.0) -> bool:
-        """Wait until every submitted update is written (tickets open, runs started); False on timeout."""
-        deadline = time.time() + timeout
-        with self._intake_lock:
-            while self._pending and time.time() < deadline:
-                self._intake_lock.wait(deadline - time.time())
-            return not self._pending
+    def tick(self, now: datetime | None = None) -> Tick:
+        """The clock: resume the playbook runs that are due (time out approvals past their deadline first),
+        send escalation notices a stopped process left unsent, then escalate unacknowledged tickets past their
+        SLA. Every step is a compare-and-set in the store, so ticks that race (two processes, a manual
+        `mdr tickets escalate`) still escalate each level once and resume each run once; the streaming worker
+        ticks through `clock.Clock`, one worker at a time."""
+        now = now or utcnow()
+        resumed = self.runner.poll(now)
+        resent = self.escalator.resend(now)
+        return Tick(self.escalator.check(now), resumed, resent)
 
     def drain(self, timeout: float = 60.0) -> bool:
-        """Wait until submitted updates are written and the runs they started have settled."""
-        deadline = time.time() + timeout
-        return self.written(timeout) and self.runner.drain(max(0.0, deadline - time.time()))
-
-    def tick(self, now: datetime | None = None) -> list[Escalation]:
-        """Periodic work: resume due runs, time out approvals, escalate overdue tickets."""
-        self.runner.poll(now)
-        return self.escalator.check(now)
+        """Wait until the runs this process started or resumed have settled (done, or waiting for an analyst or
+        a later retry); False on timeout."""
+        return self.runner.drain(timeout)
 
     def close(self) -> None:
-        if self._intake is not None:
-            self._queue.put(None)
-            self._intake.join(timeout=30)
         self.runner.close()
         self.channels.close()
         self.store.close()
-
-
-# ---- module-level entry point ----------------------------------------------------------------------------
-_default: Soar | None = None
-_default_lock = threading.Lock()
-
-
-def act(incident: Incident, soar: Soar | None = None) -> ActResult:
-    """Open/update the incident's ticket and start its playbook(s) with `soar` or a default instance."""
-    global _default
-    if soar is None:
-        with _default_lock:
-            if _default is None:
-                _default = Soar.open()
-            soar = _default
-    return soar.act(incident)
 
 
 def register_secrets(db_url: str | None = None, channels: str | Path | None = None) -> None:
@@ -217,7 +174,7 @@ def register_secrets(db_url: str | None = None, channels: str | Path | None = No
 
 
 # ---- adapters --------------------------------------------------------------------------------------------
-def failed_updates(incidents: list[Incident], results: list[ActResult]) -> list[DeadLetter]:
+def failed_updates(incidents: list[Incident], results: list[Handled]) -> list[DeadLetter]:
     """Dead letters (reason `soar_error`, stage `soar`, the incident as raw) of the updates that failed."""
     return [DeadLetter(reason="soar_error", detail=r.error, source="soar", stage="soar", tenant_id=inc.tenant_id,
                        raw=encode(inc).decode())
@@ -235,7 +192,7 @@ class ReplayTickets:
     dead: list[DeadLetter] = field(default_factory=list)  # incident updates that could not be written
 
 
-def act_on_replay(
+def handle_replay(
     res: Any,
     out_dir: str | Path,
     db_url: str | None = None,
@@ -263,9 +220,9 @@ def act_on_replay(
     try:
         incidents = res.sorted_incidents()
         record_evidence(soar.store, res.alerts, res.suppressed, incidents)  # before the tickets that point at them
-        results = soar.act_many(incidents)
-        settled = soar.runner.drain(drain_timeout)
-        soar.escalator.check()
+        results = soar.handle(incidents)
+        soar.tick()  # runs a stopped process left in this store; tickets already past their SLA
+        settled = soar.drain(drain_timeout)
         ids = sorted({r.ticket_id for r in results if r.ticket_id is not None and r.merged_into is None})
         path = out / "tickets.jsonl"
         out.mkdir(parents=True, exist_ok=True)

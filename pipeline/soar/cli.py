@@ -288,15 +288,23 @@ def tickets_escalate(
     db: DbOpt = None,
     playbooks: PlaybooksOpt = None,
     channels: ChannelsOpt = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for resumed playbook steps")] = 60.0,
 ) -> None:
-    """Run the SLA check now: escalate unacknowledged tickets past their due time (once per level)."""
-    when = datetime.fromisoformat(now) if now else None
+    """Run the SOAR clock now (the streaming worker runs it every --soar-tick seconds): escalate unacknowledged
+    tickets past their due time (once per level) and resume the playbook runs that are due."""
     with _soar(db, playbooks, channels) as soar:
-        done = soar.escalator.check(when)
-        for e in done:
-            notes = ", ".join(f"{n['channel']}: {n['status']}" for n in e.notices) or "no channel"
-            out.print(lit(f"ticket {e.ticket_id}: {e.priority} escalated to tier {e.tier} ({notes})"))
-        out.print(f"{len(done)} escalation(s)")
+        _tick(soar, datetime.fromisoformat(now) if now else None, wait)
+
+
+def _tick(soar: Soar, when: datetime | None, wait: float) -> None:
+    """`soar.tick(when)`, its escalations and resumed runs printed; then the resumed runs' steps (for `wait`)."""
+    done = soar.tick(when)
+    for e in done.escalations:
+        notes = ", ".join(f"{n['channel']}: {n['status']}" for n in e.notices) or "no channel"
+        out.print(lit(f"ticket {e.ticket_id}: {e.priority} escalated to tier {e.tier} ({notes})"))
+    settled = soar.drain(wait)
+    out.print(f"{len(done.escalations)} escalation(s), {done.resumed} run(s) resumed"
+              + ("" if settled else "; some are still waiting for their retry time"))
 
 
 # ---- playbooks --------------------------------------------------------------------------------------------
@@ -361,13 +369,18 @@ def playbooks_run(
     incs = _incidents(incident)
     if not dry_run:
         with _soar(db, playbooks, channels, create=True) as soar:
-            for inc in incs:
-                r = soar.act(inc)
+            results = soar.handle(incs)
+            for inc, r in zip(incs, results, strict=True):
+                if r.error:
+                    err.print(lit((f"incident {inc.incident_id}: not written: ", "red"), r.error))
+                    continue
                 out.print(lit(
                     f"incident {inc.incident_id}: ticket {r.ticket_id}"
                     f"{' (new)' if r.created else ''}, playbooks started: {', '.join(r.playbooks) or 'none'}"
                 ))
-            soar.runner.drain(120)
+            soar.drain(120)
+        if any(r.error for r in results):
+            raise typer.Exit(1)
         return
     chans = load_channels(channels, dry_run=True)
     pbs = load_playbooks(playbooks)
@@ -395,20 +408,19 @@ def playbooks_resume(
     channels: ChannelsOpt = None,
     wait: Annotated[float, typer.Option(help="Seconds to keep running due steps")] = 60.0,
 ) -> None:
-    """Run what is due: retries, runs left by a stopped process, approvals past their deadline."""
+    """Run what is due: retries, runs left by a stopped process, approvals past their deadline (the SOAR clock,
+    as `mdr tickets escalate`: overdue tickets escalate too)."""
     with _soar(db, playbooks, channels) as soar:
-        n = soar.runner.poll()
-        settled = soar.runner.drain(wait)
-        out.print(f"{n} run(s) resumed" + ("" if settled else "; some are still waiting for their retry time"))
+        _tick(soar, None, wait)
 
 
 def replay_tickets(res: Any, out_dir: Path, db: str | None, inventories: Any = None) -> Path:
     """The SOAR part of `mdr replay`: tickets and playbooks for the incidents (response targets checked against
     `inventories`, the replay's tenant -> asset inventory); returns tickets.jsonl."""
     from pipeline.schema import encode
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
 
-    r = act_on_replay(res, out_dir, db, inventories=inventories)
+    r = handle_replay(res, out_dir, db, inventories=inventories)
     for e in r.errors:
         err.print(lit(("skipped playbook", "yellow"), " ", e))
     if r.dead:  # after the replay's own dead letters (write_outputs)

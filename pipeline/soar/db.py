@@ -9,6 +9,7 @@ migrations with an advisory lock; row updates use `SELECT ... FOR UPDATE`.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ def default_path() -> Path:
 def default_url() -> str:
     """`MDR_DB_URL`, else the SQLite file `default_path()`: one store for replay, tickets, report and worker."""
     return os.environ.get("MDR_DB_URL") or f"sqlite:///{default_path()}"
+
+
+def owner_id(obj: object) -> str:
+    """Who holds a claimed row (a playbook run, an escalation notice, a lease): this host, process and `obj`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{id(obj):x}"
 
 
 def normalize_url(url: str) -> str:

@@ -2,7 +2,7 @@
 classifier held back, and the incidents fused into others (their last state: title, explanation, alerts), so
 that an analyst can read why an incident exists, follow each fused part and audit the noise model.
 
-Written by the adapters that write tickets (`mdr replay` through `act_on_replay`, before the tickets; the
+Written by the adapters that write tickets (`mdr replay` through `handle_replay`, before the tickets; the
 worker with `--db`, right after them), as an upsert keyed by (tenant, alert id): a replay, a redelivery or a
 representative whose duplicate count grew lands on one row. Configured secrets are redacted, as in
 everything the store holds. Suppressed alerts are inserted once; an analyst's decision on one (`unsuppress`)

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models of the SOAR store: tickets, their timeline and entities, playbook runs, pending merges.
+"""SQLAlchemy 2 models of the SOAR store: tickets, their timeline and entities, playbook runs, pending merges,
+escalation notices, leases.
 
 The schema is created by Alembic (pipeline/migrations); these classes must stay in step with its revisions.
 """
@@ -168,3 +169,31 @@ class PendingMerge(Base):
     title: Mapped[str] = mapped_column(RedactedString(500))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notice(Base):
+    """An escalation notice to one channel (an outbox, pipeline/soar/notices.py): written in the escalation's
+    transaction, claimed by the process that escalated; should that one stop before it is sent, a tick sends it."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(RedactedJson)  # tier, priority, reason
+    status: Mapped[str] = mapped_column(String(16), index=True)  # sending | ok | failed | skipped
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A named job that one process at a time may do (the SOAR clock: pipeline/soar/clock.py), held until
+    `until`; another process takes it over once that has passed."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when this owner took it (kept while renewed)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from typing import Any
 import msgspec
 
 from pipeline.schema import Incident
+from pipeline.soar import db
 from pipeline.soar.connectors import Channels
 from pipeline.soar.models import PlaybookRun, Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step
@@ -119,7 +118,7 @@ class Runner:
         self.enrichers = enrichers or {}
         self.escalator = escalator or Escalator(store, channels, playbooks.templates)
         self.safety = safety or default_safety()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.owner = db.owner_id(self)
         self.listeners: list[Callable[[StepEvent], None]] = []
         self.workers = workers
         self._queue: queue.PriorityQueue[tuple[int, int, int]] = queue.PriorityQueue()

@@ -9,11 +9,13 @@ notified once. A ticket opened more than a day after its detection (a replayed p
 never escalated. The escalation level is kept in the ticket as (priority, tier) and advanced with a
 compare-and-set, so each level fires exactly once across concurrent checkers; a priority raised later
 makes a new level (its own due time is recomputed) and escalates again.
+
+The notices of a level are written with it, as an outbox (pipeline/soar/notices.py): a process that stops
+between the escalation and its notices leaves them to the next tick (`resend`), so none is lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,8 +24,10 @@ from jinja2 import TemplateError
 
 from pipeline.context import priority as clock
 from pipeline.schema import PRIORITIES, Incident
+from pipeline.soar import db
 from pipeline.soar.connectors import Channels, ChannelUnavailable, ConnectorError, Message
-from pipeline.soar.models import Ticket, utcnow
+from pipeline.soar.models import Notice, Ticket, utcnow
+from pipeline.soar.notices import Notices
 from pipeline.soar.templates import Templates
 
 if TYPE_CHECKING:
@@ -95,6 +99,7 @@ class Escalator:
         self.store = store
         self.channels = channels
         self.templates = templates or Templates()
+        self.notices = Notices(store, db.owner_id(self))
 
     def check(self, now: datetime | None = None) -> list[Escalation]:
         """Escalate every overdue unacknowledged ticket whose current level has not been escalated."""
@@ -115,6 +120,17 @@ class Escalator:
                     done.append(esc)
         return done
 
+    def resend(self, now: datetime | None = None) -> int:
+        """Send the notices a stopped process left unsent (their lease ran out); returns how many."""
+        now = now or utcnow()
+        n = 0
+        for notice in self.notices.stale(now):
+            t = self.store.get(notice.ticket_id)
+            if t is not None and self.notices.claim(notice, now):
+                self._deliver(t, notice, again=True)
+                n += 1
+        return n
+
     def escalate_now(self, t: Ticket, reason: str, actor: str = "playbook") -> Escalation | None:
         """A playbook or analyst escalation: the next tier, at once (not an SLA breach)."""
         tier = min(MAX_TIER, max(1, t.escalation_level + 1 if t.escalation_priority == t.priority else 1))
@@ -127,6 +143,7 @@ class Escalator:
         text = f"escalated to tier {tier} ({TIER_NAMES[tier]}) at {t.priority}: {reason}" + (
             f"; notifying {', '.join(names)}" if names else "; no escalation channel configured"
         )
+        outbox = self.notices.new(t.id, names, {"tier": tier, "priority": t.priority, "reason": reason}, now)
         if not self.store.mark_escalated(
             t,
             tier,
@@ -135,12 +152,10 @@ class Escalator:
             actor=actor,
             now=now,
             data={"tier": tier, "priority": t.priority, "channels": names},
+            notices=outbox,
         ):
             return None
-        esc = Escalation(t.id, t.priority, tier)
-        for name in names:
-            esc.notices.append(self._notify(t, name, lambda markup: self.message(t, tier, reason, markup)))
-        return esc
+        return Escalation(t.id, t.priority, tier, [self._deliver(t, notice) for notice in outbox])
 
     def message(self, t: Ticket, tier: int, reason: str, markup: str = "raw") -> Message:
         """The escalation notice, its text in `markup` (the receiving channel's)."""
@@ -178,15 +193,19 @@ class Escalator:
             markup=markup,
         )
 
-    def _notify(self, t: Ticket, name: str, message: Callable[[str], Message]) -> dict[str, Any]:
+    def _deliver(self, t: Ticket, notice: Notice, again: bool = False) -> dict[str, Any]:
+        """Send one notice of the outbox and record how it went (the `notify` event on the ticket's timeline)."""
+        name, tier, reason = notice.channel, notice.data["tier"], notice.data["reason"]
         try:
             conn = self.channels.get(name, t.tenant_id)
             with conn.slots:
-                data = conn.notify(message(conn.markup))
+                data = conn.notify(self.message(t, tier, reason, conn.markup))
             status, detail = "ok", f"escalation notice sent to {name}"
         except ChannelUnavailable as e:
             status, detail, data = "skipped", f"escalation notice to {name} skipped: {e}", {}
         except ConnectorError as e:
             status, detail, data = "failed", f"escalation notice to {name} failed: {e}", {}
-        self.store.add_event(t.id, "notify", detail, status=status, actor="system:sla", data={"channel": name, **data})
+        if again:
+            detail += f" (tier {tier}; the process that escalated stopped before sending it)"
+        self.notices.finish(notice, status, detail, data)
         return {"channel": name, "status": status, "detail": detail}

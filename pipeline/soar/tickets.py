@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.schema import Incident, to_builtins
@@ -26,6 +26,7 @@ from pipeline.soar.models import (
     STATUSES,
     TRANSITIONS,
     VERDICTS,
+    Notice,
     PendingMerge,
     PlaybookRun,
     Ticket,
@@ -446,11 +447,15 @@ class TicketStore:
         return list(found.values())
 
     def unacknowledged_due(self, now: datetime) -> list[Ticket]:
+        """Tickets not acknowledged by their due time that may still escalate (not at the last tier of their
+        current priority yet): what every tick of the SOAR clock reads."""
+        prio = Ticket.escalation_priority
+        more = or_(Ticket.escalation_level < sla.MAX_TIER, prio.is_(None), prio != Ticket.priority)
         with self.tx() as s:
             return list(
                 s.scalars(
                     select(Ticket)
-                    .where(Ticket.status == "new", Ticket.acknowledged_at.is_(None), Ticket.sla_due <= now)
+                    .where(Ticket.status == "new", Ticket.acknowledged_at.is_(None), Ticket.sla_due <= now, more)
                     .order_by(Ticket.sla_due)
                 )
             )
@@ -574,9 +579,11 @@ class TicketStore:
         actor: str = "system:sla",
         data: dict[str, Any] | None = None,
         now: datetime | None = None,
+        notices: list[Notice] | None = None,
     ) -> bool:
         """Compare-and-set the escalation level from what `t` holds to (t.priority, tier): True for the one
-        caller that wins, so each level is escalated exactly once even with concurrent checkers."""
+        caller that wins, so each level is escalated exactly once even with concurrent checkers. The winner's
+        `notices` (the escalation's outbox, pipeline/soar/notices.py) are written in the same transaction."""
         now = now or utcnow()
         prio = Ticket.escalation_priority
         cond = [
@@ -597,6 +604,7 @@ class TicketStore:
             if s.execute(update(Ticket).where(*cond).values(**values)).rowcount != 1:  # type: ignore[attr-defined]
                 return False
             self._event(s, t.id, "escalation", text, status="ok", actor=actor, data=data, now=now)
+            s.add_all(notices or [])
         t.escalation_level, t.escalation_priority = tier, t.priority
         t.sla_breached = t.sla_breached or breach
         return True

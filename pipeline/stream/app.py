@@ -7,6 +7,8 @@
 All correlation, incident and fusion state of a tenant lives in one partition of the by-tenant topic, so the
 worker scales out across tenants and partitions (a single tenant's analysis runs on one worker at a time).
 Ingest messages are keyed by host, so a host's records stay in order for the stateful auditd assembly.
+With `--db`, the flush's incidents go to `Soar.handle` (tickets, playbooks), and a timer runs the SOAR clock
+(`Soar.tick`: SLA escalation, playbook resumption) in the one worker holding its lease (pipeline/soar/clock.py).
 Delivery is at least once; outputs are idempotent (deterministic ids, compacted incident topic, ingest
 high-water marks in the state so redelivered alerts do not count twice).
 
@@ -25,7 +27,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.streams import _current_event
@@ -52,6 +54,10 @@ from pipeline.stream.processor import (
 )
 from pipeline.stream.state import PartitionState
 from pipeline.stream.usecases import UseCaseFeed
+
+if TYPE_CHECKING:
+    from pipeline.soar.actions import Soar
+    from pipeline.soar.clock import Clock
 
 log = logging.getLogger("mdr.worker")
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -111,12 +117,19 @@ class Runtime:
         self.table = self.app.Table("state", partitions=cfg.partitions,
                                     key_type=bytes, value_type=bytes,  # raw serializers
                                     extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE)})
-        self.soar = None
+        self.soar: Soar | None = None  # the ticket store and playbooks (--db)
+        self.clock: Clock | None = None  # the SOAR clock, ticked by whichever worker holds its lease
         self.feed = UseCaseFeed(cfg, self._reloaded, self._rejected)
         self.attempts = Attempts(cfg.data_dir / "attempts.json", cfg.max_attempts)
         self.failure: str | None = None  # set once an error escaped an agent or timer: /healthz fails
         self.in_flight: list[Any] = []  # the ingest events being normalized (a failure counts against them)
         self.shutdown: Callable[[], None] = lambda: None  # asks the worker to stop (`mdr worker`: SIGTERM)
+
+    def use_soar(self, soar: Soar) -> None:
+        """Write tickets with `soar` and run its clock every `--soar-tick` seconds (when holding its lease)."""
+        from pipeline.soar.clock import Clock
+
+        self.soar, self.clock = soar, Clock(soar, self.cfg.soar_tick)
 
     # ---- health and failures -------------------------------------------------------------------------
     def failed(self) -> bool:
@@ -429,13 +442,32 @@ class Runtime:
         loop = asyncio.get_running_loop()
         incidents = list(fl.out.incidents.values())
         if incidents:
-            results = await loop.run_in_executor(None, self.soar.act_many, incidents)
+            results = await loop.run_in_executor(None, self.soar.handle, incidents)
             await self.send_dead(failed_updates(incidents, results), futures)
             for r in results:
                 body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
                 await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
                                 orjson.dumps(body, default=str), futures)
         await loop.run_in_executor(None, evidence.record, self.soar.store, fl.alerts, fl.out.suppressed, incidents)
+
+    # ---- the SOAR clock ------------------------------------------------------------------------------------
+    async def tick_soar(self) -> None:
+        """One beat of the SOAR clock (`soar.clock`: escalate overdue tickets, resume due playbook runs) in the
+        worker holding its lease. A beat that fails (the store unreachable) is logged and counted; the next beat
+        tries again, and no escalation is lost meanwhile (it happens late)."""
+        if self.clock is None:
+            return
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(None, self.clock.tick)
+        except Exception as e:
+            self.metrics.soar_ticks.labels("failed").inc()
+            log.error("SOAR clock: tick failed (next in %g s): %s", self.cfg.soar_tick, error_text(e))
+            return
+        self.metrics.soar_ticks.labels("standby" if done is None else "ticked").inc()
+        if done is not None:
+            for e in done.escalations:
+                self.metrics.escalations.labels(e.priority).inc()
+            self.metrics.runs_resumed.inc(done.resumed)
 
     # ---- context (`mdr assets import`, `mdr intel import` write it under MDR_HOME) -------------------
     async def watch_context(self) -> None:
@@ -595,12 +627,16 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     async def context_watch() -> None:
         await rt.watch_context()
 
+    async def soar_clock() -> None:
+        await rt.tick_soar()
+
     async def usecase_feed() -> None:
         await rt.feed.run()
 
     app.timer(FLUSH_TICK)(rt.guarded("flush", flusher))
     app.timer(0.5)(rt.guarded("idle flush", idle_flush))
     app.timer(CONTEXT_POLL)(rt.guarded("context reload", context_watch))
+    app.timer(cfg.soar_tick)(rt.guarded("SOAR clock", soar_clock))
     app.task(rt.guarded("use-case feed", usecase_feed))
 
     @rt.table.on_recover
@@ -615,8 +651,11 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kw: Any) -> None:  # the consumer has stopped: finish ticket work
+        loop = asyncio.get_running_loop()
+        if rt.clock is not None:  # another worker takes the clock over at its next beat
+            await loop.run_in_executor(None, rt.clock.close)
         if rt.soar is not None:
-            await asyncio.get_running_loop().run_in_executor(None, rt.soar.close)
+            await loop.run_in_executor(None, rt.soar.close)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = (), **kw: Any) -> None:

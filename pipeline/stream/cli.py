@@ -74,7 +74,7 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
     if cfg.db_url:
         from pipeline.soar.actions import Soar
 
-        rt.soar = Soar.open(cfg.db_url)
+        rt.use_soar(Soar.open(cfg.db_url))
     if cfg.metrics_port:
         serve(rt.metrics, cfg.metrics_port, rt.health)
     rt.app.conf.loghandlers = [handler]
@@ -182,6 +182,8 @@ def worker(
                                            "MDR_HOME); tickets also go to mdr.tickets")] = None,
     tickets: Annotated[bool, typer.Option("--tickets/--no-tickets", help="Open tickets and run playbooks")] = True,
     broker_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the broker at start")] = 90.0,
+    soar_tick: Annotated[float, typer.Option(help="Seconds between SLA escalation and playbook resumption checks "
+                                             "(one worker sharing the store runs them)", min=0.1)] = 10.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="Log level")] = LogLevel.info,
@@ -201,7 +203,8 @@ def worker(
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
-        model=model, log_level=log_level.value, max_attempts=max_attempts, shutdown_grace=shutdown_grace)
+        model=model, log_level=log_level.value, max_attempts=max_attempts, shutdown_grace=shutdown_grace,
+        soar_tick=soar_tick)
     run_worker(cfg, broker_wait)
 
 

@@ -89,6 +89,7 @@ class WorkerConfig:
     idle_flush: float = 2.0  # flush stateful normalizers (auditd assembly) after this much ingest silence
     metrics_port: int = 0  # 0: no HTTP server
     db_url: str | None = None  # SOAR ticket store; tickets go to mdr.tickets when set
+    soar_tick: float = 10.0  # seconds between beats of the SOAR clock (escalation, run resumption; one worker)
     model: Path | None = None  # noise classifier (`mdr model train`); None: no classification
     verdicts_file: Path | None = None
     log_level: str = "info"

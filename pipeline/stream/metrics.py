@@ -30,6 +30,12 @@ class Metrics:
         self.incidents = Counter("mdr_incident_updates", "Incident updates emitted", ["priority"], registry=r)
         self.suppressed = Counter("mdr_suppressed", "Alerts suppressed as noise", registry=r)
         self.verdicts = Counter("mdr_verdicts", "Analyst verdicts consumed", registry=r)
+        self.soar_ticks = Counter("mdr_soar_clock_ticks", "Beats of the SOAR clock: ticked (this worker holds the "
+                                  "lease), standby (another one does), failed", ["result"], registry=r)
+        self.escalations = Counter("mdr_soar_escalations", "SLA escalations by this worker's clock", ["priority"],
+                                   registry=r)
+        self.runs_resumed = Counter("mdr_soar_runs_resumed", "Playbook runs resumed by this worker's clock",
+                                    registry=r)
         self.context_reloads = Counter("mdr_context_reloads", "Reloads of the saved context (assets, intel)",
                                        registry=r)
         self.usecase_reloads = Counter("mdr_usecase_reloads", "Use-case set reloads", ["result"], registry=r)

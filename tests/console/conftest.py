@@ -44,13 +44,13 @@ def replay_into(db_url: str, out: Path, tenant: str, inputs: Path, host: str | N
     from pipeline.engine import Core
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
 
     ctx = Context()
     core = Core(load_usecases(str(ROOT / "usecases")), enricher=ctx.enrich, prioritizer=ctx.prioritize,
                 classifier=NoiseClassifier.load(model) if model else None)
     res = replay([str(inputs)], core, tenant, host)
-    act_on_replay(res, out, db_url, workers=2, drain_timeout=30)
+    handle_replay(res, out, db_url, workers=2, drain_timeout=30)
     return res
 
 

@@ -93,8 +93,8 @@ def test_approve_and_deny_resume_the_waiting_runs(tmp_path: Path, console_server
         chans = write_yaml(tmp_path / "channels.yaml", {"channels": {"fw": {"type": "response_api", "url": fw.url}}})
         soar = Soar(TicketStore(url), load_playbooks(pbs.parent), Channels({"channels": {"fw": {
             "type": "response_api", "url": fw.url}}}))
-        yes = soar.act(incident(1, src=["198.51.100.7"]))
-        no = soar.act(incident(2, src=["198.51.100.8"]))
+        yes = soar.handle([incident(1, src=["198.51.100.7"])])[0]
+        no = soar.handle([incident(2, src=["198.51.100.8"])])[0]
         assert soar.runner.drain(10)
         add_user(soar.store, "ana", "analyst", ["shop"], PASSWORD)
         add_user(soar.store, "vera", "viewer", ["shop"], PASSWORD)

@@ -113,12 +113,12 @@ def hostile_replay(tmp_path: Path) -> Any:
 
 
 def test_hostile_incidents_reach_every_sink_escaped(sinks: dict[str, Any], tmp_path: Path) -> None:
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
 
     res = hostile_replay(tmp_path)
     assert all(HOST in i.title for i in res.open_incidents)
     assert any(a.extra.get("reported_host") == SSH_HOST for a in res.alerts)
-    done = act_on_replay(res, tmp_path / "out", f"sqlite:///{tmp_path}/soar.db", channels=sinks["channels"],
+    done = handle_replay(res, tmp_path / "out", f"sqlite:///{tmp_path}/soar.db", channels=sinks["channels"],
                          playbooks=sinks["playbooks"])
     assert done.errors == [] and done.settled
     tickets = [json.loads(x) for x in done.path.read_text().splitlines()]

@@ -87,11 +87,11 @@ def counts(srv: dict[str, Any]) -> dict[str, int]:
 
 
 def test_lab1_tickets_playbooks_notices(lab1: Any, servers: dict[str, Any], db_url: str, tmp_path: Path) -> None:
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
     from pipeline.soar.playbooks import load_playbooks
 
     out = tmp_path / "out"
-    first = act_on_replay(lab1, out, db_url, channels=servers["channels_file"], playbooks=ROOT / "playbooks")
+    first = handle_replay(lab1, out, db_url, channels=servers["channels_file"], playbooks=ROOT / "playbooks")
     assert first.errors == [] and first.settled
     incidents = lab1.open_incidents
     tickets = [json.loads(line) for line in first.path.read_text().splitlines()]
@@ -122,7 +122,7 @@ def test_lab1_tickets_playbooks_notices(lab1: Any, servers: dict[str, Any], db_u
     assert sum(step_oks.values()) == got["customer"]  # each notice step = one accepted request (errcode 0)
 
     # a second replay of the same day: the same tickets, nothing new, nothing sent again
-    again = act_on_replay(run_core(LAB1), out, db_url, channels=servers["channels_file"],
+    again = handle_replay(run_core(LAB1), out, db_url, channels=servers["channels_file"],
                           playbooks=ROOT / "playbooks")
     assert again.created == 0 and again.runs_started == 0 and again.tickets == len(incidents)
     assert counts(servers) == got

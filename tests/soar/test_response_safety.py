@@ -81,7 +81,7 @@ def test_injected_sshd_lines_block_the_real_client_never_the_inventory_server(
     """Issue 13 §2: eight `... from 10.20.5.10 port 22 from 127.0.0.66 port N ssh2` lines, the shipped
     brute-force playbook, a firewall on a local server: 127.0.0.66 (the real client) is blocked, 10.20.5.10
     (a critical DB server of the tenant's inventory) never is, and the block names the fields behind it."""
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
 
     res = _replay(tmp_path, [INJECTED.format(i=i) for i in range(8)])
     [inc] = res.open_incidents
@@ -89,7 +89,7 @@ def test_injected_sshd_lines_block_the_real_client_never_the_inventory_server(
     fw, soc = http_server(), http_server()
     chans = _shipped(tmp_path, fw, soc, LAB)
     monkeypatch.setenv("MDR_RESPONSE_SAFETY", str(tmp_path / "response-safety.yaml"))
-    out = act_on_replay(res, tmp_path / "out", db_url, channels=chans, playbooks=ROOT / "playbooks",
+    out = handle_replay(res, tmp_path / "out", db_url, channels=chans, playbooks=ROOT / "playbooks",
                         inventories=lambda t: INVENTORY)
     assert out.settled
     assert blocked(fw) == ["127.0.0.66"]
@@ -112,7 +112,7 @@ def test_an_inventory_address_as_actor_is_held_not_blocked(
         tmp_path: Path, http_server: Server, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same day, with the DB server itself as the parsed client: nothing is blocked; the ticket waits for an
     analyst with the reason."""
-    from pipeline.soar.actions import act_on_replay
+    from pipeline.soar.actions import handle_replay
 
     lines = [f"Nov 24 06:39:1{i} vm sshd[500{i}]: Failed password for root from 10.20.5.10 port 5000{i} ssh2"
              for i in range(8)]
@@ -120,7 +120,7 @@ def test_an_inventory_address_as_actor_is_held_not_blocked(
     fw, soc = http_server(), http_server()
     chans = _shipped(tmp_path, fw, soc, LAB)
     monkeypatch.setenv("MDR_RESPONSE_SAFETY", str(tmp_path / "response-safety.yaml"))
-    act_on_replay(res, tmp_path / "out", db_url, channels=chans, playbooks=ROOT / "playbooks",
+    handle_replay(res, tmp_path / "out", db_url, channels=chans, playbooks=ROOT / "playbooks",
                   inventories=lambda t: INVENTORY)
     assert fw.requests == []
     s = Soar.open(db_url, channels=chans, playbooks=ROOT / "playbooks")
@@ -139,7 +139,7 @@ def test_held_inventory_target_is_blocked_once_an_analyst_approves(make_soar: Ca
                                                                   http_server: Server) -> None:
     fw, hook = http_server(), http_server()
     soar = make_soar([playbook("web", BLOCK)], channels(fw, hook), safety=safety())
-    r = soar.act(incident(1, src=["198.51.100.7", "10.20.5.10"]))
+    r = soar.handle([incident(1, src=["198.51.100.7", "10.20.5.10"])])[0]
     assert soar.runner.drain(10)
     assert blocked(fw) == ["198.51.100.7"] and hook.requests == []  # the run waits at the block step
     [(_, status, text)] = events(soar, r.ticket_id, "approval")
@@ -159,8 +159,8 @@ def test_loopback_and_link_local_are_refused_by_default_and_a_denial_lets_the_ru
         make_soar: Callable[..., Soar], http_server: Server) -> None:
     fw, hook = http_server(), http_server()
     soar = make_soar([playbook("web", BLOCK)], channels(fw, hook), safety=Safety(Policy(), None))
-    r = soar.act(incident(1, src=["127.0.0.66", "169.254.169.254", "fe80::1", "::ffff:127.0.0.1",
-                                  "203.0.113.9"]))
+    r = soar.handle([incident(1, src=["127.0.0.66", "169.254.169.254", "fe80::1", "::ffff:127.0.0.1",
+                                  "203.0.113.9"])])[0]
     assert soar.runner.drain(10)
     assert blocked(fw) == ["203.0.113.9"]
     [(_, _, text)] = events(soar, r.ticket_id, "approval")
@@ -182,7 +182,7 @@ def test_unanswered_hold_is_denied_at_its_deadline(make_soar: Callable[..., Soar
 
     fw, hook = http_server(), http_server()
     soar = make_soar([playbook("web", BLOCK)], channels(fw, hook), safety=safety({"approval_timeout": "1h"}))
-    r = soar.act(incident(1, src=["10.20.5.10"]))
+    r = soar.handle([incident(1, src=["10.20.5.10"])])[0]
     assert soar.runner.drain(10) and fw.requests == []
     soar.tick(utcnow() + timedelta(hours=2))
     assert soar.runner.drain(10)
@@ -193,11 +193,11 @@ def test_automated_blocks_are_rate_limited_per_tenant(make_soar: Callable[..., S
     fw, hook = http_server(), http_server()
     soar = make_soar([playbook("web", BLOCK)], channels(fw, hook),
                      safety=safety({"rate_limit": {"actions": 3, "window": "1h"}}))
-    first = soar.act(incident(1, src=["203.0.113.1", "203.0.113.2"]))
+    first = soar.handle([incident(1, src=["203.0.113.1", "203.0.113.2"])])[0]
     assert soar.runner.drain(10)
-    second = soar.act(incident(2, src=["203.0.113.3", "203.0.113.4"]))
+    second = soar.handle([incident(2, src=["203.0.113.3", "203.0.113.4"])])[0]
     assert soar.runner.drain(10)
-    other = soar.act(incident(3, tenant="acme", src=["203.0.113.5", "203.0.113.6"]))
+    other = soar.handle([incident(3, tenant="acme", src=["203.0.113.5", "203.0.113.6"])])[0]
     assert soar.runner.drain(10)
     assert sorted(blocked(fw)) == ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.5", "203.0.113.6"]
     assert events(soar, first.ticket_id, "approval") == [] and events(soar, other.ticket_id, "approval") == []
@@ -223,7 +223,7 @@ def test_a_retried_step_does_not_spend_the_budget_twice(make_soar: Callable[...,
     steps = [{**BLOCK[0], "retry": {"attempts": 3, "backoff": "50ms"}}, BLOCK[1]]
     soar = make_soar([playbook("web", steps)], channels(fw, hook),
                      safety=safety({"rate_limit": {"actions": 1, "window": "1h"}}))
-    r = soar.act(incident(1, src=["203.0.113.1"]))
+    r = soar.handle([incident(1, src=["203.0.113.1"])])[0]
     assert soar.runner.drain(10)
     assert blocked(fw) == ["203.0.113.1", "203.0.113.1"] and events(soar, r.ticket_id, "approval") == []
     assert len([e for e in soar.store.timeline(r.ticket_id) if e.kind == "response"]) == 1
@@ -234,7 +234,7 @@ def test_protect_lists_hold_targets(make_soar: Callable[..., Soar], http_server:
     soar = make_soar([playbook("web", BLOCK)], channels(fw, hook, protect=["198.51.100.0/24"]),
                      safety=safety({"protect": ["203.0.113.0/28"],
                                     "tenants": {"shop": {"protect": ["192.0.2.1"]}}}))
-    r = soar.act(incident(1, src=["203.0.113.5", "198.51.100.9", "192.0.2.1", "192.0.2.2"]))
+    r = soar.handle([incident(1, src=["203.0.113.5", "198.51.100.9", "192.0.2.1", "192.0.2.2"])])[0]
     assert soar.runner.drain(10)
     assert blocked(fw) == ["192.0.2.2"]
     [(_, _, text)] = events(soar, r.ticket_id, "approval")
@@ -247,7 +247,7 @@ def test_isolating_an_inventory_host_needs_an_analyst(make_soar: Callable[..., S
     steps = [{"id": "isolate", "isolate_host": {"channel": "edr", "hosts": "{{ incident.entities.hosts }}"}}]
     soar = make_soar([playbook("host", steps)], {"edr": {"type": "response_api", "url": edr.url}},
                      safety=safety())
-    r = soar.act(incident(1, hosts=["web-01", "attacker-box", "localhost"]))
+    r = soar.handle([incident(1, hosts=["web-01", "attacker-box", "localhost"])])[0]
     assert soar.runner.drain(10)
     assert [q.json["host"] for q in edr.requests] == ["attacker-box"]
     [(_, _, text)] = events(soar, r.ticket_id, "approval")

@@ -38,7 +38,7 @@ def test_steps_run_in_order_and_land_in_the_timeline(make_soar: Callable[..., So
                      {"hook": {"type": "webhook", "url": hook.url + "/h"},
                       "hive": {"type": "thehive", "url": hive.url, "api_key": "k"},
                       "fw": {"type": "response_api", "url": fw.url}}, evidence=raw.get)
-    r = soar.act(incident(1, src=["198.51.100.1", "198.51.100.2"]))
+    r = soar.handle([incident(1, src=["198.51.100.1", "198.51.100.2"])])[0]
     assert r.created and r.playbooks == ["web"]
     assert soar.runner.drain(10)
     steps_seen = events(soar, r.ticket_id, "step")
@@ -65,7 +65,7 @@ def test_failed_step_is_retried_with_backoff_then_recorded(make_soar: Callable[.
              {"id": "after", "notify": {"channel": "ok", "text": "y"}}]
     soar = make_soar([playbook("p", steps)], {"down": {"type": "webhook", "url": down.url},
                                               "ok": {"type": "webhook", "url": ok.url}})
-    r = soar.act(incident(1))
+    r = soar.handle([incident(1)])[0]
     assert soar.runner.drain(10)
     ev = events(soar, r.ticket_id, "step")
     assert [s for _, s, _ in ev] == ["retry", "retry", "failed", "ok"]
@@ -83,7 +83,7 @@ def test_timeout_and_4xx_land_in_the_timeline(make_soar: Callable[..., Soar], ht
              {"id": "bad", "notify": {"channel": "bad", "text": "y"}, "retry": FAST_RETRY}]
     soar = make_soar([playbook("p", steps)], {"slow": {"type": "webhook", "url": slow.url},
                                               "bad": {"type": "webhook", "url": bad.url}})
-    r = soar.act(incident(1))
+    r = soar.handle([incident(1)])[0]
     assert soar.runner.drain(10)
     ev = events(soar, r.ticket_id, "step")
     assert [s for _, s, _ in ev] == ["retry", "failed", "failed"]
@@ -96,7 +96,7 @@ def test_timeout_and_4xx_land_in_the_timeline(make_soar: Callable[..., Soar], ht
 def test_unconfigured_channel_is_skipped_not_failed(make_soar: Callable[..., Soar]) -> None:
     soar = make_soar([playbook("p", [{"notify": {"channel": "chat", "text": "x"}}])],
                      {"chat": {"type": "dingtalk", "url": "env:MDR_TEST_NEVER_SET"}})
-    r = soar.act(incident(1))
+    r = soar.handle([incident(1)])[0]
     assert soar.runner.drain(10)
     [(_, status, text)] = events(soar, r.ticket_id, "step")
     assert status == "skipped" and "MDR_TEST_NEVER_SET is not set" in text
@@ -113,9 +113,9 @@ def test_slow_connector_does_not_stall_other_incidents(make_soar: Callable[..., 
          "fast": {"type": "webhook", "url": fast.url}}, workers=4)
     t0 = time.time()
     for n in range(6):
-        soar.act(incident(100 + n, category="web_attack"))
+        soar.handle([incident(100 + n, category="web_attack")])
     for n in range(8):
-        soar.act(incident(200 + n, category="scan"))
+        soar.handle([incident(200 + n, category="scan")])
     got = fast.wait(8, timeout=5)
     assert len(got) == 8 and max(q.at for q in got) - t0 < 0.8  # while the slow channel is still busy
     assert len(slow.requests) <= 3  # the bulkhead let at most 2 (+1 finishing) through so far
@@ -133,8 +133,8 @@ def test_approval_pauses_the_run_until_an_analyst_decides(make_soar: Callable[..
          "block_ip": {"channel": "fw", "ips": "{{ incident.entities.src_ips }}"}},
     ])]
     soar = make_soar(pbs, chans)
-    yes = soar.act(incident(1, src=["198.51.100.7"]))
-    no = soar.act(incident(2, src=["198.51.100.8"]))
+    yes = soar.handle([incident(1, src=["198.51.100.7"])])[0]
+    no = soar.handle([incident(2, src=["198.51.100.8"])])[0]
     assert soar.runner.drain(10)
     assert fw.requests == []
     waiting = events(soar, yes.ticket_id, "approval")
@@ -157,10 +157,10 @@ def test_approval_pauses_the_run_until_an_analyst_decides(make_soar: Callable[..
 def test_approval_times_out(make_soar: Callable[..., Soar]) -> None:
     soar = make_soar([playbook("p", [{"id": "ask", "wait_approval": {"prompt": "?", "timeout": "100ms"}},
                                      {"collect": {}}])], {})
-    r = soar.act(incident(1))
+    r = soar.handle([incident(1)])[0]
     assert soar.runner.drain(10)
     time.sleep(0.15)
-    soar.runner.poll()
+    soar.tick()  # the clock times the approval out
     assert soar.runner.drain(10)
     assert [x.status for x in soar.store.runs(r.ticket_id)] == ["denied"]
     assert any("system:timeout" in t for _, _, t in events(soar, r.ticket_id, "approval"))
@@ -173,21 +173,21 @@ def test_run_of_a_crashed_worker_is_resumed(make_soar: Callable[..., Soar], http
     up = soar.store.upsert_incident(incident(1), playbooks=["p"])  # started, but never scheduled here
     [(run_id, _)] = up.runs
     assert Runs(soar.store).claim(run_id, "dead-worker", lease=0.2) is not None  # claimed, then it died
-    assert soar.runner.poll() == 0  # still leased
+    assert soar.tick().resumed == 0  # still leased
     time.sleep(0.3)
-    assert soar.runner.poll(utcnow()) == 1
+    assert soar.tick(utcnow()).resumed == 1  # the clock resumes it
     assert soar.runner.drain(10)
     assert len(hook.requests) == 1 and [r.status for r in soar.store.runs(up.ticket.id)] == ["done"]
 
 
-def test_act_is_idempotent_and_starts_new_matching_playbooks(make_soar: Callable[..., Soar]) -> None:
+def test_handle_is_idempotent_and_starts_new_matching_playbooks(make_soar: Callable[..., Soar]) -> None:
     soar = make_soar([playbook("web", [{"collect": {}}], categories=["web_attack"]),
                       playbook("urgent-web", [{"collect": {}}], categories=["web_attack"], priorities=["P1"])], {})
     inc = incident(1, priority="P3")
-    assert soar.act(inc).playbooks == ["web"]
-    assert soar.act(inc).playbooks == []  # the same update again (replay, restart)
+    assert soar.handle([inc])[0].playbooks == ["web"]
+    assert soar.handle([inc])[0].playbooks == []  # the same update again (replay, restart)
     inc.version, inc.priority = 2, "P1"
-    r = soar.act(inc)
+    r = soar.handle([inc])[0]
     assert r.changes == ["priority P3 -> P1"] and r.playbooks == ["urgent-web"]
     assert soar.runner.drain(10)
     assert sorted(x.playbook for x in soar.store.runs(r.ticket_id)) == ["urgent-web", "web"]
@@ -198,7 +198,7 @@ def test_merged_update_goes_to_the_survivor(make_soar: Callable[..., Soar]) -> N
     soar = make_soar([playbook("p", [{"collect": {}}])], {})
     survivor = incident(1, category="webshell")
     part = incident(2, category="malware", status="merged", merged_into=survivor.incident_id)
-    res = soar.act_many([part, survivor])  # results in input order; the survivor is written first
+    res = soar.handle([part, survivor])  # results in input order; the survivor is written first
     assert res[1].incident_id == survivor.incident_id and res[0].merged_into == survivor.incident_id
     assert res[0].ticket_id == res[1].ticket_id and soar.store.count() == 1
     assert len(events(soar, res[1].ticket_id, "merged")) == 1
@@ -209,17 +209,17 @@ def test_escalate_step_and_sla_tick(make_soar: Callable[..., Soar], http_server:
     soar = make_soar([playbook("p", [{"ticket": {"action": "escalate", "reason": "host compromise"}}])],
                      {"pager": {"type": "webhook", "url": pager.url}})
     soar.channels.tiers = [["pager"]]
-    r = soar.act(incident(1, priority="P2"))
+    r = soar.handle([incident(1, priority="P2")])[0]
     assert soar.runner.drain(10)
     assert len(pager.wait(1)) == 1 and pager.requests[0].json["kind"] == "escalation"
     t = soar.store.require(r.ticket_id)
     assert t.escalation_level == 1 and not t.sla_breached
     late = soar.tick(T0 + timedelta(minutes=31))  # tier 1 at P2 is done: nothing new yet
-    assert late == []
-    assert [e.tier for e in soar.tick(T0 + timedelta(minutes=61))] == [2]
+    assert late.escalations == []
+    assert [e.tier for e in soar.tick(T0 + timedelta(minutes=61)).escalations] == [2]
 
 
-def test_submit_writes_in_batches_and_the_newest_update_wins(make_soar: Callable[..., Soar]) -> None:
+def test_handle_writes_a_batch_and_the_newest_update_wins(make_soar: Callable[..., Soar]) -> None:
     from msgspec.structs import replace
 
     soar = make_soar([playbook("p", [{"collect": {}}])], {})
@@ -230,9 +230,11 @@ def test_submit_writes_in_batches_and_the_newest_update_wins(make_soar: Callable
     t = soar.store.require(old.incident_id)
     assert (t.priority, t.incident_version, t.incident["alert_count"]) == ("P2", 2, 7)
     assert len(soar.store.runs(t.id)) == 1
-    for n in range(2, 40):
-        soar.submit(incident(n))
-    soar.submit(replace(new, version=3, priority="P1"))
+    batch = [incident(n) for n in range(2, 40)] + [replace(new, version=3, priority="P1")]
+    assert [r.created for r in soar.handle(batch)] == [True] * 38 + [False]
+    again = soar.handle(batch)  # the same batch again (a redelivery): the same tickets, nothing new
+    assert [r.ticket_id for r in again] == [soar.store.require(i.incident_id).id for i in batch]
+    assert not any(r.created or r.changes or r.playbooks for r in again)
     assert soar.drain(20)
     assert soar.store.count() == 39 and soar.store.require(old.incident_id).priority == "P1"
     assert all(r.status == "done" for n in range(2, 40) for r in soar.store.runs(soar.store.require(f"inc{n:04d}").id))

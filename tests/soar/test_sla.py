@@ -41,6 +41,18 @@ def test_response_times_follow_the_service_terms() -> None:
     assert minutes == {"P1": 15, "P2": 30, "P3": 120, "P4": 240, "P5": 480}
 
 
+def test_other_terms_are_set_by_configuration() -> None:
+    from pipeline.context.priority import SERVICE_TERMS, sla_table
+
+    table = sla_table(" P1=20s, P3=1h,P5=90m")  # MDR_SLA
+    assert {p: d.total_seconds() for p, d in table.items()} == {"P1": 20, "P2": 1800, "P3": 3600, "P4": 14400,
+                                                                 "P5": 5400}
+    assert sla_table("") == SERVICE_TERMS
+    for bad in ("P1=0s", "P6=1m", "P1=1.5m", "P1", "P1=5d", "p1=5m"):
+        with pytest.raises(ValueError, match=f"MDR_SLA: bad item {bad!r}"):
+            sla_table(bad)
+
+
 def test_tiers_escalate_once_each(store: TicketStore, channels: Channels, oncall: RecordingServer) -> None:
     t = store.upsert_incident(incident(1, priority="P3")).ticket
     esc = Escalator(store, channels)
@@ -53,6 +65,7 @@ def test_tiers_escalate_once_each(store: TicketStore, channels: Channels, oncall
     assert [e.tier for e in esc.check(c + timedelta(hours=4, seconds=1))] == [2]
     assert [e.tier for e in esc.check(c + timedelta(hours=9))] == [3]
     assert esc.check(c + timedelta(days=3)) == []
+    assert store.unacknowledged_due(c + timedelta(days=3)) == []  # the last tier: no tick reads it again
     got = store.require(t.id)
     assert got.sla_breached and got.escalation_level == 3 and got.escalation_priority == "P3"
     pages = oncall.wait(3)
