@@ -4,9 +4,12 @@ A noise model trained on one product, one WAF configuration and one kind of traf
 linear model in particular extrapolates without limit (a feature a thousand standard deviations from its
 training mean dominates the score). So an alert is in scope only when
 
-- its product (format) and every one of its rule ids occurred in the training split, and
+- its product (format) occurred in the training split, and
 - every feature the model uses lies within the training split's range, widened by `MARGIN` of that range on
   each side (a feature constant in training must keep that value).
+
+An alert with a rule id the training split never had is in scope but judged against the model's stricter
+`threshold_novel` (chosen by leave-rule-family-out cross-validation on the training split).
 
 Out-of-scope alerts are kept, whatever their score: the threshold's recall guarantee is unaffected (keeping only
 raises recall), noise reduction is lost only on unfamiliar alerts.
@@ -48,8 +51,14 @@ class Scope:
 
     def known(self, a: Alert) -> bool:
         """The alert's product and all its rule ids were seen in training."""
-        return ((a.source.format or a.source.product) in self.products
-                and (not a.rule.id or a.rule.id in self.rules) and self.rules.issuperset(map(_ID, a.rules)))
+        return self.product_known(a) and self.rules_known(a)
+
+    def product_known(self, a: Alert) -> bool:
+        return (a.source.format or a.source.product) in self.products
+
+    def rules_known(self, a: Alert) -> bool:
+        """Every rule id of the alert was seen in training (else it is judged against `threshold_novel`)."""
+        return (not a.rule.id or a.rule.id in self.rules) and self.rules.issuperset(map(_ID, a.rules))
 
     def inside(self, X: np.ndarray) -> np.ndarray:
         """Per row: every feature within the (widened) training range."""

@@ -1,0 +1,159 @@
+"""Generalizing beyond the training rules: content features, rule families, the threshold for unseen rules,
+leave-rule-family-out, and the second labeled WAF set (data/waf-lab-pl12)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from pipeline.classify.content import CONTENT_FEATURES, NGRAM_BUCKETS, content_matrix, content_of, decode
+from pipeline.classify.evaluate import model_decisions
+from pipeline.classify.generalize import families, folds, leave_family_out, rule_family
+from pipeline.classify.metrics import core_view
+from pipeline.classify.model import NoiseClassifier
+from pipeline.classify.train import Dataset, load_data, subset, train
+from pipeline.schema import Rule
+from tests.classify.conftest import ROOT, TEST_RECALL
+
+LAB_SET = ROOT / "data" / "waf-lab-pl12"
+
+
+def row(text: str) -> dict[str, float]:
+    return dict(zip(CONTENT_FEATURES, content_matrix([(text.encode(), 1)])[0].tolist(), strict=True))
+
+
+def test_token_classes_of_injections_and_of_prose() -> None:
+    sqli = row("id=1%27+UNION+SELECT+password+FROM+users--")
+    assert sqli["tok:sql_kw"] >= 2 and sqli["sql_quote_kw"] >= 1 and sqli["tok:sql_comment"] >= 1
+    xss = row("q=<img src=x onerror=alert(document.cookie)>")
+    assert xss["tok:html_tag"] == 1 and xss["tok:html_event"] == 1 and xss["tok:js_sink"] >= 1
+    assert xss["html_tag_attr"] == 1
+    trav = row("file=..%2f..%2f..%2fetc%2fpasswd")
+    assert trav["tok:traversal"] == 3 and trav["tok:unix_path"] == 1
+    cmd = row("host=127.0.0.1;cat /etc/passwd")
+    assert cmd["tok:shell"] == 1
+    prose = row("name=O%27Brien&comment=Please+select+a+size+from+the+menu")
+    assert prose["sql_quote_kw"] == 0 and prose["tok:sql_logic"] == 0 and prose["tok:html_tag"] == 0
+    shares = [prose[f"ng:{k}"] for k in range(NGRAM_BUCKETS)]
+    assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0.0
+    empty = row("")
+    assert not any(empty.values())
+
+
+def test_decode_is_one_level_and_lowercases() -> None:
+    assert decode(b"A%2527+B%41") == b"a%27 ba"
+    assert decode(b"%zz%4") == b"%zz%4"
+
+
+def test_content_comes_from_query_and_matched_values(sample_ds: Dataset) -> None:
+    post = next(a for a in sample_ds.alerts if a.http and a.http.method == "POST" and a.extra.get("matched_data"))
+    raw, n = content_of(post)
+    assert n == len(post.extra["matched_data"]) and b"ARGS:" not in raw
+    get = next(a for a in sample_ds.alerts if a.http and a.http.url and "?" in a.http.url)
+    assert content_of(get)[0].startswith(get.http.url.partition("?")[2].encode()[:20])
+
+
+@pytest.mark.parametrize(("rid", "category", "family"), [
+    ("942100", "sqli", "crs-sqli"), ("941160", "xss", "crs-xss"), ("920273", "protocol", "crs-protocol"),
+    ("949110", "blocking", None), ("980130", None, None), ("2006445", "Web Application Attack",
+                                                            "web application attack"),
+    ("sshd:failed_password", None, None),
+])
+def test_rule_family(rid: str, category: str | None, family: str | None) -> None:
+    assert rule_family(Rule(id=rid, category=category)) == family
+
+
+def test_unseen_rules_get_the_stricter_threshold(sample_model: NoiseClassifier, sample_ds: Dataset) -> None:
+    """An alert whose rule the model never saw is judged against threshold_novel; with -inf (not enough
+    evidence across families) it is never suppressed, whatever its score."""
+    alerts = sample_ds.alerts
+    model = sample_model
+    _, dec = model.assess(alerts, [[] for _ in alerts])
+    supp = [i for i, d in enumerate(dec) if d is not None]
+    assert supp, "the sample model suppresses some benign alerts"
+    renamed = [msgspec.structs.replace(alerts[i], rule=Rule(id="999999", name="never seen", category="new"),
+                                       rules=[Rule(id="999999", name="never seen", category="new")])
+               for i in supp]
+    model.threshold_novel = float("-inf")
+    model.reset()
+    _, dec2 = model.assess(renamed, [[] for _ in renamed])
+    assert all(d is None for d in dec2)
+    assert sum(d.novel_rules for d in model.drift.values()) == len(renamed)
+    model.threshold_novel = 1.0  # everything below 1: suppressed if in scope and no guardrail
+    model.reset()
+    _, dec3 = model.assess(renamed, [[] for _ in renamed])
+    kept_out = model.stats["out_of_scope"] + model.stats["guardrail"]
+    assert sum(d is not None for d in dec3) + kept_out == len(renamed)
+    assert all("unseen rules" in d.reason and d.threshold == 1.0 for d in dec3 if d is not None)
+
+
+def test_manifest_records_the_novel_threshold_and_how(sample_model: NoiseClassifier) -> None:
+    m = sample_model.manifest
+    assert "threshold_novel" in m and "novel_rules" in m
+    assert "leave-one-family-out" in m["novel_rules"]["rule"]
+
+
+def test_leave_family_out_never_trains_on_the_family(sample_ds: Dataset) -> None:
+    """Every fold's training data holds no labeled alert of the held-out family; its test alerts all carry it."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def train_fn(d: Dataset) -> NoiseClassifier:
+        lab = [a for a, y in zip(d.alerts, d.labels, strict=True) if y >= 0]
+        fams = set().union(*map(families, lab))
+        seen[str(len(seen))] = (len(lab), len(fams))
+        held = set(folds(sample_ds, sample_ds.mask("all"))) - fams
+        assert held, "the held-out family is absent from the training labels"
+        return train([], TEST_RECALL, ("linear",), ((),), dedup_window=None, ds=d)[0]
+
+    def judge(model: NoiseClassifier, d: Dataset) -> np.ndarray:
+        return model_decisions(model, d, core_view(d, None))[1]
+
+    out = leave_family_out(sample_ds, train_fn, judge)
+    assert (seen and out["folds"]) or out.get("skipped")
+    for f, r in out["folds"].items():
+        assert r["benign"] + r["attack"] == int(folds(sample_ds, sample_ds.mask("all"))[f].sum())
+    assert out["pooled"]["attack"] == sum(r["attack"] for r in out["folds"].values())
+
+
+def test_subset_hides_labels_but_keeps_the_stream(sample_ds: Dataset) -> None:
+    keep = np.zeros(len(sample_ds.alerts), dtype=bool)
+    keep[:50] = True
+    sub = subset(sample_ds, keep)
+    assert len(sub.alerts) == len(sample_ds.alerts) and sub.streams == sample_ds.streams
+    assert (sub.y[50:] == -1).all() and (sub.y[:50] == sample_ds.y[:50]).all()
+    assert sub.data_hash != sample_ds.data_hash
+
+
+# ---- the second labeled WAF set ----------------------------------------------------------------------------
+def test_lab_set_is_documented_and_joins() -> None:
+    readme = (LAB_SET / "README.md").read_text(encoding="utf-8")
+    for word in ("License", "paranoia level", "Faker", "wfuzz", "sqlmap", "waf_lab.sh"):
+        assert word in readme, word
+    with gzip.open(LAB_SET / "modsec_audit.jsonl.gz", "rt", encoding="utf-8") as fh:
+        ids = [json.loads(line)["transaction"]["transaction_id"] for line in fh]
+    labels = [json.loads(x) for x in (LAB_SET / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(ids) == len(set(ids)) == len(labels) and {x["transaction_id"] for x in labels} == set(ids)
+    assert {x["paranoia_level"] for x in labels} == {1, 2}
+    assert {x["label"] for x in labels} == {"attack", "benign"}
+    assert (LAB_SET / "modsec_audit.jsonl.gz").stat().st_size < 4_000_000
+
+
+def test_lab_set_loads_every_record_labeled() -> None:
+    ds = load_data([LAB_SET])
+    assert ds.stats["dead_letters"] == 0 and ds.stats["labels_unmatched"] == 0 and ds.stats["unlabeled_alerts"] == 0
+    assert (ds.y == 0).sum() > 1000 and (ds.y == 1).sum() > 1000
+
+
+def test_a_model_of_one_source_suppresses_no_attack_of_the_other(sample_model_dir: Path) -> None:
+    """Trained on the PL4 sample, run on the PL1/PL2 lab set (no label of it used): rules and feature ranges it
+    never saw keep the alerts, so no attack is suppressed."""
+    model = NoiseClassifier.load(sample_model_dir)
+    ds = load_data([LAB_SET])
+    _, sup, kept = model_decisions(model, ds, core_view(ds, model.dedup_window))
+    assert not (sup & (ds.y == 1)).any()
+    assert kept["out_of_scope"] > 0
