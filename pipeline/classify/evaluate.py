@@ -255,3 +255,47 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['suppressed_benign']} | {r['fn']} |" for r in report["per_rule"][:40]]
     out += ["", "Figures: pr_curve.png, tradeoff.png, confusion_matrix.png, confusion_matrix_baseline.png", ""]
     return "\n".join(out)
+
+
+CURVE_SIZES = (100, 300, 1000, 3000)
+
+
+def learning_curve(ds: Dataset, sizes: Sequence[int] = CURVE_SIZES, target: float = 0.995,
+                   base: Dataset | None = None, dedup_window: float | None = None,
+                   kinds: Sequence[str] = ("hgb", "linear")) -> list[dict[str, Any]]:
+    """Noise reduction and false negatives on the held-out split of `ds` against the number of verdicts a model
+    was trained on: the first n labeled alerts of the train and validation splits in event-time order (the
+    verdicts analysts would have given first), plus every label of `base` (data the deployment started with).
+    Each point trains as `mdr model train` does (selection and thresholds on those verdicts' own train /
+    validation splits); a point whose verdicts cannot yet give a threshold suppresses nothing."""
+    from pipeline.classify.train import merge, subset, train
+
+    y = ds.y
+    pool = [i for i in np.flatnonzero((y >= 0) & (np.asarray(ds.splits) != "heldout"))]
+    pool.sort(key=lambda i: ds.alerts[i].time)
+    test = ds.mask("heldout")
+    out = []
+    for n in sizes:
+        if n > len(pool):
+            break
+        keep = np.zeros(len(y), dtype=bool)
+        keep[pool[:n]] = True
+        sub = subset(ds, keep)
+        point: dict[str, Any] = {"verdicts": n, "attack_verdicts": int((y[keep] == 1).sum())}
+        try:
+            model = train([], target, tuple(kinds), dedup_window=dedup_window,
+                          ds=merge(base, sub) if base is not None else sub)[0]
+        except ValueError as e:
+            out.append({**point, **rates(np.zeros(len(y), dtype=bool), y, test), "model": None, "note": str(e)})
+            continue
+        _, sup, _ = model_decisions(model, ds, core_view(ds, dedup_window))
+        out.append({**point, **rates(sup, y, test), "model": model.manifest.get("variant"),
+                    "threshold": model.threshold, "threshold_novel": model.threshold_novel})
+    return out
+
+
+def curve_lines(curve: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"{c['verdicts']:>6} verdicts ({c['attack_verdicts']} attack): noise reduction "
+            f"{c['noise_reduction']:.2%} ({c['suppressed_benign']}/{c['benign']}), FN rate {c['fn_rate']:.2%} "
+            f"({c['suppressed_attack']}/{c['attack']})" + (f" [{c['note']}]" if c.get("note") else "")
+            for c in curve]

@@ -8,9 +8,14 @@ A model is a directory:
                     and accepts only the sklearn types in `TRUSTED`
 
 `NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
-`predict_proba` call, then an alert is suppressed when P(attack) < threshold, it looks like the training data
-(`pipeline.classify.scope`: known product and rules, features within the training range) and no guardrail keeps it
-(`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
+`predict_proba` call, then an alert is suppressed when P(attack) is below its threshold, it looks like the training
+data (`pipeline.classify.scope`: known product, features within the training range) and no guardrail keeps it
+(`pipeline.classify.guardrails`). Its threshold: `threshold` when all its rules were seen in training, else the
+stricter `threshold_novel` (`pipeline.classify.generalize`); a tenant may have its own pair (`tenants` in the
+manifest, from that tenant's verdicts). A model in *shadow* mode (`shadow=True`) scores and records what it would
+have suppressed (`shadow_log`) but suppresses nothing. Per tenant it counts alerts, out-of-scope alerts, alerts
+with unseen rules and a histogram of scores (`drift`, see `pipeline.classify.drift`).
+Each `Suppressed` carries the score, the threshold, the model version and the
 top `TOP_K` feature contributions (`pipeline.classify.explain`). Every `EXPIRE_EVERY` alerts, sources idle for a
 day leave the state. The state (`ClassifierState`) can be handed in by a streaming worker (`state=`).
 """
@@ -21,12 +26,14 @@ import hashlib
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
 
+from pipeline.classify.drift import TenantDrift
 from pipeline.classify.explain import explainer_for
 from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.guardrails import keep_reason
@@ -63,12 +70,19 @@ class NoiseClassifier(Classifier):
     """Suppresses alerts the model scores as noise, under the guardrails; implements the core's hook."""
 
     def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
-                 scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None):
+                 scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None,
+                 threshold_novel: float = float("-inf"), tenants: dict[str, dict[str, float]] | None = None,
+                 shadow: bool = False):
         self.estimator = estimator
         self.schema = schema
         self.used = list(used)
         self.columns = np.asarray([schema.index[n] for n in self.used], dtype=np.int64)
         self.threshold = float(threshold)
+        self.threshold_novel = float(threshold_novel)
+        self.tenants = {t: {k: float(v) for k, v in d.items()} for t, d in (tenants or {}).items()}
+        self.shadow = shadow
+        self.shadow_log: list[Suppressed] = []  # what a shadow model would have suppressed (drained by callers)
+        self.drift: dict[tuple[str, date], TenantDrift] = {}  # (tenant, event day) -> counts
         self.scope = scope
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
@@ -80,7 +94,8 @@ class NoiseClassifier(Classifier):
 
     # ---- persistence -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, state: ClassifierState | None = None) -> NoiseClassifier:
+    def load(cls, path: str | Path, state: ClassifierState | None = None, shadow: bool = False
+             ) -> NoiseClassifier:
         """Load a model directory (verifies the checksum, the trusted types and the feature schema version)."""
         d = Path(path)
         try:
@@ -104,7 +119,8 @@ class NoiseClassifier(Classifier):
             if missing:
                 raise ModelError(f"features unknown to this build: {missing[:5]}")
             scope = Scope.from_dict(manifest["scope"], fs["used"])
-            return cls(estimator, schema, fs["used"], manifest["threshold"], scope, manifest, state)
+            return cls(estimator, schema, fs["used"], manifest["threshold"], scope, manifest, state,
+                       _num(manifest.get("threshold_novel")), manifest.get("tenants"), shadow)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{d / MANIFEST_FILE}: incomplete or incompatible manifest ({e!r})") from None
 
@@ -115,7 +131,8 @@ class NoiseClassifier(Classifier):
         sio.dump(self.estimator, d / MODEL_FILE)
         digest = sha256_file(d / MODEL_FILE)
         self.version = f"noise-{self.manifest.get('kind', 'model')}-{digest[:12]}"
-        self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold)
+        self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold,
+                             threshold_novel=_json_num(self.threshold_novel), tenants=self.tenants)
         self.manifest["features"] = {**self.schema.describe(), "used": self.used}
         self.manifest["scope"] = self.scope.to_dict(self.used)
         (d / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n",
@@ -160,16 +177,31 @@ class NoiseClassifier(Classifier):
         return [{names[j]: v for j, v in zip(ri, rv, strict=True) if v != 0.0}
                 for ri, rv in zip(idx.tolist(), vals, strict=True)]
 
+    def thresholds(self, tenant: str) -> tuple[float, float]:
+        """(threshold for alerts whose rules were all seen in training, threshold for the others) of a tenant."""
+        t = self.tenants.get(tenant)
+        if t is None:
+            return self.threshold, self.threshold_novel
+        return t.get("threshold", self.threshold), t.get("threshold_novel", self.threshold_novel)
+
     def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
                record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:
         """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
         X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
-        below = np.flatnonzero(p < self.threshold)
-        inside = self.scope.inside(X[below][:, self.columns]).tolist()
+        if not len(alerts):
+            return p, out
+        novel = np.fromiter((not self.scope.rules_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        inside = self.scope.inside(X[:, self.columns]) & np.fromiter(
+            (self.scope.product_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        thr = np.empty(len(alerts))
+        for i, a in enumerate(alerts):
+            known_t, novel_t = self.thresholds(a.tenant_id)
+            thr[i] = novel_t if novel[i] else known_t
+        self._observe(alerts, p, inside, novel)
         pick = []
-        for i, ok in zip(below.tolist(), inside, strict=True):
-            if not ok or not self.scope.known(alerts[i]):
+        for i in np.flatnonzero(p < thr).tolist():
+            if not inside[i]:
                 self.stats["out_of_scope"] += 1
             elif keep_reason(alerts[i], matched[i]) is not None:
                 self.stats["guardrail"] += 1
@@ -177,11 +209,24 @@ class NoiseClassifier(Classifier):
                 pick.append(i)
         if pick:
             for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
-                s = float(p[i])
-                out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=self.threshold,
+                s, t = float(p[i]), float(thr[i])
+                which = "threshold for unseen rules" if novel[i] else "threshold"
+                out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=t,
                                     model_version=self.version, contributions=contrib,
-                                    reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
+                                    reason=f"noise: P(attack) {s:.4f} < {which} {t:.4f}")
+        if self.shadow:
+            self.shadow_log.extend(d for d in out if d is not None)
+            return p, [None] * len(alerts)
         return p, out
+
+    def _observe(self, alerts: Sequence[Alert], p: np.ndarray, inside: np.ndarray, novel: np.ndarray) -> None:
+        """Per tenant and event day: drift counters (alerts, out of scope, unseen rules, score histogram)."""
+        for a, s, ok, nv in zip(alerts, p.tolist(), inside.tolist(), novel.tolist(), strict=True):
+            key = (a.tenant_id, a.time.date())
+            d = self.drift.get(key)
+            if d is None:
+                d = self.drift[key] = TenantDrift()
+            d.observe(s, not ok, nv)
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         """The core's hook. An alert decided again (the core re-decides a representative whose content changed)
@@ -205,3 +250,14 @@ class NoiseClassifier(Classifier):
         self._since_expire = 0
         self._recorded.clear()
         self.stats.clear()
+        self.drift = {}  # new objects: copies made for other partitions keep theirs
+        self.shadow_log = []
+
+
+def _num(v: Any) -> float:
+    """A threshold from a manifest (JSON has no infinity: null and "-inf" stand for it)."""
+    return float("-inf") if v is None else float(v)
+
+
+def _json_num(v: float) -> float | None:
+    return None if not np.isfinite(v) else v
