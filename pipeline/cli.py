@@ -18,7 +18,7 @@ from pipeline.clitext import Table, lit
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.redact import install_logging
 from pipeline.report.cli import report_cmd
-from pipeline.soar.cli import playbooks_app, tickets_app
+from pipeline.soar.cli import playbooks_app, tickets_app, verdict_app
 from pipeline.stream.cli import register as register_stream
 
 app = typer.Typer(help="MDR pipeline: normalize, dedup, match use cases, correlate, prioritize, act.",
@@ -30,6 +30,7 @@ app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
 app.add_typer(model_app, name="model")
+app.add_typer(verdict_app, name="verdict")
 register_stream(app)
 app.command("report")(report_cmd)
 install_logging()  # log records: secrets redacted, control characters escaped
@@ -81,7 +82,9 @@ def replay(
     escort: Annotated[Path | None, typer.Option(help="Escort calendar (YAML/CSV) of --tenant")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Ticket store URL (default: MDR_DB_URL, else "
                                            "soar.db in --out)")] = None,
-    model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Noise classifier: a model directory (mdr model train) or a registry (its active model, and its "
+             "shadow model scoring beside it)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
     from pipeline.engine import Core
@@ -111,13 +114,14 @@ def replay(
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
     classifier = None
     if model is not None:
-        from pipeline.classify.model import ModelError, NoiseClassifier
+        from pipeline.classify.model import ModelError
+        from pipeline.classify.registry import RegistryError, load_classifier
 
         try:
-            classifier = NoiseClassifier.load(model)
-        except ModelError as e:
+            classifier = load_classifier(model)
+        except (ModelError, RegistryError) as e:
             fail(str(e))
-        if classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
+        if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
             console.print(f"[yellow]warning:[/yellow] the model was trained for a {classifier.dedup_window:g} s "  # type: ignore[union-attr]
                           f"dedup window, not {dedup_window:g} s")
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,

@@ -29,6 +29,8 @@ tickets_app = typer.Typer(
     no_args_is_help=True,
 )
 playbooks_app = typer.Typer(help="Playbooks: validate, dry-run, resume pending runs.", no_args_is_help=True)
+verdict_app = typer.Typer(help="Alert verdicts: mark alerts or a whole incident true / false positive "
+                               "(the noise classifier learns from them: mdr model retrain).", no_args_is_help=True)
 err = Console(stderr=True)
 out = Console()
 
@@ -224,16 +226,99 @@ def tickets_close(
     verdicts: Annotated[Path | None, typer.Option(help="Verdicts JSONL file to append to")] = None,
     by: ByOpt = None,
     db: DbOpt = None,
+    alerts: Annotated[list[Path] | None, typer.Option(
+        help="mdr replay output directory holding the incident's alerts (default: the store's directory)")] = None,
 ) -> None:
-    """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks)."""
+    """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks) and recorded for
+    each of the incident's alerts (alert verdicts, with their content when the replay outputs are at hand)."""
     from pipeline.soar import verdicts as pub
+    from pipeline.soar.alert_verdicts import record_incident_verdict
 
     with _store(db) as store:
         actor = _actor(by)
         t = store.close_ticket(ref, verdict, actor, comment)
         path = verdicts or verdicts_path(store.url)
         pub.publish(pub.record(t, actor, comment), path)
-        out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, ")"))
+        n = record_incident_verdict(store, t.id, verdict, actor, alerts=_alert_index(alerts, store.url),
+                                    source="ticket", comment=comment) if (t.incident or {}).get("alert_ids") else 0
+        out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, f"; {n} alert verdicts)"))
+
+
+def _alert_index(dirs: list[Path] | None, db_url: str) -> dict[str, Any]:
+    """Alerts of `mdr replay` outputs: the given directories, else the SQLite store's own directory."""
+    from pipeline.soar.alert_verdicts import alert_index
+
+    if not dirs and db_url.startswith("sqlite") and "///" in db_url:
+        dirs = [Path(db_url.split("///", 1)[1]).parent]
+    return alert_index(dirs or [])
+
+
+VerdictOpt = Annotated[str, typer.Option(help="true_positive|false_positive|benign|duplicate")]
+AlertsOpt = Annotated[list[Path] | None, typer.Option(
+    "--alerts", help="mdr replay output directory with the alerts (default: the store's directory)")]
+
+
+@verdict_app.command("alert")
+def verdict_alert(
+    alert_ids: Annotated[list[str], typer.Argument(help="Alert ids")],
+    verdict: VerdictOpt,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (needed for alerts not found in --alerts)")] = None,
+    comment: Annotated[str | None, typer.Option()] = None,
+    alerts: AlertsOpt = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Mark alerts true or false positive."""
+    from pipeline.soar.alert_verdicts import record_verdict
+
+    with _store(db) as store:
+        idx = _alert_index(alerts, store.url)
+        found = [idx[i] for i in alert_ids if i in idx]
+        rest = [i for i in alert_ids if i not in idx]
+        n = record_verdict(store, verdict, _actor(by), alerts=found, alert_ids=rest, tenant_id=tenant,
+                           comment=comment, source="cli", publish_to=verdicts_path(store.url))
+        out.print(f"{n} alert verdicts recorded ({len(found)} with their content)")
+
+
+@verdict_app.command("incident")
+def verdict_incident(
+    ref: IdArg,
+    verdict: VerdictOpt,
+    comment: Annotated[str | None, typer.Option()] = None,
+    alerts: AlertsOpt = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Mark every alert of an incident (ticket number or incident id) true or false positive."""
+    from pipeline.soar.alert_verdicts import record_incident_verdict
+
+    with _store(db) as store:
+        n = record_incident_verdict(store, ref, verdict, _actor(by), alerts=_alert_index(alerts, store.url),
+                                    source="cli", comment=comment, publish_to=verdicts_path(store.url))
+        out.print(f"{n} alert verdicts recorded")
+
+
+@verdict_app.command("list")
+def verdict_list(
+    tenant: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Recorded alert verdicts, oldest first."""
+    from pipeline.soar.alert_verdicts import list_verdicts
+
+    with _store(db) as store:
+        rows = list_verdicts(store, tenant)
+    if as_json:
+        for r in rows:
+            out.print_json(json.dumps({"tenant_id": r.tenant_id, "alert_id": r.alert_id, "verdict": r.verdict,
+                                       "analyst": r.analyst, "source": r.source, "incident_id": r.incident_id,
+                                       "at": r.at.isoformat(), "has_content": r.alert is not None}))
+        return
+    tab = Table("tenant", "alert", "verdict", "analyst", "source", "incident", "at")
+    for r in rows:
+        tab.add_row(r.tenant_id, r.alert_id, r.verdict, r.analyst, r.source, r.incident_id or "", _ts(r.at))
+    out.print(tab)
 
 
 def _decision(approve: bool, doc: str) -> Callable[..., None]:

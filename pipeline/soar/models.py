@@ -169,3 +169,23 @@ class PendingMerge(Base):
     title: Mapped[str] = mapped_column(RedactedString(500))
     alert_count: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertVerdict(Base):
+    """An analyst's verdict on one alert; the latest one per (tenant, alert) counts. `alert` keeps the alert's
+    normalized content when it was at hand, so that `mdr model retrain` can learn from it."""
+
+    __tablename__ = "alert_verdicts"
+    __table_args__ = (UniqueConstraint("tenant_id", "alert_id", name="uq_alert_verdicts_alert"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    alert_id: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(32))
+    label: Mapped[int | None] = mapped_column(Integer)  # 1 attack, 0 benign, None (duplicate: no label)
+    analyst: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))  # cli | ticket | console
+    incident_id: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    alert: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
