@@ -6,6 +6,7 @@ of the same day would deliver them; the result does not depend on file order or 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class ReplayResult:
     incidents: dict[str, Incident] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     skipped_paths: list[SkippedPath] = field(default_factory=list)  # under the named directories, not read
+    drift: dict = field(default_factory=dict)  # (tenant, day) -> TenantDrift of the noise model
+    model_version: str | None = None
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -76,6 +79,11 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
     res.skipped.update(acc.skipped)
     res.suppressed.extend(acc.suppressed)
     res.incidents.update(acc.incidents)
+    if core.classifier is not None:
+        from pipeline.classify.drift import classifier_drift
+
+        res.drift = classifier_drift(core.classifier)
+        res.model_version = getattr(getattr(core.classifier, "active", core.classifier), "version", None)
     return res
 
 
@@ -94,4 +102,11 @@ def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
             for it in items:
                 fh.write(redact_bytes(encode(it)))
                 fh.write(b"\n")
-    return {k: v[0] for k, v in files.items()}
+    written = {k: v[0] for k, v in files.items()}
+    if res.drift:
+        from pipeline.classify.drift import by_tenant
+
+        written["drift"] = d / "drift.json"
+        written["drift"].write_text(json.dumps({"model_version": res.model_version, "tenants": {
+            t: v.to_dict() for t, v in sorted(by_tenant(res.drift).items())}}, indent=2) + "\n", encoding="utf-8")
+    return written
