@@ -155,6 +155,32 @@ def _skipped_paths(res) -> None:
         console.print(f"... and {len(notable) - SKIPS_LISTED} more skipped paths", style="yellow")
 
 
+@app.command()
+def trace(
+    ref: Annotated[str, typer.Argument(help="Alert id, or the product's record id (e.g. ModSecurity transaction id)")],
+    out: Annotated[Path, typer.Option(help="mdr replay output directory")] = Path("out"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """What became of an alert: in incident X, suppressed (score, threshold, model), or a duplicate of alert Y
+    (and Y's fate)."""
+    import json
+
+    from pipeline.trace import trace as run
+
+    try:
+        found = run(out, ref)
+    except FileNotFoundError as e:
+        fail(str(e))
+    if not found:
+        fail(f"no alert with id or record id {ref!r} in {out}", 1)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
+    for chain in found.values():
+        for i, step in enumerate(chain):
+            typer.echo(("  " * i + ("-> " if i else "")) + step["text"])
+
+
 def _summary(res) -> None:
     _skipped_paths(res)
     t = Table(title="replay summary", show_header=False)

@@ -23,7 +23,7 @@ from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
-from pipeline.schema import Alert, DeadLetter, Incident, Suppressed
+from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
 
 Enricher = Callable[[Alert], None]
 Prioritizer = Callable[[Incident], None]
@@ -34,6 +34,11 @@ class Classifier:
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         raise NotImplementedError
+
+    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        """Decide duplicates of suppressed representatives on their own (they are not representatives: a
+        classifier with history may score them without recording them)."""
+        return self.decide(alerts, matched)
 
 
 @dataclass(slots=True)
@@ -57,6 +62,7 @@ class Outputs:
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     suppressed: list[Suppressed] = field(default_factory=list)
+    fates: list[Fate] = field(default_factory=list)  # one per raw alert fed (see `Fate`)
     incidents: dict[str, Incident] = field(default_factory=dict)  # latest state of each updated incident
     matches: Counter[str] = field(default_factory=Counter)  # use case id -> matches / correlation firings
     records: int = 0
@@ -69,6 +75,7 @@ class Outputs:
         self.dead.extend(other.dead)
         self.skipped.update(other.skipped)
         self.suppressed.extend(other.suppressed)
+        self.fates.extend(other.fates)
         self.incidents.update(other.incidents)
         self.matches.update(other.matches)
         self.records += other.records
@@ -124,50 +131,96 @@ class Core:
         self.feed_alerts(res.alerts)
 
     def feed_alerts(self, alerts: list[Alert]) -> None:
-        """Dedup, enrich, match, classify (batched), then correlate and build incidents."""
+        """Dedup, enrich, match, classify (batched), then correlate and build incidents. Every alert's fate is
+        recorded (`Outputs.fates`). A duplicate whose representative is suppressed (earlier, or in this batch)
+        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path)."""
         fresh: list[Alert] = []
-        rejudge: dict[int, Alert] = {}  # id(duplicate) -> the suppressed representative it would merge into
+        later: list[tuple[Alert, Alert]] = []  # (duplicate, representative) of representatives in this batch
+        alone: list[tuple[Alert, Alert]] = []  # (duplicate, suppressed representative): judged on its own
+        new_ids: set[int] = set()
+        last: datetime | None = None  # event time of the last alert classified (drives periodic expiry)
         for a in alerts:
             rep, kind = self.dedup.process(a)
             if kind == NEW:
                 fresh.append(rep)
+                new_ids.add(id(rep))
+                last = a.time
+            elif kind == DUPLICATE and id(rep) in new_ids:
+                later.append((a, rep))
             elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
-                # noise must not hide an attack that looks alike (same rule, source, path): judge it alone
-                rep.count -= a.count
-                a.first_seen = a.last_seen = a.time
-                rejudge[id(a)] = rep
-                fresh.append(a)
+                alone.append((a, rep))
+                last = a.time
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
+                self._fate(a, "duplicate", rep)
                 self._repeat(rep, a)
             else:
                 self.out.same_event += 1
+                self._fate(a, "same_event", rep)
         if self.dedup.upgraded:
-            new = {id(a) for a in fresh}
-            self._rematch([r for r in self.dedup.upgraded if id(r) not in new])
+            self._rematch([r for r in self.dedup.upgraded if id(r) not in new_ids])
             self.dedup.upgraded.clear()
-        if not fresh:
-            return
-        matched: list[list[UseCase]] = []
-        for a in fresh:
-            if self.enricher is not None:
-                self.enricher(a)
-            matched.append(self._match(a))
-        decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
-        for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
-            rep = rejudge.get(id(a))
-            if rep is not None and dec is not None:  # noise like its representative: merge after all
+        if fresh:
+            matched = [self._enrich_match(a) for a in fresh]
+            decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
+            for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
+                self.out.alerts.append(a)
+                if dec is not None:
+                    self._suppress(a, dec)
+                    continue
+                self._fate(a, "representative")
+                self._correlate(a, ucs)
+        for a, rep in later:  # their counts are in the representative's (it was correlated with them)
+            if rep.alert_id in self.state.suppressed:
+                alone.append((a, rep))
+            else:
+                self.out.duplicates += 1
+                self._fate(a, "duplicate", rep)
+        if alone:
+            self._judge_alone(alone)
+        if last is not None:
+            self._maybe_expire(last)
+
+    def _judge_alone(self, pairs: list[tuple[Alert, Alert]]) -> None:
+        """Duplicates of suppressed representatives: each is classified on its own; noise like its
+        representative merges into it after all, anything else becomes an alert of its own."""
+        dups = []
+        for a, rep in pairs:
+            rep.count -= a.count
+            a.first_seen = a.last_seen = a.time
+            dups.append(a)
+        matched = [self._enrich_match(a) for a in dups]
+        decisions = self.classifier.judge_alone(dups, matched) if self.classifier else [None] * len(dups)
+        for (a, rep), ucs, dec in zip(pairs, matched, decisions, strict=True):
+            if dec is not None:
                 rep.count += a.count
                 rep.last_seen = max(rep.last_seen or a.time, a.time)
                 self.out.duplicates += 1
+                self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
+                                           time=a.time, fate="suppressed", of=rep.alert_id, judged_alone=True,
+                                           score=dec.score, threshold=dec.threshold,
+                                           model_version=dec.model_version))
                 continue
             self.out.alerts.append(a)
-            if dec is not None:
-                self.out.suppressed.append(dec)
-                self.state.suppressed[a.alert_id] = a.time.timestamp()
-                continue
+            self._fate(a, "representative")
+            self.out.fates[-1].judged_alone = True
             self._correlate(a, ucs)
-        self._maybe_expire(fresh[-1].time)
+
+    def _enrich_match(self, a: Alert) -> list[UseCase]:
+        if self.enricher is not None:
+            self.enricher(a)
+        return self._match(a)
+
+    def _suppress(self, a: Alert, dec: Suppressed) -> None:
+        self.out.suppressed.append(dec)
+        self.state.suppressed[a.alert_id] = a.time.timestamp()
+        self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a), time=a.time,
+                                   fate="suppressed", score=dec.score, threshold=dec.threshold,
+                                   model_version=dec.model_version))
+
+    def _fate(self, a: Alert, fate: str, rep: Alert | None = None) -> None:
+        self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
+                                   time=a.time, fate=fate, of=rep.alert_id if rep is not None else None))
 
     def flush(self) -> None:
         """End of input: emit what stateful normalizers still buffer."""
@@ -266,6 +319,18 @@ class Core:
         cut = horizon.timestamp()
         for aid in [k for k, t in self.state.suppressed.items() if t < cut]:
             del self.state.suppressed[aid]
+
+
+_RECORD_KEYS = ("transaction_id", "record_id", "event_id")
+
+
+def _record_ref(a: Alert) -> str | None:
+    """The product's own id of the record behind an alert, when it has one."""
+    for k in _RECORD_KEYS:
+        v = a.extra.get(k) if a.extra else None
+        if isinstance(v, str | int) and v != "":
+            return str(v)
+    return None
 
 
 def _scalar(v: Any) -> Any:

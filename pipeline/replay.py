@@ -31,6 +31,7 @@ class ReplayResult:
     dead: list = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     suppressed: list = field(default_factory=list)
+    fates: list = field(default_factory=list)  # one Fate per normalized alert (see pipeline.schema.Fate)
     incidents: dict[str, Incident] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     skipped_paths: list[SkippedPath] = field(default_factory=list)  # under the named directories, not read
@@ -78,6 +79,7 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
     res.dead.extend(acc.dead)
     res.skipped.update(acc.skipped)
     res.suppressed.extend(acc.suppressed)
+    res.fates.extend(acc.fates)
     res.incidents.update(acc.incidents)
     if core.classifier is not None:
         from pipeline.classify.drift import classifier_drift
@@ -88,7 +90,8 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
 
 
 def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
-    """alerts.jsonl, dlq.jsonl, incidents.jsonl and suppressed.jsonl in `out_dir` (configured secrets redacted)."""
+    """alerts.jsonl, dlq.jsonl, incidents.jsonl, suppressed.jsonl and fates.jsonl (what became of every alert:
+    `mdr trace`) in `out_dir` (configured secrets redacted); drift.json when a noise model ran."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     files = {
@@ -96,6 +99,7 @@ def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
         "dlq": (d / "dlq.jsonl", res.dead),
         "incidents": (d / "incidents.jsonl", res.sorted_incidents()),
         "suppressed": (d / "suppressed.jsonl", res.suppressed),
+        "fates": (d / "fates.jsonl", res.fates),
     }
     for path, items in files.values():
         with open(path, "wb") as fh:

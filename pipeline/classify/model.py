@@ -244,6 +244,11 @@ class NoiseClassifier(Classifier):
             self.extractor.state.expire(self.extractor.newest)
         return out
 
+    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        """Duplicates of suppressed representatives, judged on their own: scored against the history without
+        entering it (only representatives do, as in training)."""
+        return self.assess(alerts, matched, [False] * len(alerts))[1]
+
     def reset(self, state: ClassifierState | None = None) -> None:
         """Start a new stream: fresh (or the given) streaming state."""
         self.extractor = FeatureExtractor(self.schema, state)

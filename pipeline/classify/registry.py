@@ -185,7 +185,17 @@ class Shadowed(Classifier):
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         out = self.active.decide(alerts, matched) if self.active is not None else [None] * len(alerts)
-        p, _ = self.shadow.assess(alerts, matched)
+        self._shadow(alerts, matched, None)
+        return out
+
+    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        out = self.active.judge_alone(alerts, matched) if self.active is not None else [None] * len(alerts)
+        self._shadow(alerts, matched, [False] * len(alerts))
+        return out
+
+    def _shadow(self, alerts: list[Alert], matched: list[list[UseCase]], record: list[bool] | None) -> None:
+        """The shadow model's decisions on the same alerts, appended to its log."""
+        p, _ = self.shadow.assess(alerts, matched, record)
         would = {id(s.alert): s for s in self.shadow.shadow_log}
         self.shadow.shadow_log.clear()
         rows = []
@@ -199,7 +209,6 @@ class Shadowed(Classifier):
                          "model_version": self.shadow.version, "at": a.time.isoformat()})
         if self.log_path is not None:
             append_shadow(self.log_path, rows)
-        return out
 
     @property
     def dedup_window(self) -> float | None:

@@ -203,6 +203,8 @@ class Runtime:
             await self.send(t.alerts, a.alert_id, encode(a), futures)
         for s in fl.out.suppressed:
             await self.send(t.suppressed, s.alert.alert_id, encode(s), futures)
+        for f in fl.out.fates:
+            await self.send(t.fates, f.alert_id, encode(f), futures)
         await self.send_dead(fl.out.dead, futures)
         if self.soar is not None and fl.out.incidents:
             await self._tickets(list(fl.out.incidents.values()), futures)
