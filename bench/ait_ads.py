@@ -9,7 +9,7 @@ prefix (Suricata -> ids, Wazuh -> host, AMiner -> host anomaly detection), rule 
 category = its middle part, source address, host name, event time; tenant = scenario. Label: attack when the row
 falls in an attack phase (`time_label` other than `false_positive`), else benign.
 
-Protocol: the model is trained (`mdr model train`'s procedure, HGB only, core dedup window 600 s) on the train
+Protocol: the model is trained (`mdr model train`'s procedure, `--kind`, core dedup window 600 s) on the train
 scenarios' labels only; the test scenarios are other networks (a new deployment): nothing about them is used for a
 choice. Figures are as the core decides: representatives after dedup, each decision weighted by the raw alerts it
 covers, per product family. Also the figures with the test scenario's own verdicts: a model trained on the
@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--test", nargs="+", default=["santos"])
     ap.add_argument("--window", type=float, default=600.0, help="core dedup window, seconds")
     ap.add_argument("--target-recall", type=float, default=0.995)
+    ap.add_argument("--kind", default="linear", help="model family: linear or hgb")
     args = ap.parse_args()
     t0 = time.process_time()
     alerts: list[Alert] = []
@@ -102,14 +103,14 @@ def main() -> None:
     print(f"{len(ds.alerts)} alerts ({int(test.sum())} in the test scenarios {args.test}); "
           f"read in {time.process_time() - t0:.0f} s CPU")
     view = core_view(ds, args.window)
-    model = train([], args.target_recall, ("hgb",), ((),), dedup_window=args.window, ds=subset(ds, ~test))[0]
+    model = train([], args.target_recall, (args.kind,), ((),), dedup_window=args.window, ds=subset(ds, ~test))[0]
     print(f"trained on {args.train}: threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}")
     _, sup, kept = model_decisions(model, ds, view)
     report(f"new deployment, no labels of it ({args.test}), as the core decides ({args.window:g} s dedup):",
            ds, sup, test, view)
     print(f"  kept although below the threshold: {dict(kept)}")
     own = subset(ds, ~test | (np.asarray(ds.splits) != "heldout"))
-    model2 = train([], args.target_recall, ("hgb",), ((),), dedup_window=args.window, ds=own)[0]
+    model2 = train([], args.target_recall, (args.kind,), ((),), dedup_window=args.window, ds=own)[0]
     _, sup2, _ = model_decisions(model2, ds, view)
     held = test & (np.asarray(ds.splits) == "heldout")
     report("with the test scenarios' own verdicts (train+validation splits), on their held-out split:",

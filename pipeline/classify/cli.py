@@ -94,6 +94,8 @@ def evaluate_cmd(
         help="Also the learning curve: comma-separated verdict counts, e.g. 100,300,1000,3000")] = None,
     base_data: Annotated[list[Path] | None, typer.Option(
         help="For the learning curve: labeled data every point trains on besides the verdicts")] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        help="For the learning curve: model families each point compares (hgb, linear)")] = None,
 ) -> None:
     """Noise reduction and false negatives on labeled data, beside the CRS anomaly-score baseline; with
     --learning-curve, the same against the number of verdicts trained on."""
@@ -105,7 +107,7 @@ def evaluate_cmd(
         console.print(f"[red]error:[/red] unknown split {split!r}")
         raise typer.Exit(2)
     if learning_curve is not None:
-        _curve(data, learning_curve, base_data or [], tenant, report_dir)
+        _curve(data, learning_curve, base_data or [], tenant, report_dir, tuple(kind or ("hgb", "linear")))
     if model is None:
         if learning_curve is None:
             console.print("[red]error:[/red] --model is required (unless --learning-curve is given)")
@@ -122,7 +124,8 @@ def evaluate_cmd(
         console.print(lit(f"report: {report_dir / 'report.md'}"))
 
 
-def _curve(data: list[Path], sizes: str, base: list[Path], tenant: str, report_dir: Path | None) -> None:
+def _curve(data: list[Path], sizes: str, base: list[Path], tenant: str, report_dir: Path | None,
+           kinds: tuple[str, ...]) -> None:
     import json
 
     from pipeline.classify.evaluate import curve_lines
@@ -135,7 +138,7 @@ def _curve(data: list[Path], sizes: str, base: list[Path], tenant: str, report_d
         console.print(f"[red]error:[/red] --learning-curve takes numbers: {sizes!r}")
         raise typer.Exit(2) from None
     _check_dirs(base)
-    points = curve(load_data(data, tenant), ns, base=load_data(base, tenant) if base else None)
+    points = curve(load_data(data, tenant), ns, base=load_data(base, tenant) if base else None, kinds=kinds)
     console.print("learning curve (held-out split; verdicts = first labeled alerts of train+validation in time):")
     for line in curve_lines(points):
         console.print(line, soft_wrap=True)
@@ -159,6 +162,7 @@ def retrain_cmd(
         help="mdr replay outputs to look up alerts whose verdict was stored without content")] = None,
     target_recall: Annotated[float, typer.Option(help="Recall of attack alerts the threshold must keep")] = 0.995,
     dedup_window: Annotated[float, typer.Option(help="Dedup window of the core, seconds (0: none)")] = 600.0,
+    kind: Annotated[list[str] | None, typer.Option(help="Model families to compare: hgb, linear")] = None,
 ) -> None:
     """Retrain on the alert verdicts in the store (+ --data); the new model goes into the registry in shadow."""
     from pipeline.classify.retrain import retrain
@@ -168,7 +172,7 @@ def retrain_cmd(
     store = TicketStore(db)
     try:
         version, model, facts = retrain(store, registry, data or [], alerts or [], target_recall,
-                                        dedup_window or None)
+                                        dedup_window or None, tuple(kind or ("hgb", "linear")))
     except ValueError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
