@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -152,6 +154,21 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="Ticket store URL with t
                                                         "else out/soar.db)")]
 
 
+@contextmanager
+def _verdict_store(db: str | None, *errors: type[Exception]) -> Iterator[Any]:
+    """The ticket store holding the verdicts, closed after; `errors` become a message and exit status 1."""
+    from pipeline.soar.tickets import TicketStore
+
+    store = TicketStore(db)
+    try:
+        yield store
+    except errors as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+
+
 @model_app.command("retrain")
 def retrain_cmd(
     registry: RegistryOpt,
@@ -166,18 +183,11 @@ def retrain_cmd(
 ) -> None:
     """Retrain on the alert verdicts in the store (+ --data); the new model goes into the registry in shadow."""
     from pipeline.classify.retrain import retrain
-    from pipeline.soar.tickets import TicketStore
 
     _check_dirs(data or [])
-    store = TicketStore(db)
-    try:
+    with _verdict_store(db, ValueError) as store:
         version, model, facts = retrain(store, registry, data or [], alerts or [], target_recall,
                                         dedup_window or None, tuple(kind or ("hgb", "linear")))
-    except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
     console.print(f"model {version} trained on {facts['verdicts']} alert verdicts "
                   f"({facts['without_content']} without content, skipped) and {facts['alerts']} alerts in all; "
                   f"threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}, "
@@ -196,16 +206,9 @@ def promote_cmd(
     """Promote the shadow model to active if its false negatives on the last N verdicts pass the gate."""
     from pipeline.classify.registry import RegistryError
     from pipeline.classify.retrain import promote
-    from pipeline.soar.tickets import TicketStore
 
-    store = TicketStore(db)
-    try:
+    with _verdict_store(db, RegistryError) as store:
         version, report = promote(store, registry, version, last_n, max_fn, force)
-    except RegistryError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
     console.print(f"gate for {version}: {report['verdicts_judged']} verdicts judged ({report['attacks']} attack, "
                   f"{report['benign']} benign): FN {report['fn_rate']:.2%}, noise reduction "
                   f"{report['noise_reduction']:.2%}: {report['reason']}")
