@@ -67,10 +67,11 @@ def folds(ds: Dataset, mask: np.ndarray, min_attacks: int = MIN_FOLD_ATTACKS) ->
 
 
 def novel_threshold(fit: Callable[[np.ndarray], Any], X: np.ndarray, y: np.ndarray,
-                    fold_masks: dict[str, np.ndarray], train: np.ndarray, target: float
-                    ) -> tuple[float, dict[str, Any]]:
+                    fold_masks: dict[str, np.ndarray], train: np.ndarray, target: float,
+                    guarded: np.ndarray | None = None) -> tuple[float, dict[str, Any]]:
     """(threshold for alerts with unseen rules, per-fold details). `fit(mask)` returns an estimator fitted on
-    the rows of `mask` with a `predict_proba` on the final model's calibrated scale; only `train` rows are used."""
+    the rows of `mask` with a `predict_proba` on the final model's calibrated scale; only `train` rows are used.
+    `guarded` alerts (kept by a payload guardrail whatever their score) count with score +inf."""
     scores: list[np.ndarray] = []
     detail: dict[str, Any] = {}
     for fam, m in fold_masks.items():
@@ -79,6 +80,8 @@ def novel_threshold(fit: Callable[[np.ndarray], Any], X: np.ndarray, y: np.ndarr
         if np.bincount(y[tr].astype(np.int64), minlength=2)[:2].min() < MIN_FOLD_CLASS or not (te & (y == 1)).any():
             continue
         p = fit(tr).predict_proba(X[te])[:, 1]
+        if guarded is not None:  # attacks a guardrail always keeps can never be suppressed
+            p = np.where(guarded[te], np.inf, p)
         scores.append(p[y[te] == 1])
         detail[fam] = {"alerts": int(te.sum()), "attacks": int((y[te] == 1).sum())}
     pooled = np.concatenate(scores) if scores else np.zeros(0)

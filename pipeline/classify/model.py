@@ -12,7 +12,8 @@ A model is a directory:
 data (`pipeline.classify.scope`: known product, features within the training range) and no guardrail keeps it
 (`pipeline.classify.guardrails`). Its threshold: `threshold` when all its rules were seen in training, else the
 stricter `threshold_novel` (`pipeline.classify.generalize`); a tenant may have its own pair (`tenants` in the
-manifest, from that tenant's verdicts). A model in *shadow* mode (`shadow=True`) scores and records what it would
+manifest, from that tenant's verdicts), and a tenant absent from the training data gets `threshold_novel` for
+every alert (a new deployment). A model in *shadow* mode (`shadow=True`) scores and records what it would
 have suppressed (`shadow_log`) but suppresses nothing. Per tenant it counts alerts, out-of-scope alerts, alerts
 with unseen rules and a histogram of scores (`drift`, see `pipeline.classify.drift`).
 Each `Suppressed` carries the score, the threshold, the model version and the
@@ -81,6 +82,8 @@ class NoiseClassifier(Classifier):
         self.threshold_novel = float(threshold_novel)
         self.tenants = {t: {k: float(v) for k, v in d.items()} for t, d in (tenants or {}).items()}
         self.shadow = shadow
+        known = manifest.get("training_data", {}).get("tenants")
+        self.trained_tenants: frozenset[str] | None = frozenset(known) if known is not None else None
         self.shadow_log: list[Suppressed] = []  # what a shadow model would have suppressed (drained by callers)
         self.drift: dict[tuple[str, date], TenantDrift] = {}  # (tenant, event day) -> counts
         self.scope = scope
@@ -178,11 +181,15 @@ class NoiseClassifier(Classifier):
                 for ri, rv in zip(idx.tolist(), vals, strict=True)]
 
     def thresholds(self, tenant: str) -> tuple[float, float]:
-        """(threshold for alerts whose rules were all seen in training, threshold for the others) of a tenant."""
+        """(threshold for alerts whose rules were all seen in training, threshold for the others) of a tenant.
+        A tenant the model has neither trained on nor a threshold for is a new deployment: every one of its
+        alerts is judged against the threshold for unseen rules (suppress nothing it is not sure of)."""
         t = self.tenants.get(tenant)
-        if t is None:
-            return self.threshold, self.threshold_novel
-        return t.get("threshold", self.threshold), t.get("threshold_novel", self.threshold_novel)
+        if t is not None:
+            return t.get("threshold", self.threshold), t.get("threshold_novel", self.threshold_novel)
+        if self.trained_tenants is not None and tenant not in self.trained_tenants:
+            return self.threshold_novel, self.threshold_novel
+        return self.threshold, self.threshold_novel
 
     def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
                record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:

@@ -276,6 +276,14 @@ def features(ds: Dataset, schema: FeatureSchema, view: CoreView, batch: int = BA
     return X
 
 
+def guarded_alerts(alerts: Sequence[Alert]) -> np.ndarray:
+    """Alerts a payload guardrail keeps whatever their score (`guardrails.injection_signature`): an attack among
+    them can never be a false negative, so threshold choices treat its score as +inf."""
+    from pipeline.classify.guardrails import injection_signature
+
+    return np.fromiter((injection_signature(a) is not None for a in alerts), dtype=bool, count=len(alerts))
+
+
 def candidates() -> dict[str, Any]:
     """The two model families compared, with fixed hyper-parameters (not tuned on held-out data)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -337,6 +345,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     span = (max(a.time for a in train_alerts) - min(a.time for a in train_alerts)).total_seconds()
     auto = ("time",) if span < MIN_SPAN_FOR_TIME else ()
     full = Scope.learn(train_alerts, X[tr])
+    guarded = guarded_alerts(ds.alerts)
     known = np.array([bool(m) and full.product_known(a) for a, m in zip(ds.alerts, va, strict=True)])
     seen = np.array([bool(m) and full.rules_known(a) for a, m in zip(ds.alerts, va, strict=True)])
     results: dict[str, dict[str, Any]] = {}
@@ -350,10 +359,10 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             scope = full.select(cols)
             p = np.zeros(len(y))
             p[va] = est.predict_proba(X[va][:, cols])[:, 1]
-            thr = choose_threshold(p, y, va & seen, view, target_recall)
+            thr = choose_threshold(np.where(guarded, np.inf, p), y, va & seen, view, target_recall)
             inside = np.zeros(len(y), dtype=bool)
             inside[va] = scope.inside(X[va][:, cols])
-            sup = (p < thr) & inside & known & seen  # unseen rules: the novel threshold, chosen afterwards
+            sup = (p < thr) & inside & known & seen & ~guarded  # unseen rules: the novel threshold, afterwards
             results[name] = {"threshold": thr, "features": len(used), "per_alert": rates(sup, y, va),
                              "core": core_rates(sup, y, va, view),
                              "out_of_scope": int((va & ~(inside & known)).sum()),
@@ -366,6 +375,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             "sha256": ds.data_hash, "dirs": [str(d) for d in dirs], "records": int(ds.stats["records"]),
             "alerts": len(ds.alerts), "stats": dict(ds.stats),
             "rows": {s: int(ds.mask(s).sum()) for s, _ in SPLIT_BOUNDS},
+            "tenants": sorted({a.tenant_id for a in train_alerts}),
             "attacks": {s: int((y[ds.mask(s)] == 1).sum()) for s, _ in SPLIT_BOUNDS}},
         "split": {"method": "blake2b(salt:record_id) % 100", "salt": SPLIT_SALT,
                   "bounds": dict(SPLIT_BOUNDS), "record_keys": list(RECORD_KEYS)},
@@ -377,7 +387,8 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
         "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
         "threshold_rule": "split-conformal on validation attacks, k-th lowest score with k=floor((1-target)(n+1)), "
                           "per alert and as the core decides (representatives weighted by the attack alerts "
-                          "they cover); the lower of the two",
+                          "they cover); the lower of the two; attacks a payload guardrail always keeps count "
+                          "with score +inf (they can never be suppressed)",
         "versions": _versions(), "feature_schema_version": FEATURE_VERSION,
         "history_view": {"dedup_window_s": dedup_window,
                          "note": "only the alerts the core classifies (dedup representatives under this window) "
@@ -390,7 +401,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
         base = candidates()[best.split("-")[0]]
         thr_novel, detail = novel_threshold(
             lambda m: Recalibrated(clone(base).fit(X[m][:, cols], y[m]), est), X[:, cols], y, folds(ds, tr), tr,
-            target_recall)
+            target_recall, guarded)
         manifest["novel_rules"] = detail
     tenants = tenant_thresholds(ds, va & seen, est.predict_proba, X[:, cols], view, target_recall) \
         if per_tenant else {}
