@@ -173,3 +173,27 @@ def test_default_model_on_a_new_source_stays_under_the_fn_goal() -> None:
     every = ds.mask("all")
     assert rates(sup, ds.y, every)["fn_rate"] <= 0.005
     assert core_rates(sup, ds.y, every, view)["fn_rate"] <= 0.005
+
+
+@pytest.mark.parametrize(("query", "kept"), [
+    ("id=1%27+UNION+SELECT+password+FROM+users", True), ("q=%3Csvg+onload%3Dalert(1)%3E", True),
+    ("f=..%2f..%2f..%2fetc%2fpasswd", True), ("h=x%3Bcat+/etc/hosts", True), ("name=O%27Brien", False),
+    ("comment=%3Cp%3EGreat+shop%3C/p%3E", False), ("q=rock+%26+roll", False),
+])
+def test_payload_guardrail(query: str, kept: bool) -> None:
+    """An alert whose payload carries an injection signature is kept whatever the model says."""
+    from pipeline.classify.guardrails import keep_reason
+    from pipeline.rules.testing import alert_from_dict
+
+    a = alert_from_dict({"http": {"url": f"/app?{query}"}, "action": "blocked"}, 0)
+    reason = keep_reason(a, [])
+    assert (reason is not None and reason.startswith("payload:")) == kept, reason
+
+
+def test_a_tenant_the_model_never_saw_is_a_new_deployment(sample_model: NoiseClassifier) -> None:
+    assert sample_model.trained_tenants == frozenset({"default"})
+    known, novel = sample_model.thresholds("default")
+    assert (known, novel) == (sample_model.threshold, sample_model.threshold_novel)
+    assert sample_model.thresholds("newco") == (novel, novel)
+    sample_model.tenants = {"newco": {"threshold": 0.3}}
+    assert sample_model.thresholds("newco") == (0.3, novel)  # its own verdicts gave it a threshold
