@@ -165,6 +165,7 @@ def trace(
     (and Y's fate)."""
     import json
 
+    from pipeline.clitext import clean
     from pipeline.trace import trace as run
 
     try:
@@ -178,7 +179,7 @@ def trace(
         return
     for chain in found.values():
         for i, step in enumerate(chain):
-            typer.echo(("  " * i + ("-> " if i else "")) + step["text"])
+            typer.echo(("  " * i + ("-> " if i else "")) + clean(step["text"]))
 
 
 def _summary(res) -> None:

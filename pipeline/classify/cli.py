@@ -137,13 +137,13 @@ def _curve(data: list[Path], sizes: str, base: list[Path], tenant: str, report_d
     try:
         ns = [int(x) for x in sizes.split(",") if x.strip()]
     except ValueError:
-        console.print(f"[red]error:[/red] --learning-curve takes numbers: {sizes!r}")
+        console.print(lit(("error:", "red"), f" --learning-curve takes numbers: {sizes!r}"))
         raise typer.Exit(2) from None
     _check_dirs(base)
     points = curve(load_data(data, tenant), ns, base=load_data(base, tenant) if base else None, kinds=kinds)
     console.print("learning curve (held-out split; verdicts = first labeled alerts of train+validation in time):")
     for line in curve_lines(points):
-        console.print(line, soft_wrap=True)
+        console.print(lit(line), soft_wrap=True)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "learning_curve.json").write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
@@ -163,7 +163,7 @@ def _verdict_store(db: str | None, *errors: type[Exception]) -> Iterator[Any]:
     try:
         yield store
     except errors as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(1) from None
     finally:
         store.close()
@@ -188,10 +188,10 @@ def retrain_cmd(
     with _verdict_store(db, ValueError) as store:
         version, model, facts = retrain(store, registry, data or [], alerts or [], target_recall,
                                         dedup_window or None, tuple(kind or ("hgb", "linear")))
-    console.print(f"model {version} trained on {facts['verdicts']} alert verdicts "
-                  f"({facts['without_content']} without content, skipped) and {facts['alerts']} alerts in all; "
-                  f"threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}, "
-                  f"{len(model.tenants)} tenant thresholds; in shadow in {registry}")
+    console.print(lit(f"model {version} trained on {facts['verdicts']} alert verdicts "
+                      f"({facts['without_content']} without content, skipped) and {facts['alerts']} alerts in all; "
+                      f"threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}, "
+                      f"{len(model.tenants)} tenant thresholds; in shadow in {registry}"))
 
 
 @model_app.command("promote")
@@ -209,9 +209,9 @@ def promote_cmd(
 
     with _verdict_store(db, RegistryError) as store:
         version, report = promote(store, registry, version, last_n, max_fn, force)
-    console.print(f"gate for {version}: {report['verdicts_judged']} verdicts judged ({report['attacks']} attack, "
-                  f"{report['benign']} benign): FN {report['fn_rate']:.2%}, noise reduction "
-                  f"{report['noise_reduction']:.2%}: {report['reason']}")
+    console.print(lit(f"gate for {version}: {report['verdicts_judged']} verdicts judged ({report['attacks']} attack, "
+                      f"{report['benign']} benign): FN {report['fn_rate']:.2%}, noise reduction "
+                      f"{report['noise_reduction']:.2%}: {report['reason']}"))
     if report["passed"] or force:
         console.print(f"model {version} promoted" + (" (forced)" if not report["passed"] else ""))
     else:
@@ -226,8 +226,8 @@ def status_cmd(registry: RegistryOpt) -> None:
     try:
         st = Registry(registry).state()
     except RegistryError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(lit(("error:", "red"), " ", e))
         raise typer.Exit(1) from None
-    console.print(f"active: {st.get('active') or '-'}   shadow: {st.get('shadow') or '-'}")
+    console.print(lit(f"active: {st.get('active') or '-'}   shadow: {st.get('shadow') or '-'}"))
     for ev in st.get("events", [])[-20:]:
-        console.print(f"  {ev['at']}  {ev['event']:>8}  {ev['version']}", soft_wrap=True)
+        console.print(lit(f"  {ev['at']}  {ev['event']:>8}  {ev['version']}"), soft_wrap=True)
