@@ -5,7 +5,8 @@
 
 The new source's records are cut in event-time order into day 1 (the first 60 %) and day 2 (the rest).
 
-1. A registry whose active model is `--model` (trained on another source).
+1. A registry whose active model is `--model` (trained on another source; the new source is read as tenant
+   `--tenant`, a deployment the model never saw).
 2. `mdr replay` of day 1 with the registry; analysts give a verdict on every alert of day 1 (`record_verdict`,
    from the labels: the console's call).
 3. `mdr model retrain` on the store's verdicts plus `--base` (the data the active model learned from): the new
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=ROOT.parent / "shared" / "labeled" / "waf-pl4-train")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "noise-default")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--tenant", default="lab", help="the new deployment's tenant (one the active model never saw)")
     ap.add_argument("--kind", action="append", default=None, help="model families retrain compares")
     args = ap.parse_args()
     args.kind = args.kind or ["hgb", "linear"]
@@ -107,7 +109,7 @@ def main() -> None:
     reg.promote(a, force=True)
     print(f"active model {a} (trained on {args.model}); new source {args.data}: day 1 {day1}, day 2 {day2}")
     out1, db = work / "out1", f"sqlite:///{work / 'soar.db'}"
-    run("replay", str(day1), "--out", str(out1), "--model", str(reg.root), "--db", db)
+    run("replay", str(day1), "--out", str(out1), "--model", str(reg.root), "--db", db, "--tenant", args.tenant)
     store = TicketStore(db)
     v1 = judge(store, out1, labels)
     print(f"day 1: {len(v1)} alert verdicts recorded")
@@ -115,7 +117,7 @@ def main() -> None:
               *(["--data", str(args.base)] if args.base.exists() else [])).strip())
     b = reg.shadow
     out2 = work / "out2"
-    run("replay", str(day2), "--out", str(out2), "--model", str(reg.root), "--db", db)
+    run("replay", str(day2), "--out", str(out2), "--model", str(reg.root), "--db", db, "--tenant", args.tenant)
     v2 = judge(store, out2, labels)
     store.close()
     sup_a = {json.loads(x)["alert"]["alert_id"] for x in (out2 / "suppressed.jsonl").read_text().splitlines()}

@@ -47,6 +47,12 @@ MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 TOP_K = 5
 EXPIRE_EVERY = 20_000  # alerts between sweeps of idle sources out of the state (never changes a result)
+# Columns that describe an alert's rules and the product's per-family scores: for an alert whose rules the model
+# never saw (a rule family new to it), values outside the training range there are expected, and the range check
+# of the scope looks at the other columns only; the threshold for unseen rules was chosen for exactly that case.
+FAMILY_PREFIXES = ("rule=", "cat=", "rule_sev=", "x:")
+FAMILY_FEATURES = frozenset({"severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level",
+                             "rule_rarity", "rule_rarity_max"})
 RECORDED_MAX = 200_000  # alert ids remembered so that a re-decided alert is not recorded twice
 TRUSTED = (
     "sklearn.calibration._CalibratedClassifier",
@@ -87,6 +93,8 @@ class NoiseClassifier(Classifier):
         self.shadow_log: list[Suppressed] = []  # what a shadow model would have suppressed (drained by callers)
         self.drift: dict[tuple[str, date], TenantDrift] = {}  # (tenant, event day) -> counts
         self.scope = scope
+        self._generic = np.asarray([not n.startswith(FAMILY_PREFIXES) and n not in FAMILY_FEATURES
+                                    for n in self.used], dtype=bool)
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)
@@ -180,6 +188,10 @@ class NoiseClassifier(Classifier):
         return [{names[j]: v for j, v in zip(ri, rv, strict=True) if v != 0.0}
                 for ri, rv in zip(idx.tolist(), vals, strict=True)]
 
+    def deployment_known(self, tenant: str) -> bool:
+        """The model trained on this tenant's data or has a threshold of its own for it."""
+        return tenant in self.tenants or self.trained_tenants is None or tenant in self.trained_tenants
+
     def thresholds(self, tenant: str) -> tuple[float, float]:
         """(threshold for alerts whose rules were all seen in training, threshold for the others) of a tenant.
         A tenant the model has neither trained on nor a threshold for is a new deployment: every one of its
@@ -199,12 +211,17 @@ class NoiseClassifier(Classifier):
         if not len(alerts):
             return p, out
         novel = np.fromiter((not self.scope.rules_known(a) for a in alerts), dtype=bool, count=len(alerts))
-        inside = self.scope.inside(X[:, self.columns]) & np.fromiter(
-            (self.scope.product_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        product = np.fromiter((self.scope.product_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        Xc = X[:, self.columns]
+        inside = self.scope.inside(Xc) & product
         thr = np.empty(len(alerts))
+        family_free = np.zeros(len(alerts), dtype=bool)  # unseen rules at a known deployment
         for i, a in enumerate(alerts):
             known_t, novel_t = self.thresholds(a.tenant_id)
             thr[i] = novel_t if novel[i] else known_t
+            family_free[i] = novel[i] and self.deployment_known(a.tenant_id)
+        if family_free.any():  # their rule family's own columns are new by definition: not a reason to keep
+            inside[family_free] = self.scope.inside(Xc[family_free], self._generic) & product[family_free]
         self._observe(alerts, p, inside, novel)
         pick = []
         for i in np.flatnonzero(p < thr).tolist():

@@ -197,3 +197,21 @@ def test_a_tenant_the_model_never_saw_is_a_new_deployment(sample_model: NoiseCla
     assert sample_model.thresholds("newco") == (novel, novel)
     sample_model.tenants = {"newco": {"threshold": 0.3}}
     assert sample_model.thresholds("newco") == (0.3, novel)  # its own verdicts gave it a threshold
+
+
+def test_unseen_family_columns_do_not_put_an_alert_out_of_scope(sample_model: NoiseClassifier,
+                                                                 sample_ds: Dataset) -> None:
+    """An alert of a rule family the model never saw has that family's own columns (rule ids, the product's
+    per-family score) outside the training range by definition: at a known deployment those columns are not
+    range-checked (the threshold for unseen rules was chosen for this case); at a new deployment they are."""
+    model = sample_model
+    _, dec = model.assess(sample_ds.alerts, [[] for _ in sample_ds.alerts])
+    base = sample_ds.alerts[next(i for i, d in enumerate(dec) if d is not None)]
+    rule = Rule(id="999999", name="never seen", category="new")
+    odd = msgspec.structs.replace(base, rule=rule, rules=[rule], extra={**base.extra, "xss_score": 999})
+    model.threshold_novel = 1.0
+    for tenant, suppressed in (("default", True), ("newco", False)):
+        model.reset()
+        a = msgspec.structs.replace(odd, tenant_id=tenant)
+        _, d = model.assess([a], [[]])
+        assert (d[0] is not None) == suppressed, (tenant, model.stats)
