@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import JSON, Date, Engine, Index, Integer, String, delete
+from sqlalchemy import Date, Engine, Index, Integer, String, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pipeline.schema import Alert, utc
-from pipeline.soar.models import Base, RedactedString
+from pipeline.soar.models import Base, JsonType, RedactedString
 
 KEY_LEN = 300  # longest stored dimension value
 
@@ -80,7 +80,7 @@ class NoiseDrift(Base):
     alerts: Mapped[int] = mapped_column(Integer)
     out_of_scope: Mapped[int] = mapped_column(Integer)
     novel_rules: Mapped[int] = mapped_column(Integer)
-    score_hist: Mapped[list[int]] = mapped_column(JSON().with_variant(JSON(), "postgresql"))
+    score_hist: Mapped[list[int]] = mapped_column(JsonType)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import select
 
+from pipeline.redact import redact, redact_data
 from pipeline.schema import Alert
 from pipeline.soar.models import VERDICTS, AlertVerdict, utcnow
 from pipeline.soar.tickets import TicketError, TicketStore
@@ -31,7 +32,7 @@ SOURCES = ("cli", "ticket", "console")
 def _snapshot(a: Alert | Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     d = msgspec.to_builtins(a) if isinstance(a, Alert) else dict(a)
     d.pop("raw", None)  # the product record: large, and not needed to learn from
-    return str(d["tenant_id"]), str(d["alert_id"]), d
+    return str(d["tenant_id"]), str(d["alert_id"]), redact_data(d)
 
 
 def record_verdict(store: TicketStore, verdict: str, analyst: str, *,
@@ -65,7 +66,7 @@ def record_verdict(store: TicketStore, verdict: str, analyst: str, *,
                 row = AlertVerdict(tenant_id=tenant, alert_id=aid)
                 s.add(row)
             row.verdict, row.label, row.analyst, row.source = verdict, LABELS[verdict], analyst, source
-            row.incident_id, row.comment, row.at = incident_id, comment, at
+            row.incident_id, row.comment, row.at = incident_id, redact(comment) if comment else comment, at
             if snap is not None or row.alert is None:
                 row.alert = snap
     from pipeline.soar import verdicts as pub
