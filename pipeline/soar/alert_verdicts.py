@@ -39,10 +39,11 @@ def record_verdict(store: TicketStore, verdict: str, analyst: str, *,
                    alerts: Iterable[Alert | Mapping[str, Any]] = (), alert_ids: Sequence[str] = (),
                    tenant_id: str | None = None, incident_id: str | None = None, source: str = "cli",
                    comment: str | None = None, now: datetime | None = None,
-                   publish_to: str | Path | None = None) -> int:
+                   publish_to: str | Path | None = None, publish: bool = True) -> int:
     """Record `verdict` (true_positive | false_positive | benign | duplicate) by `analyst` for the given alerts
     (their content is kept) and alert ids (content unknown: `tenant_id` required); returns how many were
-    recorded. An alert judged before gets the new verdict. Publishes one verdict record."""
+    recorded. An alert judged before gets the new verdict. Publishes one verdict record unless `publish` is
+    false (a closed ticket has published its own, with the incident's alert ids)."""
     if verdict not in VERDICTS:
         raise TicketError(f"unknown verdict {verdict!r}: one of {', '.join(VERDICTS)}")
     if source not in SOURCES:
@@ -69,6 +70,8 @@ def record_verdict(store: TicketStore, verdict: str, analyst: str, *,
             row.incident_id, row.comment, row.at = incident_id, redact(comment) if comment else comment, at
             if snap is not None or row.alert is None:
                 row.alert = snap
+    if not publish:
+        return len(rows)
     from pipeline.soar import verdicts as pub
 
     tenants = sorted({t for t, _ in rows})
@@ -81,7 +84,7 @@ def record_verdict(store: TicketStore, verdict: str, analyst: str, *,
 def record_incident_verdict(store: TicketStore, incident: str | int, verdict: str, analyst: str, *,
                             alerts: Mapping[str, Alert] | None = None, source: str = "ticket",
                             comment: str | None = None, now: datetime | None = None,
-                            publish_to: str | Path | None = None) -> int:
+                            publish_to: str | Path | None = None, publish: bool = True) -> int:
     """`record_verdict` for every alert of an incident (ticket number or incident id); `alerts` (alert id ->
     alert, e.g. `alert_index` of the replay outputs) supplies their content where it has them."""
     t = store.require(incident)
@@ -92,7 +95,7 @@ def record_incident_verdict(store: TicketStore, incident: str | int, verdict: st
         raise TicketError(f"ticket {t.id} lists no alerts")
     return record_verdict(store, verdict, analyst, alerts=have, alert_ids=rest, tenant_id=t.tenant_id,
                           incident_id=t.incident_id, source=source, comment=comment, now=now,
-                          publish_to=publish_to)
+                          publish_to=publish_to, publish=publish)
 
 
 def list_verdicts(store: TicketStore, tenant: str | None = None, since: datetime | None = None

@@ -240,7 +240,8 @@ def tickets_close(
         path = verdicts or verdicts_path(store.url)
         pub.publish(pub.record(t, actor, comment), path)
         n = record_incident_verdict(store, t.id, verdict, actor, alerts=_alert_index(alerts, store.url),
-                                    source="ticket", comment=comment) if (t.incident or {}).get("alert_ids") else 0
+                                    source="ticket", comment=comment, publish=False
+                                    ) if (t.incident or {}).get("alert_ids") else 0
         out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, f"; {n} alert verdicts)"))
 
 

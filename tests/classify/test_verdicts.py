@@ -186,7 +186,8 @@ def test_per_tenant_thresholds(sample_ds: Dataset, sample_model: NoiseClassifier
                             min_attacks=5)
     assert set(out) == {"t1", "t2"}
     sample_model.tenants = {"t1": {"threshold": 0.0}, "t2": {"threshold": 1.0}}
-    assert sample_model.thresholds("t1")[0] == 0.0 and sample_model.thresholds("other")[0] == sample_model.threshold
+    assert sample_model.thresholds("t1")[0] == 0.0
+    assert sample_model.thresholds("default")[0] == sample_model.threshold
     sample_model.reset()
     _, dec = sample_model.assess(ds.alerts, [[] for _ in ds.alerts])
     assert not any(d for d, a in zip(dec, ds.alerts, strict=True) if a.tenant_id == "t1")

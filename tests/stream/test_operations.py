@@ -205,14 +205,15 @@ def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path
     it the model that suppresses from the next alerts on, without a restart; the shadow model beside the
     active one logs its decisions."""
     from pipeline.classify.registry import Registry, read_shadow
-    from pipeline.classify.train import train
+    from pipeline.classify.train import load_data, merge, train
     from pipeline.stream.producer import produce
 
     sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
     reg = Registry.create(tmp_path / "registry")
     versions = []
+    ds = merge(load_data([sample], "shop"), load_data([sample], "shop2"))  # the models know both tenants
     for kind in ("linear", "hgb"):
-        m, _, _ = train([sample], 0.95, (kind,), ((),), novel=False)
+        m, _, _ = train([], 0.95, (kind,), ((),), novel=False, ds=ds)
         versions.append(reg.add(m.save(tmp_path / kind), shadow=False))
     a, b = versions
     reg.promote(a, force=True)
