@@ -7,8 +7,8 @@ The new source's records are cut in event-time order into day 1 (the first 60 %)
 
 1. A registry whose active model is `--model` (trained on another source; the new source is read as tenant
    `--tenant`, a deployment the model never saw).
-2. `mdr replay` of day 1 with the registry; analysts give a verdict on every alert of day 1 (`record_verdict`,
-   from the labels: the console's call).
+2. `mdr replay` of day 1 with the registry; analysts give a verdict on every alert of day 1 the store holds
+   (`record_verdict`, from the labels: the console's call).
 3. `mdr model retrain` on the store's verdicts plus `--base` (the data the active model learned from): the new
    model goes into shadow.
 4. `mdr replay` of day 2: the active model decides, the shadow model scores and logs; verdicts on day 2's alerts.
@@ -41,8 +41,9 @@ from typer.testing import CliRunner  # noqa: E402
 
 from pipeline.classify.registry import Registry, read_shadow  # noqa: E402
 from pipeline.cli import app  # noqa: E402
-from pipeline.soar.alert_verdicts import alert_index, record_verdict  # noqa: E402
+from pipeline.soar.evidence import tenant_alerts  # noqa: E402
 from pipeline.soar.tickets import TicketStore  # noqa: E402
+from pipeline.soar.verdicts import list_verdicts, record_verdict  # noqa: E402
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -70,14 +71,19 @@ def split_days(data: Path, work: Path) -> tuple[Path, Path, dict[str, int]]:
     return days[0], days[1], labels
 
 
-def judge(store: TicketStore, out: Path, labels: dict[str, int]) -> list[tuple[str, str, int]]:
-    """Analysts' verdicts on every alert of a replay (representatives and suppressed ones)."""
+def judge(store: TicketStore, tenant: str, labels: dict[str, int]) -> list[tuple[str, str, int]]:
+    """Analysts' verdicts on every alert of `tenant` the store holds (representatives and suppressed ones, as
+    `mdr replay` stored them) and that has none yet, one by one in event time."""
+    judged = {v.alert_id for v, _ in list_verdicts(store, tenant)}
+    with store.tx() as s:
+        alerts = [a for a in tenant_alerts(s, tenant) if a.alert_id not in judged]
     done = []
-    for a in alert_index([out]).values():
+    for a in alerts:
         lab = labels.get(str(a.extra.get("transaction_id")))
         if lab is None:
             continue
-        record_verdict(store, "true_positive" if lab else "false_positive", "analyst", alerts=[a], source="console")
+        record_verdict(store, tenant, [a.alert_id], "true_positive" if lab else "false_positive", "analyst",
+                       source="console")
         done.append((a.tenant_id, a.alert_id, lab))
     return done
 
@@ -111,14 +117,14 @@ def main() -> None:
     out1, db = work / "out1", f"sqlite:///{work / 'soar.db'}"
     run("replay", str(day1), "--out", str(out1), "--model", str(reg.root), "--db", db, "--tenant", args.tenant)
     store = TicketStore(db)
-    v1 = judge(store, out1, labels)
+    v1 = judge(store, args.tenant, labels)
     print(f"day 1: {len(v1)} alert verdicts recorded")
     print(run("model", "retrain", "--registry", str(reg.root), "--db", db, *(f"--kind={k}" for k in args.kind),
               *(["--data", str(args.base)] if args.base.exists() else [])).strip())
     b = reg.shadow
     out2 = work / "out2"
     run("replay", str(day2), "--out", str(out2), "--model", str(reg.root), "--db", db, "--tenant", args.tenant)
-    v2 = judge(store, out2, labels)
+    v2 = judge(store, args.tenant, labels)
     store.close()
     sup_a = {json.loads(x)["alert"]["alert_id"] for x in (out2 / "suppressed.jsonl").read_text().splitlines()}
     sup_b = {aid for (_, aid), d in read_shadow(reg.shadow_log(b)).items() if d["suppress"]}

@@ -15,6 +15,7 @@ from pipeline import paths
 from pipeline.classify.cli import model_app
 from pipeline.cliargs import tenant_option, usage_error
 from pipeline.clitext import Table, lit
+from pipeline.console.cli import register as register_console
 from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.redact import install_logging
 from pipeline.report.cli import report_cmd
@@ -32,6 +33,7 @@ app.add_typer(intel_app, name="intel")
 app.add_typer(model_app, name="model")
 app.add_typer(verdict_app, name="verdict")
 register_stream(app)
+register_console(app)
 app.command("report")(report_cmd)
 install_logging()  # log records: secrets redacted, control characters escaped
 console = Console(stderr=True)

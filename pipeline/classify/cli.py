@@ -175,8 +175,6 @@ def retrain_cmd(
     db: DbOpt = None,
     data: Annotated[list[Path] | None, typer.Option(
         "--data", help="Labeled data directories to train on besides the verdicts; repeatable")] = None,
-    alerts: Annotated[list[Path] | None, typer.Option(
-        help="mdr replay outputs to look up alerts whose verdict was stored without content")] = None,
     target_recall: Annotated[float, typer.Option(help="Recall of attack alerts the threshold must keep")] = 0.995,
     dedup_window: Annotated[float, typer.Option(help="Dedup window of the core, seconds (0: none)")] = 600.0,
     kind: Annotated[list[str] | None, typer.Option(help="Model families to compare: hgb, linear")] = None,
@@ -186,10 +184,11 @@ def retrain_cmd(
 
     _check_dirs(data or [])
     with _verdict_store(db, ValueError) as store:
-        version, model, facts = retrain(store, registry, data or [], alerts or [], target_recall,
+        version, model, facts = retrain(store, registry, data or [], target_recall,
                                         dedup_window or None, tuple(kind or ("hgb", "linear")))
     console.print(lit(f"model {version} trained on {facts['verdicts']} alert verdicts "
-                      f"({facts['without_content']} without content, skipped) and {facts['alerts']} alerts in all; "
+                      f"({facts['without_content']} of alerts the store does not hold, skipped) and "
+                      f"{facts['alerts']} alerts in all; "
                       f"threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}, "
                       f"{len(model.tenants)} tenant thresholds; in shadow in {registry}"))
 

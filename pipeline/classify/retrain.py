@@ -1,7 +1,7 @@
 """`mdr model retrain` and `mdr model promote`: learn from the analysts' verdicts in the store, shadow, gate.
 
-Retraining reads every alert verdict of the ticket store (`pipeline.soar.alert_verdicts`) with its alert's
-content (kept with the verdict, else looked up in `mdr replay` outputs), optionally adds labeled data directories
+Retraining reads every alert verdict of the ticket store (`pipeline.soar.verdicts`) with its alert's content
+(the store's evidence: the alerts `mdr replay` and the worker stored), optionally adds labeled data directories
 (the data the running model was trained on), trains exactly as `mdr model train` does (selection and thresholds
 on the train / validation splits; per-tenant thresholds where a tenant has enough attack verdicts) and adds the
 model to the registry in shadow. Promotion goes through `pipeline.classify.registry.gate`.
@@ -19,20 +19,20 @@ from pipeline.classify.train import DEFAULT_TARGET_RECALL, Dataset, dataset_from
 from pipeline.dedup import DEFAULT_WINDOW
 
 
-def verdict_dataset(store: Any, alerts_dirs: Sequence[str | Path] = ()) -> tuple[Dataset, int]:
-    """(dataset of the store's labeled alert verdicts, verdicts whose alert content was not found)."""
-    from pipeline.soar.alert_verdicts import alert_index, labeled_alerts, list_verdicts
+def verdict_dataset(store: Any) -> tuple[Dataset, int]:
+    """(dataset of the store's labeled alert verdicts, verdicts whose alert is not in the store's evidence)."""
+    from pipeline.soar.verdicts import labeled_alerts
 
-    alerts, labels, missing = labeled_alerts(list_verdicts(store), alert_index(alerts_dirs) if alerts_dirs else None)
+    alerts, labels, missing = labeled_alerts(store)
     return dataset_from_alerts(alerts, labels), missing
 
 
-def retrain(store: Any, registry: str | Path, data: Sequence[str | Path] = (), alerts_dirs: Sequence[str | Path] = (),
+def retrain(store: Any, registry: str | Path, data: Sequence[str | Path] = (),
             target_recall: float = DEFAULT_TARGET_RECALL, dedup_window: float | None = DEFAULT_WINDOW,
             kinds: Sequence[str] = ("hgb", "linear")) -> tuple[str, Any, dict[str, Any]]:
     """Train on the store's verdicts (+ `data`), add the model to the registry in shadow; (version, model,
     facts)."""
-    vds, missing = verdict_dataset(store, alerts_dirs)
+    vds, missing = verdict_dataset(store)
     ds = merge(load_data(data), vds) if data else vds
     model, ds, _ = train([str(d) for d in data], target_recall, tuple(kinds), tenant="default",
                          dedup_window=dedup_window, ds=ds)
@@ -47,9 +47,9 @@ def retrain(store: Any, registry: str | Path, data: Sequence[str | Path] = (), a
 
 def verdict_labels(store: Any) -> list[tuple[str, str, int]]:
     """(tenant, alert id, label) of the store's labeled verdicts, oldest first."""
-    from pipeline.soar.alert_verdicts import list_verdicts
+    from pipeline.soar.verdicts import list_verdicts
 
-    return [(r.tenant_id, r.alert_id, int(r.label)) for r in list_verdicts(store) if r.label is not None]
+    return [(r.tenant_id, r.alert_id, int(r.label)) for r, _ in list_verdicts(store) if r.label is not None]
 
 
 def promote(store: Any, registry: str | Path, version: str | None = None, last_n: int = DEFAULT_LAST_N,

@@ -6,7 +6,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import pipeline.report.stats  # noqa: F401  (registers the report's alert_stats / funnel_stats tables on Base)
+# the tables on Base beyond the SOAR models: console users/tokens/sessions/audit, the report's alert_stats /
+# funnel_stats, stored and suppressed alerts
+import pipeline.console.models
+import pipeline.report.stats
+import pipeline.soar.evidence  # noqa: F401
 from pipeline.soar.db import default_url, normalize_url
 from pipeline.soar.models import Base
 

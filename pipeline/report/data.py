@@ -269,9 +269,9 @@ def _row(t: Ticket, now: datetime) -> IncidentRow:
 
 
 def incidents(s: Session, tenant: str, start: datetime, end: datetime, now: datetime,
-              open_only: bool = False) -> list[IncidentRow]:
-    q = select(Ticket).where(Ticket.tenant_id == tenant, Ticket.incident_status != "merged",
-                             Ticket.first_seen >= start, Ticket.first_seen < end)
+              open_only: bool = False, by: Any = Ticket.first_seen) -> list[IncidentRow]:
+    """The tenant's incidents whose `by` time (first alert; or e.g. Ticket.created_at) is in [start, end)."""
+    q = select(Ticket).where(Ticket.tenant_id == tenant, Ticket.incident_status != "merged", by >= start, by < end)
     if open_only:
         q = q.where(Ticket.status != "closed")
     rows = s.scalars(q.order_by(Ticket.first_seen, Ticket.id)).all()
@@ -328,7 +328,8 @@ def _timing(rows: list[IncidentRow]) -> list[Timing]:
     return out
 
 
-def _verdicts(rows: list[IncidentRow]) -> list[VerdictRow]:
+def verdict_rows(rows: list[IncidentRow]) -> list[VerdictRow]:
+    """Verdicts per use case (worst false-positive rate first); `needs_tuning` flags the ones to tune."""
     table: dict[str, VerdictRow] = {}
     for i in rows:
         if i.verdict is None:
@@ -371,7 +372,7 @@ def collect(store: Any, tenant: str, period: Period, now: datetime | None = None
         incidents=cur, prev_incidents=before, backlog=backlog, alerts_by_product=products,
         top_attackers=_merge_top(attackers, by_ip), top_assets=_merge_top(assets, by_asset),
         top_use_cases=[(u, t, n) for (u, t), n in ucs.most_common(TOP_N)], intel_alerts=intel_alerts,
-        intel_hits=_intel_hits(cur), timing=_timing(cur), verdicts=_verdicts(cur),
+        intel_hits=_intel_hits(cur), timing=_timing(cur), verdicts=verdict_rows(cur),
         drift=drift, drift_prev=drift_prev,
         drift_notices=notices({tenant: drift}, {tenant: drift_prev}) if drift and drift_prev else [],
     )

@@ -24,6 +24,7 @@ from pipeline.schema import Incident, to_builtins
 from pipeline.soar import db, sla
 from pipeline.soar.connectors import Channels, load_channels
 from pipeline.soar.connectors import register_secrets as register_channel_secrets
+from pipeline.soar.evidence import record as record_evidence
 from pipeline.soar.models import Ticket, utcnow
 from pipeline.soar.playbooks import Playbook, PlaybookSet, Step, load_playbooks
 from pipeline.soar.runner import Runner, step_context
@@ -234,8 +235,9 @@ def act_on_replay(
     inventories: Inventories | None = None,
 ) -> ReplayTickets:
     """Tickets and playbooks for a replay's incidents (a `pipeline.replay.ReplayResult`); writes
-    `tickets.jsonl` into `out_dir`. Raw records of the replay's alerts are available to `collect` steps (and
-    justify response actions); `inventories` (tenant -> inventory) are the replay's context's."""
+    `tickets.jsonl` into `out_dir`. The replay's alerts and suppressed alerts are stored as evidence first
+    (the console reads them); raw records of the replay's alerts are available to `collect` steps (and justify
+    response actions); `inventories` (tenant -> inventory) are the replay's context's."""
     out = Path(out_dir)
     by_id = {a.alert_id: a for a in res.alerts}
     soar = Soar.open(
@@ -247,7 +249,9 @@ def act_on_replay(
         inventories=inventories,
     )
     try:
-        results = soar.act_many(res.sorted_incidents())
+        incidents = res.sorted_incidents()
+        record_evidence(soar.store, res.alerts, res.suppressed, incidents)  # before the tickets that point at them
+        results = soar.act_many(incidents)
         settled = soar.runner.drain(drain_timeout)
         soar.escalator.check()
         ids = sorted({r.ticket_id for r in results if r.ticket_id is not None and r.merged_into is None})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -209,15 +208,6 @@ def tickets_note(ref: IdArg, text: str, by: ByOpt = None, db: DbOpt = None) -> N
         out.print(f"ticket {t.id}: note added")
 
 
-def verdicts_path(db_url: str) -> Path:
-    """MDR_VERDICTS_FILE, else verdicts.jsonl beside a SQLite store, else ./verdicts.jsonl."""
-    if os.environ.get("MDR_VERDICTS_FILE"):
-        return Path(os.environ["MDR_VERDICTS_FILE"])
-    if db_url.startswith("sqlite") and "///" in db_url:
-        return Path(db_url.split("///", 1)[1]).parent / "verdicts.jsonl"
-    return Path("verdicts.jsonl")
-
-
 @tickets_app.command("close")
 def tickets_close(
     ref: IdArg,
@@ -226,59 +216,68 @@ def tickets_close(
     verdicts: Annotated[Path | None, typer.Option(help="Verdicts JSONL file to append to")] = None,
     by: ByOpt = None,
     db: DbOpt = None,
-    alerts: Annotated[list[Path] | None, typer.Option(
-        help="mdr replay output directory holding the incident's alerts (default: the store's directory)")] = None,
 ) -> None:
     """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks) and recorded for
-    each of the incident's alerts (alert verdicts, with their content when the replay outputs are at hand)."""
+    each of the incident's alerts (the alert verdicts `mdr model retrain` learns from)."""
     from pipeline.soar import verdicts as pub
-    from pipeline.soar.alert_verdicts import record_incident_verdict
 
     with _store(db) as store:
-        actor = _actor(by)
-        t = store.close_ticket(ref, verdict, actor, comment)
-        path = verdicts or verdicts_path(store.url)
-        pub.publish(pub.record(t, actor, comment), path)
-        n = record_incident_verdict(store, t.id, verdict, actor, alerts=_alert_index(alerts, store.url),
-                                    source="ticket", comment=comment, publish=False
-                                    ) if (t.incident or {}).get("alert_ids") else 0
+        t, path, rec = pub.close(store, ref, verdict, _actor(by), comment, verdicts)
+        n = rec.alerts if rec else 0
         out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, f"; {n} alert verdicts)"))
 
 
-def _alert_index(dirs: list[Path] | None, db_url: str) -> dict[str, Any]:
-    """Alerts of `mdr replay` outputs: the given directories, else the SQLite store's own directory."""
-    from pipeline.soar.alert_verdicts import alert_index
-
-    if not dirs and db_url.startswith("sqlite") and "///" in db_url:
-        dirs = [Path(db_url.split("///", 1)[1]).parent]
-    return alert_index(dirs or [])
-
-
 VerdictOpt = Annotated[str, typer.Option(help="true_positive|false_positive|benign|duplicate")]
-AlertsOpt = Annotated[list[Path] | None, typer.Option(
-    "--alerts", help="mdr replay output directory with the alerts (default: the store's directory)")]
+
+
+def _tenants_of(store: TicketStore, alert_ids: list[str], tenant: str | None) -> dict[str, list[str]]:
+    """tenant -> alert ids, from the store's evidence (restricted to `tenant` when given); ids the store does not
+    hold go to `tenant`, and need it."""
+    from sqlalchemy import select
+
+    from pipeline.soar.evidence import StoredAlert
+    from pipeline.soar.tickets import TicketError
+
+    q = select(StoredAlert.alert_id, StoredAlert.tenant_id).where(StoredAlert.alert_id.in_(alert_ids))
+    if tenant is not None:
+        q = q.where(StoredAlert.tenant_id == tenant)
+    found: dict[str, set[str]] = {}
+    with store.tx() as s:
+        for aid, t in s.execute(q):
+            found.setdefault(aid, set()).add(t)
+    groups: dict[str, list[str]] = {}
+    for aid in dict.fromkeys(alert_ids):
+        ts = found.get(aid) or ({tenant} if tenant else set())
+        if not ts:
+            raise TicketError(f"alert {aid} is not in the store: give its --tenant to record a verdict without its "
+                              "content")
+        if len(ts) > 1:
+            raise TicketError(f"alert {aid} is in tenants {', '.join(sorted(ts))}: give --tenant")
+        groups.setdefault(ts.pop(), []).append(aid)
+    return groups
 
 
 @verdict_app.command("alert")
 def verdict_alert(
     alert_ids: Annotated[list[str], typer.Argument(help="Alert ids")],
     verdict: VerdictOpt,
-    tenant: Annotated[str | None, typer.Option(help="Tenant (needed for alerts not found in --alerts)")] = None,
+    tenant: Annotated[str | None, tenant_option("Tenant of the alerts (needed for alerts the store does not hold)")
+                      ] = None,
     comment: Annotated[str | None, typer.Option()] = None,
-    alerts: AlertsOpt = None,
     by: ByOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Mark alerts true or false positive."""
-    from pipeline.soar.alert_verdicts import record_verdict
+    """Mark alerts true or false positive (their content is the store's: the alerts mdr replay and the worker
+    stored)."""
+    from pipeline.soar.verdicts import path_for, record_verdict
 
     with _store(db) as store:
-        idx = _alert_index(alerts, store.url)
-        found = [idx[i] for i in alert_ids if i in idx]
-        rest = [i for i in alert_ids if i not in idx]
-        n = record_verdict(store, verdict, _actor(by), alerts=found, alert_ids=rest, tenant_id=tenant,
-                           comment=comment, source="cli", publish_to=verdicts_path(store.url))
-        out.print(f"{n} alert verdicts recorded ({len(found)} with their content)")
+        n = content = 0
+        for t, ids in _tenants_of(store, alert_ids, tenant).items():
+            rec = record_verdict(store, t, ids, verdict, _actor(by), source="cli", comment=comment,
+                                 path=path_for(store.url))
+            n, content = n + rec.alerts, content + rec.with_content
+        out.print(f"{n} alert verdicts recorded ({content} with their content)")
 
 
 @verdict_app.command("incident")
@@ -286,38 +285,38 @@ def verdict_incident(
     ref: IdArg,
     verdict: VerdictOpt,
     comment: Annotated[str | None, typer.Option()] = None,
-    alerts: AlertsOpt = None,
     by: ByOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Mark every alert of an incident (ticket number or incident id) true or false positive."""
-    from pipeline.soar.alert_verdicts import record_incident_verdict
+    """Mark every alert of an incident (ticket number or incident id) true or false positive, without closing
+    its ticket; alerts judged on their own keep their verdict."""
+    from pipeline.soar.verdicts import record_incident_verdict
 
     with _store(db) as store:
-        n = record_incident_verdict(store, ref, verdict, _actor(by), alerts=_alert_index(alerts, store.url),
-                                    source="cli", comment=comment, publish_to=verdicts_path(store.url))
-        out.print(f"{n} alert verdicts recorded")
+        rec = record_incident_verdict(store, ref, verdict, _actor(by), source="cli", comment=comment)
+        kept = f"; {rec.outranked} keep their own alert verdict" if rec.outranked else ""
+        out.print(f"{rec.alerts} alert verdicts recorded ({rec.with_content} with their content{kept})")
 
 
 @verdict_app.command("list")
 def verdict_list(
-    tenant: Annotated[str | None, typer.Option()] = None,
+    tenant: Annotated[str | None, tenant_option("Only this tenant's verdicts")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
     db: DbOpt = None,
 ) -> None:
     """Recorded alert verdicts, oldest first."""
-    from pipeline.soar.alert_verdicts import list_verdicts
+    from pipeline.soar.verdicts import list_verdicts
 
     with _store(db) as store:
-        rows = list_verdicts(store, tenant)
+        rows = list_verdicts(store, tenant, content=True)
     if as_json:
-        for r in rows:
+        for r, doc in rows:
             out.print_json(json.dumps({"tenant_id": r.tenant_id, "alert_id": r.alert_id, "verdict": r.verdict,
                                        "analyst": r.analyst, "source": r.source, "incident_id": r.incident_id,
-                                       "at": r.at.isoformat(), "has_content": r.alert is not None}))
+                                       "at": r.at.isoformat(), "has_content": doc is not None}))
         return
     tab = Table("tenant", "alert", "verdict", "analyst", "source", "incident", "at")
-    for r in rows:
+    for r, _ in rows:
         tab.add_row(r.tenant_id, r.alert_id, r.verdict, r.analyst, r.source, r.incident_id or "", _ts(r.at))
     out.print(tab)
 

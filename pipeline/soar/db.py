@@ -71,8 +71,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest Alembic revision (serialized across processes)."""
+def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> None:
+    """Upgrade the schema to `revision` (default: the newest Alembic revision), or downgrade it to `revision`
+    ("base": no table) with `down`; serialized across processes."""
     from alembic import command
     from alembic.config import Config
 
@@ -82,7 +83,7 @@ def migrate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
 CHUNK = 500  # rows per multi-row statement (SQLite limits the bound parameters of one statement)
@@ -115,6 +116,18 @@ def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dic
         return 0
     table = getattr(model, "__table__", model)
     return len(insert_ignore_returning(session, model, rows, keys, tuple(table.primary_key.columns)))
+
+
+def upsert(session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET the `update` columns to the new row's values."""
+    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
+    if ins is None:
+        raise NotImplementedError(f"upsert for {session.get_bind().dialect.name}")
+    table = getattr(model, "__table__", model)
+    for i in range(0, len(rows), CHUNK):
+        stmt = ins(table).values(rows[i : i + CHUNK])
+        session.execute(stmt.on_conflict_do_update(index_elements=keys,
+                                                   set_={c: getattr(stmt.excluded, c) for c in update}))
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:

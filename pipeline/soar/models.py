@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -27,6 +27,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 VERDICTS = ("true_positive", "false_positive", "benign", "duplicate")
 RUN_STATES = ("pending", "running", "waiting", "done", "failed", "denied")
+_OPEN = "status <> 'closed' AND incident_status <> 'merged' AND acknowledged_at IS "
+OPEN_PARTS = {"unacked": _OPEN + "NULL", "acked": _OPEN + "NOT NULL"}  # predicates of the queue's indexes
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -87,7 +89,13 @@ class Base(DeclarativeBase):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (UniqueConstraint("incident_id", name="uq_tickets_incident_id"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", name="uq_tickets_incident_id"),
+        # the console's queue: open tickets by due time, unacknowledged and in work; all tenants' and per tenant
+        *(Index(f"ix_tickets_open_{name}_due{suffix}", *cols, "sla_due", "id", postgresql_where=text(where),
+                sqlite_where=text(where))
+          for name, where in OPEN_PARTS.items() for suffix, cols in (("", ()), ("_tenant", ("tenant_id",)))),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     incident_id: Mapped[str] = mapped_column(String(64))
@@ -109,7 +117,7 @@ class Ticket(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the console's change feed
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -172,8 +180,10 @@ class PendingMerge(Base):
 
 
 class AlertVerdict(Base):
-    """An analyst's verdict on one alert; the latest one per (tenant, alert) counts. `alert` keeps the alert's
-    normalized content when it was at hand, so that `mdr model retrain` can learn from it."""
+    """An analyst's verdict on one alert (`pipeline.soar.verdicts.record_verdict`). One row per (tenant, alert):
+    a verdict given on the alert itself outranks one given on its whole incident (`incident_id` set: a closed
+    ticket, `mdr verdict incident`); at the same level the latest counts. The alert's content is the store's
+    evidence (`pipeline.soar.evidence.StoredAlert`), not copied here."""
 
     __tablename__ = "alert_verdicts"
     __table_args__ = (UniqueConstraint("tenant_id", "alert_id", name="uq_alert_verdicts_alert"),)
@@ -184,8 +194,7 @@ class AlertVerdict(Base):
     verdict: Mapped[str] = mapped_column(String(32))
     label: Mapped[int | None] = mapped_column(Integer)  # 1 attack, 0 benign, None (duplicate: no label)
     analyst: Mapped[str] = mapped_column(String(128))
-    source: Mapped[str] = mapped_column(String(16))  # cli | ticket | console
-    incident_id: Mapped[str | None] = mapped_column(String(64))
-    comment: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # cli | ticket | console | unsuppress
+    incident_id: Mapped[str | None] = mapped_column(String(64))  # the verdict was given on this whole incident
+    comment: Mapped[str | None] = mapped_column(RedactedText)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    alert: Mapped[dict[str, Any] | None] = mapped_column(JsonType)

@@ -206,8 +206,8 @@ class Runtime:
         for f in fl.out.fates:
             await self.send(t.fates, f.alert_id, encode(f), futures)
         await self.send_dead(fl.out.dead, futures)
-        if self.soar is not None and fl.out.incidents:
-            await self._tickets(list(fl.out.incidents.values()), futures)
+        if self.soar is not None and (fl.out.incidents or fl.alerts or fl.out.suppressed):
+            await self._tickets(fl, futures)
         for ev in fl.events:
             ev.ack()
         m = self.metrics
@@ -254,15 +254,25 @@ class Runtime:
         finally:
             _current_event.reset(token)
 
-    async def _tickets(self, incidents: list, futures: list) -> None:
-        """Ticket snapshots of the SOAR store (--db) to mdr.tickets."""
+    async def _tickets(self, fl: Flushed, futures: list) -> None:
+        """The flush's incidents as tickets, then its alerts, suppressed alerts and fused parts as evidence,
+        into the SOAR store (--db); ticket snapshots to mdr.tickets. Tickets first: the flush's state is
+        already on its way to the changelog, so whatever a crash cuts off here is not redone after a restart,
+        and a ticket matters more than its evidence (the console shows a ticket without its alerts until
+        they are written)."""
         import orjson
 
-        results = await asyncio.get_running_loop().run_in_executor(None, self.soar.act_many, incidents)
-        for r in results:
-            body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
-            await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
-                            orjson.dumps(body, default=str), futures)
+        from pipeline.soar import evidence
+
+        loop = asyncio.get_running_loop()
+        incidents = list(fl.out.incidents.values())
+        if incidents:
+            results = await loop.run_in_executor(None, self.soar.act_many, incidents)
+            for r in results:
+                body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
+                await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
+                                orjson.dumps(body, default=str), futures)
+        await loop.run_in_executor(None, evidence.record, self.soar.store, fl.alerts, fl.out.suppressed, incidents)
 
     # ---- context (`mdr assets import`, `mdr intel import` write it under MDR_HOME) -------------------
     async def watch_context(self) -> None:

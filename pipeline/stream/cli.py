@@ -141,11 +141,15 @@ def demo(
     samples: Annotated[Path, typer.Option(help="Lab sample directory")] = Path("samples/lab-1"),
     tenant: Annotated[str, tenant_option("Tenant of the samples")] = "shop",
     seconds: Annotated[float, typer.Option(help="Stop this long after the last incident update")] = 8.0,
+    console_port: Annotated[int, typer.Option(help="Port of the analyst console (another if taken)")] = 8700,
+    console: Annotated[bool, typer.Option(help="Serve the analyst console on the demo's tickets")] = True,
+    hold: Annotated[bool, typer.Option(help="Keep the console serving after the stream, until Ctrl-C")] = True,
 ) -> None:
-    """Start a broker and a worker, stream the lab samples, show incidents arriving live."""
+    """Start a broker and a worker, stream the lab samples, show incidents arriving live; the analyst console
+    serves them (its URL and a demo login are printed)."""
     from pipeline.stream.demo import run_demo
 
-    raise typer.Exit(run_demo(samples, tenant, seconds))
+    raise typer.Exit(run_demo(samples, tenant, seconds, console_port if console else None, hold))
 
 
 @broker_app.command("start")

@@ -1,14 +1,19 @@
-"""`mdr demo`: a real Kafka broker, one worker, the lab samples streamed in, incidents shown live."""
+"""`mdr demo`: a real Kafka broker, one worker, the lab samples streamed in, incidents shown live; the analyst
+console on the worker's ticket store (its URL and a demo login are printed)."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
@@ -45,35 +50,85 @@ def _produce(bootstrap: str, samples: Path, tenant: str, topics: Topics, done: t
         done.set()
 
 
-def run_demo(samples: Path, tenant: str = "shop", linger: float = 8.0) -> int:
-    """Returns the exit code: 0 when incidents arrived."""
+def run_demo(samples: Path, tenant: str = "shop", linger: float = 8.0, console_port: int | None = 8700,
+             hold: bool = True) -> int:
+    """Returns the exit code: 0 when incidents arrived. With a console port, the analyst console serves the
+    worker's ticket store from the start (URL and a demo login printed) and, with `hold`, keeps serving after the
+    stream until Ctrl-C."""
     from pipeline.stream.app import ensure_topics
     from pipeline.stream.broker import KafkaBroker
 
     console = Console()
     topics = Topics()
     work = Path(tempfile.mkdtemp(prefix="mdr-demo-"))
+    db_url = f"sqlite:///{work / 'soar.db'}"
+    metrics_port = _free_port()
     console.print("[bold]starting Apache Kafka (KRaft, jars from Maven Central)...[/bold]")
     with KafkaBroker(data_dir=work / "kafka") as broker:
         console.print(f"broker up at {broker.bootstrap} in {broker.start_seconds:.1f}s")
         ensure_topics(broker.bootstrap, topics, 4)
-        log = (work / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", broker.bootstrap,
-             "--data-dir", str(work / "worker"), "--usecases", str(paths.usecases_dir()),
-             "--quiet", "2", "--max-hold", "30"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        console.print(f"worker pid {worker.pid} (log {work / 'worker.log'}); streaming {samples}")
+        procs: list[tuple[str, subprocess.Popen, IO[bytes]]] = []
         try:
-            return _watch(console, broker.bootstrap, samples, tenant, topics, linger)
+            log = (work / "worker.log").open("wb")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", broker.bootstrap,
+                 "--data-dir", str(work / "worker"), "--usecases", str(paths.usecases_dir()),
+                 "--quiet", "2", "--max-hold", "30", "--db", db_url, "--metrics-port", str(metrics_port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            procs.append(("worker", worker, log))
+            console.print(f"worker pid {worker.pid} (log {work / 'worker.log'}); tickets in {work / 'soar.db'}")
+            if console_port is not None:
+                procs.append(_start_console(console, work, db_url, broker.bootstrap, metrics_port, console_port))
+            console.print(f"streaming {samples}")
+            code = _watch(console, broker.bootstrap, samples, tenant, topics, linger)
+            if console_port is not None and hold and code == 0:
+                console.print("[bold]the console keeps serving the demo's incidents; Ctrl-C stops it, the worker "
+                              "and the broker[/bold]")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while all(p.poll() is None for _, p, _ in procs):
+                        time.sleep(0.5)
+            return code
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            log.close()
-            console.print("worker stopped; stopping the broker")
+            for name, p, fh in reversed(procs):
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                fh.close()
+                console.print(f"{name} stopped")
+            console.print("stopping the broker")
+
+
+def _free_port(preferred: int = 0) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_console(console: Console, work: Path, db_url: str, bootstrap: str, metrics_port: int,
+                   port: int) -> tuple[str, subprocess.Popen, IO[bytes]]:
+    """A demo admin with a fresh random password, and `mdr console` on the demo's store."""
+    from pipeline.console.auth import add_user
+    from pipeline.soar.tickets import TicketStore
+
+    password = secrets.token_urlsafe(12)
+    store = TicketStore(db_url)
+    try:
+        add_user(store, "demo", "admin", [], password)
+    finally:
+        store.close()
+    port = _free_port(port)
+    log = (work / "console.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "console", "--db", db_url, "--port", str(port), "--kafka", bootstrap,
+         "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--usecases", str(paths.usecases_dir())],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    console.print(f"[bold green]analyst console: http://127.0.0.1:{port}/  login: demo / {password}[/bold green]")
+    return "console", proc, log
 
 
 def _watch(console: Console, bootstrap: str, samples: Path, tenant: str, topics: Topics, linger: float) -> int:

@@ -18,14 +18,10 @@ from pipeline.classify.model import NoiseClassifier
 from pipeline.classify.registry import Registry, RegistryError, gate, load_classifier, read_shadow
 from pipeline.classify.train import Dataset, dataset_from_alerts, tenant_thresholds
 from pipeline.cli import app
-from pipeline.soar.alert_verdicts import (
-    alert_index,
-    labeled_alerts,
-    list_verdicts,
-    record_incident_verdict,
-    record_verdict,
-)
+from pipeline.soar import evidence
 from pipeline.soar.tickets import TicketError, TicketStore
+from pipeline.soar.verdicts import close, labeled_alerts, list_verdicts, record_incident_verdict, record_verdict
+from tests.soar.helpers import incident
 
 from .conftest import SAMPLE, TEST_RECALL
 
@@ -58,60 +54,87 @@ def _suppressed(out: Path) -> set[tuple[str, float, str]]:
 
 
 # ---- recording ----------------------------------------------------------------------------------------------
-def test_record_verdict_keeps_content_and_the_latest_verdict(home: Path, sample_ds: Dataset) -> None:
+def test_record_verdict_takes_content_from_the_evidence_and_keeps_the_latest(home: Path, sample_ds: Dataset) -> None:
     store = TicketStore(f"sqlite:///{home / 'v.db'}")
-    a, b = sample_ds.alerts[:2]
-    assert record_verdict(store, "false_positive", "ana", alerts=[a, b], source="console",
-                          publish_to=home / "verdicts.jsonl") == 2
-    assert record_verdict(store, "true_positive", "bob", alerts=[b], source="cli") == 1
-    rows = list_verdicts(store)
-    assert [(r.alert_id, r.verdict, r.label, r.analyst) for r in rows] == [
-        (a.alert_id, "false_positive", 0, "ana"), (b.alert_id, "true_positive", 1, "bob")]
-    alerts, labels, missing = labeled_alerts(rows)
-    assert [x.alert_id for x in alerts] == [a.alert_id, b.alert_id] and labels == [0, 1] and not missing
-    assert alerts[0].extra == a.extra and alerts[0].raw == ""  # content kept, raw record left out
-    pub = [json.loads(x) for x in (home / "verdicts.jsonl").read_text().splitlines()]
-    assert pub[0]["alert_ids"] == [a.alert_id, b.alert_id] and pub[0]["source"] == "console"
+    a, b, c = sample_ds.alerts[:3]
+    evidence.record(store, [a, b])  # as mdr replay / the worker store them; c is not in the store
+    rec = record_verdict(store, "default", [a.alert_id, b.alert_id, c.alert_id], "false_positive", "ana",
+                         source="console", path=home / "verdicts.jsonl")
+    assert (rec.alerts, rec.with_content, rec.outranked, rec.path) == (3, 2, 0, home / "verdicts.jsonl")
+    assert record_verdict(store, "default", [b.alert_id], "true_positive", "bob", publish_record=False).alerts == 1
+    rows = list_verdicts(store, content=True)
+    assert [(r.alert_id, r.verdict, r.label, r.analyst, doc is not None) for r, doc in rows] == [
+        (a.alert_id, "false_positive", 0, "ana", True), (c.alert_id, "false_positive", 0, "ana", False),
+        (b.alert_id, "true_positive", 1, "bob", True)]
+    alerts, labels, missing = labeled_alerts(store)
+    assert [x.alert_id for x in alerts] == [a.alert_id, b.alert_id] and labels == [0, 1] and missing == 1
+    assert alerts[0].extra == a.extra and alerts[0].raw == ""  # the stored fields; raw records are not learned from
+    [pub] = [json.loads(x) for x in (home / "verdicts.jsonl").read_text().splitlines()]
+    assert pub["kind"] == "alert" and pub["source"] == "console" and "incident_id" not in pub
+    assert pub["alert_ids"] == [a.alert_id, b.alert_id, c.alert_id]
     with pytest.raises(TicketError, match="unknown verdict"):
-        record_verdict(store, "maybe", "ana", alerts=[a])
-    with pytest.raises(TicketError, match="tenant"):
-        record_verdict(store, "benign", "ana", alert_ids=["x"])
+        record_verdict(store, "default", [a.alert_id], "maybe", "ana")
+    with pytest.raises(TicketError, match="no alert"):
+        record_verdict(store, "default", [], "benign", "ana")
+    store.close()
+
+
+def test_an_alerts_own_verdict_outranks_its_incidents(home: Path) -> None:
+    """Closing a ticket (or `mdr verdict incident`) judges every alert of the incident, except those an analyst
+    judged on their own; an alert's own verdict replaces an incident verdict."""
+    store = TicketStore(f"sqlite:///{home / 'v.db'}")
+    store.upsert_incident(incident(1))
+    t = store.require(1)
+    first, *rest = t.incident["alert_ids"]
+    record_verdict(store, t.tenant_id, [first], "true_positive", "ana", ticket_id=t.id, source="console",
+                   path=home / "v.jsonl")
+    done = record_incident_verdict(store, t.id, "benign", "ana", path=home / "v.jsonl")
+    assert (done.alerts, done.outranked) == (len(rest) + 1, 1)
+    closed = close(store, t.id, "false_positive", "bob", "scanner", home / "v.jsonl")
+    assert closed.ticket.status == "closed" and closed.alerts and closed.alerts.outranked == 1
+    got = {r.alert_id: (r.verdict, r.source, r.incident_id) for r, _ in list_verdicts(store)}
+    assert got[first] == ("true_positive", "console", None)
+    assert all(got[x] == ("false_positive", "ticket", t.incident_id) for x in rest)
+    record_verdict(store, t.tenant_id, [rest[0]], "true_positive", "ana", publish_record=False)
+    assert {r.alert_id: r.verdict for r, _ in list_verdicts(store)}[rest[0]] == "true_positive"
+    kinds = [(e["kind"], e["actor"]) for e in store.export(store.require(t.id))["timeline"]]
+    assert kinds.count(("verdict", "ana")) == 2  # the alert's verdict and the incident's, on the timeline
+    pub = [json.loads(x) for x in (home / "v.jsonl").read_text().splitlines()]
+    assert [(r.get("kind"), bool(r.get("incident_id"))) for r in pub] == [("alert", False), ("incident", True),
+                                                                          (None, True)]
+    with pytest.raises(TicketError):
+        record_incident_verdict(store, "no-such-incident", "benign", "ana")
     store.close()
 
 
 def test_cli_alert_and_incident_verdicts_and_ticket_close(home: Path) -> None:
-    """`mdr verdict alert`, `mdr verdict incident` and `mdr tickets close` record alert verdicts with the
-    alerts' content taken from the replay outputs beside the store."""
+    """`mdr verdict alert`, `mdr verdict incident` and `mdr tickets close` record alert verdicts; the alerts'
+    content is what `mdr replay` stored with the tickets."""
     out = _replay(home, "o", None)
-    alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
     incidents = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
     db = f"sqlite:///{out / 'soar.db'}"
-    r = runner.invoke(app, ["verdict", "alert", alerts[0]["alert_id"], "--verdict", "false_positive", "--db", db,
-                            "--by", "ana"])
+    inc = next(i for i in incidents if i.get("status", "open") != "merged" and len(i["alert_ids"]) > 1)
+    own = inc["alert_ids"][0]
+    r = runner.invoke(app, ["verdict", "alert", own, "--verdict", "false_positive", "--db", db, "--by", "ana"])
     assert r.exit_code == 0 and "1 alert verdicts recorded (1 with their content)" in r.output, r.output
-    inc = next(i for i in incidents if i.get("status", "open") != "merged")
     r = runner.invoke(app, ["verdict", "incident", inc["incident_id"], "--verdict", "true_positive", "--db", db])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "1 keep their own alert verdict" in r.output, r.output
     r = runner.invoke(app, ["tickets", "close", inc["incident_id"], "--verdict", "true_positive", "--db", db,
                             "--by", "bob"])
-    assert r.exit_code == 0 and "alert verdicts" in r.output, r.output
+    assert r.exit_code == 0 and f"{len(inc['alert_ids'])} alert verdicts" in r.output, r.output
     store = TicketStore(db)
-    rows = {x.alert_id: x for x in list_verdicts(store)}
+    rows = {x.alert_id: (x, doc) for x, doc in list_verdicts(store, content=True)}
     store.close()
-    assert rows[alerts[0]["alert_id"]].alert is not None
-    for aid in inc["alert_ids"]:
-        assert rows[aid].verdict == "true_positive" and rows[aid].source == "ticket" and rows[aid].alert
+    assert rows[own][0].verdict == "false_positive" and rows[own][1] is not None
+    for aid in inc["alert_ids"][1:]:
+        v, doc = rows[aid]
+        assert v.verdict == "true_positive" and v.source == "ticket" and doc is not None
     r = runner.invoke(app, ["verdict", "list", "--db", db, "--json"])
-    assert r.exit_code == 0 and r.output.count("alert_id") == len(rows)
+    assert r.exit_code == 0 and r.output.count('"has_content": true') == len(rows)
     r = runner.invoke(app, ["verdict", "alert", "nope", "--verdict", "benign", "--db", db])
     assert r.exit_code == 1 and "tenant" in r.output
-
-
-def test_incident_verdict_needs_a_known_incident(home: Path) -> None:
-    store = TicketStore(f"sqlite:///{home / 'v.db'}")
-    with pytest.raises(TicketError):
-        record_incident_verdict(store, "no-such-incident", "benign", "ana")
-    store.close()
+    r = runner.invoke(app, ["verdict", "alert", "nope", "--verdict", "benign", "--db", db, "--tenant", "default"])
+    assert r.exit_code == 0 and "1 alert verdicts recorded (0 with their content)" in r.output
 
 
 # ---- retrain, shadow, gate, promote --------------------------------------------------------------------------
@@ -141,10 +164,11 @@ def test_shadow_mode_leads_to_promotion(home: Path, sample_model_dir: Path) -> N
     db = f"sqlite:///{day1 / 'soar.db'}"
     labels = _labels()
     store = TicketStore(db)
-    idx = alert_index([day1])
-    for a in idx.values():  # analysts judge every alert of day 1 (its representatives and the suppressed)
+    with store.tx() as s:
+        day1_alerts = evidence.tenant_alerts(s, "default")
+    for a in day1_alerts:  # analysts judge every alert of day 1 the store holds (representatives and suppressed)
         v = "true_positive" if labels[a.extra["transaction_id"]] else "false_positive"
-        record_verdict(store, v, "ana", alerts=[a], source="console")
+        record_verdict(store, "default", [a.alert_id], v, "ana", source="console")
     store.close()
     r = runner.invoke(app, ["model", "retrain", "--registry", str(reg_dir), "--db", db, "--target-recall",
                             str(TEST_RECALL), "--dedup-window", "600"])

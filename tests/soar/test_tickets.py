@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select
 
 from pipeline.schema import Entities
+from pipeline.soar.db import MIGRATIONS, migrate
 from pipeline.soar.models import Base, Ticket, TimelineEvent
 from pipeline.soar.tickets import TicketError, TicketStore
 from tests.soar.helpers import incident
@@ -25,6 +27,27 @@ def test_schema_matches_models(store: TicketStore) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_migrations_are_one_chain_that_downgrades_and_upgrades(store: TicketStore) -> None:
+    """One head; each revision's downgrade undoes its upgrade (the alert verdicts of 0004 come off before the
+    console's evidence tables of 0003), down to no table and back up to the models' schema."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    assert script.get_heads() == ["0004_alert_verdicts"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0004_alert_verdicts", "0003_console", "0002_alert_stats", "0001"]
+    migrate(store.engine, "0003_console", down=True)
+    tables = set(inspect(store.engine).get_table_names())
+    assert "alerts" in tables and not {"alert_verdicts", "noise_drift"} & tables
+    migrate(store.engine, "base", down=True)
+    assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    migrate(store.engine)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_one_ticket_per_incident_idempotent(store: TicketStore) -> None:

@@ -1,8 +1,9 @@
-"""Alert verdicts (an analyst's judgement of one alert: from the CLI, a closed ticket or the console) and the
-noise model's drift counts per tenant and day (for the reports).
+"""Alert verdicts (an analyst's judgement of one alert: from the CLI, a closed ticket or the console; the alert's
+content is the evidence table `alerts` of 0003_console) and the noise model's drift counts per tenant and day
+(for the reports).
 
-Revision ID: 0003_alert_verdicts
-Revises: 0002_alert_stats
+Revision ID: 0004_alert_verdicts
+Revises: 0003_console
 Create Date: 2026-12-05
 """
 
@@ -13,8 +14,8 @@ from alembic import op
 
 from pipeline.soar.models import JsonType, UTCDateTime
 
-revision = "0003_alert_verdicts"
-down_revision = "0002_alert_stats"
+revision = "0004_alert_verdicts"
+down_revision = "0003_console"
 branch_labels = None
 depends_on = None
 
@@ -32,7 +33,6 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.String(64)),
         sa.Column("comment", sa.Text),
         sa.Column("at", UTCDateTime, nullable=False),
-        sa.Column("alert", JsonType),
         sa.UniqueConstraint("tenant_id", "alert_id", name="uq_alert_verdicts_alert"),
     )
     op.create_index("ix_alert_verdicts_at", "alert_verdicts", ["at"])
