@@ -48,10 +48,11 @@ def match_usecases(ucs: UseCaseSet | None, alerts: Sequence[Alert]) -> list[list
     return [[by_ref[r.id] for r in ucs.index.match(a) if r.id in by_ref] for a in alerts]
 
 
-def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: UseCaseSet | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
+def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: UseCaseSet | None = None,
+                    why: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
     """(P(attack), suppressed?, why alerts below the threshold were kept) for every alert of the dataset; one
-    fresh state per stream, only representatives entering the history (as in the core)."""
+    fresh state per stream, only representatives entering the history (as in the core). `why` gets each
+    alert's fate (`NoiseClassifier.assess`), in dataset order."""
     p = np.zeros(len(ds.alerts))
     sup = np.zeros(len(ds.alerts), dtype=bool)
     rec = view.is_rep.tolist()
@@ -60,7 +61,7 @@ def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: Us
         model.reset()
         for i in range(start, end, BATCH):
             batch = ds.alerts[i:min(i + BATCH, end)]
-            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)])
+            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)], why)
             p[i:i + len(batch)] = scores
             sup[i:i + len(batch)] = [d is not None for d in dec]
         kept.update(model.stats)

@@ -204,8 +204,10 @@ class NoiseClassifier(Classifier):
         return self.threshold, self.threshold_novel
 
     def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
-               record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:
-        """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
+               record: Sequence[bool] | None = None, why: list[str] | None = None
+               ) -> tuple[np.ndarray, list[Suppressed | None]]:
+        """(P(attack) of every alert, the decisions): what `decide` returns, with the scores. `why`, when given,
+        gets one entry per alert: suppressed, score (at or above its threshold), out_of_scope or guardrail."""
         X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
         if not len(alerts):
@@ -224,13 +226,19 @@ class NoiseClassifier(Classifier):
             inside[family_free] = self.scope.inside(Xc[family_free], self._generic) & product[family_free]
         self._observe(alerts, p, inside, novel)
         pick = []
+        fate = ["score"] * len(alerts)
         for i in np.flatnonzero(p < thr).tolist():
             if not inside[i]:
-                self.stats["out_of_scope"] += 1
+                fate[i] = "out_of_scope"
             elif keep_reason(alerts[i], matched[i]) is not None:
-                self.stats["guardrail"] += 1
+                fate[i] = "guardrail"
             else:
+                fate[i] = "suppressed"
                 pick.append(i)
+                continue
+            self.stats[fate[i]] += 1
+        if why is not None:
+            why.extend(fate)
         if pick:
             for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
                 s, t = float(p[i]), float(thr[i])

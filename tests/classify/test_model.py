@@ -163,6 +163,28 @@ def test_intel_and_unblocked_exploit_guardrails(tmp_path: Path, sample_model: No
             assert dec is not None  # same features as in the plain run: the use case alone does not keep it
 
 
+def test_assess_tells_why_each_alert_was_kept(tmp_path: Path, sample_model: NoiseClassifier,
+                                              sample_ds: Dataset) -> None:
+    """`why` gets one fate per alert: suppressed exactly for the decisions, guardrail for a P1 match below the
+    threshold, out_of_scope and guardrail counted in `stats` as before."""
+    alerts = sample_ds.alerts
+    p1 = usecase(tmp_path, "P1").usecases[0]
+    matched = [[p1] if i % 2 else [] for i in range(len(alerts))]
+    why: list[str] = []
+    sample_model.reset()
+    p, dec = sample_model.assess(alerts, matched, None, why)
+    assert len(why) == len(alerts) and set(why) <= {"suppressed", "score", "out_of_scope", "guardrail"}
+    assert [w == "suppressed" for w in why] == [d is not None for d in dec]
+    assert any(d is not None for d in dec) and "guardrail" in why
+    assert not any(matched[i] for i, w in enumerate(why) if w == "suppressed")
+    lo, hi = sorted(sample_model.thresholds("default"))
+    for i, w in enumerate(why):
+        assert (p[i] >= lo) if w == "score" else (p[i] < hi)  # kept for its score, or below its threshold
+        assert (keep_reason(alerts[i], matched[i]) is not None) >= (w == "guardrail")
+    assert sample_model.stats["guardrail"] == why.count("guardrail")
+    assert sample_model.stats["out_of_scope"] == why.count("out_of_scope")
+
+
 def test_core_never_suppresses_p1_p2(tmp_path: Path, sample_model_dir: Path, sample_ds: Dataset) -> None:
     """Through the real core: a P2 use case over every ModSecurity alert, one P4; no P1/P2 match is suppressed."""
     text = USECASES.format(prio="P2", cat="web_attack", num="201") + "---\n" + USECASES.format(
