@@ -115,7 +115,7 @@ class Dedup:
 
     def expire(self, watermark: datetime) -> list[Alert]:
         """Representatives whose window closed before `watermark` (event time); they leave the state."""
-        done = [fp for fp, rep in self.state.items() if rep.first_seen + self.window < watermark]
+        done = [fp for fp, rep in self.state.items() if watermark - rep.first_seen > self.window]
         gone = set(done)
         for ek in [k for k, fp in self.events.items() if fp in gone]:
             del self.events[ek]

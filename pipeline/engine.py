@@ -5,10 +5,19 @@
 `Core.feed(record)` / `Core.feed_alert(alert)` take input; results accumulate in `Core.out` (an `Outputs`) that
 the adapter drains with `take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the
 streaming worker hands in its partitioned tables. Nothing here knows about files or Kafka.
+
+One alert's failure stays with that alert: an exception in any stage becomes a dead letter (reason `core_error`,
+the stage, the raw record) and the batch goes on. The dedup window the alert opened is dropped, so its repeats
+are judged on their own instead of merging into an alert that was never matched; what it had already changed
+(an incident it joined before the failing step) is kept; its fate is `dead_letter`. A noise classifier that fails
+fails open: its batch is decided again alert by alert, and an alert it cannot judge is not suppressed
+(`extra.classifier_error`).
 """
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -16,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import DUPLICATE, NEW, Dedup
+from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
 from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
 from pipeline.normalize.base import RawRecord
@@ -24,6 +33,9 @@ from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
+
+log = logging.getLogger("mdr.core")
+CORE_ERROR = "core_error"
 
 Enricher = Callable[[Alert], None]
 Prioritizer = Callable[[Incident], None]
@@ -110,6 +122,7 @@ class Core:
             except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
                 usecases.reject(uc, f"correlation: {e}")
         self._since_expire = 0
+        self._at = "correlate"  # the step `_correlate` is in (named in the dead letter should it fail)
 
     def _resolve(self, ref: str) -> tuple[str, str | None]:
         uc = self.usecases.get(ref)
@@ -140,7 +153,11 @@ class Core:
         new_ids: set[int] = set()
         last: datetime | None = None  # event time of the last alert classified (drives periodic expiry)
         for a in alerts:
-            rep, kind = self.dedup.process(a)
+            try:
+                rep, kind = self.dedup.process(a)
+            except Exception as e:
+                self._failed(a, "dedup", e)
+                continue
             if kind == NEW:
                 fresh.append(rep)
                 new_ids.add(id(rep))
@@ -152,24 +169,24 @@ class Core:
                 last = a.time
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
+                try:
+                    self._repeat(rep, a)
+                except Exception as e:
+                    self._failed(a, self._at, e, rep)
+                    continue
                 self._fate(a, "duplicate", rep)
-                self._repeat(rep, a)
             else:
                 self.out.same_event += 1
                 self._fate(a, "same_event", rep)
         if self.dedup.upgraded:
             self._rematch([r for r in self.dedup.upgraded if id(r) not in new_ids])
             self.dedup.upgraded.clear()
-        if fresh:
-            matched = [self._enrich_match(a) for a in fresh]
-            decisions = self.classifier.decide(fresh, matched) if self.classifier else [None] * len(fresh)
-            for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
-                self.out.alerts.append(a)
-                if dec is not None:
-                    self._suppress(a, dec)
-                    continue
-                self._fate(a, "representative")
-                self._correlate(a, ucs)
+        fresh, matched = self._enrich_match(fresh)
+        for a, ucs, dec in zip(fresh, matched, self._decide(fresh, matched), strict=True):
+            if dec is not None:
+                self._suppress(a, dec)
+            else:
+                self._keep(a, ucs)
         for a, rep in later:  # their counts are in the representative's (it was correlated with them)
             if rep.alert_id in self.state.suppressed:
                 alone.append((a, rep))
@@ -184,43 +201,59 @@ class Core:
     def _judge_alone(self, pairs: list[tuple[Alert, Alert]]) -> None:
         """Duplicates of suppressed representatives: each is classified on its own; noise like its
         representative merges into it after all, anything else becomes an alert of its own."""
-        dups = []
+        reps = {id(a): rep for a, rep in pairs}
         for a, rep in pairs:
             rep.count -= a.count
             a.first_seen = a.last_seen = a.time
-            dups.append(a)
-        matched = [self._enrich_match(a) for a in dups]
-        decisions = self.classifier.judge_alone(dups, matched) if self.classifier else [None] * len(dups)
-        for (a, rep), ucs, dec in zip(pairs, matched, decisions, strict=True):
-            if dec is not None:
-                rep.count += a.count
-                rep.last_seen = max(rep.last_seen or a.time, a.time)
-                self.out.duplicates += 1
-                self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
-                                           time=a.time, fate="suppressed", of=rep.alert_id, judged_alone=True,
-                                           score=dec.score, threshold=dec.threshold,
-                                           model_version=dec.model_version))
+        dups, matched = self._enrich_match([a for a, _ in pairs])
+        for a, ucs, dec in zip(dups, matched, self._decide(dups, matched, alone=True), strict=True):
+            rep = reps[id(a)]
+            if dec is None:
+                self._keep(a, ucs, judged_alone=True)
                 continue
-            self.out.alerts.append(a)
-            self._fate(a, "representative")
-            self.out.fates[-1].judged_alone = True
-            self._correlate(a, ucs)
+            rep.count += a.count  # noise like its representative: merged after all
+            rep.last_seen = max(rep.last_seen or a.time, a.time)
+            self.out.duplicates += 1
+            self._fate(a, "suppressed", rep, judged_alone=True, score=dec.score, threshold=dec.threshold,
+                       model_version=dec.model_version)
 
-    def _enrich_match(self, a: Alert) -> list[UseCase]:
-        if self.enricher is not None:
-            self.enricher(a)
-        return self._match(a)
+    def _enrich_match(self, alerts: list[Alert]) -> tuple[list[Alert], list[list[UseCase]]]:
+        """(the alerts that were enriched and matched, their use cases); one that fails is a dead letter."""
+        ok: list[Alert] = []
+        matched: list[list[UseCase]] = []
+        for a in alerts:
+            stage = "enrich"
+            try:
+                if self.enricher is not None:
+                    self.enricher(a)
+                stage = "match"
+                matched.append(self._match(a))
+            except Exception as e:
+                self._dropped(a, stage, e)
+                continue
+            ok.append(a)
+        return ok, matched
 
     def _suppress(self, a: Alert, dec: Suppressed) -> None:
+        self.out.alerts.append(a)
         self.out.suppressed.append(dec)
         self.state.suppressed[a.alert_id] = a.time.timestamp()
-        self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a), time=a.time,
-                                   fate="suppressed", score=dec.score, threshold=dec.threshold,
-                                   model_version=dec.model_version))
+        self._fate(a, "suppressed", score=dec.score, threshold=dec.threshold, model_version=dec.model_version)
 
-    def _fate(self, a: Alert, fate: str, rep: Alert | None = None) -> None:
+    def _keep(self, a: Alert, ucs: list[UseCase], judged_alone: bool = False) -> None:
+        """A representative kept: correlated (a failure there makes it a dead letter), then an output."""
+        try:
+            self._correlate(a, ucs)
+        except Exception as e:
+            self._dropped(a, self._at, e)
+            return
+        self.out.alerts.append(a)
+        self._fate(a, "representative", judged_alone=judged_alone)
+
+    def _fate(self, a: Alert, fate: str, rep: Alert | None = None, **detail: Any) -> None:
+        """Record what became of alert `a` (`Fate`; `rep`: the representative it concerns)."""
         self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
-                                   time=a.time, fate=fate, of=rep.alert_id if rep is not None else None))
+                                   time=a.time, fate=fate, of=rep.alert_id if rep is not None else None, **detail))
 
     def flush(self) -> None:
         """End of input: emit what stateful normalizers still buffer."""
@@ -234,10 +267,64 @@ class Core:
         """Representatives that took their primary log's content after they were matched on the secondary
         log's (the two lines came in different calls): correlate the use cases they match now."""
         for rep in reps:
-            done = set(self.state.matched.get(rep.alert_id, ()))
-            ucs = [u for u in self._match(rep) if u.id not in done]
-            if ucs and not (self.classifier and self.classifier.decide([rep], [ucs])[0] is not None):
-                self._correlate(rep, ucs)
+            self._at = "match"
+            try:
+                done = set(self.state.matched.get(rep.alert_id, ()))
+                ucs = [u for u in self._match(rep) if u.id not in done]
+                if ucs and self._decide([rep], [ucs])[0] is None:
+                    self._correlate(rep, ucs)
+            except Exception as e:
+                self._failed(rep, self._at, e, fate=False)
+
+    def _decide(self, alerts: list[Alert], matched: list[list[UseCase]], alone: bool = False
+                ) -> list[Suppressed | None]:
+        """The classifier's decisions (`alone`: of duplicates judged on their own); when the batch call fails,
+        alert by alert, and an alert it cannot judge is kept (a noise filter must not hide an alert because of
+        its own failure)."""
+        if self.classifier is None or not alerts:
+            return [None] * len(alerts)
+        decide = self.classifier.judge_alone if alone else self.classifier.decide
+        try:
+            return decide(alerts, matched)
+        except Exception as e:
+            if len(alerts) == 1:
+                return [self._undecided(alerts[0], e)]
+            log.warning("classifier failed on a batch of %d alerts (%s); deciding them one by one",
+                        len(alerts), error_text(e))
+        out: list[Suppressed | None] = []
+        for a, ucs in zip(alerts, matched, strict=True):
+            try:
+                out.append(decide([a], [ucs])[0])
+            except Exception as e:
+                out.append(self._undecided(a, e))
+        return out
+
+    @staticmethod
+    def _undecided(a: Alert, e: Exception) -> None:
+        log.warning("classifier failed on alert %s (%s); kept unsuppressed", a.alert_id, error_text(e))
+        a.extra = {**a.extra, "classifier_error": error_text(e)}
+
+    # ---- failures ----------------------------------------------------------------------------------
+    def _failed(self, a: Alert, stage: str, e: Exception, rep: Alert | None = None, fate: bool = True) -> None:
+        """Dead letter for an alert that failed in `stage` (its fate, unless it has one already: `fate` false);
+        the rest of the batch goes on. `rep`: the representative a duplicate had merged into."""
+        log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, error_text(e))
+        self.out.dead.append(DeadLetter(
+            reason=CORE_ERROR, detail=error_text(e), source=a.source.format or a.source.product, stage=stage,
+            alert_id=a.alert_id, tenant_id=a.tenant_id, raw=a.raw))
+        if fate:
+            self._fate(a, "dead_letter", rep, stage=stage)
+
+    def _dropped(self, a: Alert, stage: str, e: Exception) -> None:
+        """A new alert failed before it was counted anywhere: a dead letter, and the dedup window it opened goes,
+        so that its repeats do not merge into an alert that never reached the use cases."""
+        self._failed(a, stage, e)
+        fp = a.fingerprint
+        if fp and self.dedup.state.get(fp) is a:
+            del self.dedup.state[fp]
+            ek = event_key(a)
+            if ek is not None and self.dedup.events.get(ek) == fp:
+                del self.dedup.events[ek]
 
     # ---- stages ------------------------------------------------------------------------------------
     def _match(self, a: Alert) -> list[UseCase]:
@@ -250,28 +337,34 @@ class Core:
     def _correlate(self, a: Alert, ucs: list[UseCase]) -> None:
         if not ucs:
             return
+        self._at = "correlate"
         self.state.alerts[a.alert_id] = a
         self.state.matched[a.alert_id] = [*self.state.matched.get(a.alert_id, ()), *(u.id for u in ucs)]
         for uc in ucs:
             self.out.matches[uc.id] += 1
             if uc.mdr.incident:
+                self._at = "incident"
                 group = {g: _scalar(entity_value(a, g)) for g in uc.mdr.group_by}
                 conds = {k: [a.alert_id] for k, v in uc.compiled.explain(a).items() if v} if uc.compiled else {}
                 self._emit(*self.builder.add(uc, a.tenant_id, group, [a], conditions=conds))
+            self._at = "correlate"
             for hit in self.correlator.observe(uc.id, a, a.count):
                 self._hit(hit)
 
     def _repeat(self, rep: Alert, dup: Alert) -> None:
         """A duplicate merged into `rep`: count it in correlations and in the incidents rep belongs to."""
+        self._at = "correlate"
         for uc_id in self.state.matched.get(rep.alert_id, ()):
             uc = self.usecases.get(uc_id)
             if uc is None:
                 continue
             if uc.mdr.incident:
+                self._at = "incident"
                 group = [_scalar(entity_value(rep, g)) for g in uc.mdr.group_by]
                 inc = self.builder.bump_count(group_key(rep.tenant_id, uc.id, group), dup.count, dup.time)
                 if inc is not None:
                     self._emit(inc, None)
+            self._at = "correlate"
             for hit in self.correlator.observe(uc.id, dup, dup.count, alert_ids=[rep.alert_id]):
                 self._hit(hit)
 
@@ -284,15 +377,20 @@ class Core:
         if not alerts:
             return
         group = {k: _scalar(v) for k, v in hit.group.items()}
+        self._at = "incident"
         self._emit(*self.builder.add(uc, hit.tenant_id, group, alerts, correlation=hit.details))
+        self._at = "correlate"
 
     def _emit(self, inc: Incident, closed: Incident | None) -> None:
         if closed is not None:
             self.out.incidents[closed.incident_id] = closed
         if self.prioritizer is not None:
+            self._at = "prioritize"
             self.prioritizer(inc)
+        self._at = "fusion"
         for changed in self.fusion.process(inc):
             if changed is not inc and self.prioritizer is not None and changed.status != "merged":
+                self._at = "prioritize"
                 self.prioritizer(changed)
             self.out.incidents[changed.incident_id] = changed
 
@@ -305,13 +403,28 @@ class Core:
         self.expire(t - self.lateness)
 
     def expire(self, watermark: datetime) -> None:
-        """Close windows that ended before `watermark` (event time minus allowed lateness)."""
-        self.dedup.expire(watermark)
+        """Close windows that ended before `watermark` (event time minus allowed lateness). A step that fails
+        is reported as a dead letter (stage `expire`) and the others still run."""
+        steps: tuple[tuple[str, Callable[[datetime], object]], ...] = (
+            ("dedup", self.dedup.expire), ("correlate", self._expire_correlations),
+            ("incident", self._expire_incidents), ("fusion", self.fusion.expire), ("retention", self._expire_alerts))
+        for name, step in steps:
+            try:
+                step(watermark)
+            except Exception as e:
+                log.warning("expiring %s state failed: %s", name, error_text(e))
+                self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=error_text(e), source="core",
+                                                stage=f"expire:{name}"))
+
+    def _expire_correlations(self, watermark: datetime) -> None:
         for hit in self.correlator.expire(watermark.timestamp()):
             self._hit(hit)
+
+    def _expire_incidents(self, watermark: datetime) -> None:
         for inc in self.builder.expire(watermark, self._windows):
             self.out.incidents[inc.incident_id] = inc
-        self.fusion.expire(watermark)
+
+    def _expire_alerts(self, watermark: datetime) -> None:
         horizon = watermark - self._retention
         for aid in [k for k, a in self.state.alerts.items() if (a.last_seen or a.time) < horizon]:
             del self.state.alerts[aid]
@@ -331,6 +444,13 @@ def _record_ref(a: Alert) -> str | None:
         if isinstance(v, str | int) and v != "":
             return str(v)
     return None
+
+
+def error_text(e: BaseException) -> str:
+    """`Type: message (file.py:line in function)` of the innermost frame, for a dead letter or a log line."""
+    tb = traceback.extract_tb(e.__traceback__)
+    at = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(e).__name__}: {e}"[:300] + at
 
 
 def _scalar(v: Any) -> Any:

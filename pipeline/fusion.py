@@ -107,7 +107,7 @@ class Fusion:
             live[inc.incident_id] = inc
 
     def _near(self, a: Incident, b: Incident) -> bool:
-        return a.first_seen - self.window <= b.last_seen and b.first_seen - self.window <= a.last_seen
+        return a.first_seen - b.last_seen <= self.window and b.first_seen - a.last_seen <= self.window
 
     def process(self, inc: Incident) -> list[Incident]:
         """Take an incident update; returns the incidents whose state changed (including `inc`)."""
@@ -190,7 +190,7 @@ class Fusion:
         survivor.class_ = CATEGORY_CLASS[survivor.category]
 
     def expire(self, watermark: datetime) -> None:
-        for iid in [i for i, inc in self.incidents.items() if inc.last_seen + self.window < watermark]:
+        for iid in [i for i, inc in self.incidents.items() if watermark - inc.last_seen > self.window]:
             inc = self.incidents.pop(iid)
             if self._live is not None:
                 self._live.get(inc.tenant_id, {}).pop(iid, None)

@@ -174,7 +174,7 @@ class IncidentBuilder:
         window = timedelta(seconds=uc.mdr.window)
         inc = self.open.get(key)
         closed = None
-        if inc is not None and not (inc.first_seen - window <= first.time <= inc.last_seen + window):
+        if inc is not None and not (-window <= first.time - inc.first_seen and first.time - inc.last_seen <= window):
             inc.status = "closed"
             closed = inc
             inc = None
@@ -253,7 +253,7 @@ class IncidentBuilder:
         for key in list(self.open):
             inc = self.open[key]
             w = windows.get(inc.use_cases[0], 1800.0)
-            if inc.last_seen + timedelta(seconds=w) < watermark:
+            if watermark - inc.last_seen > timedelta(seconds=w):
                 inc.status = "closed"
                 inc.version += 1
                 closed.append(inc)

@@ -152,6 +152,8 @@ class DeadLetter(Struct, omit_defaults=True, kw_only=True, gc=False):
     reason: str
     detail: str = ""
     source: str = ""  # format name or "unknown"
+    stage: str | None = None  # where it failed after normalization: dedup, enrich, match, incident, ... soar
+    alert_id: str | None = None  # the alert that failed there
     tenant_id: str | None = None
     file: str | None = None
     line: int | None = None
@@ -190,7 +192,9 @@ class Fate(Struct, omit_defaults=True, kw_only=True, gc=False):
       suppressed representative it was merged into, when it was a duplicate judged on its own);
     - `duplicate`: merged into representative `of` (its fate is that of `of`);
     - `same_event`: another log's view of the event of alert `of` (e.g. the Apache error log line of a
-      ModSecurity transaction)."""
+      ModSecurity transaction);
+    - `dead_letter`: the core failed on it in `stage` (a `core_error` dead letter with its raw record; `of`:
+      the representative a duplicate had merged into)."""
 
     alert_id: str
     tenant_id: str
@@ -202,6 +206,7 @@ class Fate(Struct, omit_defaults=True, kw_only=True, gc=False):
     score: float | None = None
     threshold: float | None = None
     model_version: str | None = None
+    stage: str | None = None  # of a dead_letter: the stage that failed
 
 
 class MatchExplanation(Struct, omit_defaults=True, gc=False):

@@ -17,9 +17,10 @@ OUT = Path(__file__).resolve().parent.parent / "schemas"
 MODELS: dict[str, tuple[type, str]] = {
     "alert": (Alert, "A normalized security alert (aligned with OCSF Detection Finding, class 2004)."),
     "incident": (Incident, "An MDR incident: correlated alerts of one attack, prioritized P1-P5."),
-    "dead_letter": (DeadLetter, "An input record that could not be normalized, with the reason and its origin."),
+    "dead_letter": (DeadLetter, "An input record or alert that could not be processed: reason, stage, origin."),
     "suppressed": (Suppressed, "An alert the noise classifier held back, with score and model version."),
-    "fate": (Fate, "What the core did with one raw alert: representative, suppressed, duplicate or same event."),
+    "fate": (Fate, "What the core did with one raw alert: representative, suppressed, duplicate, same event or "
+                   "dead letter."),
 }
 
 

@@ -6,7 +6,8 @@ Its fate (`pipeline.schema.Fate`) is exactly one of:
 - in incident X (a representative kept and correlated; an incident fused into another is followed to it);
 - kept, in no incident (a representative that matched no use case that opens one);
 - suppressed, with its score, threshold and model (judged on its own when it was a duplicate);
-- a duplicate (or another log's view) of alert Y, followed by Y's fate.
+- a duplicate (or another log's view) of alert Y, followed by Y's fate;
+- a dead letter: the core failed on it (the stage; its raw record is in dlq.jsonl).
 """
 
 from __future__ import annotations
@@ -88,7 +89,10 @@ def fate_of(o: Outputs, alert_id: str) -> list[dict[str, Any]]:
             chain.append(step)
             aid = f.of
             continue
-        if f.fate == "suppressed":
+        if f.fate == "dead_letter":
+            step["text"] = (f"alert {aid}: dead letter, the core failed in stage {f.stage} (see dlq.jsonl)"
+                            + (f"; it was a duplicate of alert {f.of}" if f.of else ""))
+        elif f.fate == "suppressed":
             step["text"] = (f"alert {aid}: suppressed as noise, P(attack) {f.score:.4f} < threshold "
                             f"{f.threshold:.4f}, model {f.model_version}"
                             + (f" (judged on its own; merged into suppressed alert {f.of})" if f.judged_alone else ""))

@@ -59,6 +59,7 @@ from pipeline.classify.scope import Scope
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+from pipeline.normalize.timeparse import HISTORY_RECEIVED
 from pipeline.schema import Alert
 
 RECORD_KEYS = ("transaction_id", "record_id", "event_id", "alert_id")
@@ -75,7 +76,7 @@ LABEL_VALUES = {
     "attack": 1, "malicious": 1, "true_positive": 1, "tp": 1, "confirmed": 1, "anom": 1,
     "benign": 0, "false_positive": 0, "fp": 0, "noise": 0, "benign_positive": 0, "norm": 0,
 }
-RECEIVED = datetime(2000, 1, 1, tzinfo=UTC)  # fixed, so alerts are byte-identical between runs
+RECEIVED = HISTORY_RECEIVED  # fixed, so alerts are byte-identical between runs
 
 
 def split_of(record_id: str) -> str:

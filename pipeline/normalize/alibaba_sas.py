@@ -22,13 +22,13 @@ Mappings:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.normalize._jsonrec import Rec, load
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, as_ip, severity
 from pipeline.normalize.registry import register
-from pipeline.normalize.timeparse import parse_epoch
+from pipeline.normalize.timeparse import parse_epoch, to_utc
 from pipeline.schema import Alert, Endpoint, File, HostInfo, Process, Rule, Source
 
 LEVELS = {"serious": "high", "suspicious": "medium", "remind": "low"}
@@ -104,7 +104,7 @@ def _time(d: Rec) -> datetime:
                 dt = datetime.fromisoformat(s)
             except ValueError:
                 raise BadRecord("bad_timestamp", f"{text}: not a time: {s!r}"[:200], text) from None
-            return (dt.replace(tzinfo=CST) if dt.tzinfo is None else dt).astimezone(UTC)
+            return to_utc(dt.replace(tzinfo=CST) if dt.tzinfo is None else dt, text)
     raise BadRecord("missing_field", "OccurrenceTime (or LastTime) is required", "OccurrenceTime")
 
 

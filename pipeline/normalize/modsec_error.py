@@ -153,7 +153,7 @@ class ModSecErrorNormalizer(Normalizer):
             out.append(self._emit(uid))
         while self._open:  # transactions gone quiet, least recently continued first
             other, t = next(iter(self._open.items()))
-            if t.last + IDLE >= when:
+            if when - t.last <= IDLE:
                 break
             out.append(self._emit(other))
         out = [a for a in out if a is not None]

@@ -1,4 +1,7 @@
-"""The normalize stage: raw records in, alerts / dead letters / skipped counts out. Never raises."""
+"""The normalize stage: raw records in, alerts / dead letters / skipped counts out. Never raises.
+
+Every alert of every format leaves through here, so the event-time policy (`timeparse.check_time`) is applied
+here, once: no implausible time reaches the core's windows, SLAs or watermarks."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, ReadProblem, Skipped
 from pipeline.normalize.registry import Detector, get
+from pipeline.normalize.timeparse import check_time
 from pipeline.schema import Alert, DeadLetter
 
 MAX_RECORD_BYTES = 1_000_000
@@ -127,7 +131,10 @@ class NormalizeStage:
                 out.dead.append(dead_letter(rec, "unknown_format", "no normalizer recognised the record"))
                 return out
         try:
-            out.alerts.extend(self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec))
+            alerts = self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec)
+            for a in alerts:
+                check_time(a)
+            out.alerts.extend(alerts)
         except Skipped as s:
             out.skipped[f"{fmt}:{s.reason}"] += 1
         except BadRecord as b:
@@ -165,7 +172,10 @@ class NormalizeStage:
             if where is not None and not where(*key):
                 continue
             try:
-                out.alerts.extend(inst.flush())
+                alerts = inst.flush()
+                for a in alerts:
+                    check_time(a)
+                out.alerts.extend(alerts)
             except Exception as e:
                 out.dead.append(dead_letter(None, "normalizer_error", f"flush {inst.name}: {e}", inst.name))
         return out

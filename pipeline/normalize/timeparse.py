@@ -1,10 +1,29 @@
-"""Fast timestamp parsing for the formats products write. Every result is a tz-aware UTC datetime."""
+"""Fast timestamp parsing for the formats products write, and the event-time policy.
+
+Every parser returns a tz-aware UTC datetime or raises `BadRecord("bad_timestamp")`: a text that is not a time
+in the product's format, or a time no UTC datetime can hold (outside years 1-9999 once its zone offset is
+applied, an epoch beyond that) is unreadable. `check_time` is the policy for readable but implausible times;
+the normalize stage applies it to every alert of every format (docs/streaming.md, "Event time").
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pipeline.normalize.base import BadRecord
+
+if TYPE_CHECKING:
+    from pipeline.schema import Alert
+
+# Event-time policy. A time before the Unix epoch, or more than MAX_AHEAD after the record was received, is not
+# when the event happened (a clock never set, a wrong zone, a forged field): the alert keeps going with the
+# received time and says so in `extra` (`time_untrusted`: why, `time_reported`: what the product wrote).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(hours=1)
+# The received time of records read as history, not arrivals (labeled training sets, use-case tests): fixed, so
+# their alerts are the same in every run, and after any real record, so the policy keeps the times they carry.
+HISTORY_RECEIVED = datetime(2100, 1, 1, tzinfo=UTC)
 
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -16,7 +35,15 @@ def parse_iso(s: str, field: str = "time") -> datetime:
         dt = datetime.fromisoformat(s)
     except (TypeError, ValueError):
         raise BadRecord("bad_timestamp", f"not an ISO 8601 time: {s!r}"[:200], field) from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else to_utc(dt, field)
+
+
+def to_utc(dt: datetime, field: str = "time") -> datetime:
+    """An aware datetime in UTC; a shift past year 1 or 9999 makes it unreadable (`bad_timestamp`)."""
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise BadRecord("bad_timestamp", f"out of range in UTC: {dt.isoformat()}", field) from None
 
 
 def parse_epoch(v: float | int | str, field: str = "time") -> datetime:
@@ -67,3 +94,23 @@ def parse_ctime(s: str, field: str = "time") -> datetime:
         return parse_iso(f"{year:04d}-{mon:02d}-{day:02d}T{hms}+00:00", field)
     except (KeyError, ValueError, IndexError):
         raise BadRecord("bad_timestamp", f"not an Apache error-log time: {s!r}"[:200], field) from None
+
+
+def check_time(a: Alert) -> None:
+    """The event-time policy for one alert: a time before 1970 or more than `MAX_AHEAD` after `received_at`
+    is replaced by `received_at`, and `extra` records why and what the product wrote."""
+    t = a.time
+    if t < EARLIEST:
+        why = "before 1970"
+    elif t - a.received_at > MAX_AHEAD:
+        why = f"more than {MAX_AHEAD.total_seconds() / 3600:g} h after it was received"
+    else:
+        return
+    a.extra = {**a.extra, "time_untrusted": why, "time_reported": t.isoformat()}
+    a.time = a.received_at
+
+
+def plausible_received(t: datetime, now: datetime) -> datetime:
+    """The time a record was received, as a producer stamped it (a Kafka message timestamp): `now` when that
+    stamp is before 1970 or more than `MAX_AHEAD` ahead of `now`, so the policy above has a sound reference."""
+    return t if t >= EARLIEST and t - now <= MAX_AHEAD else now

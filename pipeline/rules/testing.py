@@ -28,6 +28,7 @@ import orjson
 from pipeline.engine import Core
 from pipeline.normalize.base import Origin, RawRecord, make_id
 from pipeline.normalize.stage import NormalizeResult
+from pipeline.normalize.timeparse import HISTORY_RECEIVED
 from pipeline.rules.usecase import LoadError, UseCase, UseCaseSet
 from pipeline.schema import Alert
 
@@ -62,7 +63,7 @@ def _event_alerts(core: Core, ev: dict[str, Any], seq: int, where: str) -> list[
         return [alert_from_dict(ev["alert"], seq)]
     if "record" in ev:
         text = ev["record"] if isinstance(ev["record"], str) else orjson.dumps(ev["record"]).decode()
-        rec = RawRecord(text, ev.get("tenant", TEST_TENANT), _BASE_TIME, ev.get("host"), Origin(file=where))
+        rec = RawRecord(text, ev.get("tenant", TEST_TENANT), HISTORY_RECEIVED, ev.get("host"), Origin(file=where))
         res = NormalizeResult()
         core.normalize.process(rec, ev.get("format"), res)
         core.normalize.flush(res)

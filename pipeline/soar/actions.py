@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from pipeline.engine import error_text
 from pipeline.redact import REDACTOR
-from pipeline.schema import Incident, to_builtins
+from pipeline.schema import DeadLetter, Incident, encode, to_builtins
 from pipeline.soar import db, sla
 from pipeline.soar.connectors import Channels, load_channels
 from pipeline.soar.connectors import register_secrets as register_channel_secrets
@@ -45,7 +46,7 @@ class ActResult:
     changes: list[str] = field(default_factory=list)
     playbooks: list[str] = field(default_factory=list)  # started by this update
     merged_into: str | None = None
-    error: bool = False  # the update could not be written (logged)
+    error: str = ""  # why the update could not be written (logged; a dead letter, see `failed_updates`)
 
 
 class Soar:
@@ -117,9 +118,9 @@ class Soar:
     def _one_by_one(self, inc: Incident) -> list[ActResult]:
         try:
             return self.act_many([inc])
-        except Exception:
+        except Exception as e:
             log.exception("incident update %s could not be applied", inc.incident_id)
-            return [ActResult(inc.incident_id, None, error=True)]
+            return [ActResult(inc.incident_id, None, error=error_text(e))]
 
     def _playbooks(self, inc: Incident) -> list[str]:
         return [p.name for p in self.playbooks.select(inc)]
@@ -213,6 +214,13 @@ def register_secrets(db_url: str | None = None, channels: str | Path | None = No
 
 
 # ---- adapters --------------------------------------------------------------------------------------------
+def failed_updates(incidents: list[Incident], results: list[ActResult]) -> list[DeadLetter]:
+    """Dead letters (reason `soar_error`, stage `soar`, the incident as raw) of the updates that failed."""
+    return [DeadLetter(reason="soar_error", detail=r.error, source="soar", stage="soar", tenant_id=inc.tenant_id,
+                       raw=encode(inc).decode())
+            for inc, r in zip(incidents, results, strict=True) if r.error]
+
+
 @dataclass(slots=True)
 class ReplayTickets:
     path: Path
@@ -221,6 +229,7 @@ class ReplayTickets:
     runs_started: int
     settled: bool
     errors: list[str]
+    dead: list[DeadLetter] = field(default_factory=list)  # incident updates that could not be written
 
 
 def act_on_replay(
@@ -269,6 +278,7 @@ def act_on_replay(
             sum(len(r.playbooks) for r in results),
             settled,
             [str(e) for e in soar.playbooks.errors],
+            failed_updates(incidents, results),
         )
     finally:
         soar.close()

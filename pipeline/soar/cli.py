@@ -481,11 +481,16 @@ def playbooks_resume(
 def replay_tickets(res: Any, out_dir: Path, db: str | None, inventories: Any = None) -> Path:
     """The SOAR part of `mdr replay`: tickets and playbooks for the incidents (response targets checked against
     `inventories`, the replay's tenant -> asset inventory); returns tickets.jsonl."""
+    from pipeline.schema import encode
     from pipeline.soar.actions import act_on_replay
 
     r = act_on_replay(res, out_dir, db, inventories=inventories)
     for e in r.errors:
         err.print(lit(("skipped playbook", "yellow"), " ", e))
+    if r.dead:  # after the replay's own dead letters (write_outputs)
+        with (Path(out_dir) / "dlq.jsonl").open("ab") as fh:
+            fh.writelines(encode(d) + b"\n" for d in r.dead)
+        err.print(lit((f"{len(r.dead)} incident updates could not be written", "yellow"), " (dlq.jsonl, soar_error)"))
     err.print(
         f"tickets: {r.tickets} for this replay ({r.created} new), {r.runs_started} playbook runs started"
         + ("" if r.settled else "; some steps still wait for a retry (`mdr playbooks resume`)")

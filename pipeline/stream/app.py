@@ -9,6 +9,11 @@ worker scales out across tenants and partitions (a single tenant's analysis runs
 Ingest messages are keyed by host, so a host's records stay in order for the stateful auditd assembly.
 Delivery is at least once; outputs are idempotent (deterministic ids, compacted incident topic, ingest
 high-water marks in the state so redelivered alerts do not count twice).
+
+Failures: a bad record or alert becomes a dead letter where it fails (normalize stage, core) and the stream goes
+on. An error that escapes an agent or timer (`Runtime.fail`) keeps the messages in hand from being committed,
+counts an attempt for each (`poison.Attempts`), turns /healthz to 503 and stops the worker with a non-zero exit;
+after the restart a message that failed `--max-attempts` times goes to the dead letters instead of running again.
 """
 
 from __future__ import annotations
@@ -19,24 +24,29 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
 from faust.streams import _current_event
 
+from pipeline.engine import error_text
+from pipeline.normalize.stage import dead_letter
 from pipeline.rules.usecase import UseCaseSet
-from pipeline.schema import encode
+from pipeline.schema import DeadLetter, encode
 from pipeline.stream.config import Topics, WorkerConfig
 from pipeline.stream.envelope import Message
 from pipeline.stream.metrics import Metrics
+from pipeline.stream.poison import POISON, Attempts
 from pipeline.stream.processor import (
     Batch,
     CoreHooks,
     Flushed,
+    Item,
     Normalized,
     Normalizer,
     PartitionWork,
+    message_letter,
     pack,
     unpack_batch,
 )
@@ -48,6 +58,7 @@ MAX_MESSAGE = 16 * 1024 * 1024
 ITEMS_PER_MESSAGE = 1000
 FLUSH_TICK = 0.05
 CONTEXT_POLL = 2.0  # seconds between looks at the saved context's files
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # ~24 s: a broker restart or a leader change passes
 COMPRESSION = "zstd"  # alerts are ~3 KB of repetitive JSON: zstd cuts broker, network and changelog bytes ~10x
 
 
@@ -101,6 +112,111 @@ class Runtime:
                                     extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE)})
         self.soar = None
         self.feed = UseCaseFeed(cfg, self._reloaded, self._rejected)
+        self.attempts = Attempts(cfg.data_dir / "attempts.json", cfg.max_attempts)
+        self.failure: str | None = None  # set once an error escaped an agent or timer: /healthz fails
+        self.in_flight: list[Any] = []  # the ingest events being normalized (a failure counts against them)
+        self.shutdown: Callable[[], None] = lambda: None  # asks the worker to stop (`mdr worker`: SIGTERM)
+
+    # ---- health and failures -------------------------------------------------------------------------
+    def failed(self) -> bool:
+        """An error stopped the worker (ours, or a crash inside Faust)."""
+        return self.failure is not None or getattr(self.app, "crash_reason", None) is not None
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why) for /healthz: failed, crashed (Faust), starting, or ok."""
+        if self.failure is not None:
+            return False, f"failed: {self.failure}"
+        if self.failed():
+            return False, f"crashed: {self.app.crash_reason!r}"
+        return (True, "ok") if self.ready else (False, "starting")
+
+    def fail(self, where_: str, e: BaseException, events: Iterable[Any] = ()) -> None:
+        """An error escaped the handling of `events`: count a failed attempt for each, report unhealthy and stop
+        the worker. (The caller keeps them from being committed: `_keep` for a stream that acks by itself.)"""
+        events = list(events)
+        if events:
+            self.attempts.failed([_position(ev) for ev in events], error_text(e))
+        if self.failure is None:
+            self.failure = f"{where_}: {error_text(e)}"
+            self.metrics.failures.labels(where_).inc()
+            log.critical("worker failed in %s; stopping: %s", where_, self.failure, exc_info=e)
+            self.shutdown()
+
+    def guarded(self, name: str, fun: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A timer or task body that reports an escaping error through `fail` (and does nothing once failed)."""
+        async def run() -> None:
+            if self.failure is not None:
+                return
+            try:
+                await fun()
+            except Exception as e:
+                self.fail(name, e)
+        run.__name__ = run.__qualname__ = fun.__name__
+        return run
+
+    def suspect(self, ev: Any) -> int:
+        """Failed attempts of the message behind `ev` (0 for almost all: a dict lookup only after a failure)."""
+        if not self.attempts.entries:
+            return 0
+        m = ev.message
+        return self.attempts.count(m.topic, m.partition, m.offset)
+
+    def poisoned(self, ev: Any) -> str | None:
+        """Why the message behind `ev` is not run again (it failed `--max-attempts` times), or None."""
+        n = self.suspect(ev)
+        if n < self.attempts.limit:
+            return None
+        m = ev.message
+        return f"failed {n} times: {self.attempts.error(m.topic, m.partition, m.offset)}"
+
+    async def send_poison(self, ev: Any, dead: list[DeadLetter]) -> None:
+        """The dead letters of a poisoned message (the caller acks it)."""
+        futures: list = []
+        await self.send_dead(dead, futures)
+        await asyncio.gather(*futures)
+        self.attempts.forget([_position(ev)])
+        m = ev.message
+        log.error("message %s:%d:%d dead-lettered after %d failed attempts", m.topic, m.partition, m.offset,
+                  self.attempts.limit)
+
+    # ---- ingest: normalize, then repartition by tenant -----------------------------------------------
+    async def normalize(self, events: list[Any]) -> None:
+        """One batch of ingest events. Messages that failed before are dead-lettered (`--max-attempts`) or run
+        alone; an error escaping a batch goes to `fail` (the stream must not ack the batch then)."""
+        self.in_flight = []
+        if self.attempts.entries:
+            normal = []
+            for ev in events:
+                why = self.poisoned(ev)
+                if why is not None:
+                    await self.send_poison(ev, [_poison_letter(ev, why)])
+                elif self.suspect(ev):
+                    await self._normalize([ev])
+                else:
+                    normal.append(ev)
+            events = normal
+        if events:
+            await self._normalize(events)
+
+    async def _normalize(self, events: list[Any]) -> None:
+        t0 = time.perf_counter()
+        now = time.time()
+        ingest_wait = self.metrics.wait.labels("ingest").observe
+        for ev in events:
+            if ev.message.timestamp:
+                ingest_wait(max(0.0, now - ev.message.timestamp))
+        msgs = [Message(ev.message.value, ev.message.topic, ev.message.partition, ev.message.offset,
+                        int(ev.message.timestamp * 1000) if ev.message.timestamp else None,
+                        ev.message.headers or ()) for ev in events]
+        self.in_flight = events
+        async with self.normalizing:  # idle flushes come after, never between, a batch and its sending
+            res = self.normalizer.process(msgs)
+            self.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
+            await self.send_normalized(res)
+            self.hold(events)  # before take_events acks them
+        self.last_ingest = time.monotonic()
+        if self.attempts.entries:
+            self.attempts.forget([_position(ev) for ev in events])
 
     # ---- outputs ------------------------------------------------------------------------------------
     async def send(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
@@ -175,6 +291,27 @@ class Runtime:
             if tp.topic == self.cfg.topics.internal and self.parts.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: state dropped from memory", tp.partition)
 
+    async def add(self, ev: Any) -> None:
+        """An event of the by-tenant topic: pending for its partition; a message that failed before runs alone,
+        or is dead-lettered alert by alert once it failed `--max-attempts` times."""
+        p = ev.message.partition
+        batch = unpack_batch(ev.message.value)
+        if self.attempts.entries and self.suspect(ev):
+            why = self.poisoned(ev)
+            if why is not None:
+                await self.send_poison(ev, [_poison_alert(it, batch.tenant, why) for it in batch.items])
+                ev.ack()
+                return
+            w = self.work(p)
+            if w.events:
+                await self.flush(p, w)
+                if self.failure is not None:
+                    return
+            self.work(p).add(batch, ev, time.monotonic())
+            await self.flush(p, self.work(p))
+            return
+        self.work(p).add(batch, ev, time.monotonic())
+
     async def flush_due(self, force: bool = False) -> None:
         now = time.monotonic()
         for p, w in list(self.parts.items()):
@@ -182,6 +319,19 @@ class Runtime:
                 await self.flush(p, w)
 
     async def flush(self, partition: int, w: PartitionWork) -> None:
+        """`_flush`, and on an escaping error: the partition's state is dropped from memory (it may be half
+        changed; the table has the last good one) and its messages are failed (not acked, counted)."""
+        events = list(w.events)
+        try:
+            await self._flush(partition, w)
+        except Exception as e:
+            self.parts.pop(partition, None)
+            self.fail("core", e, events)
+            return
+        if self.attempts.entries:
+            self.attempts.forget([_position(ev) for ev in events])
+
+    async def _flush(self, partition: int, w: PartitionWork) -> None:
         """Run a partition's pending alerts through the core, persist its state and send the outputs.
 
         The consumed messages are acked once their outputs are handed to the producer: Faust flushes the
@@ -192,7 +342,7 @@ class Runtime:
         self.metrics.wait.labels("hold").observe(time.monotonic() - w.first_at)
         fl = w.run()
         t1 = time.perf_counter()
-        self._persist(fl)
+        await self._persist_retrying(fl)
         t2 = time.perf_counter()
         futures: list = []
         t = self.cfg.topics
@@ -240,6 +390,19 @@ class Runtime:
         for x in t_joined:
             observe(max(0.0, done - x))
 
+    async def _persist_retrying(self, fl: Flushed) -> None:
+        """`_persist`, tried again while the broker is away (the table checks its changelog topic on each write;
+        the writes set keys, so writing them again is harmless); the last failure escapes to `flush`."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                self._persist(fl)
+                return
+            except Exception as e:
+                if delay is None:
+                    raise
+                log.warning("state write failed (%s); retrying in %g s", error_text(e), delay)
+                await asyncio.sleep(delay)
+
     def _persist(self, fl: Flushed) -> None:
         """Write the state records to the table in the partition of the events they came from."""
         token = _current_event.set(weakref.ref(fl.events[-1]))
@@ -263,11 +426,13 @@ class Runtime:
         import orjson
 
         from pipeline.soar import evidence
+        from pipeline.soar.actions import failed_updates
 
         loop = asyncio.get_running_loop()
         incidents = list(fl.out.incidents.values())
         if incidents:
             results = await loop.run_in_executor(None, self.soar.act_many, incidents)
+            await self.send_dead(failed_updates(incidents, results), futures)
             for r in results:
                 body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
                 await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
@@ -325,8 +490,6 @@ class Runtime:
         log.info("use cases reloaded: %d use cases", len(ucs.usecases))
 
     async def _rejected(self, name: str, reason: str, text: str) -> None:
-        from pipeline.normalize.stage import dead_letter
-
         d = dead_letter(None, "usecase_rejected", f"{name}: {reason}", source="usecase", raw=text)
         d.topic = self.cfg.topics.usecases
         futures: list = []
@@ -334,6 +497,25 @@ class Runtime:
         await asyncio.gather(*futures)
         self.metrics.usecase_reloads.labels("rejected").inc()
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
+
+
+def _position(ev: Any) -> tuple[str, int, int]:
+    m = ev.message
+    return m.topic, m.partition, m.offset
+
+
+def _poison_letter(ev: Any, why: str) -> DeadLetter:
+    m = ev.message
+    return message_letter(m.topic, m.partition, m.offset, m.value, POISON, why)
+
+
+def _poison_alert(it: Item, tenant: str, why: str) -> DeadLetter:
+    """The dead letter of one alert of a poisoned by-tenant message, with the ingest position it came from."""
+    topic, _, part = it.src.rpartition(":")
+    a = it.alert
+    return DeadLetter(reason=POISON, detail=why[:500], source=a.source.format or a.source.product, stage="core",
+                      alert_id=a.alert_id, tenant_id=tenant, topic=topic, partition=int(part), offset=it.off,
+                      raw=a.raw)
 
 
 def context_signature() -> tuple:
@@ -416,41 +598,44 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     @app.agent(ingest, name="normalize")
     async def normalize(stream: faust.StreamT) -> None:
         async for events in stream.take_events(cfg.normalize_batch, within=cfg.normalize_within):
-            t0 = time.perf_counter()
-            now = time.time()
-            ingest_wait = rt.metrics.wait.labels("ingest").observe
-            for ev in events:
-                if ev.message.timestamp:
-                    ingest_wait(max(0.0, now - ev.message.timestamp))
-            msgs = [Message(ev.message.value, ev.message.topic, ev.message.partition, ev.message.offset,
-                            int(ev.message.timestamp * 1000) if ev.message.timestamp else None,
-                            ev.message.headers or ()) for ev in events]
-            async with rt.normalizing:  # idle flushes come after, never between, a batch and its sending
-                res = rt.normalizer.process(msgs)
-                rt.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
-                await rt.send_normalized(res)
-                rt.hold(events)  # before take_events acks them
-            rt.last_ingest = time.monotonic()
+            if rt.failure is not None:  # stopping: leave them uncommitted
+                _keep(events)
+                continue
+            try:
+                await rt.normalize(events)
+            except Exception as e:
+                rt.fail("normalize", e, rt.in_flight)  # the messages run alone count, not their batch
+                _keep(events)
 
     @app.agent(internal, name="core")
     async def core(stream: faust.StreamT) -> None:
         internal_wait = rt.metrics.wait.labels("internal").observe
         async for ev in stream.noack().events():
+            if rt.failure is not None:
+                continue
             if ev.message.timestamp:
                 internal_wait(max(0.0, time.time() - ev.message.timestamp))
-            rt.work(ev.message.partition).add(unpack_batch(ev.message.value), ev, time.monotonic())
+            try:
+                await rt.add(ev)
+            except Exception as e:
+                rt.fail("core", e, [ev])
 
     @app.agent(verdicts, name="verdicts")
     async def verdict(stream: faust.StreamT) -> None:
         async for ev in stream.events():
+            if rt.failure is not None:
+                _keep([ev])
+                continue
             rt.metrics.verdicts.inc()
-            _verdict(cfg, ev.message.value)
+            try:
+                _verdict(cfg, ev.message.value)
+            except Exception as e:
+                rt.fail("verdicts", e, [ev])
+                _keep([ev])
 
-    @app.timer(FLUSH_TICK)
     async def flusher() -> None:
         await rt.flush_due()
 
-    @app.timer(0.5)
     async def idle_flush() -> None:
         async with rt.normalizing:
             res = rt.normalizer.flush_idle(cfg.idle_flush)
@@ -459,13 +644,16 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
             rt.release()
         _lag(rt)
 
-    @app.timer(CONTEXT_POLL)
     async def context_watch() -> None:
         await rt.watch_context()
 
-    @app.task
     async def usecase_feed() -> None:
         await rt.feed.run()
+
+    app.timer(FLUSH_TICK)(rt.guarded("flush", flusher))
+    app.timer(0.5)(rt.guarded("idle flush", idle_flush))
+    app.timer(CONTEXT_POLL)(rt.guarded("context reload", context_watch))
+    app.task(rt.guarded("use-case feed", usecase_feed))
 
     @rt.table.on_recover
     async def recovered() -> None:  # the state of assigned partitions is ready before their first event
@@ -491,6 +679,12 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
         log.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
     return rt
+
+
+def _keep(events: Iterable[Any]) -> None:
+    """Keep events a stream acks by itself from being committed (the worker is stopping after a failure)."""
+    for ev in events:
+        ev.message.incref()
 
 
 def _verdict(cfg: WorkerConfig, value: bytes | None) -> None:

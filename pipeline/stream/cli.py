@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +40,14 @@ def json_handler() -> logging.Handler:
     return h
 
 
-def run_worker(cfg: WorkerConfig) -> None:
-    """Create the topics, build the Faust app and run it until SIGTERM/SIGINT (graceful: commit, flush)."""
-    import faust
+EXIT_FAILED = 1  # an error stopped the worker, or its stop did not finish within the grace period
 
+
+def run_worker(cfg: WorkerConfig) -> None:
+    """Create the topics, build the Faust app and run it until SIGTERM/SIGINT (graceful: commit, flush).
+
+    Exits non-zero when an error stopped it (`Runtime.fail`, or Faust's own crash). A stop that does not finish
+    within `cfg.shutdown_grace` seconds ends the process anyway: nothing may keep a stopping worker alive."""
     from pipeline.rules.usecase import load_usecases
     from pipeline.runtime import tune_gc
     from pipeline.stream.app import build, ensure_topics
@@ -54,17 +61,70 @@ def run_worker(cfg: WorkerConfig) -> None:
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
     rt = build(cfg, ucs)
+    rt.shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)  # the graceful stop an operator's SIGTERM starts
     rt.metrics.watch_gc()
     if cfg.db_url:
         from pipeline.soar.actions import Soar
 
         rt.soar = Soar.open(cfg.db_url)
     if cfg.metrics_port:
-        serve(rt.metrics, cfg.metrics_port, lambda: rt.ready)
+        serve(rt.metrics, cfg.metrics_port, rt.health)
     rt.app.conf.loghandlers = [handler]
-    worker = faust.Worker(rt.app, loglevel=cfg.log_level, redirect_stdouts=False, quiet=True,
-                          override_logging=False)
-    worker.execute_from_commandline()
+    worker = _worker_class()(rt.app, loglevel=cfg.log_level, redirect_stdouts=False, quiet=True,
+                             override_logging=False)
+    worker.watchdog = Watchdog(cfg.shutdown_grace)
+    code: object = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        code = e.code
+    if rt.failed():
+        logging.getLogger("mdr.worker").error("worker stopped after a failure: %s", rt.health()[1])
+        code = EXIT_FAILED
+    raise SystemExit(code)
+
+
+class Watchdog:
+    """Ends the process `grace` seconds after a stop began, should the stop hang (Faust's stop after a crash
+    waits for a consumer thread that is gone: the reason SIGTERM used to be ignored)."""
+
+    def __init__(self, grace: float):
+        self.grace = grace
+        self._armed = threading.Event()
+
+    def arm(self) -> None:
+        if not self._armed.is_set():
+            self._armed.set()
+            threading.Thread(target=self._run, name="stop-watchdog", daemon=True).start()
+
+    def _run(self) -> None:
+        time.sleep(self.grace)
+        logging.getLogger("mdr.worker").error("stop did not finish within %.0f s; exiting with %d", self.grace,
+                                              EXIT_FAILED)
+        logging.shutdown()
+        os._exit(EXIT_FAILED)
+
+
+def _worker_class() -> type:
+    """faust.Worker that arms its `watchdog` when a stop begins: on SIGTERM/SIGINT and when the app ends."""
+    import faust
+
+    class Worker(faust.Worker):
+        watchdog: Watchdog
+
+        def _on_sigterm(self) -> None:
+            self.watchdog.arm()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            self.watchdog.arm()
+            super()._on_sigint()
+
+        def on_worker_shutdown(self) -> None:
+            self.watchdog.arm()
+            super().on_worker_shutdown()
+
+    return Worker
 
 
 def _create_topics(cfg: WorkerConfig, ensure: Callable[..., None], wait: float = 90.0) -> None:
@@ -102,6 +162,9 @@ def worker(
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    max_attempts: Annotated[int, typer.Option(help="Dead-letter a message once it made the worker fail this "
+                                              "many times")] = 3,
+    shutdown_grace: Annotated[float, typer.Option(help="Seconds a stop may take before the process exits")] = 10.0,
 ) -> None:
     """Run the streaming worker: the same core as `mdr replay`, on Kafka topics."""
     topics = Topics(prefix=prefix)
@@ -113,7 +176,8 @@ def worker(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
-        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level)
+        metrics_port=metrics_port, db_url=db, verdicts_file=verdicts_file, model=model, log_level=log_level,
+        max_attempts=max_attempts, shutdown_grace=shutdown_grace)
     run_worker(cfg)
 
 

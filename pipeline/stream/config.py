@@ -96,6 +96,8 @@ class WorkerConfig:
     model: Path | None = None  # noise classifier (`mdr model train`); None: no classification
     verdicts_file: Path | None = None
     log_level: str = "info"
+    max_attempts: int = 3  # a message that made the worker fail this many times is dead-lettered (poison)
+    shutdown_grace: float = 10.0  # seconds a stop may take before the process exits regardless
 
     @classmethod
     def from_env(cls, **kw: object) -> WorkerConfig:

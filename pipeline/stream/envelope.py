@@ -21,6 +21,7 @@ import orjson
 from pipeline.normalize.base import Origin, RawRecord, ReadProblem
 from pipeline.normalize.registry import formats
 from pipeline.normalize.stage import MAX_RECORD_BYTES, dead_letter, oversized
+from pipeline.normalize.timeparse import plausible_received
 from pipeline.schema import DeadLetter
 from pipeline.tenant import TenantError, check_tenant, is_tenant
 
@@ -62,9 +63,14 @@ def _dead(msg: Message, origin: Origin, reason: str, detail: str, tenant: object
 
 
 def _received(msg: Message) -> datetime:
-    if msg.timestamp_ms is None or msg.timestamp_ms < 0:
-        return datetime.now(UTC)
-    return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+    """The message's timestamp (the producer sets it): now when it is missing or implausible."""
+    now = datetime.now(UTC)
+    if msg.timestamp_ms is None:
+        return now
+    try:
+        return plausible_received(datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC), now)
+    except (OverflowError, OSError, ValueError):
+        return now
 
 
 def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:

@@ -25,6 +25,8 @@ class Metrics:
         self.alerts_new = Counter("mdr_alerts_deduplicated", "Alerts after dedup", registry=r)
         self.redelivered = Counter("mdr_alerts_redelivered", "Alerts skipped as already applied", registry=r)
         self.dead = Counter("mdr_dead_letters", "Dead letters", ["reason"], registry=r)
+        self.failures = Counter("mdr_worker_failures", "Errors that stopped the worker, by where", ["where"],
+                                registry=r)
         self.incidents = Counter("mdr_incident_updates", "Incident updates emitted", ["priority"], registry=r)
         self.suppressed = Counter("mdr_suppressed", "Alerts suppressed as noise", registry=r)
         self.verdicts = Counter("mdr_verdicts", "Analyst verdicts consumed", registry=r)
@@ -86,16 +88,17 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def serve(metrics: Metrics, port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on port in a daemon thread (host: MDR_METRICS_HOST, default 127.0.0.1)."""
+def serve(metrics: Metrics, port: int, health: Callable[[], tuple[bool, str]]) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz on port in a daemon thread (host: MDR_METRICS_HOST, default 127.0.0.1).
+    /healthz is 200 when `health()` says healthy, else 503; the body says why (ok, starting, failed: ...)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):
-                ok = healthy()
-                body, ctype, code = (b"ok\n" if ok else b"starting\n"), "text/plain", 200 if ok else 503
+                ok, why = health()
+                body, ctype, code = why.encode("utf-8", "replace") + b"\n", "text/plain", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
             self.send_response(code)

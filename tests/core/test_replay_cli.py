@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -104,3 +105,53 @@ def test_any_mutation_ends_as_alerts_skips_or_dead_letters(line: str, pos: int, 
     stage.flush(res)
     assert res.records == 1
     assert len(res.alerts) + len(res.dead) + sum(res.skipped.values()) >= 1
+
+
+@pytest.mark.parametrize("name", ["eve_9999", "eve_0001", "eve_0001_tz", "aide_9999"])
+def test_time_reproductions_replay_to_the_end(name: str, tmp_path: Path) -> None:
+    """Issue 13 §1: each of these made `mdr replay` exit 1 before writing any output (OverflowError)."""
+    from tests.time_repros import write
+
+    f = write(name, tmp_path)
+    r = CliRunner().invoke(app, ["replay", str(f), "--tenant", "t", "--host", "web-01", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "o"
+    dead = [json.loads(x) for x in (out / "dlq.jsonl").read_text().splitlines()]
+    alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
+    flagged = [a for a in alerts if "time_untrusted" in a.get("extra", {})]
+    if name == "eve_0001_tz":  # unreadable as a UTC time: a dead letter, as the issue's §9 wants
+        assert [(d["reason"], d["line"], d["field"]) for d in dead] == [("bad_timestamp", 1, "timestamp")]
+        assert not flagged
+    else:  # implausible: the alert goes on at its received time, flagged, with the time the product wrote
+        assert dead == []
+        assert flagged and all(a["extra"]["time_reported"][:4] in ("9999", "0001") for a in flagged)
+        assert all(a["time"] == a["received_at"] for a in flagged)
+    if name.startswith("eve"):  # the C2 lookup still becomes an incident
+        incidents = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
+        assert any("c2.malware-lab.test" in i["entities"].get("domains", []) for i in incidents)
+    if name in ("eve_0001", "eve_0001_tz"):  # the normal record after it is processed as usual
+        assert [a for a in alerts if "time_untrusted" not in a.get("extra", {})]
+
+
+def test_an_incident_update_the_ticket_store_refuses_is_a_dead_letter(tmp_path: Path, monkeypatch) -> None:
+    """The SOAR step of `mdr replay`: one incident the store cannot take is a `soar_error` dead letter; the
+    other incidents get their tickets."""
+    from pipeline.soar.tickets import TicketStore
+
+    apply = TicketStore.apply_batch
+
+    def refuse_c2(self, incs, *a, **kw):
+        if any("c2.malware-lab.test" in i.entities.domains for i in incs):
+            raise RuntimeError("store refused")
+        return apply(self, incs, *a, **kw)
+
+    monkeypatch.setattr(TicketStore, "apply_batch", refuse_c2)
+    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["replay", str(LAB), "--tenant", "shop", "--host", "web-01", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    dead = [json.loads(x) for x in (out / "dlq.jsonl").read_text().splitlines()]
+    assert [(d["reason"], d["stage"], d["tenant_id"]) for d in dead] == [("soar_error", "soar", "shop")]
+    assert "RuntimeError: store refused" in dead[0]["detail"] and "c2.malware-lab.test" in dead[0]["raw"]
+    tickets = (out / "tickets.jsonl").read_text().splitlines()
+    assert tickets and not any("c2.malware-lab.test" in t for t in tickets)

@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.engine import Core
-from pipeline.replay import replay
+from pipeline.replay import ReplayResult, replay, write_outputs
+from pipeline.rules.testing import alert_from_dict
 from pipeline.rules.usecase import load_usecases
+from pipeline.schema import Alert
 from pipeline.trace import Outputs, fate_of
 from tests.core.test_noise_dedup import QueryWordClassifier, _alert
 
@@ -103,3 +105,28 @@ def test_trace_cli_by_alert_id_and_by_transaction_id(lab_out: Path) -> None:
     assert r.exit_code == 1 and "no alert" in r.output
     r = runner.invoke(app, ["trace", "x", "--out", str(lab_out / "nope")])
     assert r.exit_code == 2 and "fates.jsonl" in r.output
+
+
+
+def test_a_dead_lettered_alert_is_traced_to_its_dead_letter(tmp_path: Path) -> None:
+    """An alert the core failed on has the fate dead_letter with its stage (one fate, like any alert), and
+    trace says so."""
+    ok = alert_from_dict({"src": {"ip": "198.51.100.7"}, "rule": {"id": "942100"}, "http": {"url": "/ok?x=1"}}, 0)
+    bad = alert_from_dict({"src": {"ip": "198.51.100.8"}, "rule": {"id": "942100"}, "http": {"url": "/b?x=1"}}, 1)
+
+    def enrich(a: Alert) -> None:
+        if a.alert_id == bad.alert_id:
+            raise RuntimeError("enrichment down")
+
+    core = Core(load_usecases(str(ROOT / "usecases")), enricher=enrich)
+    core.feed_alerts([ok, bad])
+    out = core.take()
+    assert [(d.alert_id, d.stage) for d in out.dead] == [(bad.alert_id, "enrich")]
+    assert {(f.alert_id, f.fate, f.stage) for f in out.fates} == {
+        (ok.alert_id, "representative", None), (bad.alert_id, "dead_letter", "enrich")} and len(out.fates) == 2
+    write_outputs(ReplayResult(alerts=out.alerts, dead=out.dead, fates=out.fates, incidents=out.incidents), tmp_path)
+    chain = fate_of(Outputs.load(tmp_path), bad.alert_id)
+    assert [(s["fate"], s["stage"]) for s in chain] == [("dead_letter", "enrich")]
+    assert "dead letter" in chain[0]["text"] and "enrich" in chain[0]["text"]
+    r = runner.invoke(app, ["trace", bad.alert_id, "--out", str(tmp_path)])
+    assert r.exit_code == 0 and "dead letter" in r.output, r.output

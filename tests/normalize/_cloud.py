@@ -30,7 +30,7 @@ def golden(fmt: str, text: str, **kw: Any) -> dict[str, Any]:
     sev = {"label": a.severity.label, "score": a.severity.score}
     d = to_builtins(a) | {"action": a.action, "severity": sev}  # defaults, omitted by to_builtins
     assert (d.pop("raw"), len(d.pop("alert_id")), d.pop("tenant_id"), d.pop("received_at")) == (
-        text, 32, "shop", "2026-11-24T12:00:00Z")
+        text, 32, "shop", "2026-11-25T12:00:00Z")
     return d
 
 

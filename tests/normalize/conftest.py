@@ -29,7 +29,7 @@ from pipeline.schema import Alert, encode
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SHARED = Path(os.environ.get("MDR_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 TENANT = "shop"
-RECEIVED = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # after every fixture record (the event-time policy)
 
 
 def fixture(rel: str) -> Path:

@@ -29,7 +29,7 @@ def test_sqli_warning_golden():
     assert d == {
         "tenant_id": "shop",
         "source": {"product": "ModSecurity", "vendor": "OWASP", "family": "waf", "format": "modsec_error"},
-        "time": "2026-11-24T06:38:34.040785Z", "received_at": "2026-11-24T12:00:00Z",
+        "time": "2026-11-24T06:38:34.040785Z", "received_at": "2026-11-25T12:00:00Z",
         "severity": {"label": "high", "score": 75}, "rule": r, "rules": [r],
         "message": "ModSecurity detected shop.lab.local/app: SQL Injection Attack Detected via libinjection "
                    "(942100)",

@@ -63,7 +63,7 @@ def test_sqli_blocked_golden():
     assert [r["id"] for r in d.pop("rules")] == ["942100", "942190", "942270", "942360"]
     assert d == {
         "tenant_id": "shop", "source": SOURCE, "time": "2026-11-24T06:38:34.041084Z",
-        "received_at": "2026-11-24T12:00:00Z", "severity": {"label": "high", "score": 75}, "rule": primary,
+        "received_at": "2026-11-25T12:00:00Z", "severity": {"label": "high", "score": 75}, "rule": primary,
         "action": "blocked",
         "message": "ModSecurity blocked GET shop.lab.local/app?id=1%20UNION%20SELECT%20username,password"
                    "%20FROM%20users--: SQL Injection Attack Detected via libinjection (942100)",
@@ -96,7 +96,7 @@ def test_numeric_host_from_benign_client_golden():
     r = rule("920350", "Host header is a numeric IP address", "protocol", "WARNING", tags)
     assert d == {
         "tenant_id": "shop", "source": SOURCE, "time": "2026-11-24T06:38:34.034750Z",
-        "received_at": "2026-11-24T12:00:00Z", "severity": {"label": "low", "score": 30},
+        "received_at": "2026-11-25T12:00:00Z", "severity": {"label": "low", "score": 30},
         "rule": r, "rules": [r],
         "action": "detected",
         "message": "ModSecurity detected GET 127.0.0.1/: Host header is a numeric IP address (920350)",

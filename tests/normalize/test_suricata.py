@@ -51,7 +51,7 @@ def test_log4shell_golden():
          "category": "Attempted Administrator Privilege Gain", "tags": ["Exploit"], "severity": "1"}
     assert d == {
         "tenant_id": "shop", "source": SOURCE, "time": "2026-11-24T06:38:34.133600Z",
-        "received_at": "2026-11-24T12:00:00Z", "severity": {"label": "high", "score": 75}, "rule": r,
+        "received_at": "2026-11-25T12:00:00Z", "severity": {"label": "high", "score": 75}, "rule": r,
         "rules": [r], "action": "detected",
         "message": "Suricata detected 127.0.0.66 -> 127.0.0.1:8080: "
                    "ET EXPLOIT Apache log4j RCE Attempt (http ldap) (CVE-2021-44228) (2034647)",

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +54,13 @@ class WorkerProc:
 
 
 def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-worker",
-                 name: str = "w") -> WorkerProc:
-    """Start `mdr worker` as a subprocess with its own data dir and log file."""
+                 name: str = "w", env: dict[str, str] | None = None) -> WorkerProc:
+    """Start `mdr worker` as a subprocess with its own data dir and log file (`env`: added variables)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--bootstrap", bootstrap, "--app-id", app_id,
            "--data-dir", str(workdir / f"{name}-data"), "--usecases", str(USECASES), *args]
-    env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1"}  # no saved context
+    env = {"MDR_HOME": str(workdir / "home"), **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # no context
     fh = log.open("ab")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     return WorkerProc(proc, log)
@@ -101,6 +103,17 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
 def latest_incidents(bootstrap: str, topic: str = "mdr.incidents") -> dict[str, Incident]:
     """The compacted view: each incident id's last value."""
     return {r.key.decode(): decode_incident(r.value) for r in read_topic(bootstrap, topic) if r.value}
+
+
+def healthz(port: int) -> tuple[int, str]:
+    """Status and body of the worker's /healthz (0 and "" while nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:

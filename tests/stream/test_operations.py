@@ -20,7 +20,7 @@ from pipeline.stream.app import ensure_topics
 from pipeline.stream.broker import free_port
 from pipeline.stream.config import Topics
 from pipeline.stream.envelope import envelope
-from tests.stream.fixtures_worker import latest_incidents, read_topic, start_worker, wait_until
+from tests.stream.fixtures_worker import healthz, latest_incidents, read_topic, start_worker, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -64,15 +64,6 @@ def metric(body: str, name: str, labels: str = "") -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def healthz(port: int) -> int:
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
-
-
 def canary_incidents(bootstrap: str, prefix: str, n: int) -> list:
     return [i for i in latest_incidents(bootstrap, f"{prefix}incidents").values() if f"Canary {n}" in i.title]
 
@@ -94,7 +85,7 @@ def test_hot_reload_metrics_and_logs(kafka_broker, tmp_path: Path) -> None:
         p.flush()
 
     try:
-        assert wait_until(lambda: healthz(port) == 200, 90, every=0.5), w.tail()
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.5), w.tail()
         # before the canary exists its records are alerts but no incident
         send_records("mdr-canary-1", "198.51.100.7")
         assert wait_until(lambda: metric(metrics(port), "mdr_alerts_total", 'tenant="shop"') >= 3, 60), w.tail()
@@ -180,7 +171,7 @@ def test_context_reload(kafka_broker, tmp_path: Path) -> None:
         return None
 
     try:
-        assert wait_until(lambda: healthz(port) == 200, 90, every=0.5), w.tail()
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.5), w.tail()
         p.send(fw, envelope([eve("curl/8", "198.51.100.20", 1, "10.20.5.10")], "shop", "suricata", "s1"), key=b"s1")
         p.flush()
         assert wait_until(lambda: asset_of("198.51.100.20") is not None, 30), w.tail()
