@@ -220,7 +220,7 @@ def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path
         return {orjson.loads(r.value)["model_version"] for r in read_topic(b_topic, f"{prefix}suppressed", 3)}
 
     try:
-        assert wait_until(lambda: healthz(port) == 200, 90, every=0.5), w.tail()
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.5), w.tail()
         produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop")
         assert wait_until(lambda: models_used() == {a}, 60), w.tail()
         assert wait_until(lambda: len(read_shadow(reg.shadow_log(b))) > 0, 30), w.tail()
