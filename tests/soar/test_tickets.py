@@ -50,6 +50,36 @@ def test_migrations_are_one_chain_that_downgrades_and_upgrades(store: TicketStor
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def test_upgrade_of_a_console_era_store_carries_its_verdicts_over(store: TicketStore) -> None:
+    """A store at 0003_console (main before the alert verdicts) holds verdicts as closed tickets and console
+    audit entries; 0004 turns them into alert verdicts: an alert's own verdict outranks its incident's, at the
+    same level the latest counts, a refused action counts for nothing."""
+    from pipeline.console.audit import log
+    from pipeline.soar.verdicts import list_verdicts
+
+    migrate(store.engine, "0003_console", down=True)
+    t1 = store.upsert_incident(incident(1)).ticket
+    t2 = store.upsert_incident(incident(2)).ticket
+    store.close_ticket(t1.id, "false_positive", "ana", "scanner noise")
+    store.close_ticket(t2.id, "duplicate", "bob")
+    log(store, "carl", "alert_verdict", tenant="shop", target="alert:a1-2", detail={"verdict": "benign"})
+    log(store, "carl", "alert_verdict", tenant="shop", target="alert:a1-2", detail={"verdict": "true_positive"})
+    log(store, "dan", "alert_verdict", "denied", tenant="shop", target="alert:a1-3", detail={"verdict": "benign"})
+    log(store, "eve", "unsuppress", tenant="shop", target="alert:s-9", detail={"score": 0.1})
+    migrate(store.engine)
+    got = {(v.tenant_id, v.alert_id): (v.verdict, v.label, v.analyst, v.source, v.incident_id)
+           for v, _ in list_verdicts(store)}
+    assert got == {
+        ("shop", "a1-1"): ("false_positive", 0, "ana", "ticket", "inc0001"),
+        ("shop", "a1-2"): ("true_positive", 1, "carl", "console", None),
+        ("shop", "a1-3"): ("false_positive", 0, "ana", "ticket", "inc0001"),
+        **{("shop", f"a2-{i}"): ("duplicate", None, "bob", "ticket", "inc0002") for i in (1, 2, 3)},
+        ("shop", "s-9"): ("true_positive", 1, "eve", "unsuppress", None),
+    }
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
 def test_one_ticket_per_incident_idempotent(store: TicketStore) -> None:
     inc = incident(1)
     first = store.upsert_incident(inc)
