@@ -22,7 +22,7 @@ from pipeline.context.cli import assets_app, build_context, intel_app
 from pipeline.errors import UsageError, UserError, writable_dir
 from pipeline.redact import install_logging
 from pipeline.report.cli import report_cmd
-from pipeline.soar.cli import playbooks_app, tickets_app
+from pipeline.soar.cli import playbooks_app, tickets_app, verdict_app
 from pipeline.stream.cli import register as register_stream
 
 
@@ -47,6 +47,7 @@ app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(assets_app, name="assets")
 app.add_typer(intel_app, name="intel")
 app.add_typer(model_app, name="model")
+app.add_typer(verdict_app, name="verdict")
 register_stream(app)
 register_console(app)
 app.command("report")(report_cmd)
@@ -96,7 +97,9 @@ def replay(
     db: Annotated[str | None, typer.Option("--db", help="Ticket store: sqlite:///file, a file path or "
                                            "postgresql://... (default: MDR_DB_URL, else soar.db in MDR_HOME)")
                   ] = None,
-    model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Noise classifier: a model directory (mdr model train) or a registry (its active model, and its "
+             "shadow model scoring beside it)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
     from pipeline.engine import Core
@@ -130,13 +133,14 @@ def replay(
     ctx = build_context(tenant, assets, intel or [], escort)  # saved state (MDR_HOME) + these files
     classifier = None
     if model is not None:
-        from pipeline.classify.model import ModelError, NoiseClassifier
+        from pipeline.classify.model import ModelError
+        from pipeline.classify.registry import RegistryError, load_classifier
 
         try:
-            classifier = NoiseClassifier.load(model)
-        except ModelError as e:
+            classifier = load_classifier(model)
+        except (ModelError, RegistryError) as e:
             raise UsageError(str(e)) from None
-        if classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
+        if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
             console.print(f"[yellow]warning:[/yellow] the model was trained for a {classifier.dedup_window:g} s "  # type: ignore[union-attr]
                           f"dedup window, not {dedup_window:g} s")
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
@@ -175,6 +179,33 @@ def _skipped_paths(res) -> None:
         console.print(f"skipped {s}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     if len(notable) > SKIPS_LISTED:
         console.print(f"... and {len(notable) - SKIPS_LISTED} more skipped paths", style="yellow")
+
+
+@app.command()
+def trace(
+    ref: Annotated[str, typer.Argument(help="Alert id, or the product's record id (e.g. ModSecurity transaction id)")],
+    out: Annotated[Path, typer.Option(help="mdr replay output directory")] = Path("out"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """What became of an alert: in incident X, suppressed (score, threshold, model), or a duplicate of alert Y
+    (and Y's fate)."""
+    import json
+
+    from pipeline.clitext import clean
+    from pipeline.trace import trace as run
+
+    try:
+        found = run(out, ref)
+    except FileNotFoundError as e:
+        raise UserError(f"{e}; point --out at the directory mdr replay wrote") from None
+    if not found:
+        raise UserError(f"no alert with id or record id {ref!r} in {out}")
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
+    for chain in found.values():
+        for i, step in enumerate(chain):
+            typer.echo(("  " * i + ("-> " if i else "")) + clean(step["text"]))
 
 
 def _summary(res) -> None:

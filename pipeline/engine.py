@@ -9,8 +9,9 @@ streaming worker hands in its partitioned tables. Nothing here knows about files
 One alert's failure stays with that alert: an exception in any stage becomes a dead letter (reason `core_error`,
 the stage, the raw record) and the batch goes on. The dedup window the alert opened is dropped, so its repeats
 are judged on their own instead of merging into an alert that was never matched; what it had already changed
-(an incident it joined before the failing step) is kept. A noise classifier that fails fails open: its batch is
-decided again alert by alert, and an alert it cannot judge is not suppressed (`extra.classifier_error`).
+(an incident it joined before the failing step) is kept; its fate is `dead_letter`. A noise classifier that fails
+fails open: its batch is decided again alert by alert, and an alert it cannot judge is not suppressed
+(`extra.classifier_error`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
-from pipeline.schema import Alert, DeadLetter, Incident, Suppressed
+from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
 
 log = logging.getLogger("mdr.core")
 CORE_ERROR = "core_error"
@@ -46,6 +47,11 @@ class Classifier:
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         raise NotImplementedError
+
+    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        """Decide duplicates of suppressed representatives on their own (they are not representatives: a
+        classifier with history may score them without recording them)."""
+        return self.decide(alerts, matched)
 
 
 @dataclass(slots=True)
@@ -70,6 +76,7 @@ class Outputs:
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     suppressed: list[Suppressed] = field(default_factory=list)
+    fates: list[Fate] = field(default_factory=list)  # one per raw alert fed (see `Fate`)
     incidents: dict[str, Incident] = field(default_factory=dict)  # latest state of each updated incident
     matches: Counter[str] = field(default_factory=Counter)  # use case id -> matches / correlation firings
     records: int = 0
@@ -82,6 +89,7 @@ class Outputs:
         self.dead.extend(other.dead)
         self.skipped.update(other.skipped)
         self.suppressed.extend(other.suppressed)
+        self.fates.extend(other.fates)
         self.incidents.update(other.incidents)
         self.matches.update(other.matches)
         self.records += other.records
@@ -139,10 +147,15 @@ class Core:
         self.feed_alerts(res.alerts)
 
     def feed_alerts(self, alerts: list[Alert]) -> None:
-        """Dedup, name, enrich, match, classify (batched), then correlate and build incidents."""
+        """Dedup, name, enrich, match, classify (batched), then correlate and build incidents. Every alert's fate is
+        recorded (`Outputs.fates`). A duplicate whose representative is suppressed (earlier, or in this batch)
+        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path)."""
         self.names.learn(alerts)
         fresh: list[Alert] = []
-        rejudge: dict[int, Alert] = {}  # id(duplicate) -> the suppressed representative it would merge into
+        later: list[tuple[Alert, Alert]] = []  # (duplicate, representative) of representatives in this batch
+        alone: list[tuple[Alert, Alert]] = []  # (duplicate, suppressed representative): judged on its own
+        new_ids: set[int] = set()
+        last: datetime | None = None  # event time of the last alert classified (drives periodic expiry)
         for a in alerts:
             try:
                 rep, kind = self.dedup.process(a)
@@ -151,29 +164,68 @@ class Core:
                 continue
             if kind == NEW:
                 fresh.append(rep)
+                new_ids.add(id(rep))
+                last = a.time
+            elif kind == DUPLICATE and id(rep) in new_ids:
+                later.append((a, rep))
             elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
-                # noise must not hide an attack that looks alike (same rule, source, path): judge it alone
-                rep.count -= a.count
-                a.first_seen = a.last_seen = a.time
-                rejudge[id(a)] = rep
-                fresh.append(a)
+                alone.append((a, rep))
+                last = a.time
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
                 try:
                     self._repeat(rep, a)
                 except Exception as e:
-                    self._failed(a, self._at, e)
+                    self._failed(a, self._at, e, rep)
+                    continue
+                self._fate(a, "duplicate", rep)
             else:
                 self.out.same_event += 1
+                self._fate(a, "same_event", rep)
         if self.dedup.upgraded:
-            new = {id(a) for a in fresh}
-            self._rematch([r for r in self.dedup.upgraded if id(r) not in new])
+            self._rematch([r for r in self.dedup.upgraded if id(r) not in new_ids])
             self.dedup.upgraded.clear()
-        if not fresh:
-            return
+        fresh, matched = self._enrich_match(fresh)
+        for a, ucs, dec in zip(fresh, matched, self._decide(fresh, matched), strict=True):
+            if dec is not None:
+                self._suppress(a, dec)
+            else:
+                self._keep(a, ucs)
+        for a, rep in later:  # their counts are in the representative's (it was correlated with them)
+            if rep.alert_id in self.state.suppressed:
+                alone.append((a, rep))
+            else:
+                self.out.duplicates += 1
+                self._fate(a, "duplicate", rep)
+        if alone:
+            self._judge_alone(alone)
+        if last is not None:
+            self._maybe_expire(last)
+
+    def _judge_alone(self, pairs: list[tuple[Alert, Alert]]) -> None:
+        """Duplicates of suppressed representatives: each is classified on its own; noise like its
+        representative merges into it after all, anything else becomes an alert of its own."""
+        reps = {id(a): rep for a, rep in pairs}
+        for a, rep in pairs:
+            rep.count -= a.count
+            a.first_seen = a.last_seen = a.time
+        dups, matched = self._enrich_match([a for a, _ in pairs])
+        for a, ucs, dec in zip(dups, matched, self._decide(dups, matched, alone=True), strict=True):
+            rep = reps[id(a)]
+            if dec is None:
+                self._keep(a, ucs, judged_alone=True)
+                continue
+            rep.count += a.count  # noise like its representative: merged after all
+            rep.last_seen = max(rep.last_seen or a.time, a.time)
+            self.out.duplicates += 1
+            self._fate(a, "suppressed", rep, judged_alone=True, score=dec.score, threshold=dec.threshold,
+                       model_version=dec.model_version)
+
+    def _enrich_match(self, alerts: list[Alert]) -> tuple[list[Alert], list[list[UseCase]]]:
+        """(the alerts that were enriched and matched, their use cases); one that fails is a dead letter."""
+        ok: list[Alert] = []
         matched: list[list[UseCase]] = []
-        failed: set[int] = set()
-        for a in fresh:
+        for a in alerts:
             stage = "name"
             try:
                 self.names.name(a)
@@ -184,31 +236,30 @@ class Core:
                 matched.append(self._match(a))
             except Exception as e:
                 self._dropped(a, stage, e)
-                failed.add(id(a))
-        if failed:
-            fresh = [a for a in fresh if id(a) not in failed]
-            if not fresh:
-                return
-        decisions = self._decide(fresh, matched)
-        for a, ucs, dec in zip(fresh, matched, decisions, strict=True):
-            rep = rejudge.get(id(a))
-            if rep is not None and dec is not None:  # noise like its representative: merge after all
-                rep.count += a.count
-                rep.last_seen = max(rep.last_seen or a.time, a.time)
-                self.out.duplicates += 1
                 continue
-            if dec is not None:
-                self.out.alerts.append(a)
-                self.out.suppressed.append(dec)
-                self.state.suppressed[a.alert_id] = a.time.timestamp()
-                continue
-            try:
-                self._correlate(a, ucs)
-            except Exception as e:
-                self._dropped(a, self._at, e)
-                continue
-            self.out.alerts.append(a)
-        self._maybe_expire(fresh[-1].time)
+            ok.append(a)
+        return ok, matched
+
+    def _suppress(self, a: Alert, dec: Suppressed) -> None:
+        self.out.alerts.append(a)
+        self.out.suppressed.append(dec)
+        self.state.suppressed[a.alert_id] = a.time.timestamp()
+        self._fate(a, "suppressed", score=dec.score, threshold=dec.threshold, model_version=dec.model_version)
+
+    def _keep(self, a: Alert, ucs: list[UseCase], judged_alone: bool = False) -> None:
+        """A representative kept: correlated (a failure there makes it a dead letter), then an output."""
+        try:
+            self._correlate(a, ucs)
+        except Exception as e:
+            self._dropped(a, self._at, e)
+            return
+        self.out.alerts.append(a)
+        self._fate(a, "representative", judged_alone=judged_alone)
+
+    def _fate(self, a: Alert, fate: str, rep: Alert | None = None, **detail: Any) -> None:
+        """Record what became of alert `a` (`Fate`; `rep`: the representative it concerns)."""
+        self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
+                                   time=a.time, fate=fate, of=rep.alert_id if rep is not None else None, **detail))
 
     def flush(self) -> None:
         """End of input: emit what stateful normalizers still buffer."""
@@ -231,15 +282,18 @@ class Core:
                 if ucs and self._decide([rep], [ucs])[0] is None:
                     self._correlate(rep, ucs)
             except Exception as e:
-                self._failed(rep, self._at, e)
+                self._failed(rep, self._at, e, fate=False)
 
-    def _decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
-        """The classifier's decisions; when the batch call fails, alert by alert, and an alert it cannot judge
-        is kept (a noise filter must not hide an alert because of its own failure)."""
-        if self.classifier is None:
+    def _decide(self, alerts: list[Alert], matched: list[list[UseCase]], alone: bool = False
+                ) -> list[Suppressed | None]:
+        """The classifier's decisions (`alone`: of duplicates judged on their own); when the batch call fails,
+        alert by alert, and an alert it cannot judge is kept (a noise filter must not hide an alert because of
+        its own failure)."""
+        if self.classifier is None or not alerts:
             return [None] * len(alerts)
+        decide = self.classifier.judge_alone if alone else self.classifier.decide
         try:
-            return self.classifier.decide(alerts, matched)
+            return decide(alerts, matched)
         except Exception as e:
             if len(alerts) == 1:
                 return [self._undecided(alerts[0], e)]
@@ -248,7 +302,7 @@ class Core:
         out: list[Suppressed | None] = []
         for a, ucs in zip(alerts, matched, strict=True):
             try:
-                out.append(self.classifier.decide([a], [ucs])[0])
+                out.append(decide([a], [ucs])[0])
             except Exception as e:
                 out.append(self._undecided(a, e))
         return out
@@ -259,12 +313,15 @@ class Core:
         a.extra = {**a.extra, "classifier_error": error_text(e)}
 
     # ---- failures ----------------------------------------------------------------------------------
-    def _failed(self, a: Alert, stage: str, e: Exception) -> None:
-        """Dead letter for an alert that failed in `stage`; the rest of the batch goes on."""
+    def _failed(self, a: Alert, stage: str, e: Exception, rep: Alert | None = None, fate: bool = True) -> None:
+        """Dead letter for an alert that failed in `stage` (its fate, unless it has one already: `fate` false);
+        the rest of the batch goes on. `rep`: the representative a duplicate had merged into."""
         log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, error_text(e))
         self.out.dead.append(DeadLetter(
             reason=CORE_ERROR, detail=error_text(e), source=a.source.format or a.source.product, stage=stage,
             alert_id=a.alert_id, tenant_id=a.tenant_id, raw=a.raw))
+        if fate:
+            self._fate(a, "dead_letter", rep, stage=stage)
 
     def _dropped(self, a: Alert, stage: str, e: Exception) -> None:
         """A new alert failed before it was counted anywhere: a dead letter, and the dedup window it opened goes,
@@ -383,6 +440,18 @@ class Core:
         cut = horizon.timestamp()
         for aid in [k for k, t in self.state.suppressed.items() if t < cut]:
             del self.state.suppressed[aid]
+
+
+_RECORD_KEYS = ("transaction_id", "record_id", "event_id")
+
+
+def _record_ref(a: Alert) -> str | None:
+    """The product's own id of the record behind an alert, when it has one."""
+    for k in _RECORD_KEYS:
+        v = a.extra.get(k) if a.extra else None
+        if isinstance(v, str | int) and v != "":
+            return str(v)
+    return None
 
 
 def error_text(e: BaseException) -> str:

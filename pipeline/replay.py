@@ -6,6 +6,7 @@ of the same day would deliver them; the result does not depend on file order or 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,11 +32,14 @@ class ReplayResult:
     dead: list = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     suppressed: list = field(default_factory=list)
+    fates: list = field(default_factory=list)  # one Fate per normalized alert (see pipeline.schema.Fate)
     incidents: dict[str, Incident] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     skipped_paths: list[SkippedPath] = field(default_factory=list)  # under the named directories, not read
     duplicates: int = 0  # normalized alerts folded into an earlier alert by dedup (repeats)
     same_event: int = 0  # alerts of a secondary log merged into the primary log's alert of the same event
+    drift: dict = field(default_factory=dict)  # (tenant, day) -> TenantDrift of the noise model
+    model_version: str | None = None
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -81,13 +85,20 @@ def replay(paths: Iterable[str] | Inputs, core: Core, tenant: str, host: str | N
     res.dead.extend(acc.dead)
     res.skipped.update(acc.skipped)
     res.suppressed.extend(acc.suppressed)
+    res.fates.extend(acc.fates)
     res.incidents.update(acc.incidents)
     res.duplicates, res.same_event = acc.duplicates, acc.same_event
+    if core.classifier is not None:
+        from pipeline.classify.drift import classifier_drift
+
+        res.drift = classifier_drift(core.classifier)
+        res.model_version = getattr(getattr(core.classifier, "active", core.classifier), "version", None)
     return res
 
 
 def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
-    """alerts.jsonl, dlq.jsonl, incidents.jsonl and suppressed.jsonl in `out_dir` (configured secrets redacted)."""
+    """alerts.jsonl, dlq.jsonl, incidents.jsonl, suppressed.jsonl and fates.jsonl (what became of every alert:
+    `mdr trace`) in `out_dir` (configured secrets redacted); drift.json when a noise model ran."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     files = {
@@ -95,10 +106,18 @@ def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
         "dlq": (d / "dlq.jsonl", res.dead),
         "incidents": (d / "incidents.jsonl", res.sorted_incidents()),
         "suppressed": (d / "suppressed.jsonl", res.suppressed),
+        "fates": (d / "fates.jsonl", res.fates),
     }
     for path, items in files.values():
         with open(path, "wb") as fh:
             for it in items:
                 fh.write(redact_bytes(encode(it)))
                 fh.write(b"\n")
-    return {k: v[0] for k, v in files.items()}
+    written = {k: v[0] for k, v in files.items()}
+    if res.drift:
+        from pipeline.classify.drift import by_tenant
+
+        written["drift"] = d / "drift.json"
+        written["drift"].write_text(json.dumps({"model_version": res.model_version, "tenants": {
+            t: v.to_dict() for t, v in sorted(by_tenant(res.drift).items())}}, indent=2) + "\n", encoding="utf-8")
+    return written

@@ -184,6 +184,31 @@ class Suppressed(Struct, omit_defaults=True, kw_only=True, gc=False):
     contributions: dict[str, float] = {}
 
 
+class Fate(Struct, omit_defaults=True, kw_only=True, gc=False):
+    """What the core did with one raw alert (one record per normalized alert, `fates.jsonl`):
+
+    - `representative`: kept as an alert of its own (it may be in incidents: `mdr trace` joins them);
+    - `suppressed`: held back as noise, with the score, threshold and model of its own decision (`of`: the
+      suppressed representative it was merged into, when it was a duplicate judged on its own);
+    - `duplicate`: merged into representative `of` (its fate is that of `of`);
+    - `same_event`: another log's view of the event of alert `of` (e.g. the Apache error log line of a
+      ModSecurity transaction);
+    - `dead_letter`: the core failed on it in `stage` (a `core_error` dead letter with its raw record; `of`:
+      the representative a duplicate had merged into)."""
+
+    alert_id: str
+    tenant_id: str
+    record_id: str | None = None  # the product's own id (ModSecurity transaction id, event id, ...)
+    time: datetime
+    fate: str
+    of: str | None = None
+    judged_alone: bool = False  # a duplicate of a suppressed representative, judged on its own
+    score: float | None = None
+    threshold: float | None = None
+    model_version: str | None = None
+    stage: str | None = None  # of a dead_letter: the stage that failed
+
+
 class MatchExplanation(Struct, omit_defaults=True, gc=False):
     use_case: str
     title: str

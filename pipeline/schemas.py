@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.schema import Alert, DeadLetter, Incident, Suppressed
+from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
 
 OUT = Path(__file__).resolve().parent.parent / "schemas"
 MODELS: dict[str, tuple[type, str]] = {
@@ -19,6 +19,8 @@ MODELS: dict[str, tuple[type, str]] = {
     "incident": (Incident, "An MDR incident: correlated alerts of one attack, prioritized P1-P5."),
     "dead_letter": (DeadLetter, "An input record or alert that could not be processed: reason, stage, origin."),
     "suppressed": (Suppressed, "An alert the noise classifier held back, with score and model version."),
+    "fate": (Fate, "What the core did with one raw alert: representative, suppressed, duplicate, same event or "
+                   "dead letter."),
 }
 
 

@@ -48,10 +48,11 @@ def match_usecases(ucs: UseCaseSet | None, alerts: Sequence[Alert]) -> list[list
     return [[by_ref[r.id] for r in ucs.index.match(a) if r.id in by_ref] for a in alerts]
 
 
-def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: UseCaseSet | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
+def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: UseCaseSet | None = None,
+                    why: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
     """(P(attack), suppressed?, why alerts below the threshold were kept) for every alert of the dataset; one
-    fresh state per stream, only representatives entering the history (as in the core)."""
+    fresh state per stream, only representatives entering the history (as in the core). `why` gets each
+    alert's fate (`NoiseClassifier.assess`), in dataset order."""
     p = np.zeros(len(ds.alerts))
     sup = np.zeros(len(ds.alerts), dtype=bool)
     rec = view.is_rep.tolist()
@@ -60,7 +61,7 @@ def model_decisions(model: NoiseClassifier, ds: Dataset, view: CoreView, ucs: Us
         model.reset()
         for i in range(start, end, BATCH):
             batch = ds.alerts[i:min(i + BATCH, end)]
-            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)])
+            scores, dec = model.assess(batch, match_usecases(ucs, batch), rec[i:i + len(batch)], why)
             p[i:i + len(batch)] = scores
             sup[i:i + len(batch)] = [d is not None for d in dec]
         kept.update(model.stats)
@@ -259,3 +260,47 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['suppressed_benign']} | {r['fn']} |" for r in report["per_rule"][:40]]
     out += ["", "Figures: pr_curve.png, tradeoff.png, confusion_matrix.png, confusion_matrix_baseline.png", ""]
     return "\n".join(out)
+
+
+CURVE_SIZES = (100, 300, 1000, 3000)
+
+
+def learning_curve(ds: Dataset, sizes: Sequence[int] = CURVE_SIZES, target: float = 0.995,
+                   base: Dataset | None = None, dedup_window: float | None = None,
+                   kinds: Sequence[str] = ("hgb", "linear")) -> list[dict[str, Any]]:
+    """Noise reduction and false negatives on the held-out split of `ds` against the number of verdicts a model
+    was trained on: the first n labeled alerts of the train and validation splits in event-time order (the
+    verdicts analysts would have given first), plus every label of `base` (data the deployment started with).
+    Each point trains as `mdr model train` does (selection and thresholds on those verdicts' own train /
+    validation splits); a point whose verdicts cannot yet give a threshold suppresses nothing."""
+    from pipeline.classify.train import merge, subset, train
+
+    y = ds.y
+    pool = [i for i in np.flatnonzero((y >= 0) & (np.asarray(ds.splits) != "heldout"))]
+    pool.sort(key=lambda i: ds.alerts[i].time)
+    test = ds.mask("heldout")
+    out = []
+    for n in sizes:
+        if n > len(pool):
+            break
+        keep = np.zeros(len(y), dtype=bool)
+        keep[pool[:n]] = True
+        sub = subset(ds, keep)
+        point: dict[str, Any] = {"verdicts": n, "attack_verdicts": int((y[keep] == 1).sum())}
+        try:
+            model = train([], target, tuple(kinds), dedup_window=dedup_window,
+                          ds=merge(base, sub) if base is not None else sub)[0]
+        except ValueError as e:
+            out.append({**point, **rates(np.zeros(len(y), dtype=bool), y, test), "model": None, "note": str(e)})
+            continue
+        _, sup, _ = model_decisions(model, ds, core_view(ds, dedup_window))
+        out.append({**point, **rates(sup, y, test), "model": model.manifest.get("variant"),
+                    "threshold": model.threshold, "threshold_novel": model.threshold_novel})
+    return out
+
+
+def curve_lines(curve: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"{c['verdicts']:>6} verdicts ({c['attack_verdicts']} attack): noise reduction "
+            f"{c['noise_reduction']:.2%} ({c['suppressed_benign']}/{c['benign']}), FN rate {c['fn_rate']:.2%} "
+            f"({c['suppressed_attack']}/{c['attack']})" + (f" [{c['note']}]" if c.get("note") else "")
+            for c in curve]

@@ -17,6 +17,8 @@ One row of float32 per alert, product-agnostic (fields a product lacks are 0). T
   targets (host + path) of the same tenant + source (src ip, else user, else host name) in the last 5 min and
   1 h, and the gap since its previous alert.
 - `rule_rarity` / `rule_rarity_max`: how rare the primary rule / the rarest rule of the alert is for the tenant.
+- content (`pipeline.classify.content`): token classes of injection languages and hashed character 3-grams of
+  the query string and matched values, which carry over to rules never seen in training.
 - context: `asset_criticality` (0 no asset, 1 low .. 4 critical), `intel_hits`, `hour_sin` / `hour_cos` (UTC
   hour of day), `weekend`.
 
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.classify.content import CONTENT_FEATURES, content_matrix, content_of
 from pipeline.classify.history import (
     GAP_CAP,
     HISTORY_FEATURES,
@@ -45,7 +48,7 @@ from pipeline.classify.history import (
 )
 from pipeline.schema import ACTIONS, FAMILIES, Alert
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 ARG_MAX = 2048
 SEP = "\x1f"
 
@@ -76,11 +79,14 @@ ONE_HOT = (
     + tuple(f"method={m}" for m in METHODS) + tuple(f"status={s}" for s in STATUSES)
     + tuple(f"ua={u}" for u in UA_FAMILIES) + tuple(f"rule_sev={s}" for s in RULE_SEVERITIES)
 )
-FIXED: tuple[str, ...] = DENSE + ARG_FEATURES + ONE_HOT
+FIXED: tuple[str, ...] = DENSE + ARG_FEATURES + CONTENT_FEATURES + ONE_HOT
 GROUPS: dict[str, frozenset[str]] = {
     "history": frozenset(HISTORY_FEATURES),
     "time": frozenset(("hour_sin", "hour_cos", "weekend")),
+    "content": frozenset(CONTENT_FEATURES),
 }
+# Groups of learned columns, by name prefix: `rules` (rule ids), `categories` (rule categories).
+PREFIX_GROUPS: dict[str, str] = {"rules": "rule=", "categories": "cat="}
 
 _SEV = {
     "emergency": 0, "alert": 0, "critical": 0, "error": 1, "high": 1, "1": 1, "warning": 2, "medium": 2, "2": 2,
@@ -282,6 +288,7 @@ class FeatureSchema:
 
 
 _O_ARGS = len(DENSE)
+_O_CONTENT = _O_ARGS + len(ARG_FEATURES)
 _NO_PATH = [0.0] * len(PATH_FEATURES)
 _ZEROS = (0.0,) * len(EXTRA_SCORES)
 
@@ -324,11 +331,13 @@ class FeatureExtractor:
             k = len(cols)
             dense += self._alert(alerts[i], True if record is None else record[i], cols, args)
             per.append(len(cols) - k)
+        contents = [content_of(alerts[i]) for i in order]
         rows = np.asarray(order, dtype=np.int64)
         flat = np.repeat(rows * width, per) + np.asarray(cols, dtype=np.int64)
         X = np.bincount(flat, minlength=n * width).astype(np.float32).reshape(n, width)
         X[rows, :len(DENSE)] = np.asarray(dense, dtype=np.float64).reshape(n, len(DENSE))
-        X[rows, _O_ARGS:_O_ARGS + len(ARG_FEATURES)] = arg_matrix(args)
+        X[rows, _O_ARGS:_O_CONTENT] = arg_matrix(args)
+        X[rows, _O_CONTENT:_O_CONTENT + len(CONTENT_FEATURES)] = content_matrix(contents)
         return X
 
     def _alert(self, a: Alert, rec: bool, cols: list[int], args: list[bytes]) -> list[float]:
@@ -419,5 +428,5 @@ class FeatureExtractor:
         return out
 
 
-__all__ = ["FEATURE_VERSION", "GAP_CAP", "GROUPS", "ClassifierState", "FeatureExtractor", "FeatureSchema",
-           "Vocabulary", "arg_matrix", "ua_family"]
+__all__ = ["FEATURE_VERSION", "GAP_CAP", "GROUPS", "PREFIX_GROUPS", "ClassifierState", "FeatureExtractor",
+           "FeatureSchema", "Vocabulary", "arg_matrix", "ua_family"]

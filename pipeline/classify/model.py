@@ -8,9 +8,15 @@ A model is a directory:
                     and accepts only the sklearn types in `TRUSTED`
 
 `NoiseClassifier.decide` scores a batch: features for every alert (the source history must see them all), one
-`predict_proba` call, then an alert is suppressed when P(attack) < threshold, it looks like the training data
-(`pipeline.classify.scope`: known product and rules, features within the training range) and no guardrail keeps it
-(`pipeline.classify.guardrails`). Each `Suppressed` carries the score, the threshold, the model version and the
+`predict_proba` call, then an alert is suppressed when P(attack) is below its threshold, it looks like the training
+data (`pipeline.classify.scope`: known product, features within the training range) and no guardrail keeps it
+(`pipeline.classify.guardrails`). Its threshold: `threshold` when all its rules were seen in training, else the
+stricter `threshold_novel` (`pipeline.classify.generalize`); a tenant may have its own pair (`tenants` in the
+manifest, from that tenant's verdicts), and a tenant absent from the training data gets `threshold_novel` for
+every alert (a new deployment). A model in *shadow* mode (`shadow=True`) scores and records what it would
+have suppressed (`shadow_log`) but suppresses nothing. Per tenant it counts alerts, out-of-scope alerts, alerts
+with unseen rules and a histogram of scores (`drift`, see `pipeline.classify.drift`).
+Each `Suppressed` carries the score, the threshold, the model version and the
 top `TOP_K` feature contributions (`pipeline.classify.explain`). Every `EXPIRE_EVERY` alerts, sources idle for a
 day leave the state. The state (`ClassifierState`) can be handed in by a streaming worker (`state=`).
 """
@@ -21,12 +27,14 @@ import hashlib
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
 
+from pipeline.classify.drift import TenantDrift
 from pipeline.classify.explain import explainer_for
 from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.guardrails import keep_reason
@@ -39,6 +47,12 @@ MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 TOP_K = 5
 EXPIRE_EVERY = 20_000  # alerts between sweeps of idle sources out of the state (never changes a result)
+# Columns that describe an alert's rules and the product's per-family scores: for an alert whose rules the model
+# never saw (a rule family new to it), values outside the training range there are expected, and the range check
+# of the scope looks at the other columns only; the threshold for unseen rules was chosen for exactly that case.
+FAMILY_PREFIXES = ("rule=", "cat=", "rule_sev=", "x:")
+FAMILY_FEATURES = frozenset({"severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level",
+                             "rule_rarity", "rule_rarity_max"})
 RECORDED_MAX = 200_000  # alert ids remembered so that a re-decided alert is not recorded twice
 TRUSTED = (
     "sklearn.calibration._CalibratedClassifier",
@@ -63,13 +77,24 @@ class NoiseClassifier(Classifier):
     """Suppresses alerts the model scores as noise, under the guardrails; implements the core's hook."""
 
     def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
-                 scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None):
+                 scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None,
+                 threshold_novel: float = float("-inf"), tenants: dict[str, dict[str, float]] | None = None,
+                 shadow: bool = False):
         self.estimator = estimator
         self.schema = schema
         self.used = list(used)
         self.columns = np.asarray([schema.index[n] for n in self.used], dtype=np.int64)
         self.threshold = float(threshold)
+        self.threshold_novel = float(threshold_novel)
+        self.tenants = {t: {k: float(v) for k, v in d.items()} for t, d in (tenants or {}).items()}
+        self.shadow = shadow
+        known = manifest.get("training_data", {}).get("tenants")
+        self.trained_tenants: frozenset[str] | None = frozenset(known) if known is not None else None
+        self.shadow_log: list[Suppressed] = []  # what a shadow model would have suppressed (drained by callers)
+        self.drift: dict[tuple[str, date], TenantDrift] = {}  # (tenant, event day) -> counts
         self.scope = scope
+        self._generic = np.asarray([not n.startswith(FAMILY_PREFIXES) and n not in FAMILY_FEATURES
+                                    for n in self.used], dtype=bool)
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)
@@ -80,7 +105,8 @@ class NoiseClassifier(Classifier):
 
     # ---- persistence -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, state: ClassifierState | None = None) -> NoiseClassifier:
+    def load(cls, path: str | Path, state: ClassifierState | None = None, shadow: bool = False
+             ) -> NoiseClassifier:
         """Load a model directory (verifies the checksum, the trusted types and the feature schema version)."""
         d = Path(path)
         try:
@@ -104,7 +130,8 @@ class NoiseClassifier(Classifier):
             if missing:
                 raise ModelError(f"features unknown to this build: {missing[:5]}")
             scope = Scope.from_dict(manifest["scope"], fs["used"])
-            return cls(estimator, schema, fs["used"], manifest["threshold"], scope, manifest, state)
+            return cls(estimator, schema, fs["used"], manifest["threshold"], scope, manifest, state,
+                       _num(manifest.get("threshold_novel")), manifest.get("tenants"), shadow)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{d / MANIFEST_FILE}: incomplete or incompatible manifest ({e!r})") from None
 
@@ -115,7 +142,8 @@ class NoiseClassifier(Classifier):
         sio.dump(self.estimator, d / MODEL_FILE)
         digest = sha256_file(d / MODEL_FILE)
         self.version = f"noise-{self.manifest.get('kind', 'model')}-{digest[:12]}"
-        self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold)
+        self.manifest.update(model_version=self.version, model_sha256=digest, threshold=self.threshold,
+                             threshold_novel=_json_num(self.threshold_novel), tenants=self.tenants)
         self.manifest["features"] = {**self.schema.describe(), "used": self.used}
         self.manifest["scope"] = self.scope.to_dict(self.used)
         (d / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n",
@@ -160,28 +188,77 @@ class NoiseClassifier(Classifier):
         return [{names[j]: v for j, v in zip(ri, rv, strict=True) if v != 0.0}
                 for ri, rv in zip(idx.tolist(), vals, strict=True)]
 
+    def deployment_known(self, tenant: str) -> bool:
+        """The model trained on this tenant's data or has a threshold of its own for it."""
+        return tenant in self.tenants or self.trained_tenants is None or tenant in self.trained_tenants
+
+    def thresholds(self, tenant: str) -> tuple[float, float]:
+        """(threshold for alerts whose rules were all seen in training, threshold for the others) of a tenant.
+        A tenant the model has neither trained on nor a threshold for is a new deployment: every one of its
+        alerts is judged against the threshold for unseen rules (suppress nothing it is not sure of)."""
+        t = self.tenants.get(tenant)
+        if t is not None:
+            return t.get("threshold", self.threshold), t.get("threshold_novel", self.threshold_novel)
+        if self.trained_tenants is not None and tenant not in self.trained_tenants:
+            return self.threshold_novel, self.threshold_novel
+        return self.threshold, self.threshold_novel
+
     def assess(self, alerts: Sequence[Alert], matched: Sequence[Sequence[UseCase]],
-               record: Sequence[bool] | None = None) -> tuple[np.ndarray, list[Suppressed | None]]:
-        """(P(attack) of every alert, the decisions): what `decide` returns, with the scores."""
+               record: Sequence[bool] | None = None, why: list[str] | None = None
+               ) -> tuple[np.ndarray, list[Suppressed | None]]:
+        """(P(attack) of every alert, the decisions): what `decide` returns, with the scores. `why`, when given,
+        gets one entry per alert: suppressed, score (at or above its threshold), out_of_scope or guardrail."""
         X, p = self.score(alerts, record)
         out: list[Suppressed | None] = [None] * len(alerts)
-        below = np.flatnonzero(p < self.threshold)
-        inside = self.scope.inside(X[below][:, self.columns]).tolist()
+        if not len(alerts):
+            return p, out
+        novel = np.fromiter((not self.scope.rules_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        product = np.fromiter((self.scope.product_known(a) for a in alerts), dtype=bool, count=len(alerts))
+        Xc = X[:, self.columns]
+        inside = self.scope.inside(Xc) & product
+        thr = np.empty(len(alerts))
+        family_free = np.zeros(len(alerts), dtype=bool)  # unseen rules at a known deployment
+        for i, a in enumerate(alerts):
+            known_t, novel_t = self.thresholds(a.tenant_id)
+            thr[i] = novel_t if novel[i] else known_t
+            family_free[i] = novel[i] and self.deployment_known(a.tenant_id)
+        if family_free.any():  # their rule family's own columns are new by definition: not a reason to keep
+            inside[family_free] = self.scope.inside(Xc[family_free], self._generic) & product[family_free]
+        self._observe(alerts, p, inside, novel)
         pick = []
-        for i, ok in zip(below.tolist(), inside, strict=True):
-            if not ok or not self.scope.known(alerts[i]):
-                self.stats["out_of_scope"] += 1
+        fate = ["score"] * len(alerts)
+        for i in np.flatnonzero(p < thr).tolist():
+            if not inside[i]:
+                fate[i] = "out_of_scope"
             elif keep_reason(alerts[i], matched[i]) is not None:
-                self.stats["guardrail"] += 1
+                fate[i] = "guardrail"
             else:
+                fate[i] = "suppressed"
                 pick.append(i)
+                continue
+            self.stats[fate[i]] += 1
+        if why is not None:
+            why.extend(fate)
         if pick:
             for i, contrib in zip(pick, self.contributions(X[pick]), strict=True):
-                s = float(p[i])
-                out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=self.threshold,
+                s, t = float(p[i]), float(thr[i])
+                which = "threshold for unseen rules" if novel[i] else "threshold"
+                out[i] = Suppressed(alert=alerts[i], score=round(s, 6), threshold=t,
                                     model_version=self.version, contributions=contrib,
-                                    reason=f"noise: P(attack) {s:.4f} < threshold {self.threshold:.4f}")
+                                    reason=f"noise: P(attack) {s:.4f} < {which} {t:.4f}")
+        if self.shadow:
+            self.shadow_log.extend(d for d in out if d is not None)
+            return p, [None] * len(alerts)
         return p, out
+
+    def _observe(self, alerts: Sequence[Alert], p: np.ndarray, inside: np.ndarray, novel: np.ndarray) -> None:
+        """Per tenant and event day: drift counters (alerts, out of scope, unseen rules, score histogram)."""
+        for a, s, ok, nv in zip(alerts, p.tolist(), inside.tolist(), novel.tolist(), strict=True):
+            key = (a.tenant_id, a.time.date())
+            d = self.drift.get(key)
+            if d is None:
+                d = self.drift[key] = TenantDrift()
+            d.observe(s, not ok, nv)
 
     def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
         """The core's hook. An alert decided again (the core re-decides a representative whose content changed)
@@ -199,9 +276,25 @@ class NoiseClassifier(Classifier):
             self.extractor.state.expire(self.extractor.newest)
         return out
 
+    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
+        """Duplicates of suppressed representatives, judged on their own: scored against the history without
+        entering it (only representatives do, as in training)."""
+        return self.assess(alerts, matched, [False] * len(alerts))[1]
+
     def reset(self, state: ClassifierState | None = None) -> None:
         """Start a new stream: fresh (or the given) streaming state."""
         self.extractor = FeatureExtractor(self.schema, state)
         self._since_expire = 0
         self._recorded.clear()
         self.stats.clear()
+        self.drift = {}  # new objects: copies made for other partitions keep theirs
+        self.shadow_log = []
+
+
+def _num(v: Any) -> float:
+    """A threshold from a manifest (JSON has no infinity: null and "-inf" stand for it)."""
+    return float("-inf") if v is None else float(v)
+
+
+def _json_num(v: float) -> float | None:
+    return None if not np.isfinite(v) else v

@@ -4,9 +4,13 @@ A noise model trained on one product, one WAF configuration and one kind of traf
 linear model in particular extrapolates without limit (a feature a thousand standard deviations from its
 training mean dominates the score). So an alert is in scope only when
 
-- its product (format) and every one of its rule ids occurred in the training split, and
+- its product (format) occurred in the training split, and
 - every feature the model uses lies within the training split's range, widened by `MARGIN` of that range on
   each side (a feature constant in training must keep that value).
+
+An alert with a rule id the training split never had is judged against the model's stricter `threshold_novel`
+(chosen by leave-rule-family-out cross-validation on the training split); at a deployment the model knows, the
+range check then skips the columns of its rule family (rule ids, categories, the product's per-family scores).
 
 Out-of-scope alerts are kept, whatever their score: the threshold's recall guarantee is unaffected (keeping only
 raises recall), noise reduction is lost only on unfamiliar alerts.
@@ -48,12 +52,20 @@ class Scope:
 
     def known(self, a: Alert) -> bool:
         """The alert's product and all its rule ids were seen in training."""
-        return ((a.source.format or a.source.product) in self.products
-                and (not a.rule.id or a.rule.id in self.rules) and self.rules.issuperset(map(_ID, a.rules)))
+        return self.product_known(a) and self.rules_known(a)
 
-    def inside(self, X: np.ndarray) -> np.ndarray:
-        """Per row: every feature within the (widened) training range."""
-        return ((self.lo <= X) & (self.hi >= X)).all(axis=1)
+    def product_known(self, a: Alert) -> bool:
+        return (a.source.format or a.source.product) in self.products
+
+    def rules_known(self, a: Alert) -> bool:
+        """Every rule id of the alert was seen in training (else it is judged against `threshold_novel`)."""
+        return (not a.rule.id or a.rule.id in self.rules) and self.rules.issuperset(map(_ID, a.rules))
+
+    def inside(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Per row: every feature (of the boolean `columns` mask, default all) within the (widened) training
+        range."""
+        ok = (self.lo <= X) & (self.hi >= X)
+        return (ok if columns is None else ok | ~columns).all(axis=1)
 
     def outside(self, x: np.ndarray, names: Sequence[str]) -> list[str]:
         """The features of one row that leave the range (for reports)."""

@@ -45,7 +45,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.classify.features import FEATURE_VERSION, GROUPS, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.classify.features import (
+    FEATURE_VERSION,
+    GROUPS,
+    PREFIX_GROUPS,
+    FeatureExtractor,
+    FeatureSchema,
+    Vocabulary,
+)
+from pipeline.classify.generalize import Recalibrated, folds, novel_threshold
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.classify.scope import Scope
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
@@ -113,6 +121,38 @@ class Dataset:
         if split == "all":
             return self.y >= 0
         return (np.asarray(self.splits) == split) & (self.y >= 0)
+
+
+def subset(ds: Dataset, keep: np.ndarray) -> Dataset:
+    """A copy of the dataset whose labels outside `keep` are hidden (-1): the alerts stay in their streams (the
+    source history still sees them), but nothing outside `keep` is trained on, thresholded on or scored."""
+    labels = [lab if k else -1 for lab, k in zip(ds.labels, keep.tolist(), strict=True)]
+    return Dataset(ds.alerts, labels, ds.kinds, ds.record_ids, ds.splits, ds.streams, ds.files, Counter(ds.stats),
+                   f"{ds.data_hash}:{hashlib.sha256(np.packbits(keep).tobytes()).hexdigest()[:16]}")
+
+
+def dataset_from_alerts(alerts: Sequence[Alert], labels: Sequence[int], kinds: Sequence[str] | None = None
+                        ) -> Dataset:
+    """A dataset of already normalized alerts (e.g. the alerts analysts gave verdicts on), one stream per
+    tenant in event-time order, split by alert id."""
+    order = sorted(range(len(alerts)), key=lambda i: (alerts[i].tenant_id, alerts[i].time))
+    ds = Dataset()
+    digest = hashlib.sha256()
+    for i in order:
+        a = alerts[i]
+        if ds.alerts and ds.alerts[-1].tenant_id != a.tenant_id:
+            ds.streams.append((ds.streams[-1][1] if ds.streams else 0, len(ds.alerts)))
+        ds.alerts.append(a)
+        ds.labels.append(int(labels[i]))
+        ds.kinds.append(kinds[i] if kinds else "")
+        ds.record_ids.append(a.alert_id)
+        ds.splits.append(split_of(a.alert_id))
+        digest.update(f"{a.alert_id}:{labels[i]}\n".encode())
+    if ds.alerts:
+        ds.streams.append((ds.streams[-1][1] if ds.streams else 0, len(ds.alerts)))
+    ds.data_hash = digest.hexdigest()
+    ds.stats["alerts"] = len(ds.alerts)
+    return ds
 
 
 def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
@@ -237,6 +277,14 @@ def features(ds: Dataset, schema: FeatureSchema, view: CoreView, batch: int = BA
     return X
 
 
+def guarded_alerts(alerts: Sequence[Alert]) -> np.ndarray:
+    """Alerts a payload guardrail keeps whatever their score (`guardrails.injection_signature`): an attack among
+    them can never be a false negative, so threshold choices treat its score as +inf."""
+    from pipeline.classify.guardrails import injection_signature
+
+    return np.fromiter((injection_signature(a) is not None for a in alerts), dtype=bool, count=len(alerts))
+
+
 def candidates() -> dict[str, Any]:
     """The two model families compared, with fixed hyper-parameters (not tuned on held-out data)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -252,6 +300,12 @@ def candidates() -> dict[str, Any]:
     }
 
 
+def clone(est: Any) -> Any:
+    from sklearn.base import clone as sk_clone
+
+    return sk_clone(est)
+
+
 def fit_calibrated(base: Any, X: np.ndarray, y: np.ndarray) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
 
@@ -259,19 +313,22 @@ def fit_calibrated(base: Any, X: np.ndarray, y: np.ndarray) -> Any:
 
 
 def used_features(schema: FeatureSchema, without: Sequence[str] = ()) -> list[str]:
-    """Feature names the model uses: the schema minus the named groups (`GROUPS`) and features."""
+    """Feature names the model uses: the schema minus the named groups (`GROUPS`, `PREFIX_GROUPS`) and features."""
     drop: set[str] = set()
+    prefixes = tuple(PREFIX_GROUPS[w] for w in without if w in PREFIX_GROUPS)
     for w in without:
-        drop |= GROUPS.get(w, {w})
-    return [n for n in schema.names if n not in drop]
+        drop |= GROUPS.get(w, set() if w in PREFIX_GROUPS else {w})
+    return [n for n in schema.names if n not in drop and not (prefixes and n.startswith(prefixes))]
 
 
 def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECALL,
           kinds: Sequence[str] = ("hgb", "linear"), variants: Sequence[Sequence[str]] = ((), ("history",)),
-          tenant: str = "default", dedup_window: float | None = DEDUP_WINDOW, ds: Dataset | None = None
-          ) -> tuple[Any, Dataset, np.ndarray]:
+          tenant: str = "default", dedup_window: float | None = DEDUP_WINDOW, ds: Dataset | None = None,
+          novel: bool = True, per_tenant: bool = True) -> tuple[Any, Dataset, np.ndarray]:
     """Fit every kind x feature variant (groups left out), threshold each on validation representatives for the
-    target recall of attack alerts as the core decides them, keep the best; returns (NoiseClassifier, dataset,
+    target recall of attack alerts as the core decides them, keep the best; then the threshold for alerts with
+    rules never seen (`novel`: leave-rule-family-out on the train split) and per-tenant thresholds (`per_tenant`:
+    each tenant's own validation alerts, where it has enough attacks). Returns (NoiseClassifier, dataset,
     feature matrix). Not saved."""
     from sklearn.metrics import average_precision_score
 
@@ -289,7 +346,9 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     span = (max(a.time for a in train_alerts) - min(a.time for a in train_alerts)).total_seconds()
     auto = ("time",) if span < MIN_SPAN_FOR_TIME else ()
     full = Scope.learn(train_alerts, X[tr])
-    known = np.array([bool(m) and full.known(a) for a, m in zip(ds.alerts, va, strict=True)])
+    guarded = guarded_alerts(ds.alerts)
+    known = np.array([bool(m) and full.product_known(a) for a, m in zip(ds.alerts, va, strict=True)])
+    seen = np.array([bool(m) and full.rules_known(a) for a, m in zip(ds.alerts, va, strict=True)])
     results: dict[str, dict[str, Any]] = {}
     fitted: dict[str, tuple[Any, list[str], Scope]] = {}
     for kind, base in candidates().items():
@@ -301,10 +360,10 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             scope = full.select(cols)
             p = np.zeros(len(y))
             p[va] = est.predict_proba(X[va][:, cols])[:, 1]
-            thr = choose_threshold(p, y, va, view, target_recall)
+            thr = choose_threshold(np.where(guarded, np.inf, p), y, va & seen, view, target_recall)
             inside = np.zeros(len(y), dtype=bool)
             inside[va] = scope.inside(X[va][:, cols])
-            sup = (p < thr) & inside & known
+            sup = (p < thr) & inside & known & seen & ~guarded  # unseen rules: the novel threshold, afterwards
             results[name] = {"threshold": thr, "features": len(used), "per_alert": rates(sup, y, va),
                              "core": core_rates(sup, y, va, view),
                              "out_of_scope": int((va & ~(inside & known)).sum()),
@@ -317,6 +376,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
             "sha256": ds.data_hash, "dirs": [str(d) for d in dirs], "records": int(ds.stats["records"]),
             "alerts": len(ds.alerts), "stats": dict(ds.stats),
             "rows": {s: int(ds.mask(s).sum()) for s, _ in SPLIT_BOUNDS},
+            "tenants": sorted({a.tenant_id for a in train_alerts}),
             "attacks": {s: int((y[ds.mask(s)] == 1).sum()) for s, _ in SPLIT_BOUNDS}},
         "split": {"method": "blake2b(salt:record_id) % 100", "salt": SPLIT_SALT,
                   "bounds": dict(SPLIT_BOUNDS), "record_keys": list(RECORD_KEYS)},
@@ -328,14 +388,48 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
         "calibration": "CalibratedClassifierCV(method=sigmoid, cv=5, ensemble=False)",
         "threshold_rule": "split-conformal on validation attacks, k-th lowest score with k=floor((1-target)(n+1)), "
                           "per alert and as the core decides (representatives weighted by the attack alerts "
-                          "they cover); the lower of the two",
+                          "they cover); the lower of the two; attacks a payload guardrail always keeps count "
+                          "with score +inf (they can never be suppressed)",
         "versions": _versions(), "feature_schema_version": FEATURE_VERSION,
         "history_view": {"dedup_window_s": dedup_window,
                          "note": "only the alerts the core classifies (dedup representatives under this window) "
                                  "enter the source history and rule rarity; run the core with the same window"},
     }
     est, used, scope = fitted[best]
-    return NoiseClassifier(est, schema, used, results[best]["threshold"], scope, manifest), ds, X
+    cols = [schema.index[n] for n in used]
+    thr_novel = float("-inf")
+    if novel:
+        base = candidates()[best.split("-")[0]]
+        thr_novel, detail = novel_threshold(
+            lambda m: Recalibrated(clone(base).fit(X[m][:, cols], y[m]), est), X[:, cols], y, folds(ds, tr), tr,
+            target_recall, guarded)
+        manifest["novel_rules"] = detail
+    tenants = tenant_thresholds(ds, va & seen, est.predict_proba, X[:, cols], view, target_recall) \
+        if per_tenant else {}
+    model = NoiseClassifier(est, schema, used, results[best]["threshold"], scope, manifest,
+                            threshold_novel=thr_novel, tenants=tenants)
+    return model, ds, X
+
+
+MIN_TENANT_ATTACKS = 200  # validation attack alerts a tenant needs for a threshold of its own (k >= 1 at 0.995)
+
+
+def tenant_thresholds(ds: Dataset, mask: np.ndarray, predict: Any, X: np.ndarray, view: CoreView, target: float,
+                      min_attacks: int = MIN_TENANT_ATTACKS) -> dict[str, dict[str, float]]:
+    """Per tenant with at least `min_attacks` attacks among the `mask` alerts: its own threshold, from its own
+    validation alerts (the others use the global one). Only when the data has more than one tenant."""
+    tenant = np.asarray([a.tenant_id for a in ds.alerts])
+    names = sorted(set(tenant[mask].tolist()))
+    if len(names) < 2:
+        return {}
+    p = np.zeros(len(ds.alerts))
+    p[mask] = predict(X[mask])[:, 1]
+    out = {}
+    for t in names:
+        m = mask & (tenant == t)
+        if int((ds.y[m] == 1).sum()) >= min_attacks:
+            out[t] = {"threshold": choose_threshold(p, ds.y, m, view, target)}
+    return out
 
 
 def select(results: dict[str, dict[str, Any]], tolerance: float = NR_TOLERANCE) -> str:
@@ -356,3 +450,22 @@ def _versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "sklearn": sklearn.__version__, "skops": skops.__version__,
             "numpy": np.__version__}
+
+
+def merge(*sets: Dataset) -> Dataset:
+    """One dataset of several (each keeps its own streams)."""
+    out = Dataset()
+    digest = hashlib.sha256()
+    for d in sets:
+        off = len(out.alerts)
+        out.alerts += d.alerts
+        out.labels += d.labels
+        out.kinds += d.kinds
+        out.record_ids += d.record_ids
+        out.splits += d.splits
+        out.streams += [(a + off, b + off) for a, b in d.streams]
+        out.files += d.files
+        out.stats.update(d.stats)
+        digest.update(d.data_hash.encode())
+    out.data_hash = digest.hexdigest()
+    return out

@@ -1,6 +1,6 @@
 """The console's writes: each one finds its target within the asker's tenants (else `NotFound`), checks the
 role (viewers read only: `Forbidden`), then calls the same ticket, playbook and verdict functions as the CLI
-(`TicketStore`, `Runner.decide`, `verdicts.close`, `verdicts.judge_alerts`) and writes the audit log, refused
+(`TicketStore`, `Runner.decide`, `verdicts.close`, `verdicts.record_verdict`) and writes the audit log, refused
 and failed attempts included. No business rule lives here."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pipeline.soar.tickets import TicketError, TicketStore
 
 T = TypeVar("T")
 MAX_TEXT = 4000  # longest note / comment kept
+ALERT_VERDICTS = ("true_positive", "false_positive")  # what the console offers for a single alert
 
 
 class ConsoleError(Exception):
@@ -135,7 +136,7 @@ class Actions:
         comment = _text(note, "note")
         return self._on_ticket(
             who, ref, "close", client, {"verdict": verdict},
-            lambda t: verdicts.close(self.store, t.id, verdict, who.name, comment, self.ctx.verdicts_file)[0])
+            lambda t: verdicts.close(self.store, t.id, verdict, who.name, comment, self.ctx.verdicts_file).ticket)
 
     def decide(self, who: Principal, ref: int | str, approve: bool, comment: str | None = None,
                client: str | None = None) -> list[int]:
@@ -150,7 +151,7 @@ class Actions:
 
         return self._on_ticket(who, ref, "approve" if approve else "deny", client, None, run)
 
-    # ---- alert verdicts (verdicts.judge_alerts, which `mdr model train` reads) -----------------------------
+    # ---- alert verdicts (verdicts.record_verdict: the store's alert verdicts, which `mdr model retrain` reads) ----
     def judge_alert(self, who: Principal, alert_id: str, verdict: str, note: str | None = None,
                     ticket_ref: int | str | None = None, client: str | None = None) -> Path:
         """Mark one alert true or false positive, from its incident's ticket when given."""
@@ -163,9 +164,13 @@ class Actions:
                                        or a.alert_id not in (t.incident or {}).get("alert_ids", [])):
             raise NotFound(f"alert {alert_id} is not part of ticket {ticket_ref}")
         comment = _text(note, "note")
-        return self._run(who, "alert_verdict", a.tenant_id, f"alert:{a.alert_id}", client, {"verdict": verdict},
-                         lambda: verdicts.judge_alerts(self.store, a.tenant_id, [a.alert_id], verdict, who.name,
-                                                       comment, t.id if t else None, self.ctx.verdicts_file))
+
+        def run() -> Path:
+            if verdict not in ALERT_VERDICTS:
+                raise ConsoleError(f"an alert verdict is one of {', '.join(ALERT_VERDICTS)}")
+            return self._record(a.tenant_id, a.alert_id, verdict, who, comment, t.id if t else None, "console")
+
+        return self._run(who, "alert_verdict", a.tenant_id, f"alert:{a.alert_id}", client, {"verdict": verdict}, run)
 
     def unsuppress(self, who: Principal, alert_id: str, note: str | None = None, client: str | None = None) -> Path:
         """Release a suppressed alert: it is recorded as a true positive (the model learns it was wrong)."""
@@ -178,8 +183,14 @@ class Actions:
         def run() -> Path:
             if not evidence.unsuppress(self.store, row.tenant_id, row.alert_id, who.name):
                 raise Conflict(f"alert {alert_id} was already released")
-            return verdicts.judge_alerts(self.store, row.tenant_id, [row.alert_id], "true_positive", who.name,
-                                         comment, None, self.ctx.verdicts_file, source="unsuppress")
+            return self._record(row.tenant_id, row.alert_id, "true_positive", who, comment, None, "unsuppress")
 
         return self._run(who, "unsuppress", row.tenant_id, f"alert:{row.alert_id}", client,
                          {"score": row.score, "threshold": row.threshold, "model": row.model_version}, run)
+
+    def _record(self, tenant: str, alert_id: str, verdict: str, who: Principal, comment: str | None,
+                ticket_id: int | None, source: str) -> Path:
+        rec = verdicts.record_verdict(self.store, tenant, [alert_id], verdict, who.name, source=source,
+                                      comment=comment, ticket_id=ticket_id, path=self.ctx.verdicts_file)
+        assert rec.path is not None
+        return rec.path

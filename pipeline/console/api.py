@@ -42,6 +42,7 @@ class AlertOut(BaseModel):
     count: int
     fields: dict[str, Any] = Field(description="the normalized alert")
     raw: str | None = Field(None, description="the product's raw record (with raw=true)")
+    verdict: str | None = Field(None, description="the alert's verdict in the store (its own, else its incident's)")
 
 
 class EventOut(BaseModel):
@@ -170,7 +171,8 @@ def get_incident(request: Request, incident_id: str, raw: bool = True) -> Incide
             raws = {aid: text for aid, text in s.execute(q)}
     return IncidentOut(
         ticket=_ticket(v.ticket), incident=v.incident, alerts_total=v.alerts_total,
-        alerts=[AlertOut(alert_id=x.alert_id, time=x.time, count=x.count, fields=x.doc, raw=raws.get(x.alert_id))
+        alerts=[AlertOut(alert_id=x.alert_id, time=x.time, count=x.count, fields=x.doc, raw=raws.get(x.alert_id),
+                         verdict=v.alert_verdicts[x.alert_id][0] if x.alert_id in v.alert_verdicts else None)
                 for x in v.alerts],
         timeline=[EventOut(at=e.at, kind=e.kind, actor=e.actor, status=e.status, text=e.text, data=e.data)
                   for e in v.timeline],

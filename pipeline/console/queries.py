@@ -18,7 +18,7 @@ from pipeline.console.auth import Principal
 from pipeline.console.redact import redact, text
 from pipeline.report.data import VerdictRow, incidents, verdict_rows
 from pipeline.schema import PRIORITIES
-from pipeline.soar import evidence
+from pipeline.soar import evidence, verdicts
 from pipeline.soar.evidence import StoredAlert, SuppressedAlert
 from pipeline.soar.models import STATUSES, PlaybookRun, Ticket, TimelineEvent, utcnow
 from pipeline.soar.playbooks import PlaybookSet
@@ -256,17 +256,15 @@ def incident(s: Session, who: Principal, ref: str, playbooks: PlaybookSet | None
                                    .order_by(TimelineEvent.id))]
     runs = [_run_view(r, playbooks) for r in
             s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == t.id).order_by(PlaybookRun.id))]
-    return IncidentView(t, inc, alerts, len(ids), _alert_verdicts(timeline), timeline, runs, _fused(s, t, inc),
-                        _assets(inc, alerts), _matched(inc))
+    return IncidentView(t, inc, alerts, len(ids), _alert_verdicts(s, t.tenant_id, alerts), timeline, runs,
+                        _fused(s, t, inc), _assets(inc, alerts), _matched(inc))
 
 
-def _alert_verdicts(timeline: list[EventView] | list[TimelineEvent]) -> dict[str, tuple[str, str, datetime]]:
-    out: dict[str, tuple[str, str, datetime]] = {}
-    for e in timeline:
-        if e.kind == "verdict" and e.data:
-            for aid in e.data.get("alert_ids", []):
-                out[aid] = (str(e.data.get("verdict")), e.actor, e.at)
-    return out
+def _alert_verdicts(s: Session, tenant: str, alerts: list[StoredAlert]) -> dict[str, tuple[str, str, datetime]]:
+    """alert id -> (verdict, analyst, when) of the shown alerts: the store's alert verdicts (an alert's own, else
+    its incident's), as `mdr model retrain` learns them."""
+    return {aid: (v.verdict, v.analyst, v.at)
+            for aid, v in verdicts.of_alerts(s, tenant, [a.alert_id for a in alerts]).items()}
 
 
 def _matched(inc: dict[str, Any]) -> dict[str, list[str]]:
@@ -301,11 +299,8 @@ def part(s: Session, who: Principal, ref: str) -> PartView | None:
     alerts = evidence.alerts_of(s, p.tenant_id, ids)
     survivor = s.scalars(select(Ticket).where(Ticket.tenant_id == p.tenant_id,
                                               Ticket.incident_id == p.merged_into)).first()
-    verdicts: dict[str, tuple[str, str, datetime]] = {}
-    if survivor is not None:
-        verdicts = _alert_verdicts(list(s.scalars(select(TimelineEvent).where(
-            TimelineEvent.ticket_id == survivor.id, TimelineEvent.kind == "verdict"))))
-    return PartView(inc, p.tenant_id, survivor, alerts, len(ids), verdicts, _assets(inc, alerts), _matched(inc))
+    return PartView(inc, p.tenant_id, survivor, alerts, len(ids), _alert_verdicts(s, p.tenant_id, alerts),
+                    _assets(inc, alerts), _matched(inc))
 
 
 def _fused(s: Session, t: Ticket, inc: dict[str, Any]) -> list[FusedPart]:

@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pipeline.classify.drift import TenantDrift, notices
 from pipeline.report.period import Period
-from pipeline.report.stats import AlertStat, FunnelStat
+from pipeline.report.stats import AlertStat, FunnelStat, NoiseDrift
 from pipeline.schema import CATEGORIES, PRIORITIES
 from pipeline.soar.models import Ticket
 from pipeline.soar.sla import RESPONSE, sla_state
@@ -148,6 +149,9 @@ class ReportData:
     timing: list[Timing]
     verdicts: list[VerdictRow]
     summary: str = ""
+    drift: TenantDrift | None = None  # the noise model this period (None: no model ran)
+    drift_prev: TenantDrift | None = None
+    drift_notices: list[dict[str, Any]] = field(default_factory=list)
 
     # ---- derived figures --------------------------------------------------------------------------------
     def counts(self, attr: str, order: tuple[str, ...], every: bool = False) -> list[Trend]:
@@ -302,6 +306,18 @@ def _alert_counts(s: Session, tenant: str, p: Period, col: Any, keys: set[str]) 
     return [(str(k), int(n)) for k, n in s.execute(q)]
 
 
+def noise_drift(s: Session, tenant: str, p: Period) -> TenantDrift | None:
+    """The noise model's drift counts of a tenant over a period (None: no model scored any alert)."""
+    rows = s.execute(select(NoiseDrift).where(NoiseDrift.tenant_id == tenant, NoiseDrift.day >= p.start.date(),
+                                              NoiseDrift.day < p.end.date())).scalars().all()
+    if not rows:
+        return None
+    out = TenantDrift()
+    for r in rows:
+        out.add(TenantDrift(r.alerts, r.out_of_scope, r.novel_rules, list(r.score_hist)))
+    return out
+
+
 def _intel_alerts(s: Session, tenant: str, p: Period) -> int:
     q = select(func.coalesce(func.sum(AlertStat.intel), 0)).where(
         AlertStat.tenant_id == tenant, AlertStat.day >= p.start.date(), AlertStat.day < p.end.date())
@@ -360,6 +376,7 @@ def collect(store: Any, tenant: str, period: Period, now: datetime | None = None
         assets = _alert_top(s, tenant, period, AlertStat.asset)
         products = _alert_top(s, tenant, period, AlertStat.product)
         intel_alerts = _intel_alerts(s, tenant, period)
+        drift, drift_prev = noise_drift(s, tenant, period), noise_drift(s, tenant, prev)
     by_asset = Counter(i.asset for i in cur if i.asset)
     ucs = Counter(uc for i in cur for uc in i.use_cases)
     data = ReportData(
@@ -368,6 +385,8 @@ def collect(store: Any, tenant: str, period: Period, now: datetime | None = None
         top_attackers=_merge_top(attackers, by_ip), top_assets=_merge_top(assets, by_asset),
         top_use_cases=[(u, t, n) for (u, t), n in ucs.most_common(TOP_N)], intel_alerts=intel_alerts,
         intel_hits=_intel_hits(cur), timing=_timing(cur), verdicts=verdict_rows(cur),
+        drift=drift, drift_prev=drift_prev,
+        drift_notices=notices({tenant: drift}, {tenant: drift_prev}) if drift and drift_prev else [],
     )
     from pipeline.report.summary import assess
 

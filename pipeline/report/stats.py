@@ -21,7 +21,7 @@ from sqlalchemy import Date, Engine, Index, Integer, String, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pipeline.schema import Alert, utc
-from pipeline.soar.models import Base, RedactedString
+from pipeline.soar.models import Base, JsonType, RedactedString
 
 KEY_LEN = 300  # longest stored dimension value
 
@@ -65,6 +65,22 @@ class FunnelStat(Base):
     suppressed: Mapped[int] = mapped_column(Integer)
     incidents: Mapped[int] = mapped_column(Integer)
     dead: Mapped[int] = mapped_column(Integer)
+
+
+class NoiseDrift(Base):
+    """The noise model's drift counts of one tenant and day within one batch (`pipeline.classify.drift`)."""
+
+    __tablename__ = "noise_drift"
+    __table_args__ = (Index("ix_noise_drift_tenant_day", "tenant_id", "day"),)
+
+    batch: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    alerts: Mapped[int] = mapped_column(Integer)
+    out_of_scope: Mapped[int] = mapped_column(Integer)
+    novel_rules: Mapped[int] = mapped_column(Integer)
+    score_hist: Mapped[list[int]] = mapped_column(JsonType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,4 +193,11 @@ def record_stats(store_or_engine: Any, tenant: str, res: Any) -> Recorded:
             s.execute(AlertStat.__table__.insert(), [{"batch": bid, **r} for r in rows])
         if funnel:
             s.execute(FunnelStat.__table__.insert(), [{"batch": bid, **f} for f in funnel])
+        s.execute(delete(NoiseDrift).where(NoiseDrift.batch == bid))
+        drift = [{"batch": bid, "tenant_id": t, "day": day, "model_version": getattr(res, "model_version", "") or "",
+                  "alerts": d.alerts, "out_of_scope": d.out_of_scope, "novel_rules": d.novel_rules,
+                  "score_hist": list(d.hist)}
+                 for (t, day), d in sorted((getattr(res, "drift", None) or {}).items()) if t == tenant]
+        if drift:
+            s.execute(NoiseDrift.__table__.insert(), drift)
     return Recorded(bid, len(rows), [f["day"] for f in funnel])

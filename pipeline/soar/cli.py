@@ -37,6 +37,8 @@ tickets_app = typer.Typer(
     no_args_is_help=True,
 )
 playbooks_app = typer.Typer(help="Playbooks: validate, dry-run, resume pending runs.", no_args_is_help=True)
+verdict_app = typer.Typer(help="Alert verdicts: mark alerts or a whole incident true / false positive "
+                               "(the noise classifier learns from them: mdr model retrain).", no_args_is_help=True)
 err = Console(stderr=True)
 out = Console()
 
@@ -237,12 +239,108 @@ def tickets_close(
     by: ByOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks)."""
+    """Close a ticket with a verdict; the verdict is published (JSONL file + registered sinks) and recorded for
+    each of the incident's alerts (the alert verdicts `mdr model retrain` learns from)."""
     from pipeline.soar import verdicts as pub
 
     with _store(db) as store:
-        t, path = pub.close(store, ref, verdict.value, _actor(by), comment, verdicts)
-        out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, ")"))
+        t, path, rec = pub.close(store, ref, verdict.value, _actor(by), comment, verdicts)
+        n = rec.alerts if rec else 0
+        out.print(lit(f"ticket {t.id}: closed as {t.verdict} (verdict appended to ", path, f"; {n} alert verdicts)"))
+
+
+VerdictOpt = Annotated[Verdict, typer.Option(help="The verdict")]
+
+
+def _tenants_of(store: TicketStore, alert_ids: list[str], tenant: str | None) -> dict[str, list[str]]:
+    """tenant -> alert ids, from the store's evidence (restricted to `tenant` when given); ids the store does not
+    hold go to `tenant`, and need it."""
+    from sqlalchemy import select
+
+    from pipeline.soar.evidence import StoredAlert
+    from pipeline.soar.tickets import TicketError
+
+    q = select(StoredAlert.alert_id, StoredAlert.tenant_id).where(StoredAlert.alert_id.in_(alert_ids))
+    if tenant is not None:
+        q = q.where(StoredAlert.tenant_id == tenant)
+    found: dict[str, set[str]] = {}
+    with store.tx() as s:
+        for aid, t in s.execute(q):
+            found.setdefault(aid, set()).add(t)
+    groups: dict[str, list[str]] = {}
+    for aid in dict.fromkeys(alert_ids):
+        ts = found.get(aid) or ({tenant} if tenant else set())
+        if not ts:
+            raise TicketError(f"alert {aid} is not in the store: give its --tenant to record a verdict without its "
+                              "content")
+        if len(ts) > 1:
+            raise TicketError(f"alert {aid} is in tenants {', '.join(sorted(ts))}: give --tenant")
+        groups.setdefault(ts.pop(), []).append(aid)
+    return groups
+
+
+@verdict_app.command("alert")
+def verdict_alert(
+    alert_ids: Annotated[list[str], typer.Argument(help="Alert ids")],
+    verdict: VerdictOpt,
+    tenant: Annotated[str | None, tenant_option("Tenant of the alerts (needed for alerts the store does not hold)")
+                      ] = None,
+    comment: Annotated[str | None, typer.Option()] = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Mark alerts true or false positive (their content is the store's: the alerts mdr replay and the worker
+    stored)."""
+    from pipeline.soar.verdicts import path_for, record_verdict
+
+    with _store(db) as store:
+        n = content = 0
+        for t, ids in _tenants_of(store, alert_ids, tenant).items():
+            rec = record_verdict(store, t, ids, verdict.value, _actor(by), source="cli", comment=comment,
+                                 path=path_for(store.url))
+            n, content = n + rec.alerts, content + rec.with_content
+        out.print(f"{n} alert verdicts recorded ({content} with their content)")
+
+
+@verdict_app.command("incident")
+def verdict_incident(
+    ref: IdArg,
+    verdict: VerdictOpt,
+    comment: Annotated[str | None, typer.Option()] = None,
+    by: ByOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Mark every alert of an incident (ticket number or incident id) true or false positive, without closing
+    its ticket; alerts judged on their own keep their verdict."""
+    from pipeline.soar.verdicts import record_incident_verdict
+
+    with _store(db) as store:
+        rec = record_incident_verdict(store, ref, verdict.value, _actor(by), source="cli", comment=comment)
+        kept = f"; {rec.outranked} keep their own alert verdict" if rec.outranked else ""
+        out.print(f"{rec.alerts} alert verdicts recorded ({rec.with_content} with their content{kept})")
+
+
+@verdict_app.command("list")
+def verdict_list(
+    tenant: Annotated[str | None, tenant_option("Only this tenant's verdicts")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Recorded alert verdicts, oldest first."""
+    from pipeline.soar.verdicts import list_verdicts
+
+    with _store(db) as store:
+        rows = list_verdicts(store, tenant, content=True)
+    if as_json:
+        for r, doc in rows:
+            out.print_json(json.dumps({"tenant_id": r.tenant_id, "alert_id": r.alert_id, "verdict": r.verdict,
+                                       "analyst": r.analyst, "source": r.source, "incident_id": r.incident_id,
+                                       "at": r.at.isoformat(), "has_content": doc is not None}))
+        return
+    tab = Table("tenant", "alert", "verdict", "analyst", "source", "incident", "at")
+    for r, _ in rows:
+        tab.add_row(r.tenant_id, r.alert_id, r.verdict, r.analyst, r.source, r.incident_id or "", _ts(r.at))
+    out.print(tab)
 
 
 def _decision(approve: bool, doc: str) -> Callable[..., None]:

@@ -145,8 +145,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest Alembic revision (serialized across processes)."""
+def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> None:
+    """Upgrade the schema to `revision` (default: the newest Alembic revision), or downgrade it to `revision`
+    ("base": no table) with `down`; serialized across processes."""
     from alembic import command
     from alembic.config import Config
 
@@ -156,7 +157,7 @@ def migrate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
 CHUNK = 500  # rows per multi-row statement (SQLite limits the bound parameters of one statement)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import Float, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -122,6 +123,17 @@ def alerts_of(s: Session, tenant: str, alert_ids: Sequence[str], limit: int = MA
     q = select(*cols).where(StoredAlert.tenant_id == tenant, StoredAlert.alert_id.in_(ids))
     return [StoredAlert(tenant_id=r[0], alert_id=r[1], time=r[2], count=r[3], doc=r[4], raw="")
             for r in s.execute(q.order_by(StoredAlert.time, StoredAlert.alert_id))]
+
+
+def as_alert(doc: dict[str, Any], raw: str = "") -> Alert:
+    """The `Alert` of a stored alert's fields (e.g. to learn from an analyst's verdict on it)."""
+    return msgspec.convert({**doc, "raw": raw}, Alert)
+
+
+def tenant_alerts(s: Session, tenant: str) -> list[Alert]:
+    """Every stored alert of `tenant`, in time order, without raw records."""
+    q = select(StoredAlert.doc).where(StoredAlert.tenant_id == tenant).order_by(StoredAlert.time, StoredAlert.alert_id)
+    return [as_alert(doc) for doc in s.scalars(q)]
 
 
 def alert(s: Session, tenants: Iterable[str] | None, alert_id: str) -> StoredAlert | None:

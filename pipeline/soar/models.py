@@ -197,3 +197,24 @@ class Lease(Base):
     owner: Mapped[str] = mapped_column(String(128))
     until: Mapped[datetime] = mapped_column(UTCDateTime)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when this owner took it (kept while renewed)
+
+
+class AlertVerdict(Base):
+    """An analyst's verdict on one alert (`pipeline.soar.verdicts.record_verdict`). One row per (tenant, alert):
+    a verdict given on the alert itself outranks one given on its whole incident (`incident_id` set: a closed
+    ticket, `mdr verdict incident`); at the same level the latest counts. The alert's content is the store's
+    evidence (`pipeline.soar.evidence.StoredAlert`), not copied here."""
+
+    __tablename__ = "alert_verdicts"
+    __table_args__ = (UniqueConstraint("tenant_id", "alert_id", name="uq_alert_verdicts_alert"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    alert_id: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(32))
+    label: Mapped[int | None] = mapped_column(Integer)  # 1 attack, 0 benign, None (duplicate: no label)
+    analyst: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))  # cli | ticket | console | unsuppress
+    incident_id: Mapped[str | None] = mapped_column(String(64))  # the verdict was given on this whole incident
+    comment: Mapped[str | None] = mapped_column(RedactedText)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

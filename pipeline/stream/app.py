@@ -106,6 +106,7 @@ class Runtime:
         self.normalizer = Normalizer(cfg.tenant_bindings)
         self.context_sig = context_signature()
         self.hooks = core_hooks(cfg)
+        self.model_sig = model_signature(cfg)
         self.usecases = usecases
         self.parts: dict[int, PartitionWork] = {}
         self.normalizing = asyncio.Lock()
@@ -367,6 +368,8 @@ class Runtime:
             await self.send(t.alerts, a.alert_id, encode(a), futures)
         for s in fl.out.suppressed:
             await self.send(t.suppressed, s.alert.alert_id, encode(s), futures)
+        for f in fl.out.fates:
+            await self.send(t.fates, f.alert_id, encode(f), futures)
         await self.send_dead(fl.out.dead, futures)
         if self.soar is not None and (fl.out.incidents or fl.alerts or fl.out.suppressed):
             await self._tickets(fl, futures)
@@ -380,6 +383,7 @@ class Runtime:
         m.alerts_new.inc(len(fl.out.alerts))
         m.suppressed.inc(len(fl.out.suppressed))
         m.redelivered.inc(fl.redelivered)
+        m.observe_drift(drain_drift(w.classifier))
         task = asyncio.ensure_future(self._delivered(futures, fl.t_in, fl.t_joined))
         self._observers.add(task)
         task.add_done_callback(self._observers.discard)
@@ -471,8 +475,12 @@ class Runtime:
 
     # ---- context (`mdr assets import`, `mdr intel import` write it under MDR_HOME) -------------------
     async def watch_context(self) -> None:
-        """Reload the saved context when its files changed; the partitions' cores use it from the next alert."""
+        """Reload the saved context when its files changed, and the noise model when the registry of `--model`
+        names another active or shadow model; the partitions' cores use them from the next alert."""
         loop = asyncio.get_running_loop()
+        msig = await loop.run_in_executor(None, model_signature, self.cfg)
+        if msig != self.model_sig:
+            await self.reload_model(msig)
         sig = await loop.run_in_executor(None, context_signature)
         if sig == self.context_sig:
             return
@@ -483,6 +491,29 @@ class Runtime:
             w.core.enricher, w.core.prioritizer = hooks.enricher, hooks.prioritizer
         self.metrics.context_reloads.inc()
         log.info("context reloaded (%d files)", len(sig))
+
+    async def reload_model(self, sig: tuple) -> None:
+        """Load the registry's models (a promoted model becomes active without a restart); each partition's
+        classifier is rebound to its own state (the source history carries over: it does not depend on the
+        model). A registry that cannot be loaded keeps the running model."""
+        from pipeline.classify.model import ModelError
+        from pipeline.classify.registry import RegistryError, load_classifier
+
+        try:
+            classifier = await asyncio.get_running_loop().run_in_executor(None, load_classifier, self.cfg.model)
+        except (ModelError, RegistryError, OSError) as e:
+            self.metrics.model_reloads.labels("failed").inc()
+            log.warning("noise model reload failed, keeping the running one: %s", e)
+            self.model_sig = sig
+            return
+        self.model_sig = sig
+        self.hooks = CoreHooks(self.hooks.enricher, self.hooks.prioritizer, classifier)
+        for w in self.parts.values():
+            w.hooks = self.hooks
+            w.classifier = self.hooks.classifier_for(w.pstate)
+            w.core.classifier = w.classifier
+        self.metrics.model_reloads.labels("ok").inc()
+        log.info("noise model reloaded: %s", sig)
 
     # ---- use cases ----------------------------------------------------------------------------------
     def _reloaded(self, ucs: UseCaseSet) -> None:
@@ -532,6 +563,29 @@ def context_signature() -> tuple:
                         if p.is_file() and (st := p.stat())))
 
 
+def drain_drift(classifier: Any) -> dict:
+    """The per-tenant drift counts a partition's classifier gathered since the last call (then reset)."""
+    model = getattr(classifier, "active", classifier)
+    drift = getattr(model, "drift", None)
+    if not drift:
+        return {}
+    model.drift = {}
+    return drift  # type: ignore[no-any-return]
+
+
+def model_signature(cfg: WorkerConfig) -> tuple:
+    """(active, shadow) of the registry of `--model`; () for a plain model directory or none."""
+    from pipeline.classify.registry import Registry, RegistryError, is_registry
+
+    if cfg.model is None or not is_registry(cfg.model):
+        return ()
+    try:
+        st = Registry(cfg.model).state()
+    except RegistryError:
+        return ()
+    return (st.get("active"), st.get("shadow"))
+
+
 def core_hooks(cfg: WorkerConfig, classifier: Any = None) -> CoreHooks:
     """The context saved under MDR_HOME (every tenant's assets and escort calendar, intel) and the noise
     classifier of `--model` (or `classifier`, already loaded: a context reload keeps it), as `mdr replay`
@@ -540,9 +594,9 @@ def core_hooks(cfg: WorkerConfig, classifier: Any = None) -> CoreHooks:
 
     ctx = Context.from_state()
     if classifier is None and cfg.model is not None:
-        from pipeline.classify.model import NoiseClassifier
+        from pipeline.classify.registry import load_classifier
 
-        classifier = NoiseClassifier.load(cfg.model)
+        classifier = load_classifier(cfg.model)
         log.info("noise classifier %s loaded", cfg.model)
     return CoreHooks(ctx.enrich, ctx.prioritize, classifier)
 

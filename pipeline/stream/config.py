@@ -47,6 +47,10 @@ class Topics:
         return f"{self.prefix}suppressed"
 
     @property
+    def fates(self) -> str:  # what became of every alert (`pipeline.schema.Fate`), keyed by alert id
+        return f"{self.prefix}fates"
+
+    @property
     def tickets(self) -> str:
         return f"{self.prefix}tickets"
 
@@ -64,7 +68,7 @@ class Topics:
 
     @property
     def plain(self) -> list[str]:
-        return [*self.ingest, self.alerts, self.dlq, self.suppressed, self.tickets, self.verdicts]
+        return [*self.ingest, self.alerts, self.dlq, self.suppressed, self.fates, self.tickets, self.verdicts]
 
 
 @dataclass(slots=True)

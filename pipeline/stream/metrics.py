@@ -36,6 +36,15 @@ class Metrics:
                                    registry=r)
         self.runs_resumed = Counter("mdr_soar_runs_resumed", "Playbook runs resumed by this worker's clock",
                                     registry=r)
+        self.model_reloads = Counter("mdr_model_reloads", "Reloads of the noise model (registry changes)",
+                                     ["result"], registry=r)
+        self.noise_scored = Counter("mdr_noise_scored", "Alerts the noise model scored", ["tenant"], registry=r)
+        self.noise_out_of_scope = Counter("mdr_noise_out_of_scope", "Scored alerts outside the noise model's "
+                                          "scope (kept whatever their score)", ["tenant"], registry=r)
+        self.noise_novel = Counter("mdr_noise_novel_rules", "Scored alerts with a rule the model never saw",
+                                   ["tenant"], registry=r)
+        self.noise_score = Histogram("mdr_noise_score", "P(attack) of scored alerts", ["tenant"],
+                                     buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
         self.context_reloads = Counter("mdr_context_reloads", "Reloads of the saved context (assets, intel)",
                                        registry=r)
         self.usecase_reloads = Counter("mdr_usecase_reloads", "Use-case set reloads", ["result"], registry=r)
@@ -52,6 +61,18 @@ class Metrics:
                             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r)
         self.e2e = Histogram("mdr_end_to_end_seconds", "Ingest timestamp to incident emitted",
                              buckets=_LATENCY, registry=r)
+
+    def observe_drift(self, drift: dict) -> None:
+        """Add a batch's drift counts per (tenant, day) (`pipeline.classify.drift.TenantDrift`) to the noise metrics;
+        the score histogram gets each bin's count at the bin's middle."""
+        for (tenant, _day), d in drift.items():
+            self.noise_scored.labels(tenant).inc(d.alerts)
+            self.noise_out_of_scope.labels(tenant).inc(d.out_of_scope)
+            self.noise_novel.labels(tenant).inc(d.novel_rules)
+            h = self.noise_score.labels(tenant)
+            for k, n in enumerate(d.hist):
+                for _ in range(n):
+                    h.observe((k + 0.5) / len(d.hist))
 
     def watch_gc(self) -> None:
         """Time the cyclic garbage collector's pauses (they stop the event loop)."""

@@ -55,7 +55,7 @@ def test_manifest_and_roundtrip(sample_model_dir: Path, sample_model: NoiseClass
     for key in ("model_version", "model_sha256", "threshold", "target_recall", "training_data", "selection",
                 "versions", "features", "history_view", "split"):
         assert key in m, key
-    assert m["features"]["version"] == "1" and m["versions"]["sklearn"]
+    assert m["features"]["version"] == "2" and m["versions"]["sklearn"]
     assert m["training_data"]["sha256"] == sample_ds.data_hash and m["target_recall"] == TEST_RECALL
     assert set(m["selection"]["candidates"]) == {"hgb", "hgb-nohistory", "linear", "linear-nohistory"}
     again = NoiseClassifier.load(sample_model_dir)
@@ -161,6 +161,28 @@ def test_intel_and_unblocked_exploit_guardrails(tmp_path: Path, sample_model: No
             assert dec is None
         elif alert is a:
             assert dec is not None  # same features as in the plain run: the use case alone does not keep it
+
+
+def test_assess_tells_why_each_alert_was_kept(tmp_path: Path, sample_model: NoiseClassifier,
+                                              sample_ds: Dataset) -> None:
+    """`why` gets one fate per alert: suppressed exactly for the decisions, guardrail for a P1 match below the
+    threshold, out_of_scope and guardrail counted in `stats` as before."""
+    alerts = sample_ds.alerts
+    p1 = usecase(tmp_path, "P1").usecases[0]
+    matched = [[p1] if i % 2 else [] for i in range(len(alerts))]
+    why: list[str] = []
+    sample_model.reset()
+    p, dec = sample_model.assess(alerts, matched, None, why)
+    assert len(why) == len(alerts) and set(why) <= {"suppressed", "score", "out_of_scope", "guardrail"}
+    assert [w == "suppressed" for w in why] == [d is not None for d in dec]
+    assert any(d is not None for d in dec) and "guardrail" in why
+    assert not any(matched[i] for i, w in enumerate(why) if w == "suppressed")
+    lo, hi = sorted(sample_model.thresholds("default"))
+    for i, w in enumerate(why):
+        assert (p[i] >= lo) if w == "score" else (p[i] < hi)  # kept for its score, or below its threshold
+        assert (keep_reason(alerts[i], matched[i]) is not None) >= (w == "guardrail")
+    assert sample_model.stats["guardrail"] == why.count("guardrail")
+    assert sample_model.stats["out_of_scope"] == why.count("out_of_scope")
 
 
 def test_core_never_suppresses_p1_p2(tmp_path: Path, sample_model_dir: Path, sample_ds: Dataset) -> None:

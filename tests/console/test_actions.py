@@ -1,6 +1,7 @@
 """Console actions go through the CLI's ticket, playbook and verdict functions: the ticket store changes as
-`mdr tickets ...` would change it, approvals resume the real playbook run, verdicts land in the JSONL file
-that `mdr model train` reads (and it labels the alerts from them), and every action is in the audit log."""
+`mdr tickets ...` would change it, approvals resume the real playbook run, verdicts land in the store's alert
+verdicts that `mdr model retrain` reads and in the JSONL file that `mdr model train` reads (and both label the
+alerts from them), and every action is in the audit log."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipeline.soar.connectors import Channels
 from pipeline.soar.models import Ticket
 from pipeline.soar.playbooks import load_playbooks
 from pipeline.soar.tickets import TicketStore
+from pipeline.soar.verdicts import labeled_alerts, list_verdicts
 from tests.console.conftest import LAB1
 from tests.console.server import PASSWORD, csrf_of, login, post_form
 from tests.soar.helpers import incident, playbook, write_yaml
@@ -70,6 +72,18 @@ def test_form_actions_and_verdicts_feed_training(lab_store: str, console_server:
     assert [(r.get("kind"), r["verdict"]) for r in records] == [("alert", "true_positive"), ("alert", "false_positive"),
                                                                 (None, "false_positive")]
     assert records[2]["incident_id"] == fp.incident_id and records[2]["alert_ids"] == fp.incident["alert_ids"]
+
+    # the store's alert verdicts (what `mdr model retrain` learns from, with the alerts' stored content)
+    stored = {v.alert_id: (v.verdict, v.source, v.analyst) for v, _ in list_verdicts(srv.console.store)}
+    assert stored[judged[0]] == ("true_positive", "console", "ana")
+    assert stored[judged[1]] == ("false_positive", "console", "ana")
+    assert all(stored[a] == ("false_positive", "ticket", "ana") for a in fp.incident["alert_ids"] if a not in judged)
+    alerts, labels, missing = labeled_alerts(srv.console.store, "shop")
+    assert missing == 0 and dict(zip((a.alert_id for a in alerts), labels, strict=True))[judged[0]] == 1
+    page = c.get(base).text  # the incident page shows each alert's verdict from the store
+    assert "verdict-true_positive" in page and "verdict-false_positive" in page
+    shown = c.get(f"/api/incidents/{fp.incident_id}").json()["alerts"]
+    assert shown and all(a["verdict"] == "false_positive" for a in shown if a["alert_id"] not in judged)
 
     # `mdr model train` reads them: the lab records as tenant shop, labeled from these verdicts
     data = tmp_path / "train"

@@ -180,7 +180,7 @@ def test_role_tenant_endpoint_matrix(lab_store: str, console_server: Any, tmp_pa
     records = [json.loads(line) for line in verdicts.read_text().splitlines()]
     closes = [r for r in records if r.get("incident_id")]
     assert sorted(r["analyst"] for r in closes) == ["ana", "ana", "bob", "root", "root", "shop-admin"]
-    alert_verdicts = [r for r in records if r.get("kind") == "alert" and r["source"] == "analyst"]
+    alert_verdicts = [r for r in records if r.get("kind") == "alert" and r["source"] == "console"]
     assert sorted(r["analyst"] for r in alert_verdicts) == ["ana", "ana", "bob", "root", "root", "shop-admin"]
     tps = [r for r in records if r.get("source") == "unsuppress"]
     assert all(r["verdict"] == "true_positive" for r in tps) and {r["alert_ids"][0] for r in tps} == released

@@ -171,7 +171,8 @@ def test_hostile_records_render_as_text(lab_store: str, console_server: Any) -> 
                     text = d.find_element(By.TAG_NAME, "main").text
                     assert "<script>alert(" in text or "<img src=" in text or "javascript:" in text or "{{ 7*7 }}" \
                         in text or "<svg" in text or "<iframe" in text, path
-                    assert "49" not in d.find_element(By.ID, "incident-title").text
+                    title = d.find_element(By.ID, "incident-title").text  # {{ 7*7 }} not evaluated; the
+                    assert "49" not in title.replace(trap.url, "")  # trap's random port may hold a 49
             d.get(f"{srv.url}/incidents/{ids[1]}")
             assert d.find_element(By.ID, "incident-title").text == 'Web attack <img src=x onerror=alert("xss-img")>'
             link = d.find_element(By.CSS_SELECTOR, "a.raw-link")

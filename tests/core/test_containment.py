@@ -8,6 +8,7 @@ use cases, context and priority, and must give the incidents a run without the f
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -128,6 +129,10 @@ def test_a_failing_stage_dead_letters_the_alert_and_the_batch_goes_on(stage: str
         assert d.raw == c2[d.alert_id].raw and d.tenant_id == "shop" and d.source == "suricata"
         assert "RuntimeError: injected failure" in d.detail and "test_containment.py" in d.detail
     assert not {a.alert_id for a in acc.alerts} & {d.alert_id for d in dead}
+    # one fate per alert fed (the lab repeats some records verbatim: same alert id); a dead letter's is dead_letter
+    assert Counter(f.alert_id for f in acc.fates) == Counter(a.alert_id for a in lab)
+    assert sorted((f.alert_id, f.stage) for f in acc.fates if f.fate == "dead_letter") == sorted(
+        (d.alert_id, stage) for d in dead)
     if stage in ("dedup", "enrich", "match"):  # failed before anything counted them: exactly the run without
         assert {d.alert_id for d in dead} == set(c2)
         assert summary(acc.incidents) == summary(without_c2.incidents)

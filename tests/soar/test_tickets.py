@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select
 
 from pipeline.schema import Entities
+from pipeline.soar.db import MIGRATIONS, migrate
 from pipeline.soar.models import Base, Ticket, TimelineEvent
 from pipeline.soar.tickets import TicketError, TicketStore
 from tests.soar.helpers import T0, incident
@@ -25,6 +27,58 @@ def test_schema_matches_models(store: TicketStore) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_migrations_are_one_chain_that_downgrades_and_upgrades(store: TicketStore) -> None:
+    """One head; each revision's downgrade undoes its upgrade (the alert verdicts of 0005 and the SOAR clock's
+    tables of 0004 come off before the console's evidence tables of 0003), down to no table and back up to the
+    models' schema."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    assert script.get_heads() == ["0005_alert_verdicts"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0005_alert_verdicts", "0004_soar_clock", "0003_console", "0002_alert_stats", "0001"]
+    migrate(store.engine, "0003_console", down=True)
+    tables = set(inspect(store.engine).get_table_names())
+    assert "alerts" in tables and not {"alert_verdicts", "noise_drift", "notices", "leases"} & tables
+    migrate(store.engine, "base", down=True)
+    assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    migrate(store.engine)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_upgrade_of_a_console_era_store_carries_its_verdicts_over(store: TicketStore) -> None:
+    """A store at 0003_console (main before the alert verdicts) holds verdicts as closed tickets and console
+    audit entries; 0005 turns them into alert verdicts: an alert's own verdict outranks its incident's, at the
+    same level the latest counts, a refused action counts for nothing."""
+    from pipeline.console.audit import log
+    from pipeline.soar.verdicts import list_verdicts
+
+    migrate(store.engine, "0003_console", down=True)
+    t1 = store.upsert_incident(incident(1)).ticket
+    t2 = store.upsert_incident(incident(2)).ticket
+    store.close_ticket(t1.id, "false_positive", "ana", "scanner noise")
+    store.close_ticket(t2.id, "duplicate", "bob")
+    log(store, "carl", "alert_verdict", tenant="shop", target="alert:a1-2", detail={"verdict": "benign"})
+    log(store, "carl", "alert_verdict", tenant="shop", target="alert:a1-2", detail={"verdict": "true_positive"})
+    log(store, "dan", "alert_verdict", "denied", tenant="shop", target="alert:a1-3", detail={"verdict": "benign"})
+    log(store, "eve", "unsuppress", tenant="shop", target="alert:s-9", detail={"score": 0.1})
+    migrate(store.engine)
+    got = {(v.tenant_id, v.alert_id): (v.verdict, v.label, v.analyst, v.source, v.incident_id)
+           for v, _ in list_verdicts(store)}
+    assert got == {
+        ("shop", "a1-1"): ("false_positive", 0, "ana", "ticket", "inc0001"),
+        ("shop", "a1-2"): ("true_positive", 1, "carl", "console", None),
+        ("shop", "a1-3"): ("false_positive", 0, "ana", "ticket", "inc0001"),
+        **{("shop", f"a2-{i}"): ("duplicate", None, "bob", "ticket", "inc0002") for i in (1, 2, 3)},
+        ("shop", "s-9"): ("true_positive", 1, "eve", "unsuppress", None),
+    }
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_one_ticket_per_incident_idempotent(store: TicketStore) -> None:

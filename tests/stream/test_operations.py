@@ -189,3 +189,46 @@ def test_context_reload(kafka_broker, tmp_path: Path) -> None:
     finally:
         p.close()
         assert w.stop() == 0, w.tail()
+
+
+def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path) -> None:
+    """`mdr worker --model REGISTRY`: promoting another model (`mdr model promote`) while the worker runs makes
+    it the model that suppresses from the next alerts on, without a restart; the shadow model beside the
+    active one logs its decisions."""
+    from pipeline.classify.registry import Registry, read_shadow
+    from pipeline.classify.train import load_data, merge, train
+    from pipeline.stream.producer import produce
+
+    sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
+    reg = Registry.create(tmp_path / "registry")
+    versions = []
+    ds = merge(load_data([sample], "shop"), load_data([sample], "shop2"))  # the models know both tenants
+    for kind in ("linear", "hgb"):
+        m, _, _ = train([], 0.95, (kind,), ((),), novel=False, ds=ds)
+        versions.append(reg.add(m.save(tmp_path / kind), shadow=False))
+    a, b = versions
+    reg.promote(a, force=True)
+    reg.add(tmp_path / "hgb", shadow=True)  # b in shadow first
+    b_topic, prefix = kafka_broker.bootstrap, "mdr.promo."
+    topics = Topics(prefix=prefix)
+    ensure_topics(b_topic, topics, 4)
+    port = free_port()
+    w = start_worker(b_topic, tmp_path, "--prefix", prefix, "--metrics-port", str(port), "--model",
+                     str(reg.root), app_id="promo")
+
+    def models_used() -> set[str]:
+        return {orjson.loads(r.value)["model_version"] for r in read_topic(b_topic, f"{prefix}suppressed", 3)}
+
+    try:
+        assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.5), w.tail()
+        produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop")
+        assert wait_until(lambda: models_used() == {a}, 60), w.tail()
+        assert wait_until(lambda: len(read_shadow(reg.shadow_log(b))) > 0, 30), w.tail()
+        reg.promote(b, force=True)
+        assert wait_until(lambda: metric(metrics(port), "mdr_model_reloads_total", 'result="ok"') >= 1, 15,
+                          every=0.2), w.tail()
+        produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop2")
+        assert wait_until(lambda: b in models_used(), 60), w.tail()
+        assert metric(metrics(port), "mdr_noise_scored_total", 'tenant="shop"') > 0
+    finally:
+        assert w.stop() == 0, w.tail()

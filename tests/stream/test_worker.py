@@ -260,7 +260,7 @@ def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path) -> No
     from tests.stream.fixtures_worker import replay_core
 
     sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
-    model, _, _ = train([sample], 0.95)
+    model, _, _ = train([sample], 0.95, ("linear",), tenant="shop")  # one family: the test is about parity
     model_dir = model.save(tmp_path / "model")
     src = sample / "modsec_audit.jsonl.gz"
     want = replay([str(src)], replay_core(classifier=NoiseClassifier.load(model_dir)), "shop")
