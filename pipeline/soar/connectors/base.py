@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
+import yaml
 
 from pipeline import safeyaml, textsafe
 from pipeline.redact import REDACTOR, redact
@@ -146,6 +147,15 @@ class Secrets:
             for v in self._data.values():  # every value of the secrets file is a secret
                 REDACTOR.add(v)
         return self._data
+
+    def register(self) -> None:
+        """Make every value of the secrets file known to the redaction now, not only those a channel names (a
+        secret an operator keeps there for something else still never shows). A file that cannot be read is
+        reported where a channel resolves a secret from it."""
+        try:
+            self._file()
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):  # AttributeError: not a mapping
+            self._data = None
 
     def resolve(self, value: Any) -> tuple[Any, bool]:
         """(value, is_secret). Raises ChannelUnavailable when a reference cannot be resolved."""
