@@ -22,7 +22,7 @@ DataOpt = Annotated[list[Path], typer.Option("--data", help="Data directory: pro
 def _check_dirs(dirs: list[Path]) -> None:
     for d in dirs:
         if not d.is_dir():
-            console.print(f"[red]error:[/red] not a data directory: {d}")
+            console.print(lit(("error:", "red"), f" not a data directory: {d}"))
             raise typer.Exit(2)
 
 
@@ -97,7 +97,7 @@ def evaluate_cmd(
 
     _check_dirs(data)
     if split not in ("heldout", "validation", "train", "all"):
-        console.print(f"[red]error:[/red] unknown split {split!r}")
+        console.print(lit(("error:", "red"), f" unknown split {split!r}"))
         raise typer.Exit(2)
     try:
         report = evaluate(model, data, report_dir, split, _usecases(usecases), tenant, pipeline)
