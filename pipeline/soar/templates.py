@@ -9,7 +9,8 @@ Named templates are files `playbooks/templates/<name>.j2`.
 
 Text for a channel is rendered in the channel's markup (`markup=`, pipeline/textsafe.py): every `{{ ... }}`
 value is escaped for it, while the template's own text keeps its formatting. Formatting therefore belongs
-in the template text, never in values (an incident title cannot add a link, an image or a mention).
+in the template text, never in values (an incident title cannot add a link, an image or a mention). Values are
+redacted (pipeline/redact.py) before they are escaped: a secret that record text carried never goes out.
 
 Budget: one render (a value, a condition, a named template) may take `Budget.steps` loop iterations and
 calls, `Budget.seconds` of time, and build strings or lists of at most `Budget.output` items; beyond that it
@@ -39,6 +40,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from pipeline import textsafe
+from pipeline.redact import redact
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.S)
 SUFFIX = ".j2"
@@ -137,8 +139,9 @@ def _emit_text(_ctx: Any, value: Any) -> str:
 
 
 def _finalizer(esc: Callable[[str], str]) -> Callable[[Any], str]:
-    """`finalize` of a channel's environment: escape every value, keep the template's own text."""
-    return lambda v: v if isinstance(v, _Text) else esc(str(v))
+    """`finalize` of a channel's environment: redact the configured secrets in every value, then escape it (an
+    escaped secret would no longer be recognized); keep the template's own text."""
+    return lambda v: v if isinstance(v, _Text) else esc(redact(str(v)))
 
 
 class _Instrument(NodeTransformer):
@@ -321,7 +324,7 @@ class Templates:
                 autoescape=False,
                 trim_blocks=True,
                 lstrip_blocks=True,
-                finalize=None if markup == "raw" else _finalizer(esc),
+                finalize=_finalizer(esc),
             )
             env.filters["time"] = _fmt_time
             self._envs[markup] = env
