@@ -18,6 +18,8 @@ fails with `TemplateBudgetError` (the step fails, the run goes on). Loops are co
 in a counting iterator when the template is compiled; `*`, `**` and `%` are checked before they run, size
 arguments of filters and string methods too, and `lipsum` is gone. Validation renders every template once
 against a sample incident (`sample_context`), so a template that cannot finish is rejected before it runs.
+A value shows at most `VALUE_CHARS` characters in a rendered text (the whole value stays in the ticket and its
+evidence): record text an attacker inflates cannot push a notice over its budget and so silence it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pipeline.redact import redact
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.S)
 SUFFIX = ".j2"
+VALUE_CHARS = 4096  # of one value in a rendered text: a 96 KB Host header cannot fill a notice or its budget
 _PRINTF_WIDTH = re.compile(r"%[-#0 +]*(\d+)?(?:\.(\d+))?")
 _FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
 _DIGITS = re.compile(r"\d+")
@@ -130,7 +133,16 @@ class _Text(str):
 # all output is counted, and the channel's `finalize` escapes values while it passes the template's text on.
 @pass_context
 def _emit(_ctx: Any, value: Any) -> str:
-    return _current().emit(value)
+    return _current().emit(_clipped(value))
+
+
+def _clipped(value: Any) -> str:
+    """A value as it is shown in a text: at most VALUE_CHARS characters, `…` marking the cut (redacted first, so
+    that a cut never leaves part of a secret)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= VALUE_CHARS:
+        return text
+    return redact(text)[:VALUE_CHARS] + "…"
 
 
 @pass_context
