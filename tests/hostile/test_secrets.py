@@ -23,10 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select
 from typer.testing import CliRunner
 
 from pipeline.redact import REDACTOR, redact
+from tests.hostile.checks import db_rows
 from tests.hostile.corpus import LAB1, ROOT, sshd_lines
 from tests.hostile.leaks import Leaks
 from tests.pg import new_database
@@ -112,6 +112,30 @@ def test_every_value_of_the_secrets_file_is_redacted_once_channels_load(tmp_path
     REDACTOR.clear()
     load_channels()
     assert redact("saw unnamed-secret-77") == "saw unnamed-secret-77"
+
+
+def test_notices_and_external_tickets_carry_no_configured_secret(http_server: Server) -> None:
+    """Record text that holds a configured secret (an attacker replaying a stolen token, a customer's app logging
+    its own) goes into notices and external tickets redacted: a template value before it is escaped (markdown
+    writes `_` as `\\_`, which no redaction would recognize after), titles, tags and observables."""
+    from pipeline.soar.connectors import Message, TicketInfo
+    from pipeline.soar.connectors.dingtalk import DingTalk
+    from pipeline.soar.connectors.thehive import TheHive
+    from pipeline.soar.templates import Templates
+    from tests.hostile.checks import hive
+
+    secret = "notice_secret_4242"
+    REDACTOR.add(secret)
+    ding, case = http_server(lambda s: Reply(200, {"errcode": 0})), http_server(hive)
+    text = Templates().render("user {{ user }} from {{ url }}", {"user": f"x_{secret}",
+                                                                 "url": f"https://h.example/?t={secret}"}, "markdown")
+    DingTalk("d", {"url": ding.url + "/robot/send?access_token=t"}).notify(
+        Message(title=f"login of {secret}", text=text, markup="markdown"))
+    TheHive("h", {"url": case.url, "api_key": "k"}).open_ticket(TicketInfo(
+        1, "inc1", "shop", f"login of {secret}", text, "P2", "brute_force", 0, tags=[f"user:{secret}"],
+        observables=[("url", f"https://h.example/?t={secret}")], markup="markdown"))
+    sent = ding.requests[0].body.decode() + case.requests[0].body.decode()
+    assert "***" in sent and leaks_of(sent, secret) == [] and "notice\\\\_secret" not in sent
 
 
 # ---- SMTP: a server that echoes the AUTH PLAIN line ---------------------------------------------------------
@@ -223,17 +247,6 @@ def write_input(d: Path) -> Path:
     (d / "waf").mkdir()
     (d / "waf" / "modsec_audit.jsonl").write_text(json.dumps(rec) + "\n")
     return d
-
-
-def db_rows(url: str) -> str:
-    engine = create_engine(url)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        with engine.connect() as conn:
-            return "\n".join(repr(tuple(row)) for t in meta.sorted_tables for row in conn.execute(select(t)))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.skipif(not LAB1.is_dir(), reason="samples/lab-1 not present")
