@@ -141,8 +141,8 @@ def replay(
         except (ModelError, RegistryError) as e:
             raise UsageError(str(e)) from None
         if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
-            console.print(f"[yellow]warning:[/yellow] the model was trained for a {classifier.dedup_window:g} s "  # type: ignore[union-attr]
-                          f"dedup window, not {dedup_window:g} s")
+            console.print(lit(("warning:", "yellow"), f" the model was trained for a "  # type: ignore[union-attr]
+                              f"{classifier.dedup_window:g} s dedup window, not {dedup_window:g} s"))
     core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
                 enricher=ctx.enrich, prioritizer=ctx.prioritize, classifier=classifier)
     total = found.total_bytes
@@ -278,7 +278,7 @@ def rules_validate(path: Annotated[str | None, typer.Argument(help="Use-case fil
     ucs = _usecase_set(path)
     problems = validate(ucs)
     for e in problems:
-        console.print(f"[red]{e}[/red]")
+        console.print(lit((e, "red")))
     console.print(f"{len(ucs.usecases)} use cases loaded from {len(ucs.files)} files "
                   f"({len(ucs.detections)} detections, {len(ucs.correlations)} correlations), "
                   f"{len(problems)} problems")
@@ -294,14 +294,14 @@ def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or
 
     ucs = _usecase_set(path)
     for e in ucs.errors:
-        console.print(f"[red]load error[/red] {e}")
+        console.print(lit(("load error", "red"), " ", e))
     results = run_tests(ucs)
     failed = [r for r in results if not r.ok]
     for r in results:
         if not r.ok or verbose:
-            mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.usecase.path}:{r.usecase.test_line(r.index)} {r.usecase.title} / {r.name} "
-                          f"{r.detail}")
+            mark = ("PASS", "green") if r.ok else ("FAIL", "red")
+            console.print(lit(mark, f" {r.usecase.path}:{r.usecase.test_line(r.index)} {r.usecase.title} / {r.name} "
+                              f"{r.detail}"))
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
                   f"({len(ucs.usecases)} use cases, {len(ucs.errors)} load errors)")
     if failed or ucs.errors:

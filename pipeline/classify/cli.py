@@ -24,7 +24,7 @@ DataOpt = Annotated[list[Path], typer.Option("--data", help="Data directory: pro
 def _check_dirs(dirs: list[Path]) -> None:
     for d in dirs:
         if not d.is_dir():
-            console.print(f"[red]error:[/red] not a data directory: {d}")
+            console.print(lit(("error:", "red"), f" not a data directory: {d}"))
             raise typer.Exit(2)
 
 
@@ -107,7 +107,7 @@ def evaluate_cmd(
 
     _check_dirs(data)
     if split not in ("heldout", "validation", "train", "all"):
-        console.print(f"[red]error:[/red] unknown split {split!r}")
+        console.print(lit(("error:", "red"), f" unknown split {split!r}"))
         raise typer.Exit(2)
     if learning_curve is not None:
         _curve(data, learning_curve, base_data or [], tenant, report_dir, tuple(kind or ("hgb", "linear")))

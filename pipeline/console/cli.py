@@ -162,7 +162,7 @@ def console_cmd(
     if host not in ("127.0.0.1", "localhost", "::1") and not tls_cert and not forwarded_allow_ips:
         err.print("[yellow]warning:[/yellow] listening beyond this machine without TLS: put a TLS proxy in front "
                   "(--forwarded-allow-ips) or use --tls-cert/--tls-key")
-    err.print(f"console: {scheme}://{host}:{port}/  (API schema: /api/openapi.json)")
+    err.print(lit(f"console: {scheme}://{host}:{port}/  (API schema: /api/openapi.json)"))
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None, proxy_headers=bool(forwarded_allow_ips),
                 forwarded_allow_ips=forwarded_allow_ips, server_header=False,

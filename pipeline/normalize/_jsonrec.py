@@ -4,10 +4,18 @@
 errors name `event.<key>`. Cloud products export values as strings even when they hold numbers (Alibaba Cloud
 SLS stores every value as text), so `integer` and `port` accept decimal strings too. Empty
 values ("", "-", null) read as absent.
+
+`loads` is the JSON parser of every JSON normalizer: orjson, except for a text whose strings hold a lone UTF-16
+surrogate escape (`\\udfff`: writers in other languages emit them for bytes they could not decode, and an
+attacker can put one in a URL). Such a text is read with each lone surrogate as U+FFFD, as a record with bytes
+that are not UTF-8 is (pipeline/normalize/stage.py): one character an attacker chose must not turn a detection
+into a dead letter.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -142,10 +150,39 @@ class Rec:
         return v
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads(text: str) -> Any:
+    """JSON (orjson), lone surrogate escapes read as U+FFFD; raises orjson.JSONDecodeError."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        if not _SURROGATE_ESCAPE.search(text):
+            raise
+        error = e
+    try:
+        obj = json.loads(text)  # the standard library keeps a lone surrogate as a character
+    except ValueError:
+        raise error from None
+    return _no_surrogates(obj)
+
+
+def _no_surrogates(v: Any) -> Any:
+    if isinstance(v, str):
+        return _SURROGATE.sub("\ufffd", v)
+    if isinstance(v, dict):
+        return {_no_surrogates(k): _no_surrogates(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_no_surrogates(x) for x in v]
+    return v
+
+
 def json_object(text: str) -> dict[str, Any]:
     """The record as a plain dict (for normalizers that read it without the `Rec` view)."""
     try:
-        d = orjson.loads(text)
+        d = loads(text)
     except orjson.JSONDecodeError as e:
         raise BadRecord("bad_json", str(e)) from None
     if not isinstance(d, dict):
@@ -156,7 +193,7 @@ def json_object(text: str) -> dict[str, Any]:
 def load(text: str) -> Rec:
     """The record as a JSON object."""
     try:
-        obj = orjson.loads(text)
+        obj = loads(text)
     except orjson.JSONDecodeError as e:
         raise BadRecord("bad_json", str(e)[:200], "record") from None
     if not isinstance(obj, dict):

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.normalize._jsonrec import loads
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_iso
@@ -35,13 +36,13 @@ _DIR_METADATA = _METADATA | {"size"}
 def _load(text: str) -> list[Any]:
     """The report, or each report of a JSON-lines file."""
     try:
-        return [orjson.loads(text)]
+        return [loads(text)]
     except orjson.JSONDecodeError as e:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) < 2 or not all(ln.lstrip().startswith("{") for ln in lines):
             raise BadRecord("bad_json", str(e)[:200]) from None
     try:
-        return [orjson.loads(ln) for ln in lines]
+        return [loads(ln) for ln in lines]
     except orjson.JSONDecodeError as e:
         raise BadRecord("bad_json", str(e)[:200]) from None
 

@@ -1,7 +1,12 @@
 """The normalize stage: raw records in, alerts / dead letters / skipped counts out. Never raises.
 
 Every alert of every format leaves through here, so the event-time policy (`timeparse.check_time`) is applied
-here, once: no implausible time reaches the core's windows, SLAs or watermarks."""
+here, once: no implausible time reaches the core's windows, SLAs or watermarks.
+
+Records that are not UTF-8 text: products write bytes they did not choose as they are (ClamAV file names, the
+ModSecurity JSON audit log's headers, Wazuh's `full_log`), so one byte an attacker picks must not turn a
+detection into a dead letter. Such a record is normalized with each invalid byte shown as U+FFFD; when the
+normalizer rejects it even so, the dead letter is `not_utf8` with the exact bytes (base64)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import base64
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.naming import at_collection_point
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, ReadProblem, Skipped
@@ -81,6 +86,23 @@ def dead_letter(rec: RawRecord | None, reason: str, detail: str = "", source: st
     )
 
 
+def _exact_bytes(text: str) -> bytes:
+    """The bytes behind text read with `surrogateescape` (other lone surrogates as their invalid UTF-8)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _rejected(rec: RawRecord, raw: bytes | None, reason: str, detail: str, source: str = "unknown",
+              fieldname: str | None = None) -> DeadLetter:
+    """The dead letter of a record the stage could not normalize; a record that is not UTF-8 (`raw`: its exact
+    bytes) is `not_utf8`, the reason it failed as text in the detail."""
+    if raw is not None:
+        reason, detail = "not_utf8", f"record is not UTF-8 text; as text: {reason}: {detail}"
+    return dead_letter(rec, reason, detail, source, fieldname, raw=raw)
+
+
 class NormalizeStage:
     """Normalizes records of any registered format; keeps one normalizer per (format, tenant, host).
 
@@ -115,13 +137,13 @@ class NormalizeStage:
         if problem is not None:
             out.dead.append(dead_letter(rec, problem.reason, problem.detail, problem=problem))
             return out
+        raw: bytes | None = None  # the exact bytes of a record that is not UTF-8 text
         if not rec.text.isascii():
             try:
                 rec.text.encode("utf-8")
             except UnicodeEncodeError:
-                raw = rec.text.encode("utf-8", "surrogateescape")
-                out.dead.append(dead_letter(rec, "not_utf8", "record is not UTF-8 text", raw=raw))
-                return out
+                raw = _exact_bytes(rec.text)
+                rec = replace(rec, text=raw.decode("utf-8", "replace"))
         fmt = fmt or self.forced_format
         if fmt is None:
             if not rec.text.strip():  # before detection: a flood of blank lines stays cheap
@@ -129,7 +151,7 @@ class NormalizeStage:
                 return out
             fmt = self._detector.detect(rec.text)
             if fmt is None:
-                out.dead.append(dead_letter(rec, "unknown_format", "no normalizer recognised the record"))
+                out.dead.append(_rejected(rec, raw, "unknown_format", "no normalizer recognised the record"))
                 return out
         try:
             alerts = self.normalizer(fmt, rec.tenant_id, rec.host).normalize(rec)
@@ -140,9 +162,9 @@ class NormalizeStage:
         except Skipped as s:
             out.skipped[f"{fmt}:{s.reason}"] += 1
         except BadRecord as b:
-            out.dead.append(dead_letter(rec, b.reason, b.detail, fmt, b.field))
+            out.dead.append(_rejected(rec, raw, b.reason, b.detail, fmt, b.field))
         except Exception as e:  # a normalizer bug must not stop the run nor lose the record
-            out.dead.append(dead_letter(rec, "normalizer_error", f"{type(e).__name__}: {e}", fmt))
+            out.dead.append(_rejected(rec, raw, "normalizer_error", f"{type(e).__name__}: {e}", fmt))
         return out
 
     def buffered_floor(self) -> dict[tuple[str, int], int]:

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 COLORS = {"P1": "#b71c1c", "P2": "#e65100", "P3": "#f9a825", "P4": "#1565c0", "P5": "#78909c"}
 ACCENT = "#37474f"
 # Style applied while building and saving (not globally); SVG text stays text: searchable and selectable.
-STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
+# Labels are record text (asset names are Host headers): `$...$` in them is text, never mathtext (which would
+# render attacker markup, and fail the whole report on a formula it cannot parse).
+STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+         "text.parse_math": False}
 matplotlib.use("Agg")  # no display; figures are built with the OO API
 
 

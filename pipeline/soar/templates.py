@@ -9,7 +9,8 @@ Named templates are files `playbooks/templates/<name>.j2`.
 
 Text for a channel is rendered in the channel's markup (`markup=`, pipeline/textsafe.py): every `{{ ... }}`
 value is escaped for it, while the template's own text keeps its formatting. Formatting therefore belongs
-in the template text, never in values (an incident title cannot add a link, an image or a mention).
+in the template text, never in values (an incident title cannot add a link, an image or a mention). Values are
+redacted (pipeline/redact.py) before they are escaped: a secret that record text carried never goes out.
 
 Budget: one render (a value, a condition, a named template) may take `Budget.steps` loop iterations and
 calls, `Budget.seconds` of time, and build strings or lists of at most `Budget.output` items; beyond that it
@@ -17,6 +18,8 @@ fails with `TemplateBudgetError` (the step fails, the run goes on). Loops are co
 in a counting iterator when the template is compiled; `*`, `**` and `%` are checked before they run, size
 arguments of filters and string methods too, and `lipsum` is gone. Validation renders every template once
 against a sample incident (`sample_context`), so a template that cannot finish is rejected before it runs.
+A value shows at most `VALUE_CHARS` characters in a rendered text (the whole value stays in the ticket and its
+evidence): record text an attacker inflates cannot push a notice over its budget and so silence it.
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from pipeline import textsafe
+from pipeline.redact import redact
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.S)
 SUFFIX = ".j2"
+VALUE_CHARS = 4096  # of one value in a rendered text: a 96 KB Host header cannot fill a notice or its budget
 _PRINTF_WIDTH = re.compile(r"%[-#0 +]*(\d+)?(?:\.(\d+))?")
 _FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
 _DIGITS = re.compile(r"\d+")
@@ -128,7 +133,16 @@ class _Text(str):
 # all output is counted, and the channel's `finalize` escapes values while it passes the template's text on.
 @pass_context
 def _emit(_ctx: Any, value: Any) -> str:
-    return _current().emit(value)
+    return _current().emit(_clipped(value))
+
+
+def _clipped(value: Any) -> str:
+    """A value as it is shown in a text: at most VALUE_CHARS characters, `…` marking the cut (redacted first, so
+    that a cut never leaves part of a secret)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= VALUE_CHARS:
+        return text
+    return redact(text)[:VALUE_CHARS] + "…"
 
 
 @pass_context
@@ -137,8 +151,9 @@ def _emit_text(_ctx: Any, value: Any) -> str:
 
 
 def _finalizer(esc: Callable[[str], str]) -> Callable[[Any], str]:
-    """`finalize` of a channel's environment: escape every value, keep the template's own text."""
-    return lambda v: v if isinstance(v, _Text) else esc(str(v))
+    """`finalize` of a channel's environment: redact the configured secrets in every value, then escape it (an
+    escaped secret would no longer be recognized); keep the template's own text."""
+    return lambda v: v if isinstance(v, _Text) else esc(redact(str(v)))
 
 
 class _Instrument(NodeTransformer):
@@ -321,7 +336,7 @@ class Templates:
                 autoescape=False,
                 trim_blocks=True,
                 lstrip_blocks=True,
-                finalize=None if markup == "raw" else _finalizer(esc),
+                finalize=_finalizer(esc),
             )
             env.filters["time"] = _fmt_time
             self._envs[markup] = env

@@ -12,6 +12,11 @@ With `--db`, the flush's incidents go to `Soar.handle` (tickets, playbooks), and
 Delivery is at least once; outputs are idempotent (deterministic ids, compacted incident topic, ingest
 high-water marks in the state so redelivered alerts do not count twice).
 
+Outputs are redacted: every configured secret (pipeline/redact.py; `mdr worker` registers the SOAR channels'
+and store's secrets at start) is masked in the values of the output topics, whatever alert text carried it. The
+by-tenant topic and the state changelog are the worker's own working data (the alerts as received, as the core
+must match them) and are not outputs: docs/security.md.
+
 Failures: a bad record or alert becomes a dead letter where it fails (normalize stage, core) and the stream goes
 on. An error that escapes an agent or timer (`Runtime.fail`) keeps the messages in hand from being committed,
 counts an attempt for each (`poison.Attempts`), turns /healthz to 503 and stops the worker with a non-zero exit;
@@ -34,6 +39,7 @@ from faust.streams import _current_event
 
 from pipeline.engine import error_text
 from pipeline.normalize.stage import dead_letter
+from pipeline.redact import redact_bytes
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import DeadLetter, encode
 from pipeline.stream.config import Topics, WorkerConfig
@@ -235,6 +241,11 @@ class Runtime:
 
     # ---- outputs ------------------------------------------------------------------------------------
     async def send(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
+        """One output record (incidents, alerts, suppressed, dead letters, tickets: JSON): the configured secrets
+        redacted (pipeline/redact.py), as in every other sink."""
+        await self._produce(topic, key, redact_bytes(value), futures)
+
+    async def _produce(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
         futures.append(await self.app.producer.send(topic, key.encode() if key else None, value, None, None,
                                                     None))
 
@@ -243,7 +254,8 @@ class Runtime:
         t = self.cfg.topics
         for tenant, items in res.by_tenant.items():
             for i in range(0, len(items), ITEMS_PER_MESSAGE):
-                await self.send(t.internal, tenant, pack(Batch(tenant, items[i:i + ITEMS_PER_MESSAGE])), futures)
+                await self._produce(t.internal, tenant, pack(Batch(tenant, items[i:i + ITEMS_PER_MESSAGE])),
+                                    futures)  # the worker's own hop: alerts as the core must see them
             self.metrics.alerts.labels(tenant).inc(len(items))
         await self.send_dead(res.dead, futures)
         for topic, n in res.records.items():

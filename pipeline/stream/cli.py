@@ -64,6 +64,7 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
     handler.addFilter(OutageLog(cfg.bootstrap, cfg.bootstrap_from))  # one line per interval while it is down
     logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler], force=True)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # kafka-python only creates the topics: reported below
+    _register_secrets(cfg)
     _create_topics(cfg, ensure_topics, broker_wait)
     ucs = load_usecases(str(cfg.usecases))
     for e in ucs.errors:
@@ -90,6 +91,15 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
         logging.getLogger("mdr.worker").error("worker stopped after a failure: %s", rt.health()[1])
         code = EXIT_FAILED
     raise SystemExit(code)
+
+
+def _register_secrets(cfg: WorkerConfig) -> None:
+    """The secrets of the SOAR configuration (channels, the secrets file, the store URL's password) are known to
+    the redaction before anything is written, with or without tickets: every output topic and log line is
+    redacted (pipeline/redact.py)."""
+    from pipeline.soar.actions import register_secrets
+
+    register_secrets(cfg.db_url)
 
 
 class Watchdog:

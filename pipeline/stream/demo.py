@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.live import Live
 
 from pipeline import paths
+from pipeline.clitext import lit
 from pipeline.schema import Incident
 from pipeline.stream.config import Topics
 from pipeline.stream.view import read_incidents
@@ -73,7 +74,7 @@ def run_demo(samples: Path, tenant: str = "shop", linger: float = 8.0, console_p
                 procs.append(_start_worker(console, work, broker.bootstrap, db_url, metrics_port))
                 if console_port is not None:
                     procs.append(_start_console(console, work, db_url, broker.bootstrap, metrics_port, console_port))
-                console.print(f"streaming {samples} as tenant {tenant!r}, host {HOST!r}")
+                console.print(lit("streaming ", samples, f" as tenant {tenant!r}, host {HOST!r}"))
                 code = _watch(console, broker.bootstrap, samples, tenant, topics, linger)
                 if console_port is not None and hold and code == 0:
                     console.print("[bold]the console keeps serving the demo's incidents; Ctrl-C stops it, the "

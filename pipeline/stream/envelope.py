@@ -7,7 +7,8 @@ Headers ``tenant``, ``format``, ``host`` may carry the same; ``envelope: 1`` mar
 Tenant precedence: envelope, header, the topic's binding. A message with no tenant is a dead letter
 (`missing_tenant`), never given to a default tenant; a tenant that is present but not a valid tenant id
 (`pipeline.tenant`; empty included) is a dead letter `bad_tenant`, never passed on to a lower-precedence
-source. A dead letter names a tenant only when it is a valid id.
+source. A dead letter names a tenant only when it is a valid id. A raw record that is not UTF-8 text goes to
+the normalize stage as a file's line does (pipeline/normalize/stage.py); an envelope must be UTF-8 JSON.
 """
 
 from __future__ import annotations
@@ -83,13 +84,16 @@ def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:
     if len(value) > MAX_RECORD_BYTES:
         big = oversized(value)
         return _dead(msg, origin, big.reason, big.detail, hdr.get("tenant"), problem=big)
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return _dead(msg, origin, "not_utf8", f"message is not UTF-8 text: {e}", hdr.get("tenant"))
-    env: dict | None = None
     marked = hdr.get("envelope") in ("1", "true")
-    if marked or (text.startswith("{") and '"record' in text[:200] + text[-200:]):
+    try:
+        text, utf8 = value.decode("utf-8"), True
+    except UnicodeDecodeError as e:
+        if marked:
+            return _dead(msg, origin, "not_utf8", f"message is not UTF-8 text: {e}", hdr.get("tenant"))
+        # one raw record: the normalize stage reads it as `mdr replay` reads a line of a file
+        text, utf8 = value.decode("utf-8", "surrogateescape"), False
+    env: dict | None = None
+    if marked or (utf8 and text.startswith("{") and '"record' in text[:200] + text[-200:]):
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as e:

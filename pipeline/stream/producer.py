@@ -2,8 +2,8 @@
 
 Each file is read like `mdr replay` reads it (one record per line, whole-document formats as one record, the
 format detected per file) and sent as envelopes keyed by host, so a host's records stay in order. Paths the
-walk leaves out and records the reader could not read whole (over the size limit, a read error) are not sent:
-they are reported to `problems`.
+walk leaves out, records the reader could not read whole (over the size limit, a read error) and records that
+are not UTF-8 text (an envelope is JSON) are not sent: they are reported to `problems`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def envelopes(files: Iterable[str], tenant: str | None, fmt: str | None = None, 
         chunk: list[str] = []
         hint: str | None = None
         for rec, h in read_records(f, tenant or "-", host, now, fmt):
-            if rec.problem is not None:
+            why = f"{rec.problem.reason}: {rec.problem.detail}" if rec.problem is not None else _not_utf8(rec.text)
+            if why:
                 if problems is not None:
-                    problems(f"not sent: {rec.origin.file}:{rec.origin.line}: {rec.problem.reason}: "
-                             f"{rec.problem.detail}")
+                    problems(f"not sent: {rec.origin.file}:{rec.origin.line}: {why}")
                 continue
             if chunk and (h != hint or len(chunk) >= per_message):
                 yield envelope(chunk, tenant, hint, host)
@@ -44,6 +44,17 @@ def envelopes(files: Iterable[str], tenant: str | None, fmt: str | None = None, 
             chunk.append(rec.text)
         if chunk:
             yield envelope(chunk, tenant, hint, host)
+
+
+def _not_utf8(text: str) -> str:
+    """Why `text` cannot go into an envelope (JSON is UTF-8), or ""."""
+    if text.isascii():
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not_utf8: an envelope carries UTF-8 text only (send such a record as a raw message)"
+    return ""
 
 
 async def send_values(bootstrap: str, topic: str, values: Iterable[bytes | tuple[bytes | None, bytes]],

@@ -193,3 +193,24 @@ def test_raw_records_are_text_and_secrets_never_reach_a_page(lab_store: str, con
     assert r.headers["content-security-policy"].startswith("sandbox")
     with srv.console.store.tx() as s:  # the page's mask never writes back: the stray credential is still stored
         assert s.scalars(select(TimelineEvent).where(TimelineEvent.text.contains(stray))).first()
+
+
+def test_secret_masking_is_linear_in_the_length_of_record_text() -> None:
+    """A 100 KB token in a record (under the 1 MB limit) made the masking of a page's text quadratic: an incident
+    page took minutes, holding a server thread. Ten times the text now takes about ten times as long, measured
+    against the same call on a tenth of the text in the same run."""
+    import time
+
+    from pipeline.console.redact import text
+
+    def best(n: int) -> float:
+        value = "A" * n + " https://u:pw@h.example/?q=1"
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            assert text(value).endswith("https://u:***@h.example/?***")
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    small, big = best(1_000), best(10_000)
+    assert big / small < 40, (small, big)  # linear: ~10; quadratic: ~100

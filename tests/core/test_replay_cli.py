@@ -70,6 +70,21 @@ def test_stdin_and_gz(tmp_path: Path) -> None:
     assert a == b > 0
 
 
+def test_a_byte_that_is_not_utf8_does_not_hide_a_detection(tmp_path: Path) -> None:
+    """Products write bytes they did not choose (a URL, a file name) as they are: an attacker's invalid UTF-8
+    byte in the URL of an attack request leaves the detection standing (shown as U+FFFD), not a dead letter."""
+    line = next(x for x in (LAB / "ids" / "eve_attack.jsonl").read_text().splitlines()
+                if '"event_type":"alert"' in x and '"url":"/' in x)
+    bad = line.encode().replace(b'"url":"/', b'"url":"/caf\xe9\xff', 1)
+    f = tmp_path / "eve.jsonl"
+    f.write_bytes(bad + b"\n")
+    r = CliRunner().invoke(app, ["replay", str(f), "--tenant", "t", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    [alert] = [json.loads(x) for x in (tmp_path / "o" / "alerts.jsonl").read_text().splitlines()]
+    assert (tmp_path / "o" / "dlq.jsonl").read_text() == ""
+    assert alert["rule"]["id"] and "/caf\ufffd\ufffd" in alert["raw"]
+
+
 def test_oversized_record_is_a_dead_letter() -> None:
     res = NormalizeStage().process(RawRecord("x" * (MAX_RECORD_BYTES + 1), "t", _now(), None, Origin("f", 1)))
     assert [d.reason for d in res.dead] == ["oversized"]

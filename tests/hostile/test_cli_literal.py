@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.errors import MarkupError
 from typer.testing import CliRunner, Result
 
 from pipeline.cli import app
@@ -29,6 +30,7 @@ def run(*args: str) -> Result:
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """The CLI's consoles as one wide colour terminal: what a user's terminal would receive."""
+    import pipeline.classify.cli
     import pipeline.cli
     import pipeline.context.cli
     import pipeline.report.cli
@@ -37,7 +39,8 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, color_system="truecolor", width=4000)
     for mod, name in ((pipeline.cli, "console"), (pipeline.soar.cli, "out"), (pipeline.soar.cli, "err"),
-                      (pipeline.context.cli, "out"), (pipeline.context.cli, "err"), (pipeline.report.cli, "err")):
+                      (pipeline.context.cli, "out"), (pipeline.context.cli, "err"), (pipeline.report.cli, "err"),
+                      (pipeline.classify.cli, "console")):
         monkeypatch.setattr(mod, name, console)
     return buf
 
@@ -126,6 +129,44 @@ def test_error_messages_with_markup(home: Path, terminal: io.StringIO) -> None:
     r = CliRunner().invoke(app, ["assets", "import", str(bad), "--tenant", "shop"])
     assert r.exit_code == 1 and "[link=http://evil.example/]high[/link]" in terminal.getvalue()
     assert_literal(terminal.getvalue())
+
+
+LINK = "[link=http://evil.example/]x[/link]"
+
+
+def _error_cases(home: Path) -> dict[str, tuple[list[str], int, str]]:
+    """Commands whose arguments come back in their error line: (arguments, exit code, text shown literally)."""
+    rules = home / "[link=file:evil]x[" / "]rules"  # the path reads `.../[link=file:evil]x[/]rules`
+    rules.mkdir(parents=True)
+    (rules / "bad.yaml").write_text("title: [unclosed\n")
+    sshd = write_sshd(home / "in")
+    return {
+        "report --period": (["report", "--tenant", "shop", "--period", "[/]"], 2, "[/]"),
+        "report --from": (["report", "--tenant", "shop", "--from", LINK], 2, repr(LINK)),
+        "report --format": (["report", "--tenant", "shop", "--format", "[/]"], 2, "'[/]' is not one of"),
+        "replay --format": (["replay", str(sshd), "--format", LINK], 2, f"unknown format {LINK!r}"),
+        "replay missing input": (["replay", str(home / "x[" / "]none.log")], 2, "x[/]none.log"),
+        "replay --usecases": (["replay", str(sshd), "--usecases", str(home / "x[" / "]no-rules"), "--out",
+                               str(home / "o")], 2, "x[/]no-rules"),
+        "rules validate": (["rules", "validate", str(rules)], 1, "[link=file:evil]x[/]rules"),
+        "rules test": (["rules", "test", str(rules)], 1, "[link=file:evil]x[/]rules"),
+        "model train --data": (["model", "train", "--data", str(home / "x[" / "]data"), "--out", str(home / "m")],
+                               2, "x[/]data"),
+        "model evaluate --split": (["model", "evaluate", "--model", str(home), "--data", str(home), "--split",
+                                    "[/]"], 2, "unknown split '[/]'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["report --period", "report --from", "report --format", "replay --format",
+                                  "replay missing input", "replay --usecases", "rules validate", "rules test",
+                                  "model train --data", "model evaluate --split"])
+def test_error_lines_print_arguments_literally(case: str, home: Path, terminal: io.StringIO) -> None:
+    """`fail()` and every error line quote what the user (or a file an attacker wrote) gave: never read as
+    markup (`[/]` used to end `mdr report` with a MarkupError traceback), never a link."""
+    args, code, shown = _error_cases(home)[case]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == code and not isinstance(r.exception, MarkupError), (r.output, r.exception)
+    assert_literal(terminal.getvalue() + r.output, shown)
 
 
 def test_assets_list_and_intel_lookup(home: Path, terminal: io.StringIO) -> None:

@@ -6,7 +6,6 @@ image and no broken table; the HTML report neither."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,11 @@ import pytest
 from markdown_it import MarkdownIt
 
 from pipeline.textsafe import visible
+from tests.hostile.checks import parse
 from tests.hostile.corpus import HOST, LAB1, ROOT, write_waf
 
 pytestmark = pytest.mark.skipif(not LAB1.is_dir(), reason="samples/lab-1 not present")
 PIPE_HOST = HOST + " | x | y"  # a pipe must not add cells to a Markdown table row
-
-
-class Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(html: str) -> Tags:
-    p = Tags()
-    p.feed(html)
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +77,18 @@ def test_html_report_has_no_live_markup(report: Any) -> None:
     assert not [t for t, a in html.tags if t in ("a", "i", "img") or any(k.startswith("on") for k in a)]
     assert not [a for _, a in html.tags if "evil.example" in f"{a.get('href')}{a.get('src')}"]
     assert visible(PIPE_HOST) in "".join(html.text)
+
+
+def test_chart_labels_are_text_not_mathtext(report: Any, tmp_path: Path) -> None:
+    """An asset named `$\\frac{$` (a Host header) made matplotlib parse the label as a formula: the report
+    failed with a ValueError; `$x^2$` rendered as math. Labels are literal text in both reports' charts."""
+    from dataclasses import replace
+
+    from pipeline.report.render import render_html, render_markdown
+
+    hostile = "$\\frac{$ $x^2$.example"
+    d = replace(report, top_assets=[(hostile, 9, 1), *report.top_assets])
+    html = render_html(d)
+    assert "$\\frac{$ $x^2$.example" in html  # as SVG text, escaped for HTML where needed
+    render_markdown(d, tmp_path / "charts", "charts/")
+    assert (tmp_path / "charts" / "assets.png").stat().st_size > 0

@@ -14,21 +14,21 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 import shutil
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select
 from typer.testing import CliRunner
 
 from pipeline.redact import REDACTOR, redact
+from tests.hostile.checks import db_rows
 from tests.hostile.corpus import LAB1, ROOT, sshd_lines
+from tests.hostile.leaks import Leaks
 from tests.pg import new_database
 from tests.soar.helpers import playbook, write_yaml
 from tests.soar.servers import RecordingServer, Reply, Seen
@@ -49,32 +49,7 @@ SECRETS = {
 }
 
 
-# ---- what counts as a leak (independent of pipeline/redact.py) ----------------------------------------------
-def _plain_forms(s: str) -> set[str]:
-    t = s.strip()
-    forms = {t, s, repr(s)[1:-1], repr(s.encode())[2:-1], json.dumps(s)[1:-1], quote(t, safe=""), quote(s, safe=""),
-             quote_plus(t), quote_plus(s), quote(t, safe="").lower(), quote(t)}
-    forms |= {base64.b64encode(x.encode()).decode().rstrip("=") for x in (s, t, f"{USER}:{s}", f"{USER}:{t}",
-                                                                            f"bot:{t}")}
-    return {f for f in forms if len(f) >= 6}
-
-
-FORMS = {name: _plain_forms(s) for name, s in SECRETS.items()}
-_B64 = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
-
-
-def leaks(text: str) -> list[tuple[str, str]]:
-    """(secret name, how) for every form of a secret in `text`: plain / escaped / encoded forms, and any
-    base64 run that decodes to a text holding a secret (Basic auth, AUTH PLAIN, at any alignment)."""
-    found = [(name, f) for name, forms in FORMS.items() for f in forms if f in text]
-    for m in _B64.finditer(text):
-        for token in (m.group(), m.group().replace("-", "+").replace("_", "/")):
-            try:
-                raw = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
-            except ValueError:
-                continue
-            found += [(name, f"base64 {token}") for name, s in SECRETS.items() if s.strip().encode() in raw]
-    return found
+leaks = Leaks(SECRETS, users=(USER, "bot"))  # (secret name, how) for every form of a secret in a text
 
 
 # ---- unit: each form is redacted ------------------------------------------------------------------------------
@@ -105,16 +80,8 @@ def test_escaped_encoded_and_basic_auth_forms_are_redacted() -> None:
         assert leaks_of(redact(text), token, 'pa"ss\\wörd&1') == [], (text, redact(text))
 
 
-def leaks_of(text: str, *secrets: str) -> list[str]:
-    out = [f for s in secrets for f in _plain_forms(s) if f in text and len(f) > 6]
-    for m in _B64.finditer(text):
-        tok = m.group().replace("-", "+").replace("_", "/")
-        try:
-            raw = base64.b64decode(tok + "=" * (-len(tok) % 4))
-        except ValueError:
-            continue
-        out += [s for s in secrets if s.strip().encode() in raw]
-    return out
+def leaks_of(text: str, *secrets: str) -> list[tuple[str, str]]:
+    return Leaks({x: x for x in secrets}, users=(USER,))(text)
 
 
 def test_log_records_and_dead_letters_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
@@ -130,6 +97,45 @@ def test_log_records_and_dead_letters_are_redacted(caplog: pytest.LogCaptureFixt
     assert "log-secret-value-1" not in caplog.text and "***" in caplog.text
     d = DeadLetter(reason="parse_error", detail="near log-secret-value-1", raw='{"k": "log-secret-value-1"}')
     assert "log-secret-value-1" not in d.detail + d.raw
+
+
+def test_every_value_of_the_secrets_file_is_redacted_once_channels_load(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret no channel names (kept in the file for another tool) is still a secret; a broken file does not
+    stop the channels from loading (it is reported where a channel reads it)."""
+    from pipeline.soar.connectors import load_channels
+
+    monkeypatch.setenv("MDR_SECRETS_FILE", str(write_yaml(tmp_path / "s.yaml", {"other": "unnamed-secret-77"})))
+    load_channels()
+    assert redact("saw unnamed-secret-77") == "saw ***"
+    (tmp_path / "s.yaml").write_text("[not: a mapping")
+    REDACTOR.clear()
+    load_channels()
+    assert redact("saw unnamed-secret-77") == "saw unnamed-secret-77"
+
+
+def test_notices_and_external_tickets_carry_no_configured_secret(http_server: Server) -> None:
+    """Record text that holds a configured secret (an attacker replaying a stolen token, a customer's app logging
+    its own) goes into notices and external tickets redacted: a template value before it is escaped (markdown
+    writes `_` as `\\_`, which no redaction would recognize after), titles, tags and observables."""
+    from pipeline.soar.connectors import Message, TicketInfo
+    from pipeline.soar.connectors.dingtalk import DingTalk
+    from pipeline.soar.connectors.thehive import TheHive
+    from pipeline.soar.templates import Templates
+    from tests.hostile.checks import hive
+
+    secret = "notice_secret_4242"
+    REDACTOR.add(secret)
+    ding, case = http_server(lambda s: Reply(200, {"errcode": 0})), http_server(hive)
+    text = Templates().render("user {{ user }} from {{ url }}", {"user": f"x_{secret}",
+                                                                 "url": f"https://h.example/?t={secret}"}, "markdown")
+    DingTalk("d", {"url": ding.url + "/robot/send?access_token=t"}).notify(
+        Message(title=f"login of {secret}", text=text, markup="markdown"))
+    TheHive("h", {"url": case.url, "api_key": "k"}).open_ticket(TicketInfo(
+        1, "inc1", "shop", f"login of {secret}", text, "P2", "brute_force", 0, tags=[f"user:{secret}"],
+        observables=[("url", f"https://h.example/?t={secret}")], markup="markdown"))
+    sent = ding.requests[0].body.decode() + case.requests[0].body.decode()
+    assert "***" in sent and leaks_of(sent, secret) == [] and "notice\\\\_secret" not in sent
 
 
 # ---- SMTP: a server that echoes the AUTH PLAIN line ---------------------------------------------------------
@@ -241,17 +247,6 @@ def write_input(d: Path) -> Path:
     (d / "waf").mkdir()
     (d / "waf" / "modsec_audit.jsonl").write_text(json.dumps(rec) + "\n")
     return d
-
-
-def db_rows(url: str) -> str:
-    engine = create_engine(url)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        with engine.connect() as conn:
-            return "\n".join(repr(tuple(row)) for t in meta.sorted_tables for row in conn.execute(select(t)))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.skipif(not LAB1.is_dir(), reason="samples/lab-1 not present")

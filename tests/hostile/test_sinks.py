@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.policy
 import json
-import re
 import shutil
 from collections.abc import Callable
 from email import message_from_string
@@ -19,46 +18,14 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.hostile.corpus import CONTROL, HOST, LAB1, ROOT, SSH_HOST, write_aide, write_sshd, write_waf
+from tests.hostile.checks import hive, jira, jira_live, live_markup, no_control
+from tests.hostile.corpus import HOST, LAB1, ROOT, SSH_HOST, write_aide, write_sshd, write_waf
 from tests.soar.helpers import incident, playbook, write_yaml
-from tests.soar.servers import RecordingServer, Reply, Seen, SmtpServer
+from tests.soar.servers import RecordingServer, Reply, SmtpServer
 
 pytestmark = pytest.mark.skipif(not LAB1.is_dir(), reason="samples/lab-1 not present")
 Server = Callable[..., RecordingServer]
 TEXT = "Hosts: {{ incident.entities.hosts | join(', ') }}; title: {{ incident.title }}"
-
-
-def live_markup(md: str) -> list[str]:
-    """Links, images and HTML a Markdown renderer (CommonMark + tables, raw HTML allowed) would make live."""
-    parser = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-    found = [t.type for tok in parser.parse(md) for t in (tok, *(tok.children or []))
-             if t.type in ("link_open", "image", "html_inline", "html_block")]
-    html = parser.render(md)
-    return found + [tag for tag in ("<a ", "<img", "<b>", "<i>") if tag in html]
-
-
-def jira_live(text: str) -> list[str]:
-    """Jira wiki markup characters left unescaped (the templates themselves use none of them)."""
-    bare = re.sub(r"\\.", "", text.replace("&#92;", ""))
-    return [c for c in "[]{}|!" if c in bare]
-
-
-def no_control(text: str) -> bool:
-    return not any(c in text for c in CONTROL) and "\r" not in text
-
-
-def hive(s: Seen) -> Reply:
-    if s.path == "/api/v1/alert":
-        return Reply(201, {"_id": "~" + s.json["sourceRef"][:8]})
-    return Reply(201, {"_id": "~comment"})
-
-
-def jira(s: Seen) -> Reply:
-    if s.path == "/rest/api/2/search":
-        return Reply(200, {"issues": [], "total": 0})
-    if s.path == "/rest/api/2/issue":
-        return Reply(201, {"id": "1", "key": f"SEC-{len(s.json['fields']['summary'])}"})
-    return Reply(201, {"id": "5"})
 
 
 @pytest.fixture

@@ -60,3 +60,23 @@ def test_load_needs_an_object(text, reason):
 ])
 def test_host_only(host, expected):
     assert host_only(host) == expected
+
+
+def test_lone_surrogate_escapes_read_as_replacement_characters():
+    """`\\udfff` (a JSON writer's escape for a byte it could not decode) is no reason to lose the record: it
+    reads as U+FFFD; surrogate pairs stay characters; anything else orjson refuses is still bad JSON."""
+    from pipeline.normalize._jsonrec import loads
+
+    assert loads('{"u": "/a\\udfff\\ud800b", "e": "\\ud83d\\ude00", "k\\udc80": [1]}') == \
+        {"u": "/a\ufffd\ufffdb", "e": "\U0001f600", "k\ufffd": [1]}
+    for bad in ('{"u": "\\udfff"', '{"u": "\\ud800\\x"}', "[1,]"):
+        with pytest.raises(ValueError):
+            loads(bad)
+
+
+def test_a_lone_surrogate_in_a_url_does_not_hide_the_detection():
+    from .conftest import fixture_lines, run_text
+
+    line = next(x for x in fixture_lines("ids/eve_attack.jsonl") if '"event_type":"alert"' in x and '"url":"/' in x)
+    out = run_text("suricata", line.replace('"url":"/', '"url":"/\\udfff', 1))
+    assert out.dead == [] and len(out.alerts) == 1 and "/\ufffd" in (out.alerts[0].http.url or "")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pipeline.normalize.base import BadRecord, Skipped
 from pipeline.schema import Alert
+from tests.hostile.products import free_paths
 
 from .conftest import fixture_lines, normalize_one, run_text
 
@@ -402,24 +403,6 @@ FREE_TEXT: dict[str, tuple[list[str], frozenset[str]]] = {
     "alibaba_sas": (fixture_lines("cloud/alibaba_sas/records.jsonl"), frozenset({"Desc", "Stages"})),
     "alibaba_cloudfw": (fixture_lines("cloud/alibaba_cloudfw/records.jsonl"), frozenset({"url", "app_name"})),
 }
-_HOST_HEADER = frozenset({"host"})
-
-
-def _free_paths(node: Any, keys: frozenset[str], path: tuple = ()) -> list[tuple]:
-    out: list[tuple] = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if isinstance(v, str) and k in keys and not (k == "value" and str(node.get("name")).lower()
-                                                         in _HOST_HEADER):
-                out.append((*path, k))
-            else:
-                out.extend(_free_paths(v, keys, (*path, k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(_free_paths(v, keys, (*path, i)))
-    return out
-
-
 def _alerts_or_skip(fmt: str, text: str) -> list[Alert] | None:
     try:
         return normalize_one(fmt, text)
@@ -428,7 +411,7 @@ def _alerts_or_skip(fmt: str, text: str) -> list[Alert] | None:
 
 
 JSON_CASES = [(fmt, ln, p) for fmt, (lines, keys) in FREE_TEXT.items() for ln in lines
-              if _alerts_or_skip(fmt, ln) for p in _free_paths(orjson.loads(ln), keys)]
+              if _alerts_or_skip(fmt, ln) for p in free_paths(orjson.loads(ln), keys)]
 
 
 def test_every_json_product_has_free_text_cases():

@@ -116,3 +116,26 @@ def test_at_run_time_only_the_runaway_step_fails() -> None:
     (s1, r1), (s2, r2) = results
     assert (s1.id, r1.status) == ("bad", "failed") and "TemplateBudgetError" in r1.detail
     assert s2.id == "good" and r2.status in ("dry-run", "skipped"), r2  # rendered, then sent (or no channel)
+
+
+def test_a_huge_value_is_clipped_not_a_budget_failure() -> None:
+    """A 96 KB Host header in an incident's title and entities made the notice of that incident fail its budget:
+    an attacker could silence it. A value shows at most VALUE_CHARS characters, in every markup; a secret at the
+    cut is redacted, never cut in half."""
+    from pipeline.redact import REDACTOR
+    from pipeline.soar.templates import VALUE_CHARS
+
+    host = "<b>x</b>&" * 12_000 + ".example"
+    inc = incident(1, title=f"Web attack against {host}", hosts=[host])
+    ctx = {**sample_context(), "incident": {"title": inc.title, "entities": {"hosts": [host] * 3}}}
+    t = Templates(ROOT / "playbooks" / "templates")
+    for markup in ("raw", "text", "slack", "markdown", "jira"):
+        out = t.render_file("incident", ctx, markup)
+        assert out.count("…") >= 2 and len(out) < 20 * VALUE_CHARS, (markup, len(out))
+    secret = "clip-secret-0123456789"
+    REDACTOR.add(secret)
+    try:
+        cut = "x" * (VALUE_CHARS - 5) + secret + "y" * 10
+        assert t.render("{{ v }}", {"v": cut}) == "x" * (VALUE_CHARS - 5) + "***yy…"
+    finally:
+        REDACTOR.clear()

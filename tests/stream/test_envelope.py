@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
+import orjson
 import pytest
 
 from pipeline.normalize.stage import DLQ_PREFIX_BYTES
@@ -42,7 +44,7 @@ def test_dead_letters() -> None:
     cases = {
         "bad_envelope": msg(b'{"tenant": "shop", "record": 42}'),
         "oversized": msg(b"x" * 1_000_001, hdr),
-        "not_utf8": msg(b"\xff\xfebin", hdr),
+        "not_utf8": msg(b"\xff\xfebin", [("envelope", b"1"), *hdr]),  # an envelope must be UTF-8 JSON
         "empty": msg(b"", hdr),
     }
     for reason, m in cases.items():
@@ -55,6 +57,25 @@ def test_dead_letters() -> None:
     assert bad_fmt is not None and bad_fmt.reason == "bad_envelope"
     marked = unpack(msg(b"not json", [("envelope", b"1"), ("tenant", b"shop")]), {}).dead
     assert marked is not None and marked.reason == "bad_envelope"
+
+
+def test_raw_record_that_is_not_utf8_goes_to_the_stage_as_a_files_line_does() -> None:
+    """As in `mdr replay`: a record with a byte an attacker chose is still normalized (U+FFFD); junk that is
+    no record is a `not_utf8` dead letter keeping the exact bytes."""
+    from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+
+    hdr = [("tenant", b"shop")]
+    eve = Path(__file__).resolve().parents[1] / "fixtures" / "ids" / "eve_attack.jsonl"
+    line = next(x for x in eve.read_text().splitlines() if '"event_type":"alert"' in x and '"url":"/' in x)
+    res = NormalizeResult()
+    for value in (line.encode().replace(b'"url":"/', b'"url":"/caf\xe9', 1), b"\xff\xfebin"):
+        u = unpack(msg(value, hdr), {})
+        assert u.dead is None and len(u.records) == 1
+        NormalizeStage().process(u.records[0], None, res)
+    [a] = res.alerts
+    assert a.rule.id and "/caf\ufffd" in a.raw
+    [d] = res.dead
+    assert (d.reason, d.raw_encoding, base64.b64decode(d.raw), d.offset) == ("not_utf8", "base64", b"\xff\xfebin", 41)
 
 
 def test_raw_json_record_is_not_an_envelope() -> None:
@@ -97,3 +118,15 @@ def test_oversized_message_keeps_prefix_length_and_sha256() -> None:
     assert d is not None and d.reason == "oversized"
     assert (d.raw_length, d.raw_sha256) == (len(value), hashlib.sha256(value).hexdigest())
     assert d.raw_encoding == "utf-8" and d.raw == "é" * (DLQ_PREFIX_BYTES // 2)  # cut between characters
+
+
+def test_produce_reports_a_record_that_is_not_utf8_instead_of_crashing(tmp_path: Path) -> None:
+    from pipeline.stream.producer import envelopes
+
+    f = tmp_path / "auth.log"
+    good = "Nov 24 06:39:10 vm sshd[701]: Failed password for invalid user x from 198.51.100.1 port 40001 ssh2"
+    f.write_bytes(good.encode() + b"\n" + good.replace("user x", "user caf\xe9").encode("latin-1") + b"\n")
+    problems: list[str] = []
+    sent = [orjson.loads(v) for v in envelopes([str(f)], "shop", problems=problems.append)]
+    assert [e["record"] for e in sent] == [good]
+    assert len(problems) == 1 and f"{f}:2: not_utf8" in problems[0]

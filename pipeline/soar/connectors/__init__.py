@@ -108,7 +108,9 @@ class Channels:
 
     def _register_secrets(self) -> None:
         """Every secret of the configuration is known to the redaction at once, whether or not its channel
-        is ever used (a secret that cannot be resolved leaves its channel unavailable, as in `get`)."""
+        is ever used (a secret that cannot be resolved leaves its channel unavailable, as in `get`), and so is
+        every value of the secrets file."""
+        self.secrets.register()
         specs = [*self.specs.values(), *(s for m in self.tenants.values() for s in (m or {}).values())]
         for spec in specs:
             for k, v in spec.items():

@@ -8,6 +8,9 @@ secret is missing is *unavailable*: steps that use it are recorded as skipped, n
 form wherever they would show; every text a connector returns also loses its URL query strings (DingTalk and
 WeCom carry their tokens there).
 
+Configured secrets never go out in a notification or an external ticket: `Message` and `TicketInfo` redact their
+text, and template values are redacted before they are escaped (pipeline/soar/templates.py).
+
 Text for people goes out in the connector's own `markup` (pipeline/textsafe.py): a `Message` or `TicketInfo`
 says which markup its text is in; text in another markup (plain text by default) is escaped as a whole, and
 titles are always plain text, escaped by the connector.
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
+import yaml
 
 from pipeline import safeyaml, textsafe
 from pipeline.redact import REDACTOR, redact
@@ -96,6 +100,9 @@ class Message:
     kind: str = "incident"  # incident | escalation | approval | update
     markup: str = "raw"  # the markup `text` is written in (pipeline/textsafe.py); raw: plain, unescaped
 
+    def __post_init__(self) -> None:  # a configured secret that record text carried never leaves in a notice
+        self.title, self.text = redact(self.title), redact(self.text)
+
 
 @dataclass(slots=True)
 class TicketInfo:
@@ -112,6 +119,10 @@ class TicketInfo:
     tags: list[str] = field(default_factory=list)
     observables: list[tuple[str, str]] = field(default_factory=list)  # (data type, value)
     markup: str = "raw"  # the markup `text` is written in
+
+    def __post_init__(self) -> None:  # nor in an external ticket
+        self.title, self.text, self.tags = redact(self.title), redact(self.text), [redact(t) for t in self.tags]
+        self.observables = [(kind, redact(v)) for kind, v in self.observables]
 
 
 @dataclass(slots=True)
@@ -146,6 +157,15 @@ class Secrets:
             for v in self._data.values():  # every value of the secrets file is a secret
                 REDACTOR.add(v)
         return self._data
+
+    def register(self) -> None:
+        """Make every value of the secrets file known to the redaction now, not only those a channel names (a
+        secret an operator keeps there for something else still never shows). A file that cannot be read is
+        reported where a channel resolves a secret from it."""
+        try:
+            self._file()
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):  # AttributeError: not a mapping
+            self._data = None
 
     def resolve(self, value: Any) -> tuple[Any, bool]:
         """(value, is_secret). Raises ChannelUnavailable when a reference cannot be resolved."""
