@@ -27,15 +27,20 @@ HISTORY_RECEIVED = datetime(2100, 1, 1, tzinfo=UTC)
 
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTH_DIGITS = {m: f"{i:02d}" for m, i in _MONTHS.items()}
+_fromisoformat = datetime.fromisoformat
 
 
 def parse_iso(s: str, field: str = "time") -> datetime:
     """ISO 8601 / RFC 3339, with `Z`, `+0000` or `+00:00`; naive times are taken as UTC."""
     try:
-        dt = datetime.fromisoformat(s)
+        dt = _fromisoformat(s)
     except (TypeError, ValueError):
         raise BadRecord("bad_timestamp", f"not an ISO 8601 time: {s!r}"[:200], field) from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else to_utc(dt, field)
+    tz = dt.tzinfo
+    if tz is UTC:  # a zero offset is read as UTC itself
+        return dt
+    return dt.replace(tzinfo=UTC) if tz is None else to_utc(dt, field)
 
 
 def to_utc(dt: datetime, field: str = "time") -> datetime:
@@ -62,14 +67,11 @@ def parse_epoch(v: float | int | str, field: str = "time") -> datetime:
 
 def parse_clf(s: str, field: str = "time") -> datetime:
     """Common Log Format time as ModSecurity writes it: `24/Nov/2026:06:38:34.034750 +0000`."""
-    try:
-        day, mon, rest = s[:2], s[3:6], s[7:]
-        year, hms_tz = rest[:4], rest[5:]
-        hms, _, tz = hms_tz.partition(" ")
-        iso = f"{year}-{_MONTHS[mon]:02d}-{day}T{hms}{tz or '+0000'}"
-        return parse_iso(iso, field)
-    except (KeyError, IndexError):
-        raise BadRecord("bad_timestamp", f"not a CLF time: {s!r}"[:200], field) from None
+    mon = _MONTH_DIGITS.get(s[3:6])
+    if mon is None:
+        raise BadRecord("bad_timestamp", f"not a CLF time: {s!r}"[:200], field)
+    hms, _, tz = s[12:].partition(" ")
+    return parse_iso(f"{s[7:11]}-{mon}-{s[:2]}T{hms}{tz or '+0000'}", field)
 
 
 def parse_syslog(s: str, reference: datetime, field: str = "time") -> datetime:
