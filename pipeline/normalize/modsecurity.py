@@ -182,6 +182,66 @@ def _trailer(msg: str, body: int, end: int) -> int:
     return -1
 
 
+def _first_start(msg: str, body: int = 0) -> int:
+    """Where the first tail candidate (` [file "` or ` [id "`) at or after `body` starts, or -1."""
+    s = msg.find(_STARTS[0], body)
+    i = msg.find(_STARTS[1], body, s if s >= 0 else len(msg))
+    return i if i >= 0 else s
+
+
+def _data_value(msg: str, j: int, k: int) -> str | None:
+    """The value of the `[data "..."]` token at `j` when that token ends with the `"]` at `k`, else None."""
+    value = msg[j + 8:k]
+    if '"' not in value and "\\" not in value:  # nothing in it can end it early
+        return value
+    m = _TOKEN.match(msg, j)
+    return value if m is not None and m.end() == k + 2 else None
+
+
+_TRAILER_KEYS = frozenset(("data", "hostname", "uri", "unique_id"))
+
+
+def error_log_rule(msg: str, body: int, cache: dict[tuple[str, str], tuple[dict[str, str], tuple[str, ...],
+                                                                            RuleMeta | None]]
+                   ) -> tuple[dict[str, str], list[str], RuleMeta | None]:
+    """(fields, tags, rule) of an Apache error-log rule line: `metadata(msg, body, error_log=True)` and its
+    `rule_meta`, with the rule part of the tail cached in `cache` (bounded).
+
+    The rule part without `[data "..."]` (` [file ...` up to the trailer apache2_util.c appends) is the same for
+    every match of a rule. A line whose rule part is cached, whose data token ends where the cached one did,
+    whose trailer (hostname, uri, unique_id) ends the line or its referer, and which has no candidate start
+    after the tail, is read as `metadata` would read it (its first candidate, read through without a cut);
+    any other line goes through `metadata`."""
+    s = _first_start(msg, body)
+    h = msg.find(' [hostname "', s) if s >= 0 else -1
+    j = k = -1
+    key = ("", "")
+    if h >= 0:
+        j = msg.find(' [data "', s, h)
+        k = msg.find('"]', j + 8, h) if j >= 0 else -1
+        key = (msg[s:j], msg[k + 2:h]) if k >= 0 else (msg[s:h], "")
+        hit = cache.get(key)
+        if hit is not None:
+            value = _data_value(msg, j, k) if k >= 0 else None
+            if k < 0 or value is not None:
+                fields = dict(hit[0])
+                if value is not None:
+                    fields["data"] = value
+                end = _chain(msg, h, _TRAILER_RANK, fields, [], [])
+                if _ends(msg, end) and _first_start(msg, end) < 0:
+                    return fields, list(hit[1]), hit[2]
+    tail = metadata(msg, body, error_log=True)
+    if tail is None:
+        return {}, [], None
+    meta = rule_meta(tail.fields, tail.tags)
+    if h >= 0 and tail.start == s and tail.end > h and (tail.data is None) == (k < 0) and (
+            tail.data is None or tail.data == (j, k + 2)) and _chain(msg, s, 0, {}, [], []) == tail.end:
+        if len(cache) >= RULE_CACHE_SIZE:
+            cache.clear()
+        cache[key] = ({f: v for f, v in tail.fields.items() if f not in _TRAILER_KEYS}, tuple(tail.tags), meta)
+    return tail.fields, tail.tags, meta
+
+
 def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:
     """The `[key "value"]` fields of one audit-log message's metadata tail (tags apart, in order; a key's
     first value wins; values keep ModSecurity's escapes). Empty when the message has no tail."""
@@ -364,11 +424,8 @@ class ModSecurityNormalizer(Normalizer):
         cached (bounded) by (tail before data, tail after data). A cached tail that starts at the message's
         first candidate and was read in full before is read in full again (its values cannot hide a token
         start, and `data` is hex-escaped up to its `"]`), so only new tails go through `metadata`."""
-        s = msg.find(_STARTS[0])
-        i = msg.find(_STARTS[1], 0, s if s >= 0 else len(msg))
-        if i >= 0:
-            s = i
-        elif s < 0:
+        s = _first_start(msg)
+        if s < 0:
             return None, None
         j = msg.find(' [data "', s)
         k = msg.find('"]', j + 8) if j >= 0 else -1
@@ -377,10 +434,7 @@ class ModSecurityNormalizer(Normalizer):
         if hit is not None:
             if k < 0:
                 return hit, None
-            value = msg[j + 8:k]
-            # the data token ends at this `"]`: no quote nor escape in it, else as ModSecurity's grammar reads it
-            if ('"' not in value and "\\" not in value) or (
-                    (m := _TOKEN.match(msg, j)) is not None and m.end() == k + 2):
+            if (value := _data_value(msg, j, k)) is not None:
                 return hit, value
         tail = metadata(msg)
         if tail is None:
