@@ -340,6 +340,7 @@ def stated_scores(rule_id: str, msg: str) -> tuple[tuple[str, int] | None, tuple
     return total, tuple(scores)
 
 
+@lru_cache(maxsize=4096)  # a site's requests name few hosts
 def host_without_port(host: str) -> str:
     """`shop.lab.local:8080` -> `shop.lab.local`; `[::1]:8080` -> `::1`."""
     if host.startswith("["):
