@@ -9,6 +9,7 @@ the normalize stage applies it to every alert of every format (docs/streaming.md
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pipeline.normalize.base import BadRecord
@@ -92,10 +93,16 @@ def parse_ctime(s: str, field: str = "time") -> datetime:
     """Apache error-log time: `Tue Nov 24 06:38:34.033263 2026`."""
     try:
         parts = s.split()
-        mon, day, hms, year = _MONTHS[parts[1]], int(parts[2]), parts[3], int(parts[4])
-        return parse_iso(f"{year:04d}-{mon:02d}-{day:02d}T{hms}+00:00", field)
+        date, hms = _ctime_date(parts[1], parts[2], parts[4]), parts[3]
     except (KeyError, ValueError, IndexError):
         raise BadRecord("bad_timestamp", f"not an Apache error-log time: {s!r}"[:200], field) from None
+    return parse_iso(f"{date}T{hms}+00:00", field)
+
+
+@lru_cache(maxsize=1024)  # a log's lines share few dates
+def _ctime_date(mon: str, day: str, year: str) -> str:
+    """`2026-11-24` of ("Nov", "24", "2026"); KeyError / ValueError when they are not a date's parts."""
+    return f"{int(year):04d}-{_MONTHS[mon]:02d}-{int(day):02d}"
 
 
 def check_time(a: Alert) -> None:
