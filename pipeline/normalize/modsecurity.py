@@ -507,9 +507,7 @@ class ModSecurityNormalizer(Normalizer):
                     attack.append(t)
 
         action_obj = ad.get("action")
-        status = resp.get("status")
-        if status is not None and type(status) is not int:
-            raise BadRecord("bad_field", f"response.status is not an integer: {status!r}"[:200], "response.status")
+        status = _int(resp.get("status"), "response.status")
         intercepted = type(action_obj) is dict and action_obj.get("intercepted") is True
         blocked = denied or intercepted or status == 403
         if primary is None:
@@ -544,11 +542,7 @@ class ModSecurityNormalizer(Normalizer):
 
     @staticmethod
     def _http(req: dict[str, Any], status: int | None) -> Http:
-        line = req.get("request_line")
-        if line is None:
-            line = ""
-        elif type(line) is not str:
-            raise BadRecord("bad_field", "request.request_line is not a string", "request.request_line")
+        line = _str(req.get("request_line"), "request.request_line") or ""
         method, _, rest = line.partition(" ")
         url, sp, proto = rest.rpartition(" ")
         if not sp or not proto.startswith("HTTP/"):
