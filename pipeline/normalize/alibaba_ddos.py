@@ -17,12 +17,11 @@ Mappings:
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.normalize._jsonrec import load
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, severity
+from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, as_ip, severity
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_epoch
 from pipeline.schema import Alert, Endpoint, HostInfo, Rule
@@ -58,11 +57,12 @@ class AlibabaDdos(Normalizer):
             raise BadRecord("bad_field", f"{field}: unknown DDoS event type {kind or status!r}"[:200], field)
         name, label, action = KINDS[kind]
         target = d.text("Ip", required=True)
-        try:
-            dst = Endpoint(str(ipaddress.ip_address(target)), d.port("Port"))
-        except ValueError:
-            if kind != "web-cc":
-                raise BadRecord("bad_ip", f"Ip: not an IP address: {target!r}"[:200], "Ip") from None
+        ip = as_ip(target)
+        if ip is not None:
+            dst = Endpoint(ip, d.port("Port"))
+        elif kind != "web-cc":
+            raise BadRecord("bad_ip", f"Ip: not an IP address: {target!r}"[:200], "Ip")
+        else:
             dst = Endpoint(hostname=target, port=d.port("Port"))
         start = parse_epoch(d.integer("StartTime", required=True), "StartTime")
         end_s = d.integer("EndTime")

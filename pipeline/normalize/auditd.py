@@ -20,8 +20,10 @@ import ipaddress
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
+from types import MappingProxyType
 
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, as_ip, severity
 from pipeline.normalize.registry import register
@@ -72,7 +74,7 @@ class _Rec:
     __slots__ = ("args", "e", "f", "node", "sock", "stamp", "t", "text", "time", "type")
 
     def __init__(self, text: str, node: str | None, rtype: str, stamp: str, time: datetime,
-                 f: dict[str, str | None], e: dict[str, str]):
+                 f: dict[str, str | None], e: Mapping[str, str]):
         self.text, self.node, self.type, self.stamp = text, node, rtype, stamp
         self.time, self.f, self.e = time, f, e
         self.t = time.timestamp()
@@ -162,13 +164,22 @@ def parse_record(text: str) -> _Rec:
         f.update(_USER_KV.findall(inner[:end]))
     for k in _ENCODED.intersection(f):
         f[k] = _untrusted(f[k], k)
-    e = dict(_KV.findall(enr)) if enr else {}
+    e = _enriched(enr) if enr else _NO_NAMES
     r = _Rec(text, node, rtype, stamp, time, f, e)
     if rtype == "EXECVE":
         r.args = _execve_args(f)
     elif rtype == "SOCKADDR":
         r.sock = _sockaddr(f.get("saddr"))
     return r
+
+
+@lru_cache(maxsize=4096)  # a host logs the same few (syscall, account) names over and over
+def _enriched(enr: str) -> Mapping[str, str]:
+    """The names ENRICHED appends after the GS byte (`SYSCALL=execve UID="www-data"`), read-only: shared."""
+    return MappingProxyType(dict(_KV.findall(enr)))
+
+
+_NO_NAMES: Mapping[str, str] = MappingProxyType({})
 
 
 def _standalone(r: _Rec) -> bool:

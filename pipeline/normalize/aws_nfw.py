@@ -16,7 +16,6 @@ Mappings (Suricata's):
 from __future__ import annotations
 
 import msgspec
-import orjson
 
 from pipeline.normalize._jsonrec import load
 from pipeline.normalize.base import BadRecord, Normalizer, RawRecord
@@ -44,15 +43,13 @@ class AwsNetworkFirewall(Normalizer):
         d = load(rec.text)
         fw = d.text("firewall_name", required=True)
         ev = d.sub("event", required=True)
-        inner = RawRecord(orjson.dumps(ev.d).decode(), rec.tenant_id, rec.received_at, rec.host, rec.origin)
-        try:
-            alerts = self._eve.normalize(inner)
+        try:  # the wrapped EVE event, read in place: its alert has this record's id and raw text
+            alerts = self._eve.event_alerts(ev.d, rec, self.alert_id(rec))
         except BadRecord as b:
             b.field = f"event.{b.field}" if b.field else "event"
             raise
         extra = {"firewall_name": fw} | d.texts("availability_zone")
         return [msgspec.structs.replace(
-            a, alert_id=self.alert_id(rec, str(i) if i else ""), source=self.source, host=HostInfo(fw),
-            raw=rec.text, extra=a.extra | extra,
+            a, source=self.source, host=HostInfo(fw), extra=a.extra | extra,
             message=f"AWS Network Firewall {a.action} {a.src.ip} -> {a.dst.ip}: {a.rule.name} ({a.rule.id})",
-        ) for i, a in enumerate(alerts)]
+        ) for a in alerts]

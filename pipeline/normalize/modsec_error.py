@@ -24,9 +24,8 @@ from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, i
 from pipeline.normalize.modsecurity import (
     MAX_DATA_LEN,
     SEVERITY_LABEL,
+    error_log_rule,
     host_without_port,
-    metadata,
-    rule_meta,
 )
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_ctime
@@ -111,6 +110,7 @@ class ModSecErrorNormalizer(Normalizer):
     def __init__(self) -> None:
         super().__init__()
         self._open: OrderedDict[str, _Tx] = OrderedDict()  # least recently continued first
+        self._rules: dict[tuple[str, str], Any] = {}  # rule parts of tails read before (error_log_rule)
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
         m = _HEAD.match(rec.text)
@@ -127,9 +127,7 @@ class ModSecErrorNormalizer(Normalizer):
             blocked = False
         else:
             raise Skipped("modsecurity_notice")
-        tail = metadata(text, body, error_log=True)
-        fields, tags = (tail.fields, tail.tags) if tail is not None else ({}, [])
-        meta = rule_meta(fields, tags)
+        fields, _, meta = error_log_rule(text, body, self._rules)
         if meta is None:
             raise BadRecord("missing_field", "ModSecurity rule line without [id]", "id")
         when = parse_ctime(m.group(1))

@@ -24,10 +24,20 @@ Mappings (also used by `modsec_error`):
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from pipeline.normalize._jsonrec import json_object
-from pipeline.normalize.base import BadRecord, Normalizer, RawRecord, Skipped, ip_field, port_field, severity
+from pipeline.normalize.base import (
+    BadRecord,
+    Normalizer,
+    RawRecord,
+    Skipped,
+    as_ip,
+    ip_field,
+    port_field,
+    severity,
+)
 from pipeline.normalize.registry import register
 from pipeline.normalize.timeparse import parse_clf
 from pipeline.schema import Alert, Endpoint, HostInfo, Http, Network, Rule
@@ -69,6 +79,9 @@ REFERER = ", referer: "  # Apache's default error-log format appends the request
 MAX_DATA = 3  # matched `data` strings kept in extra, each cut to MAX_DATA_LEN characters
 MAX_DATA_LEN = 200
 RULE_CACHE_SIZE = 4096  # parsed rule tails kept per normalizer (CRS has a few hundred rules)
+_SEVERITY = {crs: severity(label) for crs, label in SEVERITY_LABEL.items()}
+_HIGH, _INFO = severity("high"), severity("info")
+_NO_RANK = (99, 99)  # above every RuleMeta.rank
 
 
 class Tail(NamedTuple):
@@ -169,6 +182,66 @@ def _trailer(msg: str, body: int, end: int) -> int:
     return -1
 
 
+def _first_start(msg: str, body: int = 0) -> int:
+    """Where the first tail candidate (` [file "` or ` [id "`) at or after `body` starts, or -1."""
+    s = msg.find(_STARTS[0], body)
+    i = msg.find(_STARTS[1], body, s if s >= 0 else len(msg))
+    return i if i >= 0 else s
+
+
+def _data_value(msg: str, j: int, k: int) -> str | None:
+    """The value of the `[data "..."]` token at `j` when that token ends with the `"]` at `k`, else None."""
+    value = msg[j + 8:k]
+    if '"' not in value and "\\" not in value:  # nothing in it can end it early
+        return value
+    m = _TOKEN.match(msg, j)
+    return value if m is not None and m.end() == k + 2 else None
+
+
+_TRAILER_KEYS = frozenset(("data", "hostname", "uri", "unique_id"))
+
+
+def error_log_rule(msg: str, body: int, cache: dict[tuple[str, str], tuple[dict[str, str], tuple[str, ...],
+                                                                            RuleMeta | None]]
+                   ) -> tuple[dict[str, str], list[str], RuleMeta | None]:
+    """(fields, tags, rule) of an Apache error-log rule line: `metadata(msg, body, error_log=True)` and its
+    `rule_meta`, with the rule part of the tail cached in `cache` (bounded).
+
+    The rule part without `[data "..."]` (` [file ...` up to the trailer apache2_util.c appends) is the same for
+    every match of a rule. A line whose rule part is cached, whose data token ends where the cached one did,
+    whose trailer (hostname, uri, unique_id) ends the line or its referer, and which has no candidate start
+    after the tail, is read as `metadata` would read it (its first candidate, read through without a cut);
+    any other line goes through `metadata`."""
+    s = _first_start(msg, body)
+    h = msg.find(' [hostname "', s) if s >= 0 else -1
+    j = k = -1
+    key = ("", "")
+    if h >= 0:
+        j = msg.find(' [data "', s, h)
+        k = msg.find('"]', j + 8, h) if j >= 0 else -1
+        key = (msg[s:j], msg[k + 2:h]) if k >= 0 else (msg[s:h], "")
+        hit = cache.get(key)
+        if hit is not None:
+            value = _data_value(msg, j, k) if k >= 0 else None
+            if k < 0 or value is not None:
+                fields = dict(hit[0])
+                if value is not None:
+                    fields["data"] = value
+                end = _chain(msg, h, _TRAILER_RANK, fields, [], [])
+                if _ends(msg, end) and _first_start(msg, end) < 0:
+                    return fields, list(hit[1]), hit[2]
+    tail = metadata(msg, body, error_log=True)
+    if tail is None:
+        return {}, [], None
+    meta = rule_meta(tail.fields, tail.tags)
+    if h >= 0 and tail.start == s and tail.end > h and (tail.data is None) == (k < 0) and (
+            tail.data is None or tail.data == (j, k + 2)) and _chain(msg, s, 0, {}, [], []) == tail.end:
+        if len(cache) >= RULE_CACHE_SIZE:
+            cache.clear()
+        cache[key] = ({f: v for f, v in tail.fields.items() if f not in _TRAILER_KEYS}, tuple(tail.tags), meta)
+    return tail.fields, tail.tags, meta
+
+
 def parse_message(msg: str) -> tuple[dict[str, str], list[str]]:
     """The `[key "value"]` fields of one audit-log message's metadata tail (tags apart, in order; a key's
     first value wins; values keep ModSecurity's escapes). Empty when the message has no tail."""
@@ -224,8 +297,7 @@ class RuleMeta(NamedTuple):
     points: int  # inbound anomaly points (response rules add to the outbound score)
 
     def rule(self) -> Rule:
-        return Rule(id=self.id, name=self.name, category=self.category, tags=list(self.tags),
-                    severity=self.severity)
+        return Rule(self.id, self.name, self.category, list(self.tags), self.severity)
 
 
 def rule_meta(fields: dict[str, str], tags: list[str]) -> RuleMeta | None:
@@ -245,20 +317,30 @@ def rule_meta(fields: dict[str, str], tags: list[str]) -> RuleMeta | None:
 
 def add_scores(extra: dict[str, Any], rule_id: str, msg: str) -> None:
     """Anomaly scores stated by a CRS summary rule's message, into `extra`."""
+    total, scores = stated_scores(rule_id, msg)
+    if total is not None:
+        extra.setdefault(*total)
+    extra.update(scores)
+
+
+@lru_cache(maxsize=RULE_CACHE_SIZE)  # a summary rule states few distinct scores
+def stated_scores(rule_id: str, msg: str) -> tuple[tuple[str, int] | None, tuple[tuple[str, int], ...]]:
+    """(total anomaly score, the other scores) a CRS summary rule's message states, as (extra key, value)."""
+    total = None
+    scores: list[tuple[str, int]] = []
     m = _TOTAL.search(msg)
     if m:
-        key = "outbound_anomaly_score" if "Outbound" in msg else "anomaly_score"
-        extra.setdefault(key, int(m.group(1)))
+        total = ("outbound_anomaly_score" if "Outbound" in msg else "anomaly_score", int(m.group(1)))
     if rule_id == "980130":
-        for cat, val in _CATEGORY_SCORES.findall(msg):
-            extra[_CATEGORY_SCORE_KEYS[cat]] = int(val)
+        scores += [(_CATEGORY_SCORE_KEYS[cat], int(val)) for cat, val in _CATEGORY_SCORES.findall(msg)]
     m = _PL_SCORES.search(msg)
     if m:
         prefix = "outbound_anomaly_score_pl" if "Outbound" in msg else "anomaly_score_pl"
-        for n, val in enumerate(m.groups(), 1):
-            extra[f"{prefix}{n}"] = int(val)
+        scores += [(f"{prefix}{n}", int(val)) for n, val in enumerate(m.groups(), 1)]
+    return total, tuple(scores)
 
 
+@lru_cache(maxsize=4096)  # a site's requests name few hosts
 def host_without_port(host: str) -> str:
     """`shop.lab.local:8080` -> `shop.lab.local`; `[::1]:8080` -> `::1`."""
     if host.startswith("["):
@@ -299,14 +381,16 @@ def _int(v: Any, field: str) -> int | None:
 def _addr(tx: dict[str, Any], key: str) -> str | None:
     """An address of the transaction: an IP or absent (anything else is a `bad_ip` dead letter)."""
     v = tx.get(key)
-    return None if v in (None, "") else ip_field(v, f"transaction.{key}")
+    if v is None or v == "":
+        return None
+    return as_ip(v) or ip_field(v, f"transaction.{key}")
 
 
 def _port(tx: dict[str, Any], key: str) -> int | None:
     """A port of the transaction: 0..65535 or absent (anything else is a `bad_port` dead letter)."""
     v = tx.get(key)
-    if v is None:
-        return None
+    if v is None or (type(v) is int and 0 <= v <= 65535):
+        return v
     if type(v) is not int:  # ModSecurity writes a JSON number
         raise BadRecord("bad_port", f"transaction.{key} is not an integer: {v!r}"[:200], f"transaction.{key}")
     return port_field(v, f"transaction.{key}")
@@ -341,15 +425,18 @@ class ModSecurityNormalizer(Normalizer):
         cached (bounded) by (tail before data, tail after data). A cached tail that starts at the message's
         first candidate and was read in full before is read in full again (its values cannot hide a token
         start, and `data` is hex-escaped up to its `"]`), so only new tails go through `metadata`."""
-        s = min((i for p in _STARTS if (i := msg.find(p)) >= 0), default=-1)
+        s = _first_start(msg)
         if s < 0:
             return None, None
         j = msg.find(' [data "', s)
         k = msg.find('"]', j + 8) if j >= 0 else -1
         key = (msg[s:j], msg[k + 2:]) if k >= 0 else (msg[s:], "")
         hit = self._rules.get(key)
-        if hit is not None and (k < 0 or ((m := _TOKEN.match(msg, j)) is not None and m.end() == k + 2)):
-            return hit, msg[j + 8:k] if k >= 0 else None
+        if hit is not None:
+            if k < 0:
+                return hit, None
+            if (value := _data_value(msg, j, k)) is not None:
+                return hit, value
         tail = metadata(msg)
         if tail is None:
             return None, None
@@ -363,10 +450,15 @@ class ModSecurityNormalizer(Normalizer):
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
         d = json_object(rec.text)
-        tx = _obj(d, "transaction")
-        req = _obj(d, "request", False)
-        resp = _obj(d, "response", False)
-        ad = _obj(d, "audit_data", False)
+        tx, req, resp, ad = d.get("transaction"), d.get("request"), d.get("response"), d.get("audit_data")
+        if type(tx) is not dict:
+            tx = _obj(d, "transaction")
+        if type(req) is not dict:
+            req = _obj(d, "request", False)
+        if type(resp) is not dict:
+            resp = _obj(d, "response", False)
+        if type(ad) is not dict:
+            ad = _obj(d, "audit_data", False)
         txid = _str(tx.get("transaction_id"), "transaction.transaction_id")
         if not txid:
             raise BadRecord("missing_field", "no transaction id", "transaction.transaction_id")
@@ -376,30 +468,35 @@ class ModSecurityNormalizer(Normalizer):
         when = parse_clf(ts, "transaction.time")
 
         messages = ad.get("messages") or ad.get("error_messages") or []
-        if not isinstance(messages, list):
+        if type(messages) is not list:
             raise BadRecord("bad_field", "messages is not a list", "audit_data.messages")
         extra: dict[str, Any] = {"transaction_id": txid}
         rules: list[Rule] = []
         summary: list[Rule] = []
-        ranks: list[tuple[int, int]] = []
+        primary: Rule | None = None
+        rank = _NO_RANK
         levels: set[int] = set()
         data: list[str] = []
         attack: list[str] = []
         points = 0
         denied = False
+        parse = self._parse
         for msg in messages:
-            if not isinstance(msg, str):
+            if type(msg) is not str:
                 raise BadRecord("bad_field", "message is not a string", "audit_data.messages")
-            denied = denied or msg.startswith("Access denied")
-            meta, matched = self._parse(msg)
+            if not denied and msg.startswith("Access denied"):
+                denied = True
+            meta, matched = parse(msg)
             if meta is None:
                 continue  # engine notes without a rule id
             if meta.summary:
                 summary.append(meta.rule())
                 add_scores(extra, meta.id, meta.name)
                 continue
-            rules.append(meta.rule())
-            ranks.append(meta.rank)
+            rule = meta.rule()
+            rules.append(rule)
+            if meta.rank < rank:  # the first of the most severe rules
+                primary, rank = rule, meta.rank
             points += meta.points
             if meta.level is not None:
                 levels.add(meta.level)
@@ -411,41 +508,40 @@ class ModSecurityNormalizer(Normalizer):
 
         action_obj = ad.get("action")
         status = _int(resp.get("status"), "response.status")
-        intercepted = isinstance(action_obj, dict) and action_obj.get("intercepted") is True
+        intercepted = type(action_obj) is dict and action_obj.get("intercepted") is True
         blocked = denied or intercepted or status == 403
-        if rules:
-            primary = rules[min(range(len(rules)), key=ranks.__getitem__)]
-        elif blocked:
+        if primary is None:
+            if not blocked:
+                raise Skipped("no_rule_matched")
             primary = summary[0] if summary else Rule(
-                name=str(action_obj.get("message", "")) if isinstance(action_obj, dict) else "")
-        else:
-            raise Skipped("no_rule_matched")
+                name=str(action_obj.get("message", "")) if type(action_obj) is dict else "")
         extra.setdefault("anomaly_score", points)
-        extra["rule_ids"] = list(dict.fromkeys(r.id for r in rules))
+        extra["rule_ids"] = list(dict.fromkeys([r.id for r in rules]))
         if levels:
             extra["paranoia_levels"] = sorted(levels)
         if data:
             extra["matched_data"] = data
 
-        http, host = self._http(req, status)
+        http = self._http(req, status)
+        host = http.host
         raddr = _addr(tx, "remote_address")
         laddr = _addr(tx, "local_address")
         act = "blocked" if blocked else "detected"
-        where = f"{http.method or '?'} {host or laddr or ''}{http.url or ''}"
         return [Alert(
             alert_id=self.alert_id(rec), tenant_id=rec.tenant_id, source=self.source, time=when,
             received_at=rec.received_at,
-            severity=severity(SEVERITY_LABEL.get(primary.severity or "", "high" if blocked else "info")),
+            severity=_SEVERITY.get(primary.severity or "", _HIGH if blocked else _INFO),
             rule=primary, rules=rules or summary, action=act,
-            message=f"ModSecurity {act} {where}: {primary.name} ({primary.id or 'no rule'})"[:500],
+            message=f"ModSecurity {act} {http.method or '?'} {host or laddr or ''}{http.url or ''}: "
+                    f"{primary.name} ({primary.id or 'no rule'})"[:500],
             src=Endpoint(raddr, _port(tx, "remote_port")),
             dst=Endpoint(laddr, _port(tx, "local_port"), host),
-            http=http, host=HostInfo(rec.host, laddr), network=Network(proto="tcp"),
+            http=http, host=HostInfo(rec.host, laddr), network=Network("tcp"),
             attack=attack, extra=extra, raw=rec.text,
         )]
 
     @staticmethod
-    def _http(req: dict[str, Any], status: int | None) -> tuple[Http, str | None]:
+    def _http(req: dict[str, Any], status: int | None) -> Http:
         line = _str(req.get("request_line"), "request.request_line") or ""
         method, _, rest = line.partition(" ")
         url, sp, proto = rest.rpartition(" ")
@@ -454,9 +550,8 @@ class ModSecurityNormalizer(Normalizer):
         headers = req.get("headers")
         if headers is None:
             headers = {}
-        elif not isinstance(headers, dict):
+        elif type(headers) is not dict:
             raise BadRecord("bad_field", "headers is not an object", "request.headers")
         host_hdr = _header(headers, "Host")
-        host = host_without_port(host_hdr) if host_hdr else None
-        return Http(method=method or None, url=url or None, host=host, status=status,
-                    user_agent=_header(headers, "User-Agent")), host
+        return Http(method or None, url or None, host_without_port(host_hdr) if host_hdr else None, status,
+                    _header(headers, "User-Agent"))

@@ -140,7 +140,11 @@ class SuricataNormalizer(Normalizer):
         return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text
 
     def normalize(self, rec: RawRecord) -> list[Alert]:
-        d = json_object(rec.text)
+        return self.event_alerts(json_object(rec.text), rec)
+
+    def event_alerts(self, d: dict[str, Any], rec: RawRecord, alert_id: str | None = None) -> list[Alert]:
+        """The alert of one decoded EVE event that came in `rec` (tenant, times, host and raw text), with
+        `alert_id` (default: this normalizer's id of `rec`)."""
         et = d.get("event_type")
         if et != "alert":
             if not isinstance(et, str) or not et:
@@ -175,8 +179,9 @@ class SuricataNormalizer(Normalizer):
         port = f":{dst.port}" if dst.port else ""
         action = "blocked" if alert.get("action") == "blocked" else "detected"
         return [Alert(
-            alert_id=self.alert_id(rec), tenant_id=rec.tenant_id, source=self.source, time=when,
-            received_at=rec.received_at, severity=severity(SEVERITY_LABEL.get(sev, "info")),
+            alert_id=self.alert_id(rec) if alert_id is None else alert_id, tenant_id=rec.tenant_id,
+            source=self.source, time=when, received_at=rec.received_at,
+            severity=severity(SEVERITY_LABEL.get(sev, "info")),
             rule=rule, rules=[rule], action=action,
             message=f"Suricata {action} {src.ip} -> {dst.ip}{port}: {signature} ({sid})"[:500],
             src=src, dst=dst, http=http, host=HostInfo(host) if host else None,

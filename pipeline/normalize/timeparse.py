@@ -9,6 +9,7 @@ the normalize stage applies it to every alert of every format (docs/streaming.md
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pipeline.normalize.base import BadRecord
@@ -27,15 +28,20 @@ HISTORY_RECEIVED = datetime(2100, 1, 1, tzinfo=UTC)
 
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTH_DIGITS = {m: f"{i:02d}" for m, i in _MONTHS.items()}
+_fromisoformat = datetime.fromisoformat
 
 
 def parse_iso(s: str, field: str = "time") -> datetime:
     """ISO 8601 / RFC 3339, with `Z`, `+0000` or `+00:00`; naive times are taken as UTC."""
     try:
-        dt = datetime.fromisoformat(s)
+        dt = _fromisoformat(s)
     except (TypeError, ValueError):
         raise BadRecord("bad_timestamp", f"not an ISO 8601 time: {s!r}"[:200], field) from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else to_utc(dt, field)
+    tz = dt.tzinfo
+    if tz is UTC:  # a zero offset is read as UTC itself
+        return dt
+    return dt.replace(tzinfo=UTC) if tz is None else to_utc(dt, field)
 
 
 def to_utc(dt: datetime, field: str = "time") -> datetime:
@@ -62,14 +68,11 @@ def parse_epoch(v: float | int | str, field: str = "time") -> datetime:
 
 def parse_clf(s: str, field: str = "time") -> datetime:
     """Common Log Format time as ModSecurity writes it: `24/Nov/2026:06:38:34.034750 +0000`."""
-    try:
-        day, mon, rest = s[:2], s[3:6], s[7:]
-        year, hms_tz = rest[:4], rest[5:]
-        hms, _, tz = hms_tz.partition(" ")
-        iso = f"{year}-{_MONTHS[mon]:02d}-{day}T{hms}{tz or '+0000'}"
-        return parse_iso(iso, field)
-    except (KeyError, IndexError):
-        raise BadRecord("bad_timestamp", f"not a CLF time: {s!r}"[:200], field) from None
+    mon = _MONTH_DIGITS.get(s[3:6])
+    if mon is None:
+        raise BadRecord("bad_timestamp", f"not a CLF time: {s!r}"[:200], field)
+    hms, _, tz = s[12:].partition(" ")
+    return parse_iso(f"{s[7:11]}-{mon}-{s[:2]}T{hms}{tz or '+0000'}", field)
 
 
 def parse_syslog(s: str, reference: datetime, field: str = "time") -> datetime:
@@ -90,10 +93,16 @@ def parse_ctime(s: str, field: str = "time") -> datetime:
     """Apache error-log time: `Tue Nov 24 06:38:34.033263 2026`."""
     try:
         parts = s.split()
-        mon, day, hms, year = _MONTHS[parts[1]], int(parts[2]), parts[3], int(parts[4])
-        return parse_iso(f"{year:04d}-{mon:02d}-{day:02d}T{hms}+00:00", field)
+        date, hms = _ctime_date(parts[1], parts[2], parts[4]), parts[3]
     except (KeyError, ValueError, IndexError):
         raise BadRecord("bad_timestamp", f"not an Apache error-log time: {s!r}"[:200], field) from None
+    return parse_iso(f"{date}T{hms}+00:00", field)
+
+
+@lru_cache(maxsize=1024)  # a log's lines share few dates
+def _ctime_date(mon: str, day: str, year: str) -> str:
+    """`2026-11-24` of ("Nov", "24", "2026"); KeyError / ValueError when they are not a date's parts."""
+    return f"{int(year):04d}-{_MONTHS[mon]:02d}-{int(day):02d}"
 
 
 def check_time(a: Alert) -> None:
