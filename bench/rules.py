@@ -30,9 +30,10 @@ from sigma.rule import SigmaRule  # noqa: E402
 
 from pipeline.normalize.reader import read_records  # noqa: E402
 from pipeline.normalize.stage import NormalizeStage  # noqa: E402
-from pipeline.rules.compile import FETCH, CompiledRule, compile_rule  # noqa: E402
+from pipeline.rules.compile import CompiledRule, compile_rule  # noqa: E402
 from pipeline.rules.index import RuleIndex  # noqa: E402
 from pipeline.rules.mapping import UnsupportedRule, source_key  # noqa: E402
+from pipeline.rules.values import FETCH  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 
 SHARED = ROOT.parent / "shared"

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.rules.compile import FETCH, CompiledRule, Ctx
+from pipeline.rules.compile import CompiledRule
 from pipeline.rules.mapping import VIEWS, SourceKey, known_paths, probe_alert, source_key
 from pipeline.rules.modifiers import And, Leaf, Node, Not, Or, leaf_matcher, literal_set, regex_literals
+from pipeline.rules.values import FETCH, Ctx
 from pipeline.schema import Alert
 
 Atom = tuple[str, str, Any]  # ("eq", path, lower-case value) | ("sub", path, lower-case literal) | ("num", path, n)

@@ -14,7 +14,7 @@ import re._parser as sre_parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import re2
 from sigma.types import (
@@ -38,9 +38,7 @@ from sigma.types import (
 )
 
 from pipeline.rules.mapping import UnsupportedRule, raw_values
-
-if TYPE_CHECKING:
-    from pipeline.rules.compile import Ctx
+from pipeline.rules.values import Ctx
 
 Matcher = Callable[["Ctx"], bool]
 

@@ -31,7 +31,8 @@ from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 
-from pipeline.rules.compile import CompiledRule, RuleIndex, compile_rule
+from pipeline.rules.compile import CompiledRule, compile_rule
+from pipeline.rules.index import RuleIndex
 from pipeline.safeyaml import key_line, load_all_with_nodes
 from pipeline.schema import CATEGORIES, PRIORITIES
 
