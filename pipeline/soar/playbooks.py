@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from pipeline import paths
+from pipeline.durations import parse_duration
 from pipeline.safeyaml import SafeLoader, load_all
 from pipeline.schema import CATEGORIES, PRIORITIES, Incident
 from pipeline.soar.connectors.base import RetryPolicy
@@ -44,22 +45,8 @@ TOP_KEYS = frozenset({"name", "description", "trigger", "defaults", "steps"})
 TRIGGER_KEYS = frozenset({"use_cases", "categories", "priorities", "tenants", "default"})
 ENRICH_SOURCES = ("asset", "intel", "related")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY = RetryPolicy(attempts=3, backoff=2.0, factor=2.0, max_backoff=300.0)
-
-
-def parse_duration(v: Any) -> float:
-    """`500ms`, `30s`, `10m`, `2h`, `1d` or a number of seconds."""
-    if isinstance(v, bool):
-        raise ValueError(f"not a duration: {v!r}")
-    if isinstance(v, int | float):
-        return float(v)
-    m = _DURATION.match(str(v).strip())
-    if not m:
-        raise ValueError(f"not a duration: {v!r} (use e.g. 30s, 10m, 2h, 1d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 # ---- model ---------------------------------------------------------------------------------------------

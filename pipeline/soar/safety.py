@@ -37,6 +37,7 @@ from sqlalchemy import func, select, text
 
 from pipeline import paths, safeyaml
 from pipeline.context.assets import AssetInventory, host_part
+from pipeline.durations import parse_duration
 from pipeline.schema import Alert, Incident
 from pipeline.soar.models import Ticket, TimelineEvent
 
@@ -118,8 +119,6 @@ class Policy:
 
 
 def _duration(v: Any, where: str) -> float:
-    from pipeline.soar.playbooks import parse_duration
-
     try:
         return parse_duration(v)
     except ValueError as e:
