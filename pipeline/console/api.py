@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from pipeline.console import health, queries
 from pipeline.console.actions import NotFound
+from pipeline.console.deps import Auth, Console, check_csrf, client_of, require
 from pipeline.console.queries import QueueRow
 from pipeline.console.redact import redact
-from pipeline.console.web import Auth, Console, check_csrf, client_of, require
 from pipeline.soar.models import Ticket
 
 router = APIRouter(prefix="/api", tags=["console"])

@@ -18,11 +18,12 @@ from starlette.background import BackgroundTask
 
 from pipeline.console import audit, auth, health, queries
 from pipeline.console.actions import ConsoleError, NotFound
-from pipeline.console.web import (
+from pipeline.console.deps import (
     LOGIN_COOKIE,
     Auth,
     Console,
     CsrfFailed,
+    authenticate,
     check_csrf,
     client_of,
     new_login_token,
@@ -176,8 +177,6 @@ async def events(request: Request) -> Response:
 
 
 def _still_signed_in(request: Request) -> bool:
-    from pipeline.console.web import authenticate
-
     return authenticate(request) is not None
 
 
