@@ -273,7 +273,7 @@ def _usecase_set(path: str | None):
 def rules_validate(path: Annotated[str | None, typer.Argument(help="Use-case file or directory")] = None
                    ) -> None:
     """Check use cases: schema, Sigma parse, field mapping, regex safety, inline tests present."""
-    from pipeline.rules.testing import validate
+    from pipeline.authoring import validate
 
     ucs = _usecase_set(path)
     problems = validate(ucs)
@@ -290,7 +290,7 @@ def rules_validate(path: Annotated[str | None, typer.Argument(help="Use-case fil
 def rules_test(path: Annotated[str | None, typer.Argument(help="Use-case file or directory")] = None,
                verbose: Annotated[bool, typer.Option("-v", help="Show passing tests too")] = False) -> None:
     """Run the inline tests of the use cases; exit 1 when one fails."""
-    from pipeline.rules.testing import run_tests
+    from pipeline.authoring import run_tests
 
     ucs = _usecase_set(path)
     for e in ucs.errors:

@@ -27,6 +27,7 @@ from typing import Any
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
+from pipeline.hooks import Classifier, Enricher, Prioritizer
 from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
 from pipeline.naming import HostNames
 from pipeline.normalize.base import RawRecord
@@ -37,22 +38,6 @@ from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
 
 log = logging.getLogger("mdr.core")
 CORE_ERROR = "core_error"
-
-Enricher = Callable[[Alert], None]
-Prioritizer = Callable[[Incident], None]
-
-
-class Classifier:
-    """Interface of the noise classifier stage: decide which new alerts are noise (batch call)."""
-
-    def decide(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
-        raise NotImplementedError
-
-    def judge_alone(self, alerts: list[Alert], matched: list[list[UseCase]]) -> list[Suppressed | None]:
-        """Decide duplicates of suppressed representatives on their own (they are not representatives: a
-        classifier with history may score them without recording them)."""
-        return self.decide(alerts, matched)
-
 
 @dataclass(slots=True)
 class CoreState:

@@ -39,7 +39,6 @@ from pipeline.classify.explain import explainer_for
 from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.guardrails import keep_reason
 from pipeline.classify.scope import Scope
-from pipeline.engine import Classifier
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
 
@@ -73,8 +72,8 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class NoiseClassifier(Classifier):
-    """Suppresses alerts the model scores as noise, under the guardrails; implements the core's hook."""
+class NoiseClassifier:
+    """Suppresses alerts the model scores as noise, under the guardrails; implements `pipeline.hooks.Classifier`."""
 
     def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
                  scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None,

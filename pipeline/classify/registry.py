@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine import Classifier
+from pipeline.hooks import Classifier
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
 

@@ -182,8 +182,8 @@ def test_default_model_on_a_new_source_stays_under_the_fn_goal() -> None:
 ])
 def test_payload_guardrail(query: str, kept: bool) -> None:
     """An alert whose payload carries an injection signature is kept whatever the model says."""
+    from pipeline.authoring import alert_from_dict
     from pipeline.classify.guardrails import keep_reason
-    from pipeline.rules.testing import alert_from_dict
 
     a = alert_from_dict({"http": {"url": f"/app?{query}"}, "action": "blocked"}, 0)
     reason = keep_reason(a, [])

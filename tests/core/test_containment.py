@@ -18,8 +18,9 @@ import pytest
 
 from pipeline.context.store import Context
 from pipeline.dedup import Dedup
-from pipeline.engine import CORE_ERROR, Classifier, Core, Outputs
+from pipeline.engine import CORE_ERROR, Core, Outputs
 from pipeline.fusion import Fusion
+from pipeline.hooks import Classifier
 from pipeline.incidents import IncidentBuilder
 from pipeline.normalize.reader import expand, read_records
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.authoring import alert_from_dict
 from pipeline.engine import Core
-from pipeline.rules.testing import alert_from_dict
 from pipeline.rules.usecase import load_usecases
 
 BASE = """

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.engine import Classifier, Core
-from pipeline.rules.testing import alert_from_dict
+from pipeline.authoring import alert_from_dict
+from pipeline.engine import Core
+from pipeline.hooks import Classifier
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import Alert, Suppressed
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.authoring import alert_from_dict
 from pipeline.cli import app
 from pipeline.engine import Core
 from pipeline.replay import ReplayResult, replay, write_outputs
-from pipeline.rules.testing import alert_from_dict
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert
 from pipeline.trace import Outputs, fate_of

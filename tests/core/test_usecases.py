@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.authoring import run_tests, validate
 from pipeline.cli import app
-from pipeline.rules.testing import run_tests, validate
 from pipeline.rules.usecase import load_usecases
 
 ROOT = Path(__file__).resolve().parents[2]

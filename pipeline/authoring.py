@@ -1,4 +1,5 @@
-"""`mdr rules validate` and `mdr rules test`: the checks a rule author runs before committing a use case.
+"""`mdr rules validate` and `mdr rules test`: the checks a rule author runs before committing a use case (above
+the core, which runs the tests; `pipeline.rules` stays free of core imports).
 
 Inline tests live in the use-case file:
 
