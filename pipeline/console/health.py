@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 
 from pipeline.console.auth import Principal
 from pipeline.console.queries import scoped
-from pipeline.report.stats import FunnelStat
 from pipeline.soar.models import PlaybookRun, Ticket, utcnow
+from pipeline.store.alert_stats import FunnelStat
 
 log = logging.getLogger("mdr.console")
 CACHE_SECONDS = 5.0

@@ -9,8 +9,8 @@ from sqlalchemy import create_engine
 # the tables on Base beyond the SOAR models: console users/tokens/sessions/audit, the report's alert_stats /
 # funnel_stats, stored and suppressed alerts
 import pipeline.console.models
-import pipeline.report.stats
-import pipeline.soar.evidence  # noqa: F401
+import pipeline.soar.evidence
+import pipeline.store.alert_stats  # noqa: F401
 from pipeline.soar.db import default_url, normalize_url
 from pipeline.soar.models import Base
 

@@ -4,7 +4,7 @@ Incidents are the tenant's tickets (one per incident; incidents fused into anoth
 alert falls in the period. Times follow the one clock rule (docs/priority.md, "One clock"): MTTD = first alert
 -> detection (the alert with which the pipeline raised the incident, event time); MTTA = detection ->
 acknowledged, the response time the SLA promises (P1 15 min ... P5 8 h); MTTR = detection -> resolved.
-Alert volumes and the funnel come from the alert statistics (pipeline/report/stats.py).
+Alert volumes and the funnel come from the alert statistics (pipeline/report/stats.py writes them).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from pipeline.classify.drift import TenantDrift, notices
 from pipeline.report.period import Period
-from pipeline.report.stats import AlertStat, FunnelStat, NoiseDrift
 from pipeline.schema import CATEGORIES, PRIORITIES
 from pipeline.soar.models import Ticket
 from pipeline.soar.sla import RESPONSE, sla_state
+from pipeline.store.alert_stats import AlertStat, FunnelStat, NoiseDrift
 
 FUNNEL = (("records", "raw records"), ("alerts_raw", "alerts"), ("alerts", "after dedup"),
           ("suppressed", "suppressed as noise"), ("incidents", "incidents"))

@@ -2,11 +2,11 @@
 target asset and action, and the funnel counters (raw records -> alerts -> after dedup -> suppressed ->
 incidents).
 
-Rows live in the SOAR store's database (tables `alert_stats` and `funnel_stats`, Alembic revision
-`0002_alert_stats`). `record_stats` writes one replay (or stream batch) as a *batch*: the batch id is a hash of
-the tenant and its alert ids, and writing a batch replaces its earlier rows, so recording the same replay
-twice counts it once. Raw records and dead letters carry no event time; they are spread over the batch's days
-in proportion to its raw alerts (exact for the usual one-day replay).
+Rows live in the SOAR store's database (tables `alert_stats` and `funnel_stats` of
+`pipeline.store.alert_stats`, Alembic revision `0002_alert_stats`). `record_stats` writes one replay (or stream
+batch) as a *batch*: the batch id is a hash of the tenant and its alert ids, and writing a batch replaces its
+earlier rows, so recording the same replay twice counts it once. Raw records and dead letters carry no event
+time; they are spread over the batch's days in proportion to its raw alerts (exact for the usual one-day replay).
 """
 
 from __future__ import annotations
@@ -17,70 +17,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, Engine, Index, Integer, String, delete
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
 
 from pipeline.schema import Alert, utc
-from pipeline.soar.models import Base, JsonType, RedactedString
-
-KEY_LEN = 300  # longest stored dimension value
-
-
-class AlertStat(Base):
-    """Alerts of one tenant and day, grouped by product, rule, source address, target asset and action."""
-
-    __tablename__ = "alert_stats"
-    __table_args__ = (Index("ix_alert_stats_tenant_day", "tenant_id", "day"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    batch: Mapped[str] = mapped_column(String(64), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(128))
-    day: Mapped[date] = mapped_column(Date)
-    product: Mapped[str] = mapped_column(String(64))
-    format: Mapped[str] = mapped_column(String(64))
-    family: Mapped[str] = mapped_column(String(16))
-    rule_id: Mapped[str] = mapped_column(RedactedString(KEY_LEN))
-    rule_name: Mapped[str] = mapped_column(RedactedString(KEY_LEN))
-    src_ip: Mapped[str | None] = mapped_column(String(64))
-    asset: Mapped[str | None] = mapped_column(RedactedString(KEY_LEN))
-    action: Mapped[str] = mapped_column(String(16))
-    alerts: Mapped[int] = mapped_column(Integer)  # alerts after dedup
-    raw: Mapped[int] = mapped_column(Integer)  # alerts before dedup (sum of the representatives' counts)
-    intel: Mapped[int] = mapped_column(Integer)  # alerts (after dedup) with a threat-intel hit
-    suppressed: Mapped[int] = mapped_column(Integer)  # alerts (after dedup) held back as noise
-
-
-class FunnelStat(Base):
-    """The funnel counters of one tenant and day within one batch."""
-
-    __tablename__ = "funnel_stats"
-    __table_args__ = (Index("ix_funnel_stats_tenant_day", "tenant_id", "day"),)
-
-    batch: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    records: Mapped[int] = mapped_column(Integer)
-    alerts_raw: Mapped[int] = mapped_column(Integer)
-    alerts: Mapped[int] = mapped_column(Integer)
-    suppressed: Mapped[int] = mapped_column(Integer)
-    incidents: Mapped[int] = mapped_column(Integer)
-    dead: Mapped[int] = mapped_column(Integer)
-
-
-class NoiseDrift(Base):
-    """The noise model's drift counts of one tenant and day within one batch (`pipeline.classify.drift`)."""
-
-    __tablename__ = "noise_drift"
-    __table_args__ = (Index("ix_noise_drift_tenant_day", "tenant_id", "day"),)
-
-    batch: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    model_version: Mapped[str] = mapped_column(String(64))
-    alerts: Mapped[int] = mapped_column(Integer)
-    out_of_scope: Mapped[int] = mapped_column(Integer)
-    novel_rules: Mapped[int] = mapped_column(Integer)
-    score_hist: Mapped[list[int]] = mapped_column(JsonType)
+from pipeline.store.alert_stats import KEY_LEN, AlertStat, FunnelStat, NoiseDrift
 
 
 @dataclass(frozen=True, slots=True)

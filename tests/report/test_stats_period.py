@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.report.period import period_of, resolve
-from pipeline.report.stats import AlertStat, FunnelStat, apportion, record_stats
+from pipeline.report.stats import apportion, record_stats
+from pipeline.store.alert_stats import AlertStat, FunnelStat
 from tests.report.conftest import Fixture
 
 
