@@ -28,9 +28,8 @@ from pipeline.incidents import (
     add_alert_ids,
     higher,
     merge_outcome,
-    network_c2,
 )
-from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation
+from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation, network_c2
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
 COMPROMISE = ("webshell", "account_compromise", "c2", "malware", "defacement")

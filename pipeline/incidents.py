@@ -17,12 +17,19 @@ from typing import Any
 from pipeline.normalize.base import make_id
 from pipeline.rules.mapping import getter, resolve_field
 from pipeline.rules.usecase import UseCase
-from pipeline.schema import CATEGORY_CLASS, PRIORITIES, Alert, Entities, Incident, MatchExplanation
+from pipeline.schema import (
+    CATEGORY_CLASS,
+    HOST_FAMILIES,
+    PRIORITIES,
+    Alert,
+    Entities,
+    Incident,
+    MatchExplanation,
+)
 
 MAX_IDS = 10_000
 MAX_ENTITIES = 200
 _TEMPLATE = re.compile(r"\{([A-Za-z_][\w.]*)\}")
-_HOST_FAMILIES = {"host", "fim", "av", "auth"}
 
 
 def asset_of(a: Alert) -> str | None:
@@ -30,7 +37,7 @@ def asset_of(a: Alert) -> str | None:
     the targeted host (named by the core, pipeline/naming.py), site or address for network products."""
     if a.asset is not None:
         return a.asset.name
-    if a.source.family in _HOST_FAMILIES and a.host is not None and a.host.name:
+    if a.source.family in HOST_FAMILIES and a.host is not None and a.host.name:
         return a.host.name
     if a.dst.hostname:
         return a.dst.hostname
@@ -81,12 +88,7 @@ def _add(lst: list[str], v: Any, cap: int = MAX_ENTITIES) -> None:
 def source_is_suspect(category: str, a: Alert) -> bool:
     """Network evidence of C2 (an IDS saw a host beacon or look up a C2 domain) is about the host that asked,
     its source, not the server it talked to: a DNS server that answers a lookup is not infected."""
-    return category == "c2" and a.source.family not in _HOST_FAMILIES
-
-
-def network_c2(inc: Incident) -> bool:
-    """A C2 incident seen only on the network (no host evidence): its sources are the suspects."""
-    return inc.category == "c2" and not _HOST_FAMILIES & set(inc.sources.get("families", ()))
+    return category == "c2" and a.source.family not in HOST_FAMILIES
 
 
 def add_entities(e: Entities, a: Alert, suspect_source: bool = False) -> None:

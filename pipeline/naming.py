@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 
-from pipeline.schema import Alert, HostInfo
+from pipeline.schema import HOST_FAMILIES, Alert, HostInfo
 
-HOST_FAMILIES = frozenset({"host", "fim", "av", "auth"})
 SEP = "\x1f"
 
 

@@ -15,6 +15,8 @@ from msgspec import Struct, field
 from pipeline.redact import REDACTOR, redact
 
 FAMILIES = ("waf", "ids", "firewall", "host", "av", "fim", "auth", "ddos", "cloud")
+# Families whose sensor runs on the host an alert is about (the host's own name is the asset).
+HOST_FAMILIES = frozenset({"host", "fim", "av", "auth"})
 ACTIONS = ("blocked", "allowed", "detected", "failed", "succeeded")
 SEVERITY_LABELS = ("info", "low", "medium", "high", "critical")
 # Label -> default 0..100 score (OCSF severity_id 1..5 scaled).
@@ -290,3 +292,8 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+def network_c2(inc: Incident) -> bool:
+    """A C2 incident seen only on the network (no host evidence): its sources are the suspects."""
+    return inc.category == "c2" and not HOST_FAMILIES & set(inc.sources.get("families", ()))

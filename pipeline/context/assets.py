@@ -39,12 +39,11 @@ from pipeline.context.loader import (
     read_text,
     split_list,
 )
-from pipeline.schema import Alert, AssetRef
+from pipeline.schema import HOST_FAMILIES, Alert, AssetRef
 
 CRITICALITIES = ("low", "medium", "high", "critical")
 EXPOSURES = ("internet", "internal")
 FIELDS = ("name", "ips", "hostnames", "criticality", "owner", "tags", "exposure")
-HOST_FAMILIES = frozenset({"host", "fim", "av", "auth"})
 _HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
 
 

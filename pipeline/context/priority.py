@@ -42,8 +42,7 @@ from pipeline.context.loader import (
     parse_time,
     read_text,
 )
-from pipeline.incidents import network_c2
-from pipeline.schema import PRIORITIES, AssetRef, Incident, IntelHit
+from pipeline.schema import PRIORITIES, AssetRef, Incident, IntelHit, network_c2
 
 SERVICE_TERMS = {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=2),
                  "P4": timedelta(hours=4), "P5": timedelta(hours=8)}

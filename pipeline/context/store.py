@@ -36,8 +36,7 @@ from pipeline.context.feeds import FeedStats, load_feed
 from pipeline.context.intel import IntelSet, match
 from pipeline.context.loader import ContextFileError, Problem
 from pipeline.context.priority import Clock, EscortCalendar, EscortPeriod, load_escort, prioritize, utcnow
-from pipeline.incidents import network_c2
-from pipeline.schema import Alert, AssetRef, Incident, IntelHit
+from pipeline.schema import Alert, AssetRef, Incident, IntelHit, network_c2
 from pipeline.tenant import GLOBAL, check_tenant, is_tenant
 
 _MAX_FILE_STEM = 200
