@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from pipeline.classify.evaluate import curve_lines, evaluate, learning_curve, summary_lines  # noqa: E402
 from pipeline.classify.model import NoiseClassifier  # noqa: E402
 from pipeline.classify.train import load_data, normalize_dir  # noqa: E402
-from pipeline.runtime import tune_gc  # noqa: E402
+from pipeline.gc_tuning import tune_gc  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "labeled" / "waf-pl4-train"

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.engine import Core  # noqa: E402
+from pipeline.gc_tuning import tune_gc  # noqa: E402
 from pipeline.normalize.reader import expand, read_records  # noqa: E402
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage  # noqa: E402
 from pipeline.rules.usecase import UseCaseSet, load_usecases  # noqa: E402
-from pipeline.runtime import tune_gc  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 
 SIGMA = ROOT.parent / "shared" / "sigma"

@@ -34,10 +34,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.dedup import Dedup
+from pipeline.gc_tuning import tune_gc
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.registry import formats, get
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
-from pipeline.runtime import tune_gc
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD = ROOT / "tests/fixtures/cloud"

@@ -103,12 +103,12 @@ def replay(
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
     from pipeline.engine import Core
+    from pipeline.gc_tuning import tune_gc
     from pipeline.normalize.reader import walk
     from pipeline.normalize.registry import formats as names
     from pipeline.replay import replay as run
     from pipeline.replay import write_outputs
     from pipeline.report.stats import record_stats
-    from pipeline.runtime import tune_gc
     from pipeline.soar.actions import register_secrets
     from pipeline.soar.cli import replay_tickets
     from pipeline.soar.db import default_url, normalize_url, open_engine, shown

@@ -53,8 +53,8 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
 
     Exits non-zero when an error stopped it (`Runtime.fail`, or Faust's own crash). A stop that does not finish
     within `cfg.shutdown_grace` seconds ends the process anyway: nothing may keep a stopping worker alive."""
+    from pipeline.gc_tuning import tune_gc
     from pipeline.rules.usecase import load_usecases
-    from pipeline.runtime import tune_gc
     from pipeline.stream.app import build, ensure_topics
     from pipeline.stream.metrics import serve
     from pipeline.stream.outage import OutageLog

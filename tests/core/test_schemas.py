@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import msgspec
 
-from pipeline import schemas
+from pipeline import schema_export
 from pipeline.engine import Core
 from pipeline.replay import replay
 from pipeline.rules.usecase import load_usecases
@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_schemas_are_current() -> None:
-    for name in schemas.MODELS:
+    for name in schema_export.MODELS:
         committed = (ROOT / "schemas" / f"{name}.schema.json").read_text()
-        assert committed == schemas.render(name), f"run `python -m pipeline.schemas` ({name} drifted)"
+        assert committed == schema_export.render(name), f"run `python -m pipeline.schema_export` ({name} drifted)"
 
 
 def test_real_outputs_validate() -> None:

@@ -1,6 +1,6 @@
 """The published JSON Schemas (`schemas/*.schema.json`) generated from the models in `pipeline.schema`.
 
-`python -m pipeline.schemas` rewrites them; a test fails when they drift from the models.
+`python -m pipeline.schema_export` rewrites them; a test fails when they drift from the models.
 """
 
 from __future__ import annotations
