@@ -150,7 +150,7 @@ def bench(fmt: str, texts: list[str], repeat: int) -> list[tuple[str, float, int
             alerts += len(out.alerts)
             if dedup is not None:
                 for a in out.alerts:
-                    kept += dedup.process(a)[0] is a  # a new representative
+                    kept += dedup.merge(a)[0] is a  # a new representative
             out.alerts.clear()
         if dedup is not None:
             for _ in dedup.drain():

@@ -75,7 +75,8 @@ class Dedup:
         self.closed: list[Alert] = []
         self.upgraded: list[Alert] = []
 
-    def process(self, a: Alert) -> tuple[Alert, str]:
+    def merge(self, a: Alert) -> tuple[Alert, str]:
+        """Merge the alert into its dedup window: (its representative, NEW or DUPLICATE)."""
         ek = event_key(a)
         if ek is not None:
             fp = self.events.get(ek)

@@ -143,7 +143,7 @@ class Core:
         last: datetime | None = None  # event time of the last alert classified (drives periodic expiry)
         for a in alerts:
             try:
-                rep, kind = self.dedup.process(a)
+                rep, kind = self.dedup.merge(a)
             except Exception as e:
                 self._failed(a, "dedup", e)
                 continue
@@ -381,7 +381,7 @@ class Core:
             self._at = "prioritize"
             self.prioritizer(inc)
         self._at = "fusion"
-        for changed in self.fusion.process(inc):
+        for changed in self.fusion.fuse(inc):
             if changed is not inc and self.prioritizer is not None and changed.status != "merged":
                 self._at = "prioritize"
                 self.prioritizer(changed)

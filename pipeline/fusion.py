@@ -115,7 +115,7 @@ class Fusion:
     def _near(self, a: Incident, b: Incident) -> bool:
         return a.first_seen - b.last_seen <= self.window and b.first_seen - a.last_seen <= self.window
 
-    def process(self, inc: Incident) -> list[Incident]:
+    def fuse(self, inc: Incident) -> list[Incident]:
         """Take an incident update; returns the incidents whose state changed (including `inc`)."""
         self._put(inc)
         if inc.merged_into:

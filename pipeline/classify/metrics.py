@@ -22,7 +22,7 @@ def representatives(alerts: Sequence[Alert], window: float | None) -> list[str]:
     if window is None:
         return [a.alert_id for a in alerts]
     dd = Dedup(window)
-    return [dd.process(msgspec.structs.replace(a))[0].alert_id for a in alerts]
+    return [dd.merge(msgspec.structs.replace(a))[0].alert_id for a in alerts]
 
 
 @dataclass(slots=True)

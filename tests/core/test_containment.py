@@ -101,11 +101,11 @@ def _has_c2(*args: Any, **kw: Any) -> bool:
 
 # stage -> (object, attribute) to wrap
 STAGES: dict[str, tuple[Any, str]] = {
-    "dedup": (Dedup, "process"),
+    "dedup": (Dedup, "merge"),
     "match": (Core, "_match"),
     "incident": (IncidentBuilder, "add"),
     "correlate": (Correlator, "observe"),
-    "fusion": (Fusion, "process"),
+    "fusion": (Fusion, "fuse"),
 }
 
 

@@ -22,10 +22,10 @@ def _alert(seq: int, src: str = "203.0.113.7", rule: str = "942100", minutes: fl
 
 def test_repeats_merge_with_count_and_times() -> None:
     d = Dedup(window=600)
-    first, kind = d.process(_alert(0))
+    first, kind = d.merge(_alert(0))
     assert kind == NEW
     for i in range(1, 5):
-        rep, kind = d.process(_alert(i, minutes=i))
+        rep, kind = d.merge(_alert(i, minutes=i))
         assert kind == DUPLICATE and rep is first
     assert first.count == 5
     assert first.last_seen - first.first_seen == timedelta(minutes=4, seconds=4)
@@ -33,16 +33,16 @@ def test_repeats_merge_with_count_and_times() -> None:
 
 def test_window_closes_and_new_representative_starts() -> None:
     d = Dedup(window=600)
-    a, _ = d.process(_alert(0))
-    b, kind = d.process(_alert(1, minutes=11))
+    a, _ = d.merge(_alert(0))
+    b, kind = d.merge(_alert(1, minutes=11))
     assert kind == NEW and b is not a and d.closed == [a]
 
 
 def test_different_target_or_rule_is_different() -> None:
     d = Dedup()
-    d.process(_alert(0))
-    assert d.process(_alert(1, rule="941100"))[1] == NEW
-    assert d.process(_alert(2, src="198.51.100.1"))[1] == NEW
+    d.merge(_alert(0))
+    assert d.merge(_alert(1, rule="941100"))[1] == NEW
+    assert d.merge(_alert(2, src="198.51.100.1"))[1] == NEW
 
 
 def test_secondary_log_merges_into_primary_event() -> None:
@@ -52,9 +52,9 @@ def test_secondary_log_merges_into_primary_event() -> None:
     audit = alert_from_dict({"source": {"product": "ModSecurity", "vendor": "OWASP", "family": "waf",
                                         "format": "modsecurity"}, "extra": {"transaction_id": "T1"},
                              "action": "blocked", "http": {"status": 403}}, 1)
-    rep, kind = d.process(err)
+    rep, kind = d.merge(err)
     assert kind == NEW
-    rep2, kind = d.process(audit)
+    rep2, kind = d.merge(audit)
     assert kind == SAME_EVENT and rep2 is rep and rep.count == 1
     assert rep.alert_id == err.alert_id  # the id stays; the content is the primary log's
     assert rep.action == "blocked" and rep.http is not None and rep.http.status == 403
