@@ -102,7 +102,7 @@ def replay(
              "shadow model scoring beside it)")] = None,
 ) -> None:
     """Replay product files through exactly the production core; write JSONL outputs to --out."""
-    from pipeline.engine import Core
+    from pipeline.assemble import build_core
     from pipeline.gc_tuning import tune_gc
     from pipeline.normalize.reader import walk
     from pipeline.normalize.registry import formats as names
@@ -143,8 +143,7 @@ def replay(
         if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
             console.print(lit(("warning:", "yellow"), f" the model was trained for a "  # type: ignore[union-attr]
                               f"{classifier.dedup_window:g} s dedup window, not {dedup_window:g} s"))
-    core = Core(ucs, dedup_window=dedup_window, forced_format=fmt,
-                enricher=ctx.enrich, prioritizer=ctx.prioritize, classifier=classifier)
+    core = build_core(ucs, ctx, classifier, dedup_window=dedup_window, forced_format=fmt)
     total = found.total_bytes
     if total >= PROGRESS_MIN_BYTES:
         with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),

@@ -500,7 +500,7 @@ class Runtime:
         self.context_sig, self.hooks = sig, hooks
         for w in self.parts.values():
             w.hooks = hooks
-            w.core.enricher, w.core.prioritizer = hooks.enricher, hooks.prioritizer
+            w.core.enricher, w.core.prioritizer = hooks.context.enrich, hooks.context.prioritize
         self.metrics.context_reloads.inc()
         log.info("context reloaded (%d files)", len(sig))
 
@@ -604,13 +604,12 @@ def core_hooks(cfg: WorkerConfig, classifier: Any = None) -> CoreHooks:
     uses them."""
     from pipeline.context.store import Context
 
-    ctx = Context.from_state()
     if classifier is None and cfg.model is not None:
         from pipeline.classify.registry import load_classifier
 
         classifier = load_classifier(cfg.model)
         log.info("noise classifier %s loaded", cfg.model)
-    return CoreHooks(ctx.enrich, ctx.prioritize, classifier)
+    return CoreHooks(Context.from_state(), classifier)
 
 
 def _partition_items(table: Any, partition: int) -> Iterable[tuple[bytes, bytes]]:

@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from pipeline.assemble import build_core
 from pipeline.engine import Core, Outputs, error_text
 from pipeline.incidents import IDSETS
 from pipeline.normalize.base import Origin, RawRecord
@@ -30,6 +31,9 @@ from pipeline.schema import Alert, DeadLetter, Incident
 from pipeline.stream.config import WorkerConfig
 from pipeline.stream.envelope import Message, unpack
 from pipeline.stream.state import PartitionState
+
+if TYPE_CHECKING:
+    from pipeline.context.store import Context
 
 FEED_CHUNK = 2048  # alerts per core.feed_alerts call, as in `mdr replay`
 FLUSH_SEQ = 1 << 30  # sequence numbers of alerts emitted by an idle flush (after the record's own)
@@ -158,11 +162,11 @@ class Flushed:
 
 @dataclass(slots=True)
 class CoreHooks:
-    """What `mdr replay` hands its Core beside the use cases: context (assets, intel, escort calendars of all
-    tenants) and the noise classifier, shared by the partitions (each classifier bound to its own state)."""
+    """What each partition's core is built with beside the use cases (`pipeline.assemble.build_core`, as in
+    `mdr replay`): the context (assets, intel, escort calendars of all tenants) and the noise classifier, shared
+    by the partitions (each classifier bound to its own state)."""
 
-    enricher: Any = None
-    prioritizer: Any = None
+    context: Context | None = None  # enricher and prioritizer
     classifier: Any = None  # a loaded NoiseClassifier, or None
 
     def classifier_for(self, state: PartitionState) -> Any:
@@ -191,9 +195,8 @@ class PartitionWork:
         self.redelivered = 0
 
     def _core(self, usecases: UseCaseSet) -> Core:
-        return Core(usecases, state=self.pstate.state, dedup_window=self.cfg.dedup_window,
-                    lateness=self.cfg.lateness, enricher=self.hooks.enricher, prioritizer=self.hooks.prioritizer,
-                    classifier=self.classifier)
+        return build_core(usecases, self.hooks.context, self.classifier, state=self.pstate.state,
+                          dedup_window=self.cfg.dedup_window, lateness=self.cfg.lateness)
 
     def reload(self, usecases: UseCaseSet) -> None:
         """Run on a new use-case set, keeping the state."""

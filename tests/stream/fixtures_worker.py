@@ -146,10 +146,10 @@ def settle(read: Callable[[], object], quiet: float, timeout: float) -> object:
 
 def replay_core(**kw: object) -> Core:
     """The Core `mdr replay` builds with no saved context (as the test workers run: MDR_HOME is empty)."""
+    from pipeline.assemble import build_core
     from pipeline.context.store import Context
 
-    ctx = Context()
-    return Core(load_usecases(str(USECASES)), enricher=ctx.enrich, prioritizer=ctx.prioritize, **kw)
+    return build_core(load_usecases(str(USECASES)), Context(), **kw)
 
 
 def replay_lab(tenant: str, host: str = "web-01", lab: Path = LAB1) -> ReplayResult:
