@@ -47,6 +47,11 @@ test: install system-deps kafka-jars
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Everything but the tests of the real Kafka broker and of PostgreSQL (markers `kafka`, `postgres`).
+test-fast: install
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/pytest -m "not kafka and not postgres" $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check pipeline tests bench
 
