@@ -50,9 +50,9 @@ from pipeline.stream.processor import (
     Batch,
     CoreHooks,
     Flushed,
+    IngestStage,
     Item,
     Normalized,
-    Normalizer,
     PartitionWork,
     message_letter,
     pack,
@@ -104,12 +104,12 @@ def faust_settings(cfg: WorkerConfig) -> dict[str, Any]:
 
 
 class Runtime:
-    """The worker's shared objects: config, metrics, normalizer, per-partition work, use cases, topics."""
+    """The worker's shared objects: config, metrics, ingest stage, per-partition work, use cases, topics."""
 
     def __init__(self, cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None):
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.normalizer = Normalizer(cfg.tenant_bindings)
+        self.ingest_stage = IngestStage(cfg.tenant_bindings)
         self.context_sig = context_signature()
         self.hooks = core_hooks(cfg)
         self.model_sig = model_signature(cfg)
@@ -231,7 +231,7 @@ class Runtime:
                         ev.message.headers or ()) for ev in events]
         self.in_flight = events
         async with self.normalizing:  # idle flushes come after, never between, a batch and its sending
-            res = self.normalizer.process(msgs)
+            res = self.ingest_stage.ingest(msgs)
             self.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
             await self.send_normalized(res)
             self.hold(events)  # before take_events acks them
@@ -272,7 +272,7 @@ class Runtime:
     def hold(self, events: list) -> None:
         """Keep the ingest messages whose records a stateful normalizer (auditd, the ModSecurity error log)
         still buffers from being committed: a crash would lose those records. Releases what is done."""
-        floor = self.normalizer.stage.buffered_floor()
+        floor = self.ingest_stage.stage.buffered_floor()
         for ev in events:
             m = ev.message
             tp = (m.topic, m.partition)
@@ -285,7 +285,7 @@ class Runtime:
         """Ack the held messages no buffered record comes from any more."""
         if not self.held:
             return
-        floor = self.normalizer.stage.buffered_floor() if floor is None else floor
+        floor = self.ingest_stage.stage.buffered_floor() if floor is None else floor
         for tp, evs in list(self.held.items()):
             low = floor.get(tp)
             keep = []
@@ -311,7 +311,7 @@ class Runtime:
 
     def revoked(self, tps: Iterable[Any]) -> None:
         ingest = {(tp.topic, tp.partition) for tp in tps if tp.topic in self.cfg.topics.ingest}
-        self.normalizer.stage.discard_from(ingest)  # uncommitted: the next owner reads them again
+        self.ingest_stage.stage.discard_from(ingest)  # uncommitted: the next owner reads them again
         for tp in ingest:
             self.held.pop(tp, None)
         for tp in tps:
@@ -683,7 +683,7 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
 
     async def idle_flush() -> None:
         async with rt.normalizing:
-            res = rt.normalizer.flush_idle(cfg.idle_flush)
+            res = rt.ingest_stage.flush_idle(cfg.idle_flush)
             if res.by_tenant or res.dead:
                 await rt.send_normalized(res)
             rt.release()

@@ -2,11 +2,11 @@
 
     ingest message --unpack/normalize--> Item(alert, ingest position) --by tenant--> PartitionWork --core-->
 
-`Normalizer` is stateless but for the auditd assembly (ingest messages are keyed by host so a host's records
-stay in order in one partition). `PartitionWork` holds one partition of the by-tenant topic: its pending
-alerts, its `PartitionState` and a `Core` over it. Pending alerts are fed in event-time order when the
-partition has been quiet for a moment, or they waited `max_hold`, so the stream sees the order `mdr replay`
-sees as far as the arrival allows.
+`IngestStage` (the worker's ingest stage, around the per-format normalizers' `NormalizeStage`) is stateless but
+for the auditd assembly (ingest messages are keyed by host so a host's records stay in order in one partition).
+`PartitionWork` holds one partition of the by-tenant topic: its pending alerts, its `PartitionState` and a `Core`
+over it. Pending alerts are fed in event-time order when the partition has been quiet for a moment, or they
+waited `max_hold`, so the stream sees the order `mdr replay` sees as far as the arrival allows.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Normalized:
     records: Counter[str] = field(default_factory=Counter)  # by topic
 
 
-class Normalizer:
+class IngestStage:
     """Ingest messages -> alerts grouped by tenant, and dead letters."""
 
     def __init__(self, bindings: dict[str, str]):
@@ -85,7 +85,7 @@ class Normalizer:
         self._offsets: dict[tuple[str, str], int] = {}  # (tenant, src) -> offset of its last message
         self._flushes = time.time_ns() // 1000  # idle-flush sequence numbers grow, across restarts too
 
-    def process(self, msgs: list[Message]) -> Normalized:
+    def ingest(self, msgs: list[Message]) -> Normalized:
         out = Normalized()
         now = time.monotonic()
         for m in msgs:
