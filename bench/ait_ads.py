@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.classify.evaluate import model_decisions  # noqa: E402
 from pipeline.classify.metrics import core_rates, core_view  # noqa: E402
-from pipeline.classify.train import dataset_from_alerts, subset, train  # noqa: E402
+from pipeline.classify.train import dataset_from_alerts, train  # noqa: E402
 from pipeline.normalize.base import make_id  # noqa: E402
 from pipeline.schema import Alert, Endpoint, HostInfo, Rule, Source  # noqa: E402
 
@@ -103,13 +103,13 @@ def main() -> None:
     print(f"{len(ds.alerts)} alerts ({int(test.sum())} in the test scenarios {args.test}); "
           f"read in {time.process_time() - t0:.0f} s CPU")
     view = core_view(ds, args.window)
-    model = train([], args.target_recall, (args.kind,), ((),), dedup_window=args.window, ds=subset(ds, ~test))[0]
+    model = train([], args.target_recall, (args.kind,), ((),), dedup_window=args.window, ds=ds.subset(~test))[0]
     print(f"trained on {args.train}: threshold {model.threshold:.4g}, unseen rules {model.threshold_novel:.4g}")
     _, sup, kept = model_decisions(model, ds, view)
     report(f"new deployment, no labels of it ({args.test}), as the core decides ({args.window:g} s dedup):",
            ds, sup, test, view)
     print(f"  kept although below the threshold: {dict(kept)}")
-    own = subset(ds, ~test | (np.asarray(ds.splits) != "heldout"))
+    own = ds.subset(~test | (np.asarray(ds.splits) != "heldout"))
     model2 = train([], args.target_recall, (args.kind,), ((),), dedup_window=args.window, ds=own)[0]
     _, sup2, _ = model_decisions(model2, ds, view)
     held = test & (np.asarray(ds.splits) == "heldout")

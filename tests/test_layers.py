@@ -32,9 +32,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("soar", ("pipeline.soar",)),
     ("report", ("pipeline.report",)),
     ("assembly", ("pipeline.assemble",)),
-    # the drivers, and the tools that run the core the way `mdr replay` does (`mdr model evaluate`)
+    # the drivers, and the tools above the core and SOAR: `mdr model evaluate` runs the core as `mdr replay` does,
+    # `mdr model retrain` reads the analysts' verdicts from the SOAR store, `mdr trace` reads outputs
     ("adapters", ("pipeline.replay", "pipeline.stream", "pipeline.console", "pipeline.cli", "pipeline.cliargs",
-                  "pipeline.clitext", "pipeline.tables", "pipeline.classify.cli", "pipeline.classify.evaluate",
+                  "pipeline.clitext", "pipeline.tables", "pipeline.trace", "pipeline.classify.cli",
+                  "pipeline.classify.evaluate", "pipeline.classify.retrain",
                   "pipeline.context.cli", "pipeline.report.cli", "pipeline.soar.cli")),
 ]
 

@@ -273,7 +273,7 @@ def learning_curve(ds: Dataset, sizes: Sequence[int] = CURVE_SIZES, target: floa
     verdicts analysts would have given first), plus every label of `base` (data the deployment started with).
     Each point trains as `mdr model train` does (selection and thresholds on those verdicts' own train /
     validation splits); a point whose verdicts cannot yet give a threshold suppresses nothing."""
-    from pipeline.classify.train import merge, subset, train
+    from pipeline.classify.train import merge, train
 
     y = ds.y
     pool = [i for i in np.flatnonzero((y >= 0) & (np.asarray(ds.splits) != "heldout"))]
@@ -285,7 +285,7 @@ def learning_curve(ds: Dataset, sizes: Sequence[int] = CURVE_SIZES, target: floa
             break
         keep = np.zeros(len(y), dtype=bool)
         keep[pool[:n]] = True
-        sub = subset(ds, keep)
+        sub = ds.subset(keep)
         point: dict[str, Any] = {"verdicts": n, "attack_verdicts": int((y[keep] == 1).sum())}
         try:
             model = train([], target, tuple(kinds), dedup_window=dedup_window,

@@ -110,8 +110,6 @@ def leave_family_out(ds: Dataset, train_fn: Callable[[Dataset], Any], judge: Cal
     are hidden; the alerts stay in their streams, unlabeled), judge the alerts that carry a rule of F
     (`judge(model, dataset) -> suppressed?`). Pooled figures sum the folds (an alert with rules of two families
     counts in both). A family whose removal leaves too little to train on is reported under `skipped`."""
-    from pipeline.classify.train import subset
-
     every = ds.mask("all")
     out: dict[str, Any] = {"folds": {}}
     tot = Counter()
@@ -119,11 +117,11 @@ def leave_family_out(ds: Dataset, train_fn: Callable[[Dataset], Any], judge: Cal
         if only and fam not in only:
             continue
         try:
-            model = train_fn(subset(ds, ~m))
+            model = train_fn(ds.subset(~m))
         except ValueError as e:  # too little left to train on without this family
             out.setdefault("skipped", {})[fam] = str(e)
             continue
-        test = subset(ds, m)
+        test = ds.subset(m)
         sup = judge(model, test)
         r = rates(sup, test.y, test.mask("all"))
         out["folds"][fam] = {**r, "threshold": model.threshold, "threshold_novel": model.threshold_novel}

@@ -116,19 +116,19 @@ class Dataset:
     def y(self) -> np.ndarray:
         return np.asarray(self.labels, dtype=np.int8)
 
+    def subset(self, keep: np.ndarray) -> Dataset:
+        """A copy whose labels outside `keep` are hidden (-1): the alerts stay in their streams (the source
+        history still sees them), but nothing outside `keep` is trained on, thresholded on or scored."""
+        labels = [lab if k else -1 for lab, k in zip(self.labels, keep.tolist(), strict=True)]
+        digest = hashlib.sha256(np.packbits(keep).tobytes()).hexdigest()[:16]
+        return Dataset(self.alerts, labels, self.kinds, self.record_ids, self.splits, self.streams, self.files,
+                       Counter(self.stats), f"{self.data_hash}:{digest}")
+
     def mask(self, split: str) -> np.ndarray:
         """Labeled alerts of a split ("all": every labeled alert)."""
         if split == "all":
             return self.y >= 0
         return (np.asarray(self.splits) == split) & (self.y >= 0)
-
-
-def subset(ds: Dataset, keep: np.ndarray) -> Dataset:
-    """A copy of the dataset whose labels outside `keep` are hidden (-1): the alerts stay in their streams (the
-    source history still sees them), but nothing outside `keep` is trained on, thresholded on or scored."""
-    labels = [lab if k else -1 for lab, k in zip(ds.labels, keep.tolist(), strict=True)]
-    return Dataset(ds.alerts, labels, ds.kinds, ds.record_ids, ds.splits, ds.streams, ds.files, Counter(ds.stats),
-                   f"{ds.data_hash}:{hashlib.sha256(np.packbits(keep).tobytes()).hexdigest()[:16]}")
 
 
 def dataset_from_alerts(alerts: Sequence[Alert], labels: Sequence[int], kinds: Sequence[str] | None = None

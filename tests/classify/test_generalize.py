@@ -16,7 +16,7 @@ from pipeline.classify.evaluate import model_decisions
 from pipeline.classify.generalize import families, folds, leave_family_out, rule_family
 from pipeline.classify.metrics import core_view
 from pipeline.classify.model import NoiseClassifier
-from pipeline.classify.train import Dataset, load_data, subset, train
+from pipeline.classify.train import Dataset, load_data, train
 from pipeline.schema import Rule
 from tests.classify.conftest import ROOT, TEST_RECALL
 
@@ -123,7 +123,7 @@ def test_leave_family_out_never_trains_on_the_family(sample_ds: Dataset) -> None
 def test_subset_hides_labels_but_keeps_the_stream(sample_ds: Dataset) -> None:
     keep = np.zeros(len(sample_ds.alerts), dtype=bool)
     keep[:50] = True
-    sub = subset(sample_ds, keep)
+    sub = sample_ds.subset(keep)
     assert len(sub.alerts) == len(sample_ds.alerts) and sub.streams == sample_ds.streams
     assert (sub.y[50:] == -1).all() and (sub.y[:50] == sample_ds.y[:50]).all()
     assert sub.data_hash != sample_ds.data_hash
