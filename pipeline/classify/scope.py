@@ -67,10 +67,6 @@ class Scope:
         ok = (self.lo <= X) & (self.hi >= X)
         return (ok if columns is None else ok | ~columns).all(axis=1)
 
-    def outside(self, x: np.ndarray, names: Sequence[str]) -> list[str]:
-        """The features of one row that leave the range (for reports)."""
-        return [names[j] for j in np.flatnonzero((x < self.lo) | (x > self.hi))]
-
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         return {"margin": MARGIN, "products": sorted(self.products), "rules": sorted(self.rules),
                 "ranges": {n: [float(a), float(b)] for n, a, b in zip(names, self.lo, self.hi, strict=True)}}

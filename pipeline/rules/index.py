@@ -168,10 +168,6 @@ class RuleIndex:
             if k not in self._buckets:
                 self._bucket(k)
 
-    def untriggered(self) -> list[CompiledRule]:
-        """Rules that have no literal trigger: evaluated for every alert their log source covers."""
-        return [r for r in self._rules.values() if trigger(r.node) is None]
-
     def _bucket(self, key: SourceKey) -> _Bucket:
         known, probe = known_paths(key), Ctx(probe_alert(key))
         rules: list[CompiledRule] = []
