@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -22,8 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.engine import Core  # noqa: E402
 from pipeline.gc_tuning import tune_gc  # noqa: E402
-from pipeline.normalize.reader import expand, read_records  # noqa: E402
-from pipeline.normalize.stage import NormalizeResult, NormalizeStage  # noqa: E402
+from pipeline.normalize.source import read_alerts  # noqa: E402
 from pipeline.rules.usecase import UseCaseSet, load_usecases  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 
@@ -31,13 +29,7 @@ SIGMA = ROOT.parent / "shared" / "sigma"
 
 
 def lab_alerts() -> list[Alert]:
-    stage, res = NormalizeStage(), NormalizeResult()
-    now = datetime.now(UTC)
-    for f in expand([str(ROOT / "samples" / "lab-1")]):
-        for rec, hint in read_records(f, "t", "web-01", now):
-            stage.process(rec, hint, res)
-    stage.flush(res)
-    return sorted(res.alerts, key=lambda a: a.time)
+    return read_alerts([str(ROOT / "samples" / "lab-1")], "t", "web-01").alerts
 
 
 def copies(alerts: list[Alert], n: int) -> list[list[Alert]]:

@@ -160,14 +160,15 @@ def child_per_alert(state: str, samples: str, repeat: int) -> dict:
            "alerts_with_asset": sum(1 for a in alerts if a.asset),
            "normalize_us_per_alert": min(norm) / n * 1e6, "enrich_us_per_alert": min(enrich) / n * 1e6}
     out["normalize_stage_overhead_pct"] = 100 * out["enrich_us_per_alert"] / out["normalize_us_per_alert"]
-    out.update(_core_cost(ctx, normalize, repeat))
+    out.update(_core_cost(ctx, samples, repeat))
     return out
 
 
-def _core_cost(ctx, normalize, repeat: int) -> dict:
+def _core_cost(ctx, samples: str, repeat: int) -> dict:
     """Per-alert cost of the whole core without vs with the enricher (same alerts, fresh core per run)."""
     try:
         from pipeline.engine import Core
+        from pipeline.normalize.source import read_alerts
         from pipeline.rules.usecase import load_usecases
 
         ucs = load_usecases(str(ROOT / "usecases"))
@@ -176,7 +177,7 @@ def _core_cost(ctx, normalize, repeat: int) -> dict:
     plain, enriched = [], []
     for _ in range(repeat):
         for hooks, acc in (({}, plain), ({"enricher": ctx.enrich}, enriched)):
-            alerts = sorted(normalize(), key=lambda a: a.time)
+            alerts = read_alerts([samples], "shop").alerts
             core = Core(ucs, **hooks)
             t = time.perf_counter()
             for i in range(0, len(alerts), 2048):

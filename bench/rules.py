@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 from sigma.collection import SigmaCollection  # noqa: E402
 from sigma.rule import SigmaRule  # noqa: E402
 
-from pipeline.normalize.reader import read_records  # noqa: E402
-from pipeline.normalize.stage import NormalizeStage  # noqa: E402
+from pipeline.normalize.source import read_alerts  # noqa: E402
 from pipeline.rules.compile import CompiledRule, compile_rule  # noqa: E402
 from pipeline.rules.index import RuleIndex  # noqa: E402
 from pipeline.rules.mapping import UnsupportedRule, source_key  # noqa: E402
@@ -40,12 +39,7 @@ SHARED = ROOT.parent / "shared"
 
 
 def load_alerts(where: Path) -> list[Alert]:
-    stage, out = NormalizeStage(), []
-    for path in sorted(p for p in where.rglob("*") if p.is_file() and p.suffix != ".md"):
-        for rec, fmt in read_records(str(path), "shop", "web-01", datetime(2026, 11, 24, tzinfo=UTC)):
-            out.extend(stage.process(rec, fmt).alerts)
-    out.extend(stage.flush().alerts)
-    return out
+    return read_alerts([str(where)], "shop", "web-01", received_at=datetime(2026, 11, 24, tzinfo=UTC)).alerts
 
 
 def load_sigmahq(where: Path) -> list[CompiledRule]:

@@ -57,8 +57,8 @@ from pipeline.classify.generalize import Recalibrated, folds, novel_threshold
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.classify.scope import Scope
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.normalize.reader import expand, read_records
-from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+from pipeline.normalize.reader import expand
+from pipeline.normalize.source import read_alerts
 from pipeline.normalize.timeparse import HISTORY_RECEIVED
 from pipeline.schema import Alert
 
@@ -174,15 +174,11 @@ def data_files(d: Path) -> list[str]:
 
 def normalize_dir(d: Path, tenant: str) -> tuple[list[Alert], Counter[str], list[str]]:
     """Alerts of a directory's product files, sorted by event time (stable, as `mdr replay` feeds them)."""
-    stage, res = NormalizeStage(), NormalizeResult()
     files = data_files(d)
-    for f in files:
-        for rec, hint in read_records(f, tenant, None, RECEIVED):
-            stage.process(rec, hint, res)
-    stage.flush(res)
+    res = read_alerts(files, tenant, received_at=RECEIVED)
     stats = Counter({"records": res.records, "dead_letters": len(res.dead), "context_records": sum(
         res.skipped.values())})
-    return sorted(res.alerts, key=lambda a: a.time), stats, files
+    return res.alerts, stats, files
 
 
 def _verdict_labels(d: Path, alerts: Sequence[Alert], stats: Counter[str]) -> dict[str, tuple[int, int]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -138,13 +137,9 @@ def test_tenant_isolation():
 
 def test_real_waf_alerts_hit_web_01():
     """Real ModSecurity records (lab-1 fixture) through the normalizer, then enrichment."""
-    from pipeline.normalize.reader import read_records
-    from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+    from pipeline.normalize.source import read_alerts
 
-    stage, res = NormalizeStage(), NormalizeResult()
-    for rec, hint in read_records(str(FIXTURES_WAF / "modsec_audit_samples.jsonl"), "shop", None,
-                                  datetime.now(UTC)):
-        stage.process(rec, hint, res)
+    res = read_alerts([str(FIXTURES_WAF / "modsec_audit_samples.jsonl")], "shop")
     assert res.alerts
     ctx = Context()
     ctx.load_assets("shop", data("assets.yaml"))

@@ -3,14 +3,12 @@ whatever has arrived; `mdr replay` feeds chunks of 2048)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.engine import Core
-from pipeline.normalize.reader import expand, read_records
-from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+from pipeline.normalize.source import read_alerts
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert, decode_alert, encode
 
@@ -21,12 +19,7 @@ LAB = ROOT / "samples" / "lab-1"
 @pytest.fixture(scope="module")
 def lab_alerts() -> list[bytes]:
     """lab-1's normalized alerts in event-time order (encoded: each run decodes its own fresh objects)."""
-    stage, res = NormalizeStage(), NormalizeResult()
-    for f in expand([str(LAB / d) for d in ("waf", "ids", "host")]):
-        for rec, hint in read_records(f, "shop", "web-01", datetime.now(UTC)):
-            stage.process(rec, hint, res)
-    stage.flush(res)
-    return [encode(a) for a in sorted(res.alerts, key=lambda a: a.time)]
+    return [encode(a) for a in read_alerts([str(LAB / d) for d in ("waf", "ids", "host")], "shop", "web-01").alerts]
 
 
 def _incidents(alerts: list[Alert], cuts: list[int]) -> dict[str, tuple]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.normalize.base import BadRecord
-from pipeline.normalize.reader import expand, read_records
+from pipeline.normalize.reader import expand
+from pipeline.normalize.source import read_alerts
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.normalize.timeparse import MAX_AHEAD, check_time, parse_clf, parse_ctime, parse_iso, to_utc
 from pipeline.schema import Alert, Source
@@ -83,10 +84,7 @@ def test_the_year_0001_record_with_a_zone_is_bad_timestamp_not_normalizer_error(
 def test_reproductions_become_flagged_alerts(name: str, tmp_path) -> None:
     fname, text = reproductions()[name]
     (tmp_path / fname).write_text(text)
-    stage, res = NormalizeStage(), NormalizeResult()
-    for rec, hint in read_records(str(tmp_path / fname), "t", "web-01", RECEIVED):
-        stage.process(rec, hint, res)
-    stage.flush(res)
+    res = read_alerts([str(tmp_path / fname)], "t", "web-01", received_at=RECEIVED)
     assert res.dead == []
     flagged = [a for a in res.alerts if "time_untrusted" in a.extra]
     assert flagged and all(a.time == RECEIVED and a.extra["time_reported"][:4] in ("9999", "0001") for a in flagged)
@@ -103,10 +101,7 @@ def test_every_format_goes_through_the_policy(path: str, year: str, tmp_path) ->
     implausible time, and the shifted ones say so (sshd's syslog times carry no year: they stay as they are)."""
     shifted = tmp_path / path.rsplit("/", 1)[-1]
     shifted.write_text(Path(path).read_text(encoding="utf-8").replace("2026", year))
-    stage, res = NormalizeStage(), NormalizeResult()
-    for rec, hint in read_records(str(shifted), "t", "web-01", NOW):
-        stage.process(rec, hint, res)
-    stage.flush(res)
+    res = read_alerts([str(shifted)], "t", "web-01", received_at=NOW)
     assert not [d for d in res.dead if d.reason == "normalizer_error"], res.dead[:3]
     for a in res.alerts:
         assert datetime(1970, 1, 1, tzinfo=UTC) <= a.time <= a.received_at + MAX_AHEAD

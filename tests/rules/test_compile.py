@@ -14,8 +14,7 @@ from sigma.policy import SigmaPolicy
 from sigma.policy.profiles import TrustedPolicy
 from sigma.rule import SigmaRule
 
-from pipeline.normalize.reader import read_records
-from pipeline.normalize.stage import NormalizeStage
+from pipeline.normalize.source import read_alerts
 from pipeline.rules import RuleIndex, UnsupportedRule, compile_rule
 from pipeline.rules.compile import CompiledRule
 from pipeline.schema import Alert, Endpoint, File, Http, Process, Rule, Source
@@ -498,7 +497,6 @@ def test_index_returns_matching_rules_in_order_and_hot_swaps() -> None:
 
 
 def _fixture_alerts() -> list[Alert]:
-    stage, out = NormalizeStage(), []
     files = [
         "waf/modsec_audit_samples.jsonl",
         "waf/apache_error_samples.log",
@@ -510,13 +508,8 @@ def _fixture_alerts() -> list[Alert]:
         "host/clamscan_webroot.log",
         "host/aide_check.json",
     ]
-    for name in files:
-        path = FIXTURES / name
-        if path.exists():
-            for rec, fmt in read_records(str(path), "shop", "web-01", T0):
-                out.extend(stage.process(rec, fmt).alerts)
-    out.extend(stage.flush().alerts)
-    return out
+    paths = [str(FIXTURES / n) for n in files if (FIXTURES / n).exists()]
+    return read_alerts(paths, "shop", "web-01", received_at=T0).alerts
 
 
 _OPS = ["", "|contains", "|startswith", "|endswith", "|contains|cased", "|re"]

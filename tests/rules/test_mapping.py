@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.normalize.reader import read_records
-from pipeline.normalize.stage import NormalizeStage
+from pipeline.normalize.source import read_alerts
 from pipeline.rules.mapping import (
     FIELD_MAP,
     SCHEMA_PATHS,
@@ -249,18 +248,9 @@ def test_known_paths_and_probe_follow_the_routing_key() -> None:
 
 
 def test_real_alerts_route_where_sigma_expects_them() -> None:
-    stage, alerts = NormalizeStage(), []
-    for name in (
-        "host/audit.log",
-        "host/sshd_auth.log",
-        "waf/modsec_audit_samples.jsonl",
-        "ids/eve_samples.jsonl",
-    ):
-        path = FIXTURES / name
-        if path.exists():
-            for rec, fmt in read_records(str(path), "shop", "web-01", T0):
-                alerts.extend(stage.process(rec, fmt).alerts)
-    alerts.extend(stage.flush().alerts)
+    names = ("host/audit.log", "host/sshd_auth.log", "waf/modsec_audit_samples.jsonl", "ids/eve_samples.jsonl")
+    paths = [str(FIXTURES / n) for n in names if (FIXTURES / n).exists()]
+    alerts = read_alerts(paths, "shop", "web-01", received_at=T0).alerts
     by_format = {a.source.format for a in alerts}
     if not {"auditd", "sshd", "modsecurity"} <= by_format:
         pytest.skip("normalizers or fixtures missing")
