@@ -4,7 +4,7 @@ way for every driver (`mdr replay`, the streaming worker, the tests); the classi
 playbooks, channels, response-safety policy), which both drivers call.
 
 What differs between drivers is only what they hand in: their state (the worker's partition tables), their
-settings (dedup window, lateness, a forced format), and which context they load (`mdr replay` the saved state
+settings (dedup window, lateness), and which context they load (`mdr replay` the saved state
 of its tenant plus the files named on its command line; the worker every tenant's saved state).
 """
 
@@ -24,7 +24,7 @@ def build_core(usecases: UseCaseSet, context: Context | None = None, classifier:
                **settings: Any) -> Core:
     """A core over `usecases` that enriches alerts and prioritizes incidents with `context` (none: no assets,
     intel or escort calendar) and lets `classifier` suppress noise; `settings` are the driver's (`state`,
-    `dedup_window`, `lateness`, `forced_format`)."""
+    `dedup_window`, `lateness`); a forced input format is the file reader's (`normalize.source`)."""
     return Core(usecases, enricher=context.enrich if context is not None else None,
                 prioritizer=context.prioritize if context is not None else None, classifier=classifier, **settings)
 

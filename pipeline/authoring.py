@@ -28,7 +28,7 @@ import orjson
 
 from pipeline.engine import Core
 from pipeline.normalize.base import Origin, RawRecord, make_id
-from pipeline.normalize.stage import NormalizeResult
+from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.normalize.timeparse import HISTORY_RECEIVED
 from pipeline.rules.usecase import LoadError, UseCase, UseCaseSet
 from pipeline.schema import Alert
@@ -59,15 +59,15 @@ def alert_from_dict(d: dict[str, Any], seq: int = 0) -> Alert:
     return msgspec.convert(d, Alert, strict=False)
 
 
-def _event_alerts(core: Core, ev: dict[str, Any], seq: int, where: str) -> list[Alert]:
+def _event_alerts(stage: NormalizeStage, ev: dict[str, Any], seq: int, where: str) -> list[Alert]:
     if "alert" in ev:
         return [alert_from_dict(ev["alert"], seq)]
     if "record" in ev:
         text = ev["record"] if isinstance(ev["record"], str) else orjson.dumps(ev["record"]).decode()
         rec = RawRecord(text, ev.get("tenant", TEST_TENANT), HISTORY_RECEIVED, ev.get("host"), Origin(file=where))
         res = NormalizeResult()
-        core.normalize.process(rec, ev.get("format"), res)
-        core.normalize.flush(res)
+        stage.process(rec, ev.get("format"), res)
+        stage.flush(res)
         if res.dead:
             raise ValueError(f"record did not normalize: {res.dead[0].reason} {res.dead[0].detail}")
         return res.alerts
@@ -80,12 +80,12 @@ def run_test(ucs: UseCaseSet, uc: UseCase, i: int, t: dict[str, Any]) -> TestRes
     where = f"{uc.path}:{uc.test_line(i)} {uc.title} / {name}"
     if expect not in ("match", "no-match"):
         return TestResult(uc, i, name, expect, False, f"expect must be match or no-match, not {expect!r}")
-    core = Core(ucs, lateness=1e9)
+    core, stage = Core(ucs, lateness=1e9), NormalizeStage()
     try:
         events = t.get("events", [t])
         fired = False
         for n, ev in enumerate(events):
-            alerts = _event_alerts(core, ev, n, where)
+            alerts = _event_alerts(stage, ev, n, where)
             if uc.compiled is not None:
                 fired = fired or any(uc.compiled.matches(a) for a in alerts)
             core.feed_alerts(alerts)

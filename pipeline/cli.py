@@ -106,8 +106,8 @@ def replay(
     from pipeline.gc_tuning import tune_gc
     from pipeline.normalize.reader import walk
     from pipeline.normalize.registry import formats as names
+    from pipeline.replay import OutputFiles
     from pipeline.replay import replay as run
-    from pipeline.replay import write_outputs
     from pipeline.report.stats import record_stats
     from pipeline.soar.actions import register_secrets
     from pipeline.soar.cli import replay_tickets
@@ -143,16 +143,17 @@ def replay(
         if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
             console.print(lit(("warning:", "yellow"), f" the model was trained for a "  # type: ignore[union-attr]
                               f"{classifier.dedup_window:g} s dedup window, not {dedup_window:g} s"))
-    core = build_core(ucs, ctx, classifier, dedup_window=dedup_window, forced_format=fmt)
+    core = build_core(ucs, ctx, classifier, dedup_window=dedup_window)
+    files = OutputFiles(out)  # written as the replay goes
     total = found.total_bytes
     if total >= PROGRESS_MIN_BYTES:
         with Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
                       console=console) as prog:
             task = prog.add_task("replay", total=total)
-            res = run(found, core, tenant, host, fmt, lambda f, n: prog.advance(task, n))
+            res = run(found, core, tenant, host, fmt, lambda f, n: prog.advance(task, n), [files])
     else:
-        res = run(found, core, tenant, host, fmt)
-    written = write_outputs(res, out)
+        res = run(found, core, tenant, host, fmt, sinks=[files])
+    written = files.close(res.drift, res.model_version)
     written["tickets"] = replay_tickets(res, out, store, ctx.inventory)
     record_stats(store, tenant, res)  # alert statistics for `mdr report`
     _summary(res)
@@ -221,6 +222,8 @@ def _summary(res) -> None:
     t.add_row("alerts after dedup", str(len(res.alerts)))
     t.add_row("suppressed as noise", str(len(res.suppressed)))
     t.add_row("dead letters", str(len(res.dead)))
+    if res.late:
+        t.add_row("alerts out of time order", f"{res.late} (later than the reorder bound; fed as they came)")
     t.add_row("incidents", str(len(res.open_incidents)))
     console.print(t)
     by_product = Counter(a.source.format or a.source.product for a in res.alerts)

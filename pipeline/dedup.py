@@ -10,7 +10,7 @@ one per partition, keyed so that one fingerprint always lands in one partition).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta
 
 from pipeline.normalize.base import make_id
@@ -60,8 +60,8 @@ class Dedup:
     """Merges repeated alerts. `process` returns (representative, kind), kind one of NEW, DUPLICATE (counted)
     or SAME_EVENT (another log's view of an event already held: not counted again).
 
-    A representative is final once its window has closed: when a later duplicate replaces it (it is then put
-    in `closed`), on `expire(watermark)`, or on `drain()`. Until then its count and last_seen still grow.
+    A representative is final once it has left the state (`holds` is then False): when a later alert replaces
+    it, on `expire`, or on `drain()`. Until then its count, last_seen and (see below) content may still change.
     When the representative came from a secondary log and the primary log's alert for the same event arrives,
     the representative takes the primary's content (keeping its id, count and times) and is put in `upgraded`
     (the caller matches it again: it may have been matched on the secondary's content in an earlier call).
@@ -72,7 +72,6 @@ class Dedup:
         self.window = timedelta(seconds=window)
         self.state: MutableMapping[str, Alert] = state if state is not None else {}
         self.events: MutableMapping[str, str] = events if events is not None else {}
-        self.closed: list[Alert] = []
         self.upgraded: list[Alert] = []
 
     def merge(self, a: Alert) -> tuple[Alert, str]:
@@ -91,17 +90,15 @@ class Dedup:
                 return rep, SAME_EVENT
         fp = a.fingerprint = fingerprint(a)
         rep = self.state.get(fp)
-        if rep is not None:
-            if abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]
-                rep.count += a.count
-                if a.time > rep.last_seen:  # type: ignore[operator]
-                    rep.last_seen = a.time
-                elif a.time < rep.first_seen:  # type: ignore[operator]
-                    rep.first_seen = a.time
-                if ek is not None:
-                    self.events[ek] = fp
-                return rep, DUPLICATE
-            self.closed.append(rep)
+        if rep is not None and abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]
+            rep.count += a.count
+            if a.time > rep.last_seen:  # type: ignore[operator]
+                rep.last_seen = a.time
+            elif a.time < rep.first_seen:  # type: ignore[operator]
+                rep.first_seen = a.time
+            if ek is not None:
+                self.events[ek] = fp
+            return rep, DUPLICATE
         a.first_seen = a.first_seen or a.time
         a.last_seen = a.last_seen or a.time
         self.state[fp] = a
@@ -109,9 +106,15 @@ class Dedup:
             self.events[ek] = fp
         return a, NEW
 
-    def expire(self, watermark: datetime) -> list[Alert]:
-        """Representatives whose window closed before `watermark` (event time); they leave the state."""
-        done = [fp for fp, rep in self.state.items() if watermark - rep.first_seen > self.window]
+    def holds(self, a: Alert) -> bool:
+        """Whether `a` is still a representative here (its count may still grow)."""
+        return bool(a.fingerprint) and self.state.get(a.fingerprint) is a
+
+    def expire(self, cut: Mapping[str, datetime]) -> list[Alert]:
+        """Representatives whose window closed before their tenant's time in `cut` (event time; tenants not in
+        it keep theirs); they leave the state."""
+        done = [fp for fp, rep in self.state.items()
+                if rep.tenant_id in cut and cut[rep.tenant_id] - rep.first_seen > self.window]  # type: ignore[operator]
         gone = set(done)
         for ek in [k for k, fp in self.events.items() if fp in gone]:
             del self.events[ek]

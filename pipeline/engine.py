@@ -1,10 +1,20 @@
 """The core: one object that every adapter drives (`mdr replay`, the Faust worker, tests).
 
-    normalize -> dedup -> name -> enrich -> match -> classify -> correlate -> incident -> fuse -> prioritize
+    alerts -> dedup -> name -> enrich -> match -> classify -> correlate -> incident -> fuse -> prioritize
 
-`Core.feed(record)` / `Core.feed_alert(alert)` take input; results accumulate in `Core.out` (an `Outputs`) that
-the adapter drains with `take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the
-streaming worker hands in its partitioned tables. Nothing here knows about files or Kafka.
+`Core.feed_alerts(alerts)` takes normalized alerts (`pipeline.normalize.source` turns files into them, the
+worker's normalize agent messages); results accumulate in `Core.out` (an `Outputs`) that the adapter drains with
+`take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the streaming worker hands in
+its partitioned tables. Nothing here knows about files or Kafka.
+
+Time is event time, kept per tenant in `CoreState.watermark`: a tenant's watermark is the newest event time of
+its alerts (one that became a dead letter does not move it). `feed_alerts` moves the watermarks and expires the
+windows of a tenant that closed more than `lateness` before its watermark (dedup, correlation, open incidents,
+fusion, the alerts kept for correlation): one tenant's clock never closes another tenant's windows, and
+`mdr replay` and the worker expire alike because the core does it. An expiry pass scans the state, so it runs
+when a tenant's watermark crosses a multiple of EXPIRE_STEP and something of the tenant may be due (see the
+time section below).
+
 
 One alert's failure stays with that alert: an exception in any stage becomes a dead letter (reason `core_error`,
 the stage, the raw record) and the batch goes on. The dedup window the alert opened is dropped, so its repeats
@@ -16,28 +26,30 @@ fails open: its batch is decided again alert by alert, and an alert it cannot ju
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
 from pipeline.hooks import Classifier, Enricher, Prioritizer
-from pipeline.incidents import IncidentBuilder, entity_getter, entity_value, group_key
+from pipeline.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
 from pipeline.naming import HostNames
-from pipeline.normalize.base import RawRecord
-from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
 from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
 
 log = logging.getLogger("mdr.core")
 CORE_ERROR = "core_error"
+EXPIRE_STEP = 60.0  # seconds of a tenant's event time between two expiry passes, at most one each
+
 
 @dataclass(slots=True)
 class CoreState:
@@ -50,21 +62,19 @@ class CoreState:
     fusion: MutableMapping[str, Incident] = field(default_factory=dict)
     alerts: MutableMapping[str, Alert] = field(default_factory=dict)  # recent alerts, by id
     matched: MutableMapping[str, list[str]] = field(default_factory=dict)  # alert id -> use case ids
-    suppressed: MutableMapping[str, float] = field(default_factory=dict)  # suppressed alert id -> event time
+    suppressed: MutableMapping[str, list[Any]] = field(default_factory=dict)  # alert id -> [tenant, event time]
     hosts: MutableMapping[str, str] = field(default_factory=dict)  # tenant + address -> host name (naming.py)
-    watermark: dict[str, float] = field(default_factory=dict)  # tenant -> max event time
+    watermark: MutableMapping[str, float] = field(default_factory=dict)  # tenant -> newest event time (epoch s)
 
 
 @dataclass(slots=True)
 class Outputs:
     alerts: list[Alert] = field(default_factory=list)  # new representatives (counts may still grow)
     dead: list[DeadLetter] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
     suppressed: list[Suppressed] = field(default_factory=list)
     fates: list[Fate] = field(default_factory=list)  # one per raw alert fed (see `Fate`)
     incidents: dict[str, Incident] = field(default_factory=dict)  # latest state of each updated incident
     matches: Counter[str] = field(default_factory=Counter)  # use case id -> matches / correlation firings
-    records: int = 0
     duplicates: int = 0
     same_event: int = 0  # alerts of a secondary log merged into the primary log's alert of the same event
 
@@ -72,12 +82,10 @@ class Outputs:
         """Accumulate another batch's outputs (incidents: the latest state of each wins)."""
         self.alerts.extend(other.alerts)
         self.dead.extend(other.dead)
-        self.skipped.update(other.skipped)
         self.suppressed.extend(other.suppressed)
         self.fates.extend(other.fates)
         self.incidents.update(other.incidents)
         self.matches.update(other.matches)
-        self.records += other.records
         self.duplicates += other.duplicates
         self.same_event += other.same_event
 
@@ -86,14 +94,14 @@ class Core:
     def __init__(self, usecases: UseCaseSet, state: CoreState | None = None, *,
                  dedup_window: float = DEDUP_WINDOW, lateness: float = 600.0,
                  enricher: Enricher | None = None, prioritizer: Prioritizer | None = None,
-                 classifier: Classifier | None = None, forced_format: str | None = None):
+                 classifier: Classifier | None = None):
         self.usecases = usecases
         self.state = state or CoreState()
-        self.normalize = NormalizeStage(forced_format)
         self.dedup = Dedup(dedup_window, self.state.dedup, self.state.dedup_events)
         self.correlator = Correlator(self.state.correlation)
-        self.builder = IncidentBuilder(self.state.incidents)
-        self.fusion = Fusion(state=self.state.fusion)
+        self.idsets = IdSets()  # membership sets of the incidents' alert-id lists (derived, of this core only)
+        self.builder = IncidentBuilder(self.state.incidents, self.idsets)
+        self.fusion = Fusion(state=self.state.fusion, idsets=self.idsets)
         self.names = HostNames(self.state.hosts)
         self.enricher = enricher
         self.prioritizer = prioritizer
@@ -101,15 +109,20 @@ class Core:
         self.lateness = timedelta(seconds=lateness)
         self.out = Outputs()
         self._windows = {u.id: u.mdr.window for u in usecases.usecases}
-        self._retention = timedelta(seconds=max([dedup_window, *self._windows.values(),
-                                                 *(u.correlation.timespan.seconds for u in usecases.correlations)],
-                                                default=dedup_window))
+        spans = [dedup_window, *self._windows.values(),
+                 *(u.correlation.timespan.seconds for u in usecases.correlations)]
+        self._retention = timedelta(seconds=max(spans))
+        # The shortest time anything stays after the event time that put it in the state, and per tenant a time
+        # before which nothing of it can expire: derived, a lower bound; unknown for state handed in (a table).
+        self._shortest = min([*spans, self.fusion.window.total_seconds(), IncidentBuilder.DEFAULT_WINDOW])
+        self._due: dict[str, float] = {}
+        self._due_unknown = state is not None
         for uc in usecases.correlations:
             try:
                 self.correlator.add(uc.id, uc.correlation, self._resolve, entity_getter)  # type: ignore[arg-type]
             except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
                 usecases.reject(uc, f"correlation: {e}")
-        self._since_expire = 0
+        self._failed_now: set[int] = set()  # id() of the alerts of the current call that became dead letters
         self._at = "correlate"  # the step `_correlate` is in (named in the dead letter should it fail)
 
     def _resolve(self, ref: str) -> tuple[str, str | None]:
@@ -119,28 +132,22 @@ class Core:
         return uc.id, uc.name
 
     # ---- input -------------------------------------------------------------------------------------
-    def feed(self, rec: RawRecord, fmt: str | None = None) -> None:
-        """Normalize one raw record and run its alerts through the rest of the pipeline."""
-        res = NormalizeResult()
-        self.normalize.process(rec, fmt, res)
-        self._absorb_normalized(res)
-
-    def _absorb_normalized(self, res: NormalizeResult) -> None:
-        self.out.records += res.records
-        self.out.dead.extend(res.dead)
-        self.out.skipped.update(res.skipped)
-        self.feed_alerts(res.alerts)
-
     def feed_alerts(self, alerts: list[Alert]) -> None:
         """Dedup, name, enrich, match, classify (batched), then correlate and build incidents. Every alert's fate is
         recorded (`Outputs.fates`). A duplicate whose representative is suppressed (earlier, or in this batch)
-        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path)."""
+        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path). Then the
+        tenants' watermarks move and what closed before them expires."""
+        try:
+            self._feed(alerts)
+        finally:
+            self._advance(alerts)
+
+    def _feed(self, alerts: list[Alert]) -> None:
         self.names.learn(alerts)
         fresh: list[Alert] = []
         later: list[tuple[Alert, Alert]] = []  # (duplicate, representative) of representatives in this batch
         alone: list[tuple[Alert, Alert]] = []  # (duplicate, suppressed representative): judged on its own
         new_ids: set[int] = set()
-        last: datetime | None = None  # event time of the last alert classified (drives periodic expiry)
         for a in alerts:
             try:
                 rep, kind = self.dedup.merge(a)
@@ -150,12 +157,10 @@ class Core:
             if kind == NEW:
                 fresh.append(rep)
                 new_ids.add(id(rep))
-                last = a.time
             elif kind == DUPLICATE and id(rep) in new_ids:
                 later.append((a, rep))
             elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
                 alone.append((a, rep))
-                last = a.time
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
                 try:
@@ -184,8 +189,6 @@ class Core:
                 self._fate(a, "duplicate", rep)
         if alone:
             self._judge_alone(alone)
-        if last is not None:
-            self._maybe_expire(last)
 
     def _judge_alone(self, pairs: list[tuple[Alert, Alert]]) -> None:
         """Duplicates of suppressed representatives: each is classified on its own; noise like its
@@ -228,7 +231,7 @@ class Core:
     def _suppress(self, a: Alert, dec: Suppressed) -> None:
         self.out.alerts.append(a)
         self.out.suppressed.append(dec)
-        self.state.suppressed[a.alert_id] = a.time.timestamp()
+        self.state.suppressed[a.alert_id] = [a.tenant_id, a.time.timestamp()]
         self._fate(a, "suppressed", score=dec.score, threshold=dec.threshold, model_version=dec.model_version)
 
     def _keep(self, a: Alert, ucs: list[UseCase], judged_alone: bool = False) -> None:
@@ -246,10 +249,6 @@ class Core:
         self.out.fates.append(Fate(alert_id=a.alert_id, tenant_id=a.tenant_id, record_id=_record_ref(a),
                                    time=a.time, fate=fate, of=rep.alert_id if rep is not None else None, **detail))
 
-    def flush(self) -> None:
-        """End of input: emit what stateful normalizers still buffer."""
-        self._absorb_normalized(self.normalize.flush())
-
     def take(self) -> Outputs:
         out, self.out = self.out, Outputs()
         return out
@@ -259,6 +258,7 @@ class Core:
         log's (the two lines came in different calls): correlate the use cases they match now."""
         for rep in reps:
             self._at = "name"
+            self._lower_due(rep.tenant_id, rep.time.timestamp())  # an earlier call's alert, correlated now
             try:
                 self.names.name(rep)
                 self._at = "match"
@@ -302,6 +302,7 @@ class Core:
         """Dead letter for an alert that failed in `stage` (its fate, unless it has one already: `fate` false);
         the rest of the batch goes on. `rep`: the representative a duplicate had merged into."""
         log.warning("alert %s of tenant %s failed in %s: %s", a.alert_id, a.tenant_id, stage, error_text(e))
+        self._failed_now.add(id(a))
         self.out.dead.append(DeadLetter(
             reason=CORE_ERROR, detail=error_text(e), source=a.source.format or a.source.product, stage=stage,
             alert_id=a.alert_id, tenant_id=a.tenant_id, raw=a.raw))
@@ -363,6 +364,7 @@ class Core:
 
     def _hit(self, hit: CorrelationHit) -> None:
         self.out.matches[hit.correlation_id] += 1
+        self._lower_due(hit.tenant_id, hit.first_time)  # a hit of an expiry pass is about earlier alerts
         uc = self.usecases.get(hit.correlation_id)
         if uc is None or not uc.mdr.incident:
             return
@@ -388,42 +390,95 @@ class Core:
             self.out.incidents[changed.incident_id] = changed
 
     # ---- time --------------------------------------------------------------------------------------
-    def _maybe_expire(self, t: datetime) -> None:
-        self._since_expire += 1
-        if self._since_expire < 5000:
-            return
-        self._since_expire = 0
-        self.expire(t - self.lateness)
+    # A tenant's state is expired when its watermark crosses a multiple of EXPIRE_STEP (less the lateness) and
+    # something of it may be due (`_due`). Both depend only on the watermarks and on what was fed, never on how
+    # the input was cut into calls nor on a restart, and each expiry pass costs a scan of the state: so a pass
+    # runs at most once per step of a tenant's event time, and never while nothing can expire.
+    def _lower_due(self, tenant: str, t: float) -> None:
+        """Something of `tenant` entered the state at event time `t` (or later): it cannot expire before
+        t + the shortest span. `_advance` does this for the oldest alert of each call, which covers what the
+        call's alerts put in the state; the two other ways in are lowered where they happen."""
+        known = self._due.get(tenant)
+        if known is None and self._due_unknown:
+            return  # stays unknown until an expiry pass
+        d = t + self._shortest
+        if known is None or d < known:
+            self._due[tenant] = d
 
-    def expire(self, watermark: datetime) -> None:
-        """Close windows that ended before `watermark` (event time minus allowed lateness). A step that fails
-        is reported as a dead letter (stage `expire`) and the others still run."""
-        steps: tuple[tuple[str, Callable[[datetime], object]], ...] = (
+    def _may_expire(self, tenant: str, horizon: float) -> bool:
+        d = self._due.get(tenant)
+        if d is None:
+            return self._due_unknown
+        return horizon > d
+
+    def _advance(self, alerts: list[Alert]) -> None:
+        """Move each tenant's watermark to the newest event time among its alerts of this call (dead-lettered
+        ones left out) and expire the tenants that are due."""
+        failed, self._failed_now = self._failed_now, set()
+        times = _times_by_tenant(alerts)
+        kept = _times_by_tenant([a for a in alerts if id(a) not in failed]) if failed else times
+        wm, late = self.state.watermark, self.lateness.total_seconds()
+        cut: dict[str, datetime] = {}
+        for tenant, ts in times.items():
+            self._lower_due(tenant, min(ts).timestamp())  # what this call may have put in the state
+            if tenant not in kept:
+                continue
+            newest = max(kept[tenant]).timestamp()
+            old = wm.get(tenant)
+            if old is not None and newest <= old:
+                continue
+            wm[tenant] = newest
+            horizon = newest - late
+            if (old is None or horizon // EXPIRE_STEP > (old - late) // EXPIRE_STEP) \
+                    and self._may_expire(tenant, horizon):
+                with contextlib.suppress(OverflowError, OSError, ValueError):  # no datetime: nothing to close
+                    cut[tenant] = datetime.fromtimestamp(horizon, UTC)
+        if cut:
+            self._expire(cut)
+
+    def expire(self, until: datetime) -> None:
+        """Close the windows of every tenant that ended before `until` (tests; the end of a finite input)."""
+        self._expire(dict.fromkeys(self.state.watermark, until))
+
+    def _expire(self, cut: dict[str, datetime]) -> None:
+        """Close, per tenant in `cut`, the windows that ended before its time there. A step that fails is
+        reported as a dead letter (stage `expire:<step>`) and the others still run."""
+        for tenant, h in cut.items():
+            self._due[tenant] = h.timestamp()  # all that stays ends after it (lowered by what expiry adds)
+        steps: tuple[tuple[str, Callable[[dict[str, datetime]], object]], ...] = (
             ("dedup", self.dedup.expire), ("correlate", self._expire_correlations),
             ("incident", self._expire_incidents), ("fusion", self.fusion.expire), ("retention", self._expire_alerts))
         for name, step in steps:
             try:
-                step(watermark)
+                step(cut)
             except Exception as e:
                 log.warning("expiring %s state failed: %s", name, error_text(e))
                 self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=error_text(e), source="core",
                                                 stage=f"expire:{name}"))
+                for tenant in cut:  # what failed to expire is still there: no bound is known
+                    self._due[tenant] = -math.inf
 
-    def _expire_correlations(self, watermark: datetime) -> None:
-        for hit in self.correlator.expire(watermark.timestamp()):
+    def _expire_correlations(self, cut: dict[str, datetime]) -> None:
+        for hit in self.correlator.expire({t: h.timestamp() for t, h in cut.items()}):
             self._hit(hit)
 
-    def _expire_incidents(self, watermark: datetime) -> None:
-        for inc in self.builder.expire(watermark, self._windows):
+    def _expire_incidents(self, cut: dict[str, datetime]) -> None:
+        fused = self.fusion.incidents
+        for inc in self.builder.expire(cut, self._windows):
+            if fused.get(inc.incident_id) is inc:
+                fused[inc.incident_id] = inc  # write back: the fusion table holds the incident just closed
             self.out.incidents[inc.incident_id] = inc
 
-    def _expire_alerts(self, watermark: datetime) -> None:
-        horizon = watermark - self._retention
-        for aid in [k for k, a in self.state.alerts.items() if (a.last_seen or a.time) < horizon]:
-            del self.state.alerts[aid]
+    def _expire_alerts(self, cut: dict[str, datetime]) -> None:
+        """The alerts kept for correlation hits, and the suppressed marks, of the tenant's retention span."""
+        horizon = {t: h - self._retention for t, h in cut.items()}
+        alerts = self.state.alerts
+        for aid in [k for k, a in alerts.items() if a.tenant_id in horizon and
+                    (a.last_seen or a.time) < horizon[a.tenant_id]]:
+            del alerts[aid]
             self.state.matched.pop(aid, None)
-        cut = horizon.timestamp()
-        for aid in [k for k, t in self.state.suppressed.items() if t < cut]:
+        stamp = {t: h.timestamp() for t, h in horizon.items()}
+        for aid in [k for k, (tenant, t) in self.state.suppressed.items() if t < stamp.get(tenant, float("-inf"))]:
             del self.state.suppressed[aid]
 
 
@@ -437,6 +492,17 @@ def _record_ref(a: Alert) -> str | None:
         if isinstance(v, str | int) and v != "":
             return str(v)
     return None
+
+
+def _times_by_tenant(alerts: list[Alert]) -> dict[str, list[datetime]]:
+    out: dict[str, list[datetime]] = {}
+    for a in alerts:
+        ts = out.get(a.tenant_id)
+        if ts is None:
+            out[a.tenant_id] = [a.time]
+        else:
+            ts.append(a.time)
+    return out
 
 
 def error_text(e: BaseException) -> str:

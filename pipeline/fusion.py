@@ -16,11 +16,10 @@ State: the incidents of the fusion window, keyed by incident id (the worker part
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta
 
 from pipeline.incidents import (
-    IDSETS,
     MAX_ENTITIES,
     MAX_IDS,
     IdSets,
@@ -68,17 +67,14 @@ def _rank(inc: Incident) -> tuple[int, datetime, str]:
     return cat, inc.first_seen, inc.incident_id
 
 
-SOURCE_SETS = IdSets()  # membership sets of the incidents' source-address lists
-
-
-def related(a: Incident, b: Incident) -> bool:
+def related(a: Incident, b: Incident, source_sets: IdSets) -> bool:
     """Whether two incidents (already known to be close in time) are parts of one attack. Never across
-    tenants."""
+    tenants. `source_sets`: membership sets of the incidents' source-address lists."""
     if a.tenant_id != b.tenant_id:
         return False
     if a.category == b.category and a.entities.src_ips and b.entities.src_ips and not \
-            SOURCE_SETS.of_list(a.incident_id, a.entities.src_ips).isdisjoint(
-                SOURCE_SETS.of_list(b.incident_id, b.entities.src_ips)):
+            source_sets.of_list(a.incident_id, a.entities.src_ips).isdisjoint(
+                source_sets.of_list(b.incident_id, b.entities.src_ips)):
         return True
     a_comp, b_comp = a.category in COMPROMISE, b.category in COMPROMISE
     if a_comp and b_comp:
@@ -89,10 +85,18 @@ def related(a: Incident, b: Incident) -> bool:
 
 
 class Fusion:
-    def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Incident] | None = None):
+    """Fuses the incidents of `state` (incident id -> incident). Besides the state it keeps derived caches
+    (membership sets, what was merged already), its own: forgetting them changes no result."""
+
+    def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Incident] | None = None,
+                 idsets: IdSets | None = None):
         self.window = timedelta(seconds=window)
         self.incidents: MutableMapping[str, Incident] = state if state is not None else {}
         self._live: dict[str, dict[str, Incident]] | None = None  # tenant -> its unmerged incidents (derived)
+        self.idsets = idsets if idsets is not None else IdSets()  # of the incidents' alert-id lists
+        self.source_sets = IdSets()  # of the incidents' source-address lists
+        self.explanation_sets = IdSets()  # of the explanations' alert-id lists
+        self._merged: dict[str, tuple[list[str], int]] = {}  # merge key -> (a part's id list, how much was merged)
 
     def _candidates(self, tenant: str) -> dict[str, Incident]:
         """The tenant's unmerged incidents; an index derived from `incidents` (built on first use, kept up to
@@ -125,7 +129,8 @@ class Fusion:
             self._merge(survivor, inc)
             return [inc, survivor]
         group = [inc, *sorted((o for o in self._candidates(inc.tenant_id).values()
-                               if o is not inc and self._near(inc, o) and related(inc, o)), key=_rank)]
+                               if o is not inc and self._near(inc, o) and related(inc, o, self.source_sets)),
+                              key=_rank)]
         if len(group) == 1:
             return [inc]
         survivor = min(group, key=_rank)
@@ -146,7 +151,7 @@ class Fusion:
     def _merge(self, survivor: Incident, other: Incident) -> None:
         """Fold `other` into `survivor` (idempotent: re-merging an updated incident adds only what is new)."""
         pair = f"{survivor.incident_id}\x1f{other.incident_id}"
-        add_alert_ids(survivor, _new_tail(pair, other.alert_ids))
+        add_alert_ids(survivor, self._new_tail(pair, other.alert_ids), self.idsets)
         own_parts = other.fused_counts.get(other.incident_id, None)
         count = other.alert_count if own_parts is None else own_parts
         survivor.alert_count += count - survivor.fused_counts.get(other.incident_id, 0)
@@ -161,7 +166,7 @@ class Fusion:
             survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
             survivor.priority = new_prio
         _extend(survivor.use_cases, other.use_cases)
-        _merge_explanations(survivor.explanation, other.explanation, pair)
+        self._merge_explanations(survivor.explanation, other.explanation, pair)
         for k, vals in other.sources.items():
             _extend(survivor.sources.setdefault(k, []), vals)
         for name in ("src_ips", "dst_ips", "hosts", "users", "files", "urls", "processes", "domains"):
@@ -197,51 +202,49 @@ class Fusion:
                           + (f" (actor {actors})" if actors else ""))
         survivor.class_ = CATEGORY_CLASS[survivor.category]
 
-    def expire(self, watermark: datetime) -> None:
-        for iid in [i for i, inc in self.incidents.items() if watermark - inc.last_seen > self.window]:
+    def expire(self, cut: Mapping[str, datetime]) -> None:
+        """Forget the incidents quiet for longer than the window before their tenant's time in `cut` (tenants
+        not in it keep theirs)."""
+        for iid in [i for i, inc in self.incidents.items()
+                    if inc.tenant_id in cut and cut[inc.tenant_id] - inc.last_seen > self.window]:
             inc = self.incidents.pop(iid)
             if self._live is not None:
                 self._live.get(inc.tenant_id, {}).pop(iid, None)
-            IDSETS.forget(iid)
-            SOURCE_SETS.forget(iid)
+            self.idsets.forget(iid)
+            self.source_sets.forget(iid)
 
+    def _new_tail(self, key: str, ids: list[str]) -> list[str]:
+        """The part of `ids` (a list that only grows) not merged under `key` before; all of it when the list is
+        not the one seen last time (a restart, a new incident). A cache: forgetting it changes no result."""
+        merged = self._merged
+        hit = merged.get(key)
+        start = hit[1] if hit is not None and hit[0] is ids and hit[1] <= len(ids) else 0
+        if len(merged) >= IdSets.MAX:
+            merged.clear()
+        merged[key] = (ids, len(ids))
+        return ids[start:] if start else ids
 
-EXPLANATION_SETS = IdSets()  # membership sets of the explanations' alert-id lists
-_MERGED: dict[str, tuple[list[str], int]] = {}  # merge key -> (a merged part's id list, how much was merged)
+    def _merge_explanations(self, into: list[MatchExplanation], other: list[MatchExplanation], key: str) -> None:
+        """Fold `other`'s match explanations into `into` by use case, as copies (never shared objects, so the
+        result does not depend on whether the two incidents came from memory or from a state store)."""
+        have = {x.use_case: x for x in into}
+        for x in other:
+            y = have.get(x.use_case)
+            if y is None:
+                into.append(MatchExplanation(x.use_case, x.title, list(x.alert_ids),
+                                             {k: list(v) for k, v in x.conditions.items()},
+                                             dict(x.correlation) if x.correlation is not None else None))
+                continue
+            k = f"{key}\x1f{x.use_case}"
+            self._union(y.alert_ids, self._new_tail(k, x.alert_ids), k)
+            for cond, ids in x.conditions.items():
+                ck = f"{k}\x1f{cond}"
+                self._union(y.conditions.setdefault(cond, []), self._new_tail(ck, ids), ck)
+            if x.correlation is not None and (y.correlation is None or
+                                              x.correlation.get("events", 0) >= y.correlation.get("events", 0)):
+                y.correlation = dict(x.correlation)
 
-
-def _new_tail(key: str, ids: list[str]) -> list[str]:
-    """The part of `ids` (a list that only grows) not merged under `key` before; all of it when the list is
-    not the one seen last time (a restart, a new incident). A cache: forgetting it changes no result."""
-    hit = _MERGED.get(key)
-    start = hit[1] if hit is not None and hit[0] is ids and hit[1] <= len(ids) else 0
-    if len(_MERGED) >= IdSets.MAX:
-        _MERGED.clear()
-    _MERGED[key] = (ids, len(ids))
-    return ids[start:] if start else ids
-
-
-def _merge_explanations(into: list[MatchExplanation], other: list[MatchExplanation], key: str) -> None:
-    """Fold `other`'s match explanations into `into` by use case, as copies (never shared objects, so the
-    result does not depend on whether the two incidents came from memory or from a state store)."""
-    have = {x.use_case: x for x in into}
-    for x in other:
-        y = have.get(x.use_case)
-        if y is None:
-            into.append(MatchExplanation(x.use_case, x.title, list(x.alert_ids),
-                                         {k: list(v) for k, v in x.conditions.items()},
-                                         dict(x.correlation) if x.correlation is not None else None))
-            continue
-        k = f"{key}\x1f{x.use_case}"
-        _union(y.alert_ids, _new_tail(k, x.alert_ids), k)
-        for cond, ids in x.conditions.items():
-            _union(y.conditions.setdefault(cond, []), _new_tail(f"{k}\x1f{cond}", ids), f"{k}\x1f{cond}")
-        if x.correlation is not None and (y.correlation is None or
-                                          x.correlation.get("events", 0) >= y.correlation.get("events", 0)):
-            y.correlation = dict(x.correlation)
-
-
-def _union(into: list[str], more: list[str], key: str) -> None:
-    """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order; the set of `into` is cached."""
-    seen = EXPLANATION_SETS.of_list(key, into)
-    _extend(into, more, MAX_IDS, seen if len(seen) == len(into) else None)  # a list with repeats: no cache
+    def _union(self, into: list[str], more: list[str], key: str) -> None:
+        """Append the ids of `more` that `into` lacks (up to MAX_IDS), in order; the set of `into` is cached."""
+        seen = self.explanation_sets.of_list(key, into)
+        _extend(into, more, MAX_IDS, seen if len(seen) == len(into) else None)  # a list with repeats: no cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -132,7 +132,8 @@ def merge_outcome(current: str, new: str) -> str:
 
 class IdSets:
     """Membership sets of incidents' alert-id lists, derived state kept beside them (never persisted): the lists
-    only grow, so a set is brought up to date from the list's new tail instead of being rebuilt per alert."""
+    only grow, so a set is brought up to date from the list's new tail instead of being rebuilt per alert.
+    Each core holds its own (state is per partition); forgetting one changes no result."""
 
     MAX = 100_000  # entries before the cache starts over (it is rebuilt lazily)
 
@@ -160,12 +161,9 @@ class IdSets:
         self._sets.pop(incident_id, None)
 
 
-IDSETS = IdSets()
-
-
-def add_alert_ids(inc: Incident, ids: Iterable[str]) -> list[str]:
+def add_alert_ids(inc: Incident, ids: Iterable[str], idsets: IdSets) -> list[str]:
     """Append the ids the incident does not hold yet (up to MAX_IDS); returns the ones added."""
-    known = IDSETS.of(inc)
+    known = idsets.of(inc)
     added = []
     for i in ids:
         if i not in known and len(inc.alert_ids) < MAX_IDS:
@@ -182,8 +180,11 @@ def higher(p1: str, p2: str) -> str:
 class IncidentBuilder:
     """Groups use-case matches into incidents. `add` returns the incident it updated."""
 
-    def __init__(self, state: MutableMapping[str, Incident] | None = None):
+    DEFAULT_WINDOW = 1800.0  # seconds, for an incident of a use case no longer loaded
+
+    def __init__(self, state: MutableMapping[str, Incident] | None = None, idsets: IdSets | None = None):
         self.open: MutableMapping[str, Incident] = state if state is not None else {}
+        self.idsets = idsets if idsets is not None else IdSets()
 
     def add(self, uc: UseCase, tenant: str, group: dict[str, Any], alerts: list[Alert],
             conditions: dict[str, list[str]] | None = None, correlation: dict[str, Any] | None = None
@@ -202,7 +203,7 @@ class IncidentBuilder:
             inc = self._new(uc, tenant, group, first)
             inc.detected_at = max(a.last_seen or a.time for a in alerts)  # when the use case fired
             self.open[key] = inc
-        self._absorb(inc, uc, alerts, conditions, correlation)
+        self._absorb(inc, uc, alerts, conditions, correlation, self.idsets)
         self.open[key] = inc  # write back (tables need the assignment)
         return inc, closed
 
@@ -220,7 +221,7 @@ class IncidentBuilder:
 
     @staticmethod
     def _absorb(inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
-                correlation: dict[str, Any] | None) -> None:
+                correlation: dict[str, Any] | None, idsets: IdSets) -> None:
         expl = next((x for x in inc.explanation if x.use_case == uc.id), None)
         if expl is None:
             expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
@@ -228,7 +229,7 @@ class IncidentBuilder:
         families = inc.sources.setdefault("families", [])
         products = inc.sources.setdefault("products", [])
         for a in alerts:
-            if add_alert_ids(inc, (a.alert_id,)):
+            if add_alert_ids(inc, (a.alert_id,), idsets):
                 inc.alert_count += a.count
             if a.alert_id not in expl.alert_ids and len(expl.alert_ids) < MAX_IDS:
                 expl.alert_ids.append(a.alert_id)
@@ -269,13 +270,17 @@ class IncidentBuilder:
             self.open[key] = inc
         return inc
 
-    def expire(self, watermark: datetime, windows: dict[str, float]) -> list[Incident]:
-        """Close incidents quiet for longer than their use case's window (event time)."""
+    def expire(self, cut: Mapping[str, datetime], windows: dict[str, float]) -> list[Incident]:
+        """Close incidents quiet for longer than their use case's window before their tenant's time in `cut`
+        (event time; tenants not in it keep theirs). Reading does not write: a table behind `open` sees only
+        the incidents closed."""
         closed = []
-        for key in list(self.open):
-            inc = self.open[key]
-            w = windows.get(inc.use_cases[0], 1800.0)
-            if watermark - inc.last_seen > timedelta(seconds=w):
+        for key, inc in list(self.open.items()):
+            horizon = cut.get(inc.tenant_id)
+            if horizon is None:
+                continue
+            w = windows.get(inc.use_cases[0], self.DEFAULT_WINDOW)
+            if horizon - inc.last_seen > timedelta(seconds=w):
                 inc.status = "closed"
                 inc.version += 1
                 closed.append(inc)

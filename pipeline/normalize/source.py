@@ -17,6 +17,11 @@ counts them) and the core takes it as a stream takes a late alert. Alerts whose 
 did not trust (replaced by the receipt time, `extra.time_untrusted`) sort at that time and wait at the end of
 their file's buffer.
 
+Naming. The files are one collection point: with `name_collection_point` and no `host`, the alerts of on-host
+products are named after the one host name the input's on-host host records carry (`pipeline.naming`), found
+beforehand by reading the files of those products (auditd, AIDE, ClamAV, fail2ban, sshd); standard input and
+other inputs that cannot be read twice are not looked at for it.
+
 Memory. A file is opened when the merge reaches its first alert's time less the lateness, found beforehand by
 normalizing the file's head: files that follow each other in time (rotated logs, a directory per day) are read
 one after the other and never held open together. Standard input and other inputs that cannot be read twice,
@@ -35,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pipeline.naming import HOST_FAMILIES, at_collection_point, on_host
 from pipeline.normalize.reader import Inputs, SkippedPath, read_records, walk
 from pipeline.normalize.registry import get
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
@@ -65,7 +71,7 @@ class AlertSource:
     def __init__(self, paths: Iterable[str] | Inputs, tenant: str, host: str | None = None,
                  fmt: str | None = None, *, received_at: datetime | None = None, lateness: float = LATENESS,
                  max_held: int = MAX_HELD, batch: int = BATCH,
-                 progress: Callable[[str, int], None] | None = None):
+                 progress: Callable[[str, int], None] | None = None, name_collection_point: bool = False):
         if fmt is not None:
             get(fmt)  # fail early on an unknown format
         self.inputs = paths if isinstance(paths, Inputs) else walk(list(paths))
@@ -73,6 +79,8 @@ class AlertSource:
         self.received_at = received_at or datetime.now(UTC)
         self.lateness, self.max_held, self.batch = lateness, max_held, batch
         self.progress = progress
+        self.name_collection_point = name_collection_point and host is None
+        self.collection_point: str | None = None  # the name found for it
         self.late = 0  # alerts that came out after a later one (see the module doc)
         self.most_open = 0  # the most files open at once
 
@@ -86,6 +94,8 @@ class AlertSource:
 
     def __iter__(self) -> Iterator[NormalizeResult]:
         files = [_File(i, p, self.inputs.sizes.get(p, 0), NormalizeResult()) for i, p in enumerate(self.files)]
+        if self.name_collection_point:
+            self.collection_point = self._reported_name()
         seq = itertools.count()
         # (time, file, seq, alert): an alert of an open file, or None: the time to open that file
         heap: list[tuple[float, int, int, Alert | None]] = [
@@ -126,13 +136,33 @@ class AlertSource:
     def _records(self, path: str) -> Iterator[tuple]:
         return read_records(path, self.tenant, self.host, self.received_at, self.fmt)
 
+    def _reported_name(self) -> str | None:
+        """The one host name the on-host host records of the re-readable files carry (None: none or several)."""
+        names: set[str] = set()
+        for path in self.files:
+            if not _rereadable(path):
+                continue
+            stage, res = NormalizeStage(self.fmt), NormalizeResult()
+            for rec, hint in self._records(path):
+                if hint is not None and not _host_product(hint):
+                    break  # a file is one product
+                stage.process(rec, hint, res)
+                names.update(a.host.name for a in res.alerts if a.host is not None and a.host.name
+                             and _host_product(a.source.format))
+                res.alerts.clear()
+                res.dead.clear()
+                res.skipped.clear()
+            stage.flush(res)
+            names.update(a.host.name for a in res.alerts if a.host is not None and a.host.name
+                         and _host_product(a.source.format))
+            if len(names) > 1:
+                return None
+        return next(iter(names)) if names else None
+
     def _opening(self, f: _File) -> float:
         """When the merge opens the file: its first trusted alert's time less the lateness, or at once."""
-        try:
-            if f.path == "-" or not stat.S_ISREG(os.stat(f.path).st_mode):
-                return _NEVER
-        except OSError:
-            return _NEVER  # read_records reports it
+        if not _rereadable(f.path):
+            return _NEVER
         stage, res = NormalizeStage(self.fmt), NormalizeResult()
         for n, (rec, hint) in enumerate(self._records(f.path)):
             stage.process(rec, hint, res)
@@ -154,6 +184,7 @@ class AlertSource:
 
         def hold(alerts: list[Alert]) -> None:
             nonlocal top
+            at_collection_point(alerts, self.collection_point)
             for a in alerts:
                 t = a.time.timestamp()
                 if t > top and "time_untrusted" not in a.extra:
@@ -176,6 +207,22 @@ class AlertSource:
 
 
 _END = object()
+
+
+def _rereadable(path: str) -> bool:
+    """A regular file (standard input, a FIFO or a device can be read once only)."""
+    try:
+        return path != "-" and stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # read_records reports it
+
+
+def _host_product(fmt: str | None) -> bool:
+    """Records of a product that runs on the host it reports about (auditd, AIDE, ClamAV, fail2ban, sshd)."""
+    try:
+        return fmt is not None and get(fmt).family in HOST_FAMILIES and on_host(fmt)
+    except KeyError:
+        return False
 
 
 def _move(src: NormalizeResult, dst: NormalizeResult) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,9 +148,6 @@ class Correlator:
         for cid in dict.fromkeys(refs):
             self._by_ref.setdefault(cid, []).append(c)
 
-    def consumers(self, ref: str) -> list[str]:
-        return [c.id for c in self._by_ref.get(ref, [])]
-
     def observe(self, ref: str, alert: Alert, weight: int = 1, group: dict[str, Any] | None = None,
                 alert_ids: list[str] | None = None) -> list[CorrelationHit]:
         """One event of rule `ref` (a detection match, or a chained correlation hit carrying `group`)."""
@@ -262,25 +259,34 @@ class Correlator:
         what = {"value_count": "distinct values", "event_count": "events"}.get(c.type.name.lower(), "value")
         return f"{what} {c.op.name.lower() if c.op else '?'} {c.threshold:g}"
 
-    def expire(self, watermark: float) -> list[CorrelationHit]:
-        """Drop groups whose newest event left the window; decide absence conditions (lt/lte) for them."""
+    def expire(self, cut: Mapping[str, float]) -> list[CorrelationHit]:
+        """Drop the groups no later event can join: their newest event is more than the timespan before their
+        tenant's time in `cut` (epoch seconds; tenants not in it keep theirs). An absence condition (lt/lte) is
+        decided when the window of the group's first event closes. Reading does not write: a table behind
+        `state` sees only the groups dropped."""
         hits: list[CorrelationHit] = []
-        for key in [k for k, st in self.state.items() if st["ev"]]:
-            st = self.state[key]
+        for key, st in list(self.state.items()):
+            ev = st["ev"]
+            if not ev:
+                continue
             tenant, cid, values = orjson.loads(key)
+            horizon = cut.get(tenant)
+            if horizon is None:
+                continue
             c = self._compiled.get(cid)
             if c is None:
                 del self.state[key]
                 continue
-            if st["ev"][0][0] + c.timespan >= watermark:
+            absence = c.op in _ABSENCE
+            if (ev[0][0] if absence else ev[-1][0]) + c.timespan >= horizon:
                 continue
-            if c.op in _ABSENCE:
-                ok, measure = self._holds(c, st["ev"], st)
+            if absence:
+                ok, measure = self._holds(c, ev, st)
                 if ok:
                     hits.append(CorrelationHit(
                         c.id, tenant, dict(zip(c.group_by, values, strict=True)),
-                        list(dict.fromkeys(i for e in st["ev"] for i in e[1])), st["ev"][0][0], st["ev"][-1][0],
+                        list(dict.fromkeys(i for e in ev for i in e[1])), ev[0][0], ev[-1][0],
                         {"type": c.type.name.lower(), "value": measure, "timespan": c.timespan,
-                         "condition": self._describe(c), "events": len(st["ev"]), "continuation": False}))
+                         "condition": self._describe(c), "events": len(ev), "continuation": False}))
             del self.state[key]
         return hits

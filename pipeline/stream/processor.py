@@ -23,7 +23,7 @@ import msgspec
 
 from pipeline.assemble import build_core
 from pipeline.engine import Core, Outputs, error_text
-from pipeline.incidents import IDSETS
+from pipeline.incidents import IdSets
 from pipeline.normalize.base import Origin, RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage, dead_letter, utf8_prefix
 from pipeline.rules.usecase import UseCaseSet
@@ -218,7 +218,8 @@ class PartitionWork:
                 or len(self.pending) >= self.cfg.max_pending)
 
     def run(self) -> Flushed:
-        """Feed the pending alerts in event-time order, expire by watermark, and take the delta."""
+        """Feed the pending alerts in event-time order (the core moves the tenants' watermarks and expires),
+        and take the delta."""
         items, self.pending = self.pending, []
         events, self.events = self.events, []
         redelivered, self.redelivered = self.redelivered, 0
@@ -230,12 +231,6 @@ class PartitionWork:
             out.add(core.take())
         if out.dead:
             _locate(out.dead, items)
-        if items:
-            wm = max(self.pstate.watermark, items[-1].alert.time.timestamp())
-            self.pstate.watermark = wm
-            core.expire(datetime.fromtimestamp(wm - self.cfg.lateness, UTC))
-            out.add(core.take())
-        core.dedup.closed.clear()  # replaced representatives were emitted when last touched
         dedup = self.pstate.maps["dedup"]
         changed = {a.alert_id: a for a in out.alerts}
         for fp in dedup.touched:
@@ -244,7 +239,7 @@ class PartitionWork:
                 changed[rep.alert_id] = rep
         t0 = time.perf_counter()
         writes = self.pstate.writes(self.pstate.delta())
-        joined = _joined(items, out.incidents.values())
+        joined = _joined(items, out.incidents.values(), core.idsets)
         return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], joined, len(items),
                        redelivered, time.perf_counter() - t0)
 
@@ -259,9 +254,9 @@ def _locate(dead: list[DeadLetter], items: list[Item]) -> None:
             d.topic, d.partition, d.offset = topic, int(part), it.off
 
 
-def _joined(items: list[Item], incidents: Iterable[Incident]) -> list[float]:
+def _joined(items: list[Item], incidents: Iterable[Incident], idsets: IdSets) -> list[float]:
     """Ingest times of the alerts that are now part of one of `incidents` (alert -> incident latency)."""
-    sets = [IDSETS.of(inc) for inc in incidents if inc.status != "merged"]
+    sets = [idsets.of(inc) for inc in incidents if inc.status != "merged"]
     if not sets:
         return []
     fed = {it.alert.alert_id for it in items}

@@ -39,7 +39,7 @@ MAX_SEGMENTS = 2000
 CHUNK = 12 << 20  # most bytes of a segment record (messages may have 16 MiB)
 SNAP_STEP = 2 << 20  # bytes per snapshot record, and at least this much snapshot written per batch
 META_HW = "meta" + SEP + "hw"
-META_WM = "meta" + SEP + "wm"
+LEGACY_WM = "meta" + SEP + "wm"  # one watermark for the partition (before they were per tenant); dropped on load
 _MISSING = object()
 REF = b"="  # an alert stored as "the dedup representative of this fingerprint" (JSON never starts so)
 
@@ -55,10 +55,11 @@ _PICKLE: Codec = (lambda o: pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL), p
 KINDS: dict[str, Codec] = {
     "dedup": _ALERT, "alerts": _ALERT, "fusion": _INCIDENT, "incidents": _INCIDENT,
     "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN, "suppressed": _PLAIN, "hosts": _TEXT,
+    "watermark": _PLAIN,
     "cls_sources": _PICKLE, "cls_tenants": _PICKLE,  # the noise classifier's streaming state
 }
 CORE_KINDS = ("dedup", "alerts", "fusion", "incidents", "dedup_events", "correlation", "matched", "suppressed",
-              "hosts")
+              "hosts", "watermark")
 
 
 class Tracked(dict):
@@ -103,14 +104,14 @@ def table_key(kind: str, key: str) -> bytes:
 
 
 class PartitionState:
-    """Working state of one partition: the CoreState the core runs on, ingest high-water marks, watermark."""
+    """Working state of one partition: the CoreState the core runs on (with the tenants' watermarks), and the
+    ingest high-water marks."""
 
     def __init__(self) -> None:
         self.maps: dict[str, Tracked] = {k: Tracked() for k in KINDS}
         self.state = CoreState(**{k: self.maps[k] for k in CORE_KINDS})  # type: ignore[arg-type]
         self.classifier = ClassifierState(self.maps["cls_sources"], self.maps["cls_tenants"])  # type: ignore
         self.hw: dict[str, list[int]] = {}  # tenant SEP "topic:partition" -> [offset, seq] of the last applied
-        self.watermark = 0.0  # max event time seen (epoch seconds)
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map
         self._fp_rep: dict[str, Any] = {}  # dedup fingerprint -> its representative (as of the last delta)
         self._rep_fp: dict[str, str] = {}  # representative's alert id -> fingerprint
@@ -185,7 +186,6 @@ class PartitionState:
                 out[table_key(kind, key)] = None if v is _MISSING else enc(v)
             m.touched = set()
         out[META_HW.encode()] = orjson.dumps(self.hw)
-        out[META_WM.encode()] = orjson.dumps(self.watermark)
         return out
 
     def _alerts_delta(self, alerts: Tracked, out: dict[bytes, bytes | None]) -> None:
@@ -265,6 +265,7 @@ class PartitionState:
         """Rebuild from a table partition's records: the latest snapshot, then the later segments in order.
         Returns the number of keys."""
         raw = self._replay({bytes(k): v for k, v in items})
+        raw.pop(LEGACY_WM.encode(), None)  # the next snapshot leaves it out
         self.enc = {k: bytes(v) for k, v in raw.items() if v is not None}
         by_kind: dict[str, list[tuple[str, bytes]]] = {k: [] for k in KINDS}
         for k, v in self.enc.items():
@@ -272,8 +273,6 @@ class PartitionState:
             if kind == "meta":
                 if key == "hw":
                     self.hw = orjson.loads(v)
-                elif key == "wm":
-                    self.watermark = orjson.loads(v)
             elif kind in by_kind:
                 by_kind[kind].append((key, v))
         shared: dict[str, Any] = {}  # alert / incident id -> object, so shared objects stay shared
@@ -296,10 +295,25 @@ class PartitionState:
                 dict.__setitem__(m, key, obj)
         for kind in KINDS:
             self.maps[kind].touched = set()
+        self._upgrade_suppressed()
         self._group_keys = {inc.incident_id: k for k, inc in dict.items(self.maps["incidents"])}
         self._fp_rep = dict(dict.items(self.maps["dedup"]))
         self._rep_fp = {rep.alert_id: fp for fp, rep in self._fp_rep.items()}
         return len(self.enc)
+
+    def _upgrade_suppressed(self) -> None:
+        """Suppressed marks written before they carried their tenant (an event time alone) take the tenant of
+        the dedup representative they mark; a mark without one marks nothing any more and goes."""
+        marks = self.maps["suppressed"]
+        old = {aid: t for aid, t in dict.items(marks) if not isinstance(t, list)}
+        if not old:
+            return
+        tenants = {rep.alert_id: rep.tenant_id for rep in dict.values(self.maps["dedup"])}
+        for aid, t in old.items():
+            if aid in tenants:
+                marks[aid] = [tenants[aid], t]
+            else:
+                del marks[aid]
 
     def _replay(self, records: dict[bytes, bytes]) -> dict[bytes, bytes | None]:
         """Key -> encoded value from the snapshot named by the meta record and the complete segments after

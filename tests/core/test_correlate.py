@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,19 @@ def test_window_expiry(tmp_path: Path) -> None:
 def test_tenants_correlate_separately(tmp_path: Path) -> None:
     core = core_with(tmp_path, CORR.format(type="event_count", rules="[rule_a]", cond="  condition: {gte: 2}"))
     assert not fire(core, [ev("a", tenant_id="t1"), ev("a", tenant_id="t2", http={"url": "/x"})])
+
+
+def test_expiry_keeps_a_group_whose_newest_event_is_still_in_the_window(tmp_path: Path) -> None:
+    """A group is dropped when no later event can join it: by its newest event, not its oldest. Events of 203.0.113.1
+    at 0 and 25 min, another source's alert moves the clock to 40 min (the first event's 30 minute window has
+    closed, the second's has not), then 44 and 50 min: the window 20-50 min holds three events."""
+    core = core_with(tmp_path, CORR.format(type="event_count", rules="[rule_a]", cond="  condition: {gte: 3}")
+                     .replace("timespan: 5m", "timespan: 30m"))
+    core.lateness = timedelta(0)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for n, (minute, src) in enumerate([(0, "203.0.113.1"), (25, "203.0.113.1"), (40, "198.51.100.7"),
+                                       (44, "203.0.113.1"), (50, "203.0.113.1")]):
+        core.feed_alerts([alert_from_dict(ev("a", src, http={"url": f"/{n}"},
+                                             time=(t0 + timedelta(minutes=minute)).isoformat()), n)])
+    fired = [i for i in core.take().incidents.values() if i.status != "merged"]
+    assert len(fired) == 1 and fired[0].alert_count == 3 and fired[0].entities.src_ips == ["203.0.113.1"]

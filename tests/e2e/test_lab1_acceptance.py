@@ -15,6 +15,7 @@ from pipeline.engine import Core
 from pipeline.replay import ReplayResult, replay
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Incident
+from tests.e2e.variant import LAB_DAY as LAB
 from tests.e2e.variant import Variant, write_variant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,6 @@ LAB1 = ROOT / "samples" / "lab-1"
 USECASES = ROOT / "usecases"
 COMPROMISE = {"webshell", "malware", "defacement", "c2", "account_compromise"}
 
-LAB = Variant(attacker="127.0.0.66", benign="127.0.0.10", scanner="127.0.0.1", host="vm", site="shop.lab.local")
 OTHER = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="192.0.2.250", host="app-7",
                 site="store.example.net", webroot="/var/www/store", day_shift_days=-37, users=True)
 

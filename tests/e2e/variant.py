@@ -28,6 +28,10 @@ class Variant:
     users: bool = False
 
 
+# The values of samples/lab-1 (the day every variant is written from).
+LAB_DAY = Variant(attacker="127.0.0.66", benign="127.0.0.10", scanner="127.0.0.1", host="vm", site="shop.lab.local")
+
+
 def _ip(text: str, old: str, new: str) -> str:
     return re.sub(rf"(?<![\d.]){re.escape(old)}(?![\d])", new, text)
 
@@ -85,4 +89,23 @@ def write_variant(src: Path, dst: Path, old: Variant, new: Variant) -> list[Path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(rewrite(f.read_text(encoding="utf-8"), old, new), encoding="utf-8")
             out.append(target)
+    return out
+
+
+def earlier_day(k: int) -> Variant:
+    """The lab day `k` days earlier (in the past, as replayed history is), with its own actors, host and site
+    (k < 62,500)."""
+    n = f"{k // 250}.{k % 250 + 1}"
+    return Variant(attacker=f"198.18.{n}", benign=f"198.19.{n}", scanner=f"100.64.{n}", host=f"app-{k}",
+                   site=f"shop-{k}.example.net", day_shift_days=-k)
+
+
+def write_days(src: Path, dst: Path, n: int) -> list[Path]:
+    """`n` days of the lab day `src` (`earlier_day(0)` ... `earlier_day(n - 1)`), one directory each under
+    `dst`."""
+    out = []
+    for k in range(n):
+        d = dst / f"day-{k:03d}"
+        write_variant(src, d, LAB_DAY, earlier_day(k))
+        out.append(d)
     return out

@@ -18,13 +18,13 @@ from pipeline.replay import ReplayResult, replay
 from pipeline.report.stats import record_stats
 from pipeline.rules.usecase import load_usecases
 from pipeline.soar.tickets import TicketStore
+from tests.e2e.variant import LAB_DAY as LAB
 from tests.e2e.variant import Variant, write_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB1 = ROOT / "samples" / "lab-1"
 IOCS = ROOT / "tests" / "context" / "data" / "iocs.csv"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # when the reports are generated
-LAB = Variant(attacker="127.0.0.66", benign="127.0.0.10", scanner="127.0.0.1", host="vm", site="shop.lab.local")
 SHOP_DAY2 = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="192.0.2.250", host="app-7",
                     site="store.example.net", webroot="/var/www/store", day_shift_days=-1, users=True)
 ACME = Variant(attacker="198.18.7.42", benign="198.51.100.99", scanner="192.0.2.17", host="acme-db",
