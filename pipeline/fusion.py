@@ -205,13 +205,26 @@ class Fusion:
     def expire(self, cut: Mapping[str, datetime]) -> None:
         """Forget the incidents quiet for longer than the window before their tenant's time in `cut` (tenants
         not in it keep theirs)."""
-        for iid in [i for i, inc in self.incidents.items()
-                    if inc.tenant_id in cut and cut[inc.tenant_id] - inc.last_seen > self.window]:
+        gone = [i for i, inc in self.incidents.items()
+                if inc.tenant_id in cut and cut[inc.tenant_id] - inc.last_seen > self.window]
+        for iid in gone:
             inc = self.incidents.pop(iid)
             if self._live is not None:
                 self._live.get(inc.tenant_id, {}).pop(iid, None)
             self.idsets.forget(iid)
             self.source_sets.forget(iid)
+        if gone:
+            self._forget_pairs(set(gone))
+
+    def _forget_pairs(self, gone: set[str]) -> None:
+        """Drop what the merge caches hold for pairs with an incident that left (they hold its id lists)."""
+        def stale(key: str) -> bool:
+            survivor, other = key.split("\x1f", 2)[:2]
+            return survivor in gone or other in gone
+
+        for key in [k for k in self._merged if stale(k)]:
+            del self._merged[key]
+        self.explanation_sets.forget_if(stale)
 
     def _new_tail(self, key: str, ids: list[str]) -> list[str]:
         """The part of `ids` (a list that only grows) not merged under `key` before; all of it when the list is

@@ -160,6 +160,10 @@ class IdSets:
     def forget(self, incident_id: str) -> None:
         self._sets.pop(incident_id, None)
 
+    def forget_if(self, stale: Callable[[str], bool]) -> None:
+        for key in [k for k in self._sets if stale(k)]:
+            del self._sets[key]
+
 
 def add_alert_ids(inc: Incident, ids: Iterable[str], idsets: IdSets) -> list[str]:
     """Append the ids the incident does not hold yet (up to MAX_IDS); returns the ones added."""

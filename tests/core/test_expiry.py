@@ -81,6 +81,10 @@ def test_a_long_replay_keeps_only_the_windows_still_open(days: list[str]) -> Non
     assert all(a.time.date() == last for a in state.alerts.values())
     assert all(i.last_seen.date() == last for i in [*state.incidents.values(), *state.fusion.values()])
     assert all(c["ev"][-1][0] > max(core.state.watermark.values()) - 86_400 for c in state.correlation.values())
+    live = set(state.fusion) | {i.incident_id for i in state.incidents.values()}
+    assert set(core.idsets._sets) <= live and set(core.fusion.source_sets._sets) <= live  # caches go along
+    for key in [*core.fusion._merged, *core.fusion.explanation_sets._sets]:
+        assert set(key.split("\x1f")[:2]) <= live
     closed = Counter(i.first_seen.date() for i in res.incidents.values() if i.status == "closed")
     assert closed and last not in closed  # the earlier days' incidents were closed by event time
     assert res.late == 0
