@@ -197,7 +197,7 @@ def trace(
     try:
         found = run(out, ref)
     except FileNotFoundError as e:
-        raise UserError(f"{e}; point --out at the directory mdr replay wrote") from None
+        raise UsageError(f"{e}; point --out at the directory mdr replay wrote") from None
     if not found:
         raise UserError(f"no alert with id or record id {ref!r} in {out}")
     if as_json:
