@@ -114,7 +114,7 @@ class Digest:
         """Dedup's decision per alert, then every representative it ends with."""
         dd = Dedup()
         for a in alerts:
-            rep, kind = dd.process(a)
+            rep, kind = dd.merge(a)
             self.add(b"K", kind, rep.alert_id, rep.fingerprint, rep.count)
         reps = [*dd.closed, *dd.upgraded, *dd.drain()]
         for rep in reps:
