@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.dedup import Dedup
+from pipeline.dedup import NEW, Dedup, fingerprint
 from pipeline.normalize.registry import formats
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.schema import Alert, encode
@@ -113,10 +113,14 @@ class Digest:
     def dedup(self, alerts: Iterable[Alert]) -> None:
         """Dedup's decision per alert, then every representative it ends with."""
         dd = Dedup()
+        closed: list[Alert] = []  # representatives a later alert of their fingerprint replaced (window closed)
         for a in alerts:
+            held = dd.state.get(fingerprint(a))
             rep, kind = dd.merge(a)
+            if kind == NEW and held is not None and held is not rep:
+                closed.append(held)
             self.add(b"K", kind, rep.alert_id, rep.fingerprint, rep.count)
-        reps = [*dd.closed, *dd.upgraded, *dd.drain()]
+        reps = [*closed, *dd.upgraded, *dd.drain()]
         for rep in reps:
             self.add(b"R", encode(rep))
         self.counts["kept"] += len(reps)
