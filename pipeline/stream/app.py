@@ -519,7 +519,7 @@ class Runtime:
             self.model_sig = sig
             return
         self.model_sig = sig
-        self.hooks = CoreHooks(self.hooks.enricher, self.hooks.prioritizer, classifier)
+        self.hooks = CoreHooks(self.hooks.context, classifier)
         for w in self.parts.values():
             w.hooks = self.hooks
             w.classifier = self.hooks.classifier_for(w.pstate)
