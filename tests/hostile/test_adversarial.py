@@ -147,13 +147,9 @@ class Normalized:
 
 def normalize_file(path: Path, tenant: str) -> Normalized:
     """The alerts, dead letters and skips of one file, read and normalized as `mdr replay` does."""
-    from pipeline.normalize.reader import read_records
-    from pipeline.normalize.stage import NormalizeResult, NormalizeStage
+    from pipeline.normalize.source import read_alerts
 
-    stage, res = NormalizeStage(), NormalizeResult()
-    for rec, hint in read_records(str(path), tenant, HOST, datetime.now(UTC)):
-        stage.process(rec, hint, res)
-    stage.flush(res)
+    res = read_alerts([str(path)], tenant, HOST)
     return Normalized(res.alerts, res.dead, res.skipped, res.records)
 
 
