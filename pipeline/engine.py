@@ -495,6 +495,9 @@ def _record_ref(a: Alert) -> str | None:
 
 
 def _times_by_tenant(alerts: list[Alert]) -> dict[str, list[datetime]]:
+    tenants = {a.tenant_id for a in alerts}
+    if len(tenants) == 1:  # the usual call: one tenant (cheaper without the loop below)
+        return {tenants.pop(): [a.time for a in alerts]}
     out: dict[str, list[datetime]] = {}
     for a in alerts:
         ts = out.get(a.tenant_id)
