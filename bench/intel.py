@@ -206,7 +206,7 @@ def main() -> None:
         kind, *rest = args.child
         fn = {"load_csv": child_load_csv, "load_state": child_load_state, "per_alert": child_per_alert}[kind]
         if kind == "per_alert":
-            rest[-1] = int(rest[-1])  # type: ignore[call-overload]
+            rest[-1] = int(rest[-1])
         print(json.dumps(fn(*rest)))
         return
     with tempfile.TemporaryDirectory() as tmp:

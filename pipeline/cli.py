@@ -140,8 +140,8 @@ def replay(
             classifier = load_classifier(model)
         except (ModelError, RegistryError) as e:
             raise UsageError(str(e)) from None
-        if classifier is not None and classifier.dedup_window not in (None, dedup_window):  # type: ignore[union-attr]
-            console.print(lit(("warning:", "yellow"), f" the model was trained for a "  # type: ignore[union-attr]
+        if classifier is not None and classifier.dedup_window not in (None, dedup_window):
+            console.print(lit(("warning:", "yellow"), f" the model was trained for a "
                               f"{classifier.dedup_window:g} s dedup window, not {dedup_window:g} s"))
     core = build_core(ucs, ctx, classifier, dedup_window=dedup_window)
     files = OutputFiles(out)  # written as the replay goes

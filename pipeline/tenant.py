@@ -17,6 +17,7 @@ store (import, save, load) and `replay`.
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 SYNTAX = "1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
@@ -27,14 +28,14 @@ class TenantError(ValueError):
     """A tenant id that does not follow the syntax; the message names the value and the rule."""
 
 
-def is_tenant(value: object) -> bool:
+def is_tenant(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and TENANT_RE.fullmatch(value) is not None
 
 
 def check_tenant(value: object, what: str = "tenant id") -> str:
     """`value` when it is a valid tenant id, else TenantError (one line, the value shown escaped)."""
     if is_tenant(value):
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, str):
         raise TenantError(f"{what} must be a string, not {type(value).__name__}")
     shown = repr(value if len(value) <= 80 else value[:80] + "...")

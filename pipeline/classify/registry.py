@@ -61,7 +61,7 @@ class Registry:
     # ---- state -------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         try:
-            return json.loads((self.root / REGISTRY_FILE).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            return json.loads((self.root / REGISTRY_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise RegistryError(f"cannot read {self.root / REGISTRY_FILE}: {e}") from None
 
@@ -76,11 +76,11 @@ class Registry:
 
     @property
     def active(self) -> str | None:
-        return self.state().get("active")  # type: ignore[no-any-return]
+        return self.state().get("active")
 
     @property
     def shadow(self) -> str | None:
-        return self.state().get("shadow")  # type: ignore[no-any-return]
+        return self.state().get("shadow")
 
     def path(self, version: str) -> Path:
         p = self.root / version
@@ -213,7 +213,7 @@ class Shadowed(Classifier):
     @property
     def dedup_window(self) -> float | None:
         m = self.active if self.active is not None else self.shadow
-        return m.dedup_window  # type: ignore[no-any-return]
+        return m.dedup_window
 
     def __copy__(self) -> Shadowed:
         """A copy for another partition: copies of both models (each then `reset` to its own state)."""

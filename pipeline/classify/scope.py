@@ -65,7 +65,7 @@ class Scope:
         """Per row: every feature (of the boolean `columns` mask, default all) within the (widened) training
         range."""
         ok = (self.lo <= X) & (self.hi >= X)
-        return (ok if columns is None else ok | ~columns).all(axis=1)
+        return np.asarray((ok if columns is None else ok | ~columns).all(axis=1))
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         return {"margin": MARGIN, "products": sorted(self.products), "rules": sorted(self.rules),

@@ -121,7 +121,7 @@ class SuppressedOut(BaseModel):
 
 
 def _c(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    return request.app.state.console
 
 
 def _write(request: Request) -> tuple[Console, Auth]:

@@ -18,7 +18,7 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL or SQLite fil
                                           "soar.db in MDR_HOME)")]
 
 
-def _store(db: str | None):  # type: ignore[no-untyped-def]
+def _store(db: str | None):
     from pipeline.soar.tickets import TicketStore
 
     return TicketStore(db)

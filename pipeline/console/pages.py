@@ -42,7 +42,7 @@ Str = Annotated[str | None, Query(max_length=200)]
 
 
 def _c(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    return request.app.state.console
 
 
 def _done(request: Request, a: Auth, target: str, message: str) -> RedirectResponse:

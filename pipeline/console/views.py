@@ -19,9 +19,10 @@ def dt(v: datetime | str | None) -> str:
         return "–"
     if isinstance(v, str):
         try:
-            v = datetime.fromisoformat(v)
+            when = datetime.fromisoformat(v)
         except ValueError:
             return v
+        v = when
     return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

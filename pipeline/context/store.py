@@ -279,7 +279,7 @@ def write_intel(path: Path, s: IntelSet) -> None:
         values.append(ind.value)
         index.append(entries.setdefault(
             (ind.kind, ind.source, ind.confidence, ind.tags, ind.valid_from, ind.valid_until), len(entries)))
-    f = _IntelFile(s.name, s.origin, list(entries), values, index.tobytes())  # type: ignore[arg-type]
+    f = _IntelFile(s.name, s.origin, list(entries), values, index.tobytes())
     _write(path, msgspec.msgpack.encode(f))
 
 

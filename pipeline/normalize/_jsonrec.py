@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 
@@ -56,6 +56,10 @@ class Rec:
         v = self.d.get(key)
         return v is True or v == "true"
 
+    @overload
+    def text(self, key: str, required: Literal[True]) -> str: ...
+    @overload
+    def text(self, key: str, required: bool = False) -> str | None: ...
     def text(self, key: str, required: bool = False) -> str | None:
         """A string (numbers are turned into text)."""
         v = self.d.get(key)
@@ -81,6 +85,10 @@ class Rec:
         """The present string values of `keys`, by key (for `extra`)."""
         return {k: v for k in keys if (v := self.text(k)) is not None}
 
+    @overload
+    def integer(self, key: str, required: Literal[True]) -> int: ...
+    @overload
+    def integer(self, key: str, required: bool = False) -> int | None: ...
     def integer(self, key: str, required: bool = False) -> int | None:
         """An integer, given as a JSON number or a decimal string."""
         v = self.d.get(key)
@@ -100,6 +108,10 @@ class Rec:
             return None
         raise self._bad(key, "an integer", v)
 
+    @overload
+    def ip(self, key: str, required: Literal[True]) -> str: ...
+    @overload
+    def ip(self, key: str, required: bool = False) -> str | None: ...
     def ip(self, key: str, required: bool = False) -> str | None:
         """A valid IPv4/IPv6 address in canonical form."""
         v = self.text(key, required)

@@ -65,7 +65,7 @@ class AlibabaCloudFirewall(Normalizer):
         label = LEVELS.get(level.lower(), "") if level is not None else "medium"
         if not label:
             raise BadRecord("bad_field", f"vul_level: unknown value {level!r}"[:200], "vul_level")
-        name = d.first("ips_rule_name_en", "ips_rule_name", "rule_name") or attack or rid
+        name = d.first("ips_rule_name_en", "ips_rule_name", "rule_name") or attack or rid or ""
         tags = list(d.texts("log_type", "direction").values())
         rule = Rule(rid or "", name, attack, tags, label)
 

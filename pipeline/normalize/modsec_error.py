@@ -155,10 +155,10 @@ class ModSecErrorNormalizer(Normalizer):
             if when - t.last <= IDLE:
                 break
             out.append(self._emit(other))
-        out = [a for a in out if a is not None]
-        if not out:
+        alerts = [a for a in out if a is not None]
+        if not alerts:
             raise Skipped("anomaly_summary" if meta.summary else "buffered")
-        return out
+        return alerts
 
     def buffered(self) -> Iterable[RawRecord]:
         return (tx.first for tx in self._open.values())

@@ -122,8 +122,8 @@ class _Walk:
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            self.skip(d, "unreadable", e.strerror or str(e))
+        except OSError as err:
+            self.skip(d, "unreadable", err.strerror or str(err))
             return
         subdirs: list[tuple[str, os.stat_result]] = []
         for e in entries:

@@ -83,7 +83,7 @@ def _key(extra: str | None) -> dict[str, str]:
 
 
 def _client(msg: str, start: int, tail: re.Pattern[str],
-            extra_ok: Callable[[str], bool] | None = None) -> tuple[str, re.Match[str]]:
+            extra_ok: Callable[[str], object] | None = None) -> tuple[str, re.Match[str]]:
     """(user, tail match) of a line whose user name starts at `start` and which ends with `tail`.
 
     Every ` from ` after `start` is tried; the reading where the rest of the line is exactly the product's
@@ -179,13 +179,13 @@ class SshdNormalizer(Normalizer):
             return ("sshd:max_auth_attempts", "maximum authentication attempts exceeded", user,
                     ip_field(t[1], "src_ip"), _port(t[2]), {"invalid_user": bool(m[1])})
         if msg.startswith("User ") and (m := _NOT_ALLOWED.fullmatch(msg)):
-            ip, name = _host_or_ip(m[2])
-            return "sshd:user_not_allowed", "user not allowed", m[1], ip, None, {
+            addr, name = _host_or_ip(m[2])
+            return "sshd:user_not_allowed", "user not allowed", m[1], addr, None, {
                 "reason": m[3], "src_hostname": name}
         if msg.startswith(("pam_", "PAM ")) and "authentication failure" in msg:
             if not (m := _PAM.fullmatch(msg.rstrip())):
                 raise BadRecord("bad_record", "PAM authentication failure line out of its grammar", "rhost")
-            ip, name = _host_or_ip(m[2])
-            return ("sshd:pam_auth_failure", "PAM authentication failure", m[3] or None, ip, None,
+            addr, name = _host_or_ip(m[2])
+            return ("sshd:pam_auth_failure", "PAM authentication failure", m[3] or None, addr, None,
                     {"more_failures": int(m[1]) if m[1] else None, "src_hostname": name})
         return None

@@ -118,7 +118,7 @@ def render_markdown(d: ReportData, charts_dir: Path | None = None, link_base: st
 def render_pdf(d: ReportData) -> bytes:
     from weasyprint import HTML
 
-    return HTML(string=render_html(d), base_url=str(TEMPLATES)).write_pdf()  # type: ignore[no-any-return]
+    return HTML(string=render_html(d), base_url=str(TEMPLATES)).write_pdf()
 
 
 def write(d: ReportData, fmt: str, out: Path) -> Path:

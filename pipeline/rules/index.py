@@ -179,7 +179,7 @@ class RuleIndex:
             if node is False:  # cannot match alerts of this key (e.g. tests fields such alerts never carry)
                 continue
             rules.append(r)
-            triggers.append(None if node is True else trigger(node))  # type: ignore[arg-type]
+            triggers.append(None if node is True else trigger(node))
         b = _Bucket(rules)
         probes: dict[str, _Probe] = {}
         subs: dict[str, dict[str, list[int]]] = {}

@@ -84,6 +84,7 @@ FETCH = _Fetchers()
 
 class _Vals(dict[str, tuple[str, ...]]):
     __slots__ = ("alert",)
+    alert: Alert
 
     def __missing__(self, key: str) -> tuple[str, ...]:
         if "," in key:
@@ -95,6 +96,7 @@ class _Vals(dict[str, tuple[str, ...]]):
 
 class _Low(dict[str, tuple[str, ...]]):
     __slots__ = ("vals",)
+    vals: _Vals
 
     def __missing__(self, key: str) -> tuple[str, ...]:
         if "," in key:
@@ -107,6 +109,7 @@ class _Low(dict[str, tuple[str, ...]]):
 
 class _Enc(dict[str, tuple[bytes, ...]]):
     __slots__ = ("low",)
+    low: _Low
 
     def __missing__(self, key: str) -> tuple[bytes, ...]:
         if "," in key:
@@ -132,6 +135,7 @@ def _number(v: Any) -> float | int | None:
 
 class _Nums(dict[str, tuple[float | int, ...]]):
     __slots__ = ("alert",)
+    alert: Alert
 
     def __missing__(self, key: str) -> tuple[float | int, ...]:
         t = self[key] = tuple(n for n in map(_number, raw_values(self.alert, key)) if n is not None)

@@ -172,4 +172,4 @@ def unsuppress(store: Any, tenant: str, alert_id: str, actor: str, now: datetime
                         .where(SuppressedAlert.tenant_id == tenant, SuppressedAlert.alert_id == alert_id,
                                SuppressedAlert.status == "suppressed")
                         .values(status="unsuppressed", decided_by=actor, decided_at=now or utcnow()))
-        return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        return res.rowcount == 1

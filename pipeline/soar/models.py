@@ -28,7 +28,7 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 class RedactedText(TypeDecorator[str]):
     """Text stored with the configured secrets redacted (pipeline/redact.py), whatever code path writes it."""
 
-    impl = Text
+    impl: type[String] = Text  # RedactedString's is String (Text's base)
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:

@@ -135,7 +135,7 @@ class PlaybookSet:
 
 
 # ---- loading -------------------------------------------------------------------------------------------
-class _LineDict(dict):  # type: ignore[type-arg]
+class _LineDict(dict):
     line = 0
     key_lines: dict[str, int]
 

@@ -353,7 +353,7 @@ class Templates:
             else:
                 self.env.parse(source)
         except TemplateError as e:
-            return f"{type(e).__name__}: {e}" + (f" (template line {e.lineno})" if getattr(e, "lineno", None) else "")
+            return f"{type(e).__name__}: {e}" + (f" (template line {line})" if (line := getattr(e, "lineno", None)) else "")
         return _trial(lambda: self.value(source, sample_context()), self.budget)
 
     def check_expression(self, expr: str) -> str | None:

@@ -10,6 +10,7 @@ Lifecycle: new -> acknowledged -> investigating -> resolved -> closed (with a ve
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -128,7 +129,7 @@ def start_many(
             for run_id, tid, name in started
         ],
     )
-    return started  # type: ignore[return-value]
+    return started
 
 
 class TicketStore:
@@ -390,19 +391,19 @@ class TicketStore:
         with self.tx() as s:
             return s.scalar(select(func.count()).select_from(Ticket)) or 0
 
-    def timeline(self, ticket_id: int) -> list[TimelineEvent]:
+    def timeline(self, ticket_id: int) -> builtins.list[TimelineEvent]:
         with self.tx() as s:
             return list(
                 s.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == ticket_id).order_by(TimelineEvent.id))
             )
 
-    def runs(self, ticket_id: int) -> list[PlaybookRun]:
+    def runs(self, ticket_id: int) -> builtins.list[PlaybookRun]:
         with self.tx() as s:
             return list(
                 s.scalars(select(PlaybookRun).where(PlaybookRun.ticket_id == ticket_id).order_by(PlaybookRun.id))
             )
 
-    def related(self, t: Ticket, limit: int = 20) -> list[dict[str, Any]]:
+    def related(self, t: Ticket, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """Other tickets of the tenant sharing an entity (IP, host, user, domain, file) with `t`."""
         mine = TicketEntity.__table__.alias("mine")
         other = TicketEntity.__table__.alias("other")
@@ -446,7 +447,7 @@ class TicketStore:
                     d["shared"].append(value)
         return list(found.values())
 
-    def unacknowledged_due(self, now: datetime) -> list[Ticket]:
+    def unacknowledged_due(self, now: datetime) -> builtins.list[Ticket]:
         """Tickets not acknowledged by their due time that may still escalate (not at the last tier of their
         current priority yet): what every tick of the SOAR clock reads."""
         prio = Ticket.escalation_priority
@@ -579,7 +580,7 @@ class TicketStore:
         actor: str = "system:sla",
         data: dict[str, Any] | None = None,
         now: datetime | None = None,
-        notices: list[Notice] | None = None,
+        notices: builtins.list[Notice] | None = None,
     ) -> bool:
         """Compare-and-set the escalation level from what `t` holds to (t.priority, tier): True for the one
         caller that wins, so each level is escalated exactly once even with concurrent checkers. The winner's

@@ -67,7 +67,7 @@ def _env_sink() -> Sink | None:
     if not spec:
         return None
     module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 def ticket_record(t: Ticket, actor: str, comment: str | None = None) -> dict[str, Any]:

@@ -582,7 +582,7 @@ def drain_drift(classifier: Any) -> dict:
     if not drift:
         return {}
     model.drift = {}
-    return drift  # type: ignore[no-any-return]
+    return drift
 
 
 def model_signature(cfg: WorkerConfig) -> tuple:

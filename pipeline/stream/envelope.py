@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
 
@@ -109,16 +110,17 @@ def unpack(msg: Message, bindings: dict[str, str]) -> Unpacked:
     fmt = (env or {}).get("format") or hdr.get("format")
     host = (env or {}).get("host") or hdr.get("host")
     if env is not None:
-        texts = env.get("records") if "records" in env else [env.get("record")]
-        bad = _check_envelope(texts, fmt, host)
+        given = env.get("records") if "records" in env else [env.get("record")]
+        bad = _check_envelope(given, fmt, host)
         if bad:
             return _dead(msg, origin, "bad_envelope", bad, tenant)
+        texts = cast("list[str]", given)  # checked just above: a non-empty list of strings
     else:
         texts = [text]
     if tenant is None:
         return _dead(msg, origin, "missing_tenant", "no tenant in envelope, headers or topic binding")
     try:
-        check_tenant(tenant)
+        tenant = check_tenant(tenant)
     except TenantError as e:
         return _dead(msg, origin, "bad_tenant", str(e))
     when = _received(msg)

@@ -213,8 +213,8 @@ def _transport() -> Any:
     class BackoffTransport(driver.Transport):
         pass
 
-    BackoffTransport.Consumer = Consumer  # type: ignore[misc]
-    BackoffTransport.Producer = Producer  # type: ignore[misc]
+    BackoffTransport.Consumer = Consumer
+    BackoffTransport.Producer = Producer
     return BackoffTransport
 
 

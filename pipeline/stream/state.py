@@ -109,8 +109,8 @@ class PartitionState:
 
     def __init__(self) -> None:
         self.maps: dict[str, Tracked] = {k: Tracked() for k in KINDS}
-        self.state = CoreState(**{k: self.maps[k] for k in CORE_KINDS})  # type: ignore[arg-type]
-        self.classifier = ClassifierState(self.maps["cls_sources"], self.maps["cls_tenants"])  # type: ignore
+        self.state = CoreState(**{k: self.maps[k] for k in CORE_KINDS})
+        self.classifier = ClassifierState(self.maps["cls_sources"], self.maps["cls_tenants"])
         self.hw: dict[str, list[int]] = {}  # tenant SEP "topic:partition" -> [offset, seq] of the last applied
         self._group_keys: dict[str, str] = {}  # incident id -> its key in the open-incident map
         self._fp_rep: dict[str, Any] = {}  # dedup fingerprint -> its representative (as of the last delta)

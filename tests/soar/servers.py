@@ -152,7 +152,7 @@ class SmtpServer:
                                        "tls": session.ssl is not None})
                 return "250 Message accepted"
 
-        def auth(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
+        def auth(server, session, envelope, mechanism, data):
             ok = isinstance(data, LoginPassword) and data.login.decode() == username \
                 and data.password.decode() == password
             return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself

@@ -71,18 +71,18 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
     )
     for name in ("console_tokens", "console_sessions"):
-        cols = [
+        columns: list[sa.Column] = [
             sa.Column("digest", sa.String(64), primary_key=True),
             sa.Column("user", sa.String(128), sa.ForeignKey("console_users.name", ondelete="CASCADE"),
                       nullable=False),
             sa.Column("created_at", UTCDateTime, nullable=False),
         ]
         if name == "console_tokens":
-            cols += [sa.Column("expires_at", UTCDateTime), sa.Column("last_used", UTCDateTime)]
+            columns += [sa.Column("expires_at", UTCDateTime), sa.Column("last_used", UTCDateTime)]
         else:
-            cols += [sa.Column("csrf", sa.String(64), nullable=False),
+            columns += [sa.Column("csrf", sa.String(64), nullable=False),
                      sa.Column("last_seen", UTCDateTime, nullable=False), sa.Column("flash", sa.Text)]
-        op.create_table(name, *cols)
+        op.create_table(name, *columns)
         op.create_index(f"ix_{name}_user", name, ["user"])
     op.create_table(
         "console_login_failures",
