@@ -110,7 +110,7 @@ class Core:
         self.out = Outputs()
         self._windows = {u.id: u.mdr.window for u in usecases.usecases}
         spans = [dedup_window, *self._windows.values(),
-                 *(u.correlation.timespan.seconds for u in usecases.correlations)]
+                 *(u.correlation.timespan.seconds for u in usecases.correlations if u.correlation is not None)]
         self._retention = timedelta(seconds=max(spans))
         # The shortest time anything stays after the event time that put it in the state, and per tenant a time
         # before which nothing of it can expire: derived, a lower bound; unknown for state handed in (a table).

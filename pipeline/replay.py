@@ -150,7 +150,7 @@ def write_outputs(res: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
     return files.close(res.drift, res.model_version)
 
 
-def _write(fh: IO[bytes], items: Iterable[object]) -> None:
+def _write(fh: IO[bytes], items: Iterable[Alert | DeadLetter | Suppressed | Fate]) -> None:
     for it in items:
         fh.write(redact_bytes(encode(it)))
         fh.write(b"\n")

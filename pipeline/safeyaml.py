@@ -111,7 +111,7 @@ def key_line(node: Node, path: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
     """(1-based line, the part of `path` found) of the deepest mapping key along `path` in a composed
     document: the line of `mdr:` > `priority:` for ("mdr", "priority"), or of `mdr:` when it has no
     `priority` key; the document's first line when not even the first key exists."""
-    line, found = node.start_mark.line + 1, ()
+    line, found = node.start_mark.line + 1, tuple[str, ...]()
     for key in path:
         if not isinstance(node, yaml.MappingNode):
             break

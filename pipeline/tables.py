@@ -85,7 +85,8 @@ def incident_table(incidents: Iterable[Incident], width: int, title: str) -> Any
     survivor's id)."""
     shown = ordered(incidents)
     with_status = any(i.status != "open" for i in shown)
-    rows, styles = [], []
+    rows: list[list[Cell]] = []
+    styles: list[str | None] = []
     for i in shown:
         why = f"fused into {short(i.merged_into)}" if i.status == "merged" else key_reason(i)
         rows.append([i.priority, _lines_of(lit(i.title), lit((f"{short(i.incident_id)} · {why}", "dim"))),

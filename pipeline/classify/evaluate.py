@@ -123,7 +123,7 @@ def false_negatives(ds: Dataset, mask: np.ndarray, sup: np.ndarray, p: np.ndarra
     by_rule: Counter[str] = Counter()
     by_cat: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
-    items = []
+    items: list[dict[str, Any]] = []
     for i in idx:
         a = ds.alerts[i]
         by_rule.update(_rules(a))

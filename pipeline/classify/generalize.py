@@ -112,7 +112,7 @@ def leave_family_out(ds: Dataset, train_fn: Callable[[Dataset], Any], judge: Cal
     counts in both). A family whose removal leaves too little to train on is reported under `skipped`."""
     every = ds.mask("all")
     out: dict[str, Any] = {"folds": {}}
-    tot = Counter()
+    tot: Counter[str] = Counter()
     for fam, m in folds(ds, every, min_attacks).items():
         if only and fam not in only:
             continue

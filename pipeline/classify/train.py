@@ -233,14 +233,14 @@ def load_data(dirs: Sequence[str | Path], tenant: str = "default") -> Dataset:
         start = len(ds.alerts)
         for a in alerts:
             rid = a.alert_id if key_used == "alert_id" else record_id(a)
-            row = labels.get((key_used, rid))
-            lab = label_value(row.get("label")) if row else None
+            labeled = labels.get((key_used, rid))
+            lab = label_value(labeled.get("label")) if labeled else None
             if lab is None and a.alert_id in verdicts:
                 lab = verdicts[a.alert_id][0]
                 ds.stats["labeled_by_verdict"] += 1
             ds.alerts.append(a)
             ds.labels.append(-1 if lab is None else lab)
-            ds.kinds.append(str(row.get("attack_type", "")) if row else "")
+            ds.kinds.append(str(labeled.get("attack_type", "")) if labeled else "")
             ds.record_ids.append(rid)
             ds.splits.append(split_of(rid))
         ds.streams.append((start, len(ds.alerts)))

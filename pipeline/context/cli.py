@@ -60,7 +60,7 @@ def assets_import(file: Annotated[Path, typer.Argument(help="Inventory file (YAM
 def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")] = None) -> None:
     """Show the saved inventories."""
     from pipeline.context.store import Context, mdr_home
-    from pipeline.tables import fitted, stacked
+    from pipeline.tables import Cell, fitted, stacked
 
     ctx = Context.from_state(tenants=[tenant] if tenant else None)
     if not ctx.assets:
@@ -68,8 +68,8 @@ def assets_list(tenant: Annotated[str | None, tenant_option("Only this tenant")]
                       "`mdr assets import FILE --tenant T` imports an inventory"))
         return
     for ten, inv in sorted(ctx.assets.items()):
-        rows = [[a.name, a.criticality, a.exposure or "", stacked(a.ips), stacked(a.hostnames), a.owner or "",
-                 stacked(a.tags)] for a in inv.assets]
+        rows: list[list[Cell]] = [[a.name, a.criticality, a.exposure or "", stacked(a.ips), stacked(a.hostnames),
+                                   a.owner or "", stacked(a.tags)] for a in inv.assets]
         out.print(fitted(("asset", "criticality", "exposure", "ips", "hostnames", "owner", "tags"), rows, out.width,
                          wrap=("ips", "hostnames", "owner", "tags"), title=f"tenant {ten}: {len(rows)} assets"))
 
@@ -109,8 +109,8 @@ def intel_lookup(value: Annotated[str, typer.Argument(help="IP, CIDR, domain, UR
     ctx = Context.from_state(tenants=[tenant] if tenant else [])
     try:
         kind, key = normalize(guess_kind(value), value)
-    except ValueError as e:
-        err.print(lit(("error:", "red"), " ", e))
+    except ValueError as exc:
+        err.print(lit(("error:", "red"), " ", exc))
         raise typer.Exit(2) from None
     kind = "hash" if kind not in ("ip", "cidr", "domain", "url") else kind
     now = int(datetime.now(UTC).timestamp())

@@ -212,10 +212,9 @@ def _stix(doc: dict[str, Any], loc: _Locator, errors: Collector, stats: FeedStat
         meta = {"source": names.get(creator) or creator or default_source,
                 "confidence": _confidence(o.get("confidence"), f"{fld}.confidence", at, errors),
                 "tags": tuple(dict.fromkeys([*o.get("labels", []), *o.get("indicator_types", [])])),
-                "valid_from": _epoch(o.get("valid_from"), f"{fld}.valid_from", at, errors),
-                "valid_until": _epoch(o.get("valid_until"), f"{fld}.valid_until", at, errors)}
-        if (meta["valid_from"] is not None and meta["valid_until"] is not None
-                and meta["valid_until"] <= meta["valid_from"]):
+                "valid_from": (since := _epoch(o.get("valid_from"), f"{fld}.valid_from", at, errors)),
+                "valid_until": (until := _epoch(o.get("valid_until"), f"{fld}.valid_until", at, errors))}
+        if since is not None and until is not None and until <= since:
             errors.add(at, f"{fld}.valid_until", "must be later than valid_from")
         comps = _simple_pattern(pattern)
         if comps is None:

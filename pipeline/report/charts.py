@@ -7,7 +7,7 @@ targeted assets, use cases) and the time to resolve by priority (box plot, with 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.axes import Axes
@@ -24,7 +24,7 @@ ACCENT = "#37474f"
 # Style applied while building and saving (not globally); SVG text stays text: searchable and selectable.
 # Labels are record text (asset names are Host headers): `$...$` in them is text, never mathtext (which would
 # render attacker markup, and fail the whole report on a formula it cannot parse).
-STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+STYLE: dict[str, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
          "text.parse_math": False}
 matplotlib.use("Agg")  # no display; figures are built with the OO API
 

@@ -17,8 +17,8 @@ from pipeline.report import FORMATS
 from pipeline.report.period import KINDS
 
 err = Console(stderr=True, soft_wrap=True)
-Kind = StrEnum("Kind", {k: k for k in KINDS})
-Format = StrEnum("Format", {k: k for k in FORMATS})
+Kind = StrEnum("Kind", {k: k for k in KINDS})  # type: ignore[misc]  # members from data
+Format = StrEnum("Format", {k: k for k in FORMATS})  # type: ignore[misc]  # members from data
 
 
 def _date(v: str | None, name: str) -> date | None:
@@ -32,11 +32,11 @@ def _date(v: str | None, name: str) -> date | None:
 
 def report_cmd(
     tenant: Annotated[str, tenant_option("The tenant the report is for (its data only)")],
-    period: Annotated[Kind, typer.Option(help="Report period")] = Kind.week,
+    period: Annotated[Kind, typer.Option(help="Report period")] = Kind("week"),
     frm: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD); alone: the period "
                                             "containing it")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Last day, inclusive (YYYY-MM-DD)")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format.html,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format")] = Format("html"),
     out: Annotated[Path | None, typer.Option(help="Output file (default: report-TENANT-START.FORMAT)")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Store: sqlite:///file, a file path or postgresql://... "
                                            "(default: MDR_DB_URL, else soar.db in MDR_HOME)")] = None,

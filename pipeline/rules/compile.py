@@ -67,7 +67,7 @@ class _Builder:
     def item(self, item: SigmaDetectionItem) -> Node:
         check_modifiers(item.modifiers)
         keyword = item.field is None
-        key = KEYWORD_KEY if keyword else self.key(item.field)
+        key = KEYWORD_KEY if item.field is None else self.key(item.field)
         if not item.value:
             node: Node = Leaf(key.split(",")[0], "null", None)
         else:

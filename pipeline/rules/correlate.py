@@ -114,7 +114,7 @@ class Correlator:
         `getter(field)` gives an alert-field getter (from the field mapping)."""
         refs: list[str] = []
         names: dict[str, str] = {}
-        for r in rule.rules:
+        for r in rule.rules or ():
             cid, name = resolve(str(r.reference))
             refs.append(cid)
             names[cid] = str(r.reference)

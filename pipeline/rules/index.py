@@ -48,7 +48,7 @@ def _leaf_atoms(leaf: Leaf) -> frozenset[Atom] | None:
     paths = leaf.key.split(",")
     if leaf.op == "eq":  # equality on a part of a stored field (a URL view) is a substring of that field
         lit = leaf.arg.lower()
-        return frozenset(("sub", VIEWS[p], lit) if VIEWS.get(p) and lit else ("eq", p, lit) for p in paths)
+        return frozenset(("sub", view, lit) if (view := VIEWS.get(p)) and lit else ("eq", p, lit) for p in paths)
     if leaf.op == "num":  # numbers compare by value: the probe looks them up among the field's numbers
         return frozenset(("num", p, leaf.arg) for p in paths)
     if leaf.op == "re":
@@ -188,13 +188,13 @@ class RuleIndex:
                 b.always.append(pos)
                 continue
             for kind, path, lit in atoms:
-                probe = probes.get(path) or probes.setdefault(path, _Probe(path, FETCH[path]))
+                reads = probes.get(path) or probes.setdefault(path, _Probe(path, FETCH[path]))
                 if kind == "eq":
-                    probe.eq = probe.eq or {}
-                    probe.eq.setdefault(lit, []).append(pos)
+                    reads.eq = reads.eq or {}
+                    reads.eq.setdefault(lit, []).append(pos)
                 elif kind == "num":
-                    probe.num = probe.num or {}
-                    probe.num.setdefault(lit, []).append(pos)
+                    reads.num = reads.num or {}
+                    reads.num.setdefault(lit, []).append(pos)
                 else:
                     subs.setdefault(path, {}).setdefault(lit, []).append(pos)
         for path, table in subs.items():

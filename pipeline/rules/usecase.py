@@ -258,7 +258,8 @@ def _load_file(path: str, out: UseCaseSet) -> None:
             msg = str(e) if isinstance(e, UseCaseError) else f"{'.'.join(found or key[:1])}: {e}"
             out.errors.append(LoadError(path, line, f"{type(e).__name__}: {msg}", str(name)))
             continue
-        _lines(uc, node)
+        if isinstance(node, yaml.MappingNode):  # always: `raw` is a mapping
+            _lines(uc, node)
         out.usecases.append(uc)
 
 
@@ -291,7 +292,7 @@ def _link(out: UseCaseSet) -> None:
         if uc.correlation is None:
             ok.append(uc)
             continue
-        refs = [str(r.reference) for r in uc.correlation.rules]
+        refs = [str(r.reference) for r in uc.correlation.rules or ()]
         missing = [r for r in refs if r not in out.by_ref]
         if missing:
             out.errors.append(LoadError(uc.path, uc.key_line("correlation"),

@@ -23,10 +23,10 @@ from pipeline.schema import PRIORITIES
 from pipeline.soar.lifecycle import STATUSES, VERDICTS
 
 # Option values as choices (typer shows them in --help and rejects others with exit code 2)
-Status = StrEnum("Status", {s: s for s in STATUSES})
-Target = StrEnum("Target", {s: s for s in STATUSES if s != "new"})
-Verdict = StrEnum("Verdict", {v: v for v in VERDICTS})
-Priority = StrEnum("Priority", {p: p for p in PRIORITIES})
+Status = StrEnum("Status", {s: s for s in STATUSES})  # type: ignore[misc]  # members from data
+Target = StrEnum("Target", {s: s for s in STATUSES if s != "new"})  # type: ignore[misc]  # members from data
+Verdict = StrEnum("Verdict", {v: v for v in VERDICTS})  # type: ignore[misc]  # members from data
+Priority = StrEnum("Priority", {p: p for p in PRIORITIES})  # type: ignore[misc]  # members from data
 
 if TYPE_CHECKING:
     from pipeline.soar.actions import Soar

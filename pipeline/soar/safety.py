@@ -211,7 +211,7 @@ def own_addresses() -> Targets:
             infos = socket.getaddrinfo(n, None)
         except OSError:
             continue
-        nets += [ipaddress.ip_network(i[4][0].split("%")[0]) for i in infos]
+        nets += [ipaddress.ip_network(str(i[4][0]).split("%")[0]) for i in infos]
     return Targets(tuple(dict.fromkeys(nets)), frozenset(names))
 
 

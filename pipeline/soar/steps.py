@@ -147,7 +147,9 @@ def do_notify(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
 
 
 def do_enrich(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
-    inc, out, parts = ctx.incident, {}, []
+    inc = ctx.incident
+    out: dict[str, Any] = {}
+    parts: list[str] = []
     if "asset" in p["sources"]:
         asset: dict[str, Any] = {"hosts": inc.entities.hosts, "dst_ips": inc.entities.dst_ips}
         if inc.asset is not None:
@@ -218,7 +220,8 @@ def _ticket_text(ctx: StepContext, step: Step, p: dict[str, Any], markup: str) -
 
 
 def do_ticket(ctx: StepContext, step: Step, p: dict[str, Any]) -> StepResult:
-    t, action, channel = ctx.ticket, p["action"], p.get("channel")
+    t, action = ctx.ticket, p["action"]
+    channel: str = p.get("channel") or ""  # validated: open and update name one, escalate may
     external = dict(t.external or {})
     if action == "escalate" and not channel:
         if ctx.dry_run or ctx.escalator is None:

@@ -95,7 +95,7 @@ def start_many(
     """`start_runs` for many (ticket id, playbook) pairs at once; returns (run id, ticket id, playbook)."""
     if not pairs:
         return []
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "ticket_id": tid,
             "playbook": name,

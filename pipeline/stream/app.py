@@ -455,6 +455,8 @@ class Runtime:
         from pipeline.soar import evidence
         from pipeline.soar.actions import failed_updates
 
+        assert self.soar is not None  # called only with a SOAR store in use (use_soar)
+
         loop = asyncio.get_running_loop()
         incidents = list(fl.out.incidents.values())
         if incidents:
@@ -481,8 +483,8 @@ class Runtime:
             return
         self.metrics.soar_ticks.labels("standby" if done is None else "ticked").inc()
         if done is not None:
-            for e in done.escalations:
-                self.metrics.escalations.labels(e.priority).inc()
+            for esc in done.escalations:
+                self.metrics.escalations.labels(esc.priority).inc()
             self.metrics.runs_resumed.inc(done.resumed)
 
     # ---- context (`mdr assets import`, `mdr intel import` write it under MDR_HOME) -------------------
@@ -498,9 +500,11 @@ class Runtime:
             return
         hooks = await loop.run_in_executor(None, core_hooks, self.cfg, self.hooks.classifier)
         self.context_sig, self.hooks = sig, hooks
+        ctx = hooks.context
+        assert ctx is not None  # core_hooks always loads the saved context
         for w in self.parts.values():
             w.hooks = hooks
-            w.core.enricher, w.core.prioritizer = hooks.context.enrich, hooks.context.prioritize
+            w.core.enricher, w.core.prioritizer = ctx.enrich, ctx.prioritize
         self.metrics.context_reloads.inc()
         log.info("context reloaded (%d files)", len(sig))
 
@@ -512,7 +516,8 @@ class Runtime:
         from pipeline.classify.registry import RegistryError, load_classifier
 
         try:
-            classifier = await asyncio.get_running_loop().run_in_executor(None, load_classifier, self.cfg.model)
+            classifier = await asyncio.get_running_loop().run_in_executor(
+                None, load_classifier, self.cfg.model)  # type: ignore[arg-type]  # set: a registry changed
         except (ModelError, RegistryError, OSError) as e:
             self.metrics.model_reloads.labels("failed").inc()
             log.warning("noise model reload failed, keeping the running one: %s", e)
@@ -642,7 +647,8 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
 
     @app.agent(ingest, name="normalize")
     async def normalize(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(cfg.normalize_batch, within=cfg.normalize_within):
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's Stream; StreamT lacks it
+                cfg.normalize_batch, within=cfg.normalize_within):
             if rt.failure is not None:  # stopping: leave them uncommitted
                 _keep(events)
                 continue
@@ -655,7 +661,7 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     @app.agent(internal, name="core")
     async def core(stream: faust.StreamT) -> None:
         internal_wait = rt.metrics.wait.labels("internal").observe
-        async for ev in stream.noack().events():
+        async for ev in stream.noack().events():  # type: ignore[attr-defined]  # faust's Stream; StreamT lacks it
             if rt.failure is not None:
                 continue
             if ev.message.timestamp:
@@ -710,11 +716,11 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
             if tp.topic == t.internal:
                 rt.work(tp.partition)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's handler type asks for a signal keyword
     async def on_revoked(sender: Any, revoked: Any = (), **kw: Any) -> None:
         rt.revoked(revoked)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's handler type asks for a signal keyword
     async def on_shutdown(sender: Any, **kw: Any) -> None:  # the consumer has stopped: finish ticket work
         loop = asyncio.get_running_loop()
         if rt.clock is not None:  # another worker takes the clock over at its next beat
@@ -722,7 +728,7 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
         if rt.soar is not None:
             await loop.run_in_executor(None, rt.soar.close)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's handler type asks for a signal keyword
     async def on_assigned(sender: Any, assigned: Any = (), **kw: Any) -> None:
         rt.ready = True
         rt.metrics.assigned.clear()

@@ -25,7 +25,7 @@ broker_app = typer.Typer(help="A local Apache Kafka broker from the Maven jars."
 incidents_app = typer.Typer(help="Incidents on the broker: watch them as the worker emits them.",
                             no_args_is_help=True)
 Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap host:port (default: MDR_KAFKA_BOOTSTRAP)")]
-LogLevel = StrEnum("LogLevel", {k: k for k in ("debug", "info", "warning", "error")})
+LogLevel = StrEnum("LogLevel", {k: k for k in ("debug", "info", "warning", "error")})  # type: ignore[misc]  # members from data
 
 
 class JsonFormatter(logging.Formatter):
@@ -196,7 +196,7 @@ def worker(
                                              "(one worker sharing the store runs them)", min=0.1)] = 10.0,
     verdicts_file: Annotated[Path | None, typer.Option(help="Append consumed verdicts to this JSONL")] = None,
     model: Annotated[Path | None, typer.Option(help="Noise classifier model directory (mdr model train)")] = None,
-    log_level: Annotated[LogLevel, typer.Option(help="Log level")] = LogLevel.info,
+    log_level: Annotated[LogLevel, typer.Option(help="Log level")] = LogLevel("info"),
     max_attempts: Annotated[int, typer.Option(min=1, help="Dead-letter a message once it made the worker fail this "
                                               "many times")] = 3,
     shutdown_grace: Annotated[float, typer.Option(min=0, help="Seconds a stop may take before the process exits")

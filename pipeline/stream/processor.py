@@ -125,7 +125,8 @@ class IngestStage:
         if not quiet:
             return out
         for (tenant, host), (src, _, t_in, _) in quiet.items():
-            res = self.stage.flush(where=lambda fmt, t, h, key=(tenant, host): (t, h) == key)
+            res = self.stage.flush(  # the lambda's default binds the loop's key
+                where=lambda fmt, t, h, key=(tenant, host): (t, h) == key)  # type: ignore[misc]
             out.dead.extend(res.dead)
             off = self._offsets[(tenant, src)]  # at or after every alert of this tenant already sent from src
             for a in res.alerts:

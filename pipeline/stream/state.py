@@ -157,18 +157,18 @@ class PartitionState:
             self._fp_rep[fp] = rep
             self._rep_fp[rep.alert_id] = fp
             if dict.get(alerts, rep.alert_id) is rep:
-                alerts.touched.add(rep.alert_id)
+                alerts.touched.add(rep.alert_id)  # type: ignore[union-attr]  # not None: `is` narrows it to Any | None
         opened, fusion = self.maps["incidents"], self.maps["fusion"]
         for key in opened.touched:
             inc = dict.get(opened, key)
             if inc is not None:
                 self._group_keys[inc.incident_id] = key
                 if dict.get(fusion, inc.incident_id) is inc:
-                    fusion.touched.add(inc.incident_id)
+                    fusion.touched.add(inc.incident_id)  # type: ignore[union-attr]  # as above
         for iid in list(fusion.touched):
-            key = self._group_keys.get(iid)
-            if key is not None and dict.get(opened, key) is dict.get(fusion, iid):
-                opened.touched.add(key)
+            group = self._group_keys.get(iid)
+            if group is not None and dict.get(opened, group) is dict.get(fusion, iid):
+                opened.touched.add(group)
         if len(self._group_keys) > 2 * len(opened) + 1000:
             self._group_keys = {inc.incident_id: k for k, inc in dict.items(opened)}
 
@@ -335,8 +335,8 @@ class PartitionState:
         segs: dict[int, list[tuple[int, bytes]]] = {}
         for k in records:
             if k.startswith(SEGMENT.encode()):
-                n, _, i = k[len(SEGMENT):].decode().partition(SEP)
-                segs.setdefault(int(n), []).append((int(i), k))
+                seg, _, pos = k[len(SEGMENT):].decode().partition(SEP)
+                segs.setdefault(int(seg), []).append((int(pos), k))
         for n in sorted(segs):
             keys = [k for _, k in sorted(segs[n])]
             decoded = [_unpack(records[k]) for k in keys] if n > last else []
