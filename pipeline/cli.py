@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
@@ -25,12 +24,15 @@ from pipeline.report.cli import report_cmd
 from pipeline.soar.cli import playbooks_app, tickets_app, verdict_app
 from pipeline.stream.cli import register as register_stream
 
+if TYPE_CHECKING:
+    from typer._click.core import Context  # typer's own copy of click (not the click package)
+
 
 class MdrGroup(TyperGroup):
     """The `mdr` command group: a UserError anywhere below becomes one line on stderr (no traceback) and exit
     code 2 (usage) or 1 (runtime)."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: Context) -> object:
         try:
             return super().invoke(ctx)
         except UserError as e:
@@ -227,7 +229,7 @@ def _summary(res) -> None:
     t.add_row("incidents", str(len(res.open_incidents)))
     console.print(t)
     by_product = Counter(a.source.format or a.source.product for a in res.alerts)
-    raw_by_product = Counter()
+    raw_by_product: Counter[str] = Counter()
     for a in res.alerts:
         raw_by_product[a.source.format or a.source.product] += a.count
     pt = Table("format", "alerts", "after dedup", title="per product")

@@ -162,9 +162,10 @@ def gate(decisions: dict[tuple[str, str], dict[str, Any]], verdicts: Sequence[tu
     fn = sum(1 for d in att if d["suppress"])
     nr = sum(1 for d in ben if d["suppress"])
     fn_rate = fn / len(att) if att else 0.0
-    out: dict[str, Any] = {"verdicts_judged": len(judged), "attacks": len(att), "benign": len(ben), "false_negatives": fn,
-           "fn_rate": fn_rate, "suppressed_benign": nr, "noise_reduction": nr / len(ben) if ben else 0.0,
-           "last_n": last_n, "max_fn": max_fn, "min_attacks": min_attacks}
+    out: dict[str, Any] = {
+        "verdicts_judged": len(judged), "attacks": len(att), "benign": len(ben), "false_negatives": fn,
+        "fn_rate": fn_rate, "suppressed_benign": nr, "noise_reduction": nr / len(ben) if ben else 0.0,
+        "last_n": last_n, "max_fn": max_fn, "min_attacks": min_attacks}
     if len(att) < min_attacks:
         out.update(passed=False, reason=f"only {len(att)} attack verdicts on alerts it scored (need {min_attacks})")
     elif fn_rate > max_fn:

@@ -137,7 +137,8 @@ def _ticket(t: Ticket) -> QueueRow:
 @router.get("/me", response_model=Me)
 def me(request: Request) -> Me:
     a = require(request)
-    return Me(name=a.who.name, role=a.who.role, tenants=None if a.who.tenants is None else sorted(a.who.tenants),
+    return Me(name=a.who.name, role=a.who.role,  # type: ignore[arg-type]  # one of ROLES; pydantic checks it
+              tenants=None if a.who.tenants is None else sorted(a.who.tenants),
               csrf=a.session.csrf if a.session else None)
 
 

@@ -396,7 +396,7 @@ def usecases_page(request: Request) -> Response:
     ucs = load_usecases(c.cfg.usecases or str(paths.usecases_dir()))
     with c.store.tx() as s:
         stats = queries.usecase_stats(s, a.who, 7)
-    items = sorted(ucs.usecases, key=lambda u: (-(stats.get(u.id).incidents if u.id in stats else 0),
+    items = sorted(ucs.usecases, key=lambda u: (-(stats[u.id].incidents if u.id in stats else 0),
                                                           u.title))
     return c.render(request, "usecases.html", {"ucs": items, "stats": stats, "errors": ucs.errors,
                                                "page": "usecases"})

@@ -88,7 +88,8 @@ def _entries(doc: dict[str, Any]) -> list[tuple[str, str, str | None]]:
             change = section
             if section == "entries":
                 flag = summary[1:2] if summary else ""
-                change = value if value is not None and value in _CHANGES else {"+": "added", "-": "removed"}.get(flag, "changed")
+                change = value if value is not None and value in _CHANGES else (
+                    {"+": "added", "-": "removed"}.get(flag, "changed"))
             out.append((change, path, summary))
     return out
 

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.report.data import FUNNEL
 from pipeline.schema import PRIORITIES
 
 if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
     from pipeline.report.data import ReportData
 
 COLORS = {"P1": "#b71c1c", "P2": "#e65100", "P3": "#f9a825", "P4": "#1565c0", "P5": "#78909c"}
@@ -24,9 +28,16 @@ ACCENT = "#37474f"
 # Style applied while building and saving (not globally); SVG text stays text: searchable and selectable.
 # Labels are record text (asset names are Host headers): `$...$` in them is text, never mathtext (which would
 # render attacker markup, and fail the whole report on a formula it cannot parse).
-STYLE: dict[str, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
-         "text.parse_math": False}
+STYLE: dict[RcKeyType, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                               "svg.fonttype": "none", "text.parse_math": False}
 matplotlib.use("Agg")  # no display; figures are built with the OO API
+
+
+def _integer_ticks(axis: Axis) -> None:
+    """Ticks on whole numbers only (counts), on an axis of the default (MaxNLocator) ticks."""
+    loc = axis.get_major_locator()
+    if isinstance(loc, MaxNLocator):
+        loc.set_params(integer=True)
 
 
 def _fig(w: float = 6.4, h: float = 2.6) -> tuple[Figure, Axes]:
@@ -55,7 +66,7 @@ def daily_volume(d: ReportData) -> Figure:
     else:
         ax.legend(ncols=5, loc="upper left", frameon=False, fontsize=8)
         ax.set_ylim(0, max(bottom) * 1.3)
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        _integer_ticks(ax.yaxis)
     ax.set_title("Incidents per day by priority", loc="left")
     if len(labels) > 14:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
@@ -83,7 +94,7 @@ def top_bars(items: list[tuple[str, int]], title: str, xlabel: str) -> Figure:
     else:
         labels = [k if len(k) <= 48 else k[:45] + "…" for k, _ in items][::-1]
         ax.barh(labels, [v for _, v in items][::-1], color=ACCENT)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _integer_ticks(ax.xaxis)
         ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left")
     return fig

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from pipeline.schema import Alert, utc
+from pipeline.soar.models import table
 from pipeline.store.alert_stats import KEY_LEN, AlertStat, FunnelStat, NoiseDrift
 
 
@@ -131,14 +132,14 @@ def record_stats(store_or_engine: Any, tenant: str, res: Any) -> Recorded:
         s.execute(delete(AlertStat).where(AlertStat.batch == bid))
         s.execute(delete(FunnelStat).where(FunnelStat.batch == bid))
         if rows:
-            s.execute(AlertStat.__table__.insert(), [{"batch": bid, **r} for r in rows])
+            s.execute(table(AlertStat).insert(), [{"batch": bid, **r} for r in rows])
         if funnel:
-            s.execute(FunnelStat.__table__.insert(), [{"batch": bid, **f} for f in funnel])
+            s.execute(table(FunnelStat).insert(), [{"batch": bid, **f} for f in funnel])
         s.execute(delete(NoiseDrift).where(NoiseDrift.batch == bid))
         drift = [{"batch": bid, "tenant_id": t, "day": day, "model_version": getattr(res, "model_version", "") or "",
                   "alerts": d.alerts, "out_of_scope": d.out_of_scope, "novel_rules": d.novel_rules,
                   "score_hist": list(d.hist)}
                  for (t, day), d in sorted((getattr(res, "drift", None) or {}).items()) if t == tenant]
         if drift:
-            s.execute(NoiseDrift.__table__.insert(), drift)
+            s.execute(table(NoiseDrift).insert(), drift)
     return Recorded(bid, len(rows), [f["day"] for f in funnel])

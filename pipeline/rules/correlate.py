@@ -100,6 +100,15 @@ def _number(v: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _one_field(ref: str | list[str]) -> str:
+    """The one field a value condition counts over (Sigma allows a list; this engine counts one field)."""
+    if isinstance(ref, str):
+        return ref
+    if len(ref) != 1:
+        raise ValueError(f"condition.field: one field, not {len(ref)}")
+    return ref[0]
+
+
 class Correlator:
     """Evaluates correlation rules. Feed it rule matches with `observe`; it returns the hits."""
 
@@ -135,7 +144,7 @@ class Correlator:
             op, threshold = cond.op, float(cond.count)
             percentile = float(cond.percentile) if cond.percentile is not None else None
             if cond.fieldref:
-                value_getter = getter(cond.fieldref)
+                value_getter = getter(_one_field(cond.fieldref))
         if rule.type in _VALUE_TYPES and value_getter is None:
             raise ValueError(f"{rule.type.name.lower()} needs condition.field")
         if rule.type in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED) and op is None \

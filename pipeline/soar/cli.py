@@ -422,8 +422,8 @@ def playbooks_validate(
         raise typer.Exit(1) from None
     names = chans.names() if chans.specs or chans.tenants else None
     pbs = load_playbooks(path, channels=names)
-    for e in pbs.errors:
-        err.print(lit((e, "red")))
+    for problem in pbs.errors:
+        err.print(lit((problem, "red")))
     err.print(
         f"{len(pbs.playbooks)} playbooks loaded from {len(pbs.files)} files, {len(pbs.errors)} problems"
         + ("" if names is not None else " (no channel configuration: channel names not checked)")
@@ -489,10 +489,10 @@ def playbooks_run(
         runs = simulate(inc, pbs, chans, only=playbook)
         if not runs:
             out.print(lit(f"incident {inc.incident_id}: no playbook selected"))
-        for pb, results in runs:
+        for pb, steps_run in runs:
             head = f"incident {inc.incident_id} [{inc.priority} {inc.category}] -> playbook {pb.name}"
             out.print(lit((head, "bold")))
-            for step, res in results:
+            for step, res in steps_run:
                 out.print(lit(f"  {step.id:<22} {step.action:<13} {res.status:<8} ", res.detail), soft_wrap=True)
                 req = res.data.get("request")
                 if req:

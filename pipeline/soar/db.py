@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +164,12 @@ def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> No
 CHUNK = 500  # rows per multi-row statement (SQLite limits the bound parameters of one statement)
 
 
+# The dialects' INSERT with ON CONFLICT (their Insert classes are unrelated types, each with on_conflict_*).
+_INSERT: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def _insert_ignore(model: Any, rows: Any, keys: list[str], dialect: str) -> Any:
-    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    ins = _INSERT.get(dialect)
     if ins is None:
         raise NotImplementedError(f"insert-or-ignore for {dialect}")
     table = getattr(model, "__table__", model)
@@ -194,7 +199,7 @@ def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]] | dic
 
 def upsert(session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET the `update` columns to the new row's values."""
-    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
+    ins = _INSERT.get(session.get_bind().dialect.name)
     if ins is None:
         raise NotImplementedError(f"upsert for {session.get_bind().dialect.name}")
     table = getattr(model, "__table__", model)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from pipeline.soar.models import PlaybookRun, TimelineEvent, utcnow
+from pipeline.soar.models import PlaybookRun, TimelineEvent, table, utcnow
 from pipeline.soar.tickets import TicketStore, start_runs
 
 
@@ -93,7 +93,7 @@ class Runs:
                 return False
             if events:
                 s.execute(
-                    insert(TimelineEvent.__table__),
+                    insert(table(TimelineEvent)),
                     [
                         {
                             "ticket_id": run.ticket_id,

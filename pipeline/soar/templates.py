@@ -353,7 +353,8 @@ class Templates:
             else:
                 self.env.parse(source)
         except TemplateError as e:
-            return f"{type(e).__name__}: {e}" + (f" (template line {line})" if (line := getattr(e, "lineno", None)) else "")
+            line = getattr(e, "lineno", None)
+            return f"{type(e).__name__}: {e}" + (f" (template line {line})" if line else "")
         return _trial(lambda: self.value(source, sample_context()), self.budget)
 
     def check_expression(self, expr: str) -> str | None:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from pipeline import paths
@@ -167,7 +167,7 @@ def _watch(console: Console, bootstrap: str, samples: Path, tenant: str, topics:
     incidents: dict[str, Incident] = {}
     start = last = time.monotonic()
 
-    def table(status: str) -> object:
+    def table(status: str) -> RenderableType:
         return incident_table(incidents.values(), console.width, f"mdr.incidents (live) — {status}")
 
     def finished() -> bool:
