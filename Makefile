@@ -45,6 +45,7 @@ report-demo: install
 
 test: install system-deps kafka-jars
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Everything but the tests of the real Kafka broker and of PostgreSQL (markers `kafka`, `postgres`).
@@ -54,6 +55,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
 
 # Everything the commands leave in the repository (all of it in .gitignore); a broker started with
 # `mdr broker start` from here is stopped first.

@@ -33,6 +33,7 @@ from pipeline.classify.evaluate import curve_lines, evaluate, learning_curve, su
 from pipeline.classify.model import NoiseClassifier  # noqa: E402
 from pipeline.classify.train import load_data, normalize_dir  # noqa: E402
 from pipeline.gc_tuning import tune_gc  # noqa: E402
+from pipeline.rules.usecase import UseCase  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "labeled" / "waf-pl4-train"
@@ -43,7 +44,7 @@ MODEL = ROOT / "models" / "noise-default"
 def throughput(model: NoiseClassifier, alerts: list[Alert], batch: int, repeat: int) -> dict[str, float]:
     """Best of `repeat` passes: alerts/s (CPU and wall) of decide, and the CPU split into its parts."""
     batches = [alerts[i:i + batch] for i in range(0, len(alerts), batch)]
-    matched = [[[] for _ in b] for b in batches]
+    matched: list[list[list[UseCase]]] = [[[] for _ in b] for b in batches]
     best = {"cpu": float("inf"), "wall": float("inf"), "features": float("inf"), "predict": float("inf")}
     for _ in range(repeat):
         model.reset()

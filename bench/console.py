@@ -47,7 +47,7 @@ from pipeline.console.auth import AuthError, add_user  # noqa: E402
 from pipeline.schema import Incident  # noqa: E402
 from pipeline.soar.evidence import StoredAlert  # noqa: E402
 from pipeline.soar.models import PlaybookRun, Ticket, TimelineEvent, utcnow  # noqa: E402
-from pipeline.soar.tickets import TicketStore  # noqa: E402
+from pipeline.soar.tickets import TicketStore, Upsert  # noqa: E402
 from tests.console.conftest import LAB1, replay_into  # noqa: E402
 from tests.console.server import PASSWORD, free_port, login  # noqa: E402
 
@@ -116,6 +116,7 @@ def load(url: str, n: int, tenants: int, work: Path) -> list[tuple[str, str]]:
     chunk = 10_000
     raw = store.engine.raw_connection()
     conn = raw.driver_connection
+    assert conn is not None
     try:
         for start in range(0, n, chunk):
             rows, meta = [], []
@@ -202,7 +203,9 @@ def timed(c: httpx.Client, paths: list[str]) -> tuple[list[float], list[float]]:
         r = c.get(p)
         wall.append((time.perf_counter() - t0) * 1000)
         assert r.status_code == 200, (p, r.status_code)
-        server.append(float(re.search(r"dur=([\d.]+)", r.headers["server-timing"]).group(1)))
+        dur = re.search(r"dur=([\d.]+)", r.headers["server-timing"])
+        assert dur is not None, r.headers["server-timing"]
+        server.append(float(dur[1]))
     return server, wall
 
 
@@ -239,6 +242,7 @@ def live(base: str, url: str, tenant: str, n: int = 20) -> list[float]:
         inc = msgspec.convert({**tpl, "incident_id": f"{run}{i:04d}{tpl['incident_id'][10:]}", "version": 1},
                               Incident)
         [u] = store.apply_batch([inc], lambda _: [])
+        assert isinstance(u, Upsert)
         committed = time.perf_counter()
         deadline = committed + 10
         while u.ticket.id not in got and time.perf_counter() < deadline:
@@ -292,7 +296,7 @@ def main() -> None:
                 login(clients[name], name)
             floor, _ = timed(clients["root"], ["/healthz"] * args.requests)
             fl = pct(floor, 0.95)
-            rows = [("floor: /healthz", floor, None)]
+            rows: list[tuple[str, list[float], list[float] | None]] = [("floor: /healthz", floor, None)]
             cases = {
                 "queue, admin (50 tenants)": ("root", ["/queue"]),
                 "queue, admin, P1 + text filter": ("root", ["/queue?priority=P1&text=compromise"]),
@@ -305,8 +309,8 @@ def main() -> None:
             for label, (who, paths) in cases.items():
                 timed(clients[who], paths[:5])  # warm-up
                 seq = [paths[i % len(paths)] for i in range(args.requests)]
-                server, wall = timed(clients[who], seq)
-                rows.append((label, server, wall))
+                took, walls = timed(clients[who], seq)
+                rows.append((label, took, walls))
             print(f"\n{'page':<34} {'server p50':>10} {'p95':>8} {'max':>8} {'x floor p95':>12} {'wall p95':>9}")
             for label, server, wall in rows:
                 print(f"{label:<34} {statistics.median(server):>8.1f}ms {pct(server, .95):>6.1f}ms "

@@ -133,10 +133,17 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(60)
 
 
+def _le(labels: str) -> float:
+    """The upper bound of a histogram bucket, from its labels."""
+    m = re.search(r'le="([^"]+)"', labels)
+    assert m is not None, labels
+    return float(m[1])
+
+
 def quantile(port: int, q: float, name: str = "mdr_end_to_end_seconds", labels: str = "") -> float:
     """Quantile of one of the worker's histograms (linear inside a bucket)."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    buckets = [(float(re.search(r'le="([^"]+)"', lab).group(1)), float(n)) for lab, n in
+    buckets = [(_le(lab), float(n)) for lab, n in
                re.findall(rf"^{name}_bucket{{([^}}]*)}} ([\d.e+]+)$", body, re.M) if labels in lab]
     total = buckets[-1][1] if buckets else 0.0
     lo_le, lo_n = 0.0, 0.0
@@ -174,8 +181,8 @@ async def paced(bootstrap: str, topics: dict[str, list[tuple[bytes, bytes]]], pe
     return sent
 
 
-def latency(bootstrap: str, work: Path, values: dict[str, list[bytes]], alerts_per_msg: float, rate: float,
-            seconds: float = 20.0) -> tuple[float, float, float]:
+def latency(bootstrap: str, work: Path, values: dict[str, list[tuple[bytes, bytes]]], alerts_per_msg: float,
+            rate: float, seconds: float = 20.0) -> tuple[float, float, float]:
     """p50/p99 alert -> incident latency of one worker with input paced at `rate` alerts/s."""
     topics = Topics(prefix="lat.")
     ensure_topics(bootstrap, topics, 4)
@@ -224,7 +231,7 @@ def cpu_seconds(pid: int) -> float:
 BROKER_PID = 0  # for the CPU split printed beside the worker rates
 
 
-def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[bytes]], app_id: str
+def run_workers(bootstrap: str, work: Path, count: int, values: dict[str, list[tuple[bytes, bytes]]], app_id: str
                 ) -> tuple[float, float, float]:
     """`count` workers on topics of their own: once all of them hold their share of the partitions, the input
     is produced; returns (alerts, alerts/s, seconds) from the first record read to the last alert applied."""
@@ -286,7 +293,8 @@ def main() -> None:
     global BROKER_PID
     with open_broker() as broker:
         b = broker.bootstrap
-        BROKER_PID = broker._proc.pid if getattr(broker, "_proc", None) else 0
+        proc = getattr(broker, "_proc", None)
+        BROKER_PID = proc.pid if proc else 0
         t0 = time.perf_counter()
         values = lab_values(copies, a.per_message)
         records = sum(len(orjson.loads(v).get("records", [1])) for vs in values.values() for _, v in vs)

@@ -23,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -174,7 +176,8 @@ def _core_cost(ctx, samples: str, repeat: int) -> dict:
         ucs = load_usecases(str(ROOT / "usecases"))
     except Exception as e:  # the core is optional for this benchmark
         return {"core": f"not measured: {e}"}
-    plain, enriched = [], []
+    plain: list[float] = []
+    enriched: list[float] = []
     for _ in range(repeat):
         for hooks, acc in (({}, plain), ({"enricher": ctx.enrich}, enriched)):
             alerts = read_alerts([samples], "shop").alerts
@@ -204,7 +207,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
-        fn = {"load_csv": child_load_csv, "load_state": child_load_state, "per_alert": child_per_alert}[kind]
+        children: dict[str, Callable[..., Any]] = {"load_csv": child_load_csv, "load_state": child_load_state,
+                                                   "per_alert": child_per_alert}
+        fn = children[kind]
         if kind == "per_alert":
             rest[-1] = int(rest[-1])
         print(json.dumps(fn(*rest)))

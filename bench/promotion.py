@@ -122,6 +122,7 @@ def main() -> None:
     print(run("model", "retrain", "--registry", str(reg.root), "--db", db, *(f"--kind={k}" for k in args.kind),
               *(["--data", str(args.base)] if args.base.exists() else [])).strip())
     b = reg.shadow
+    assert b is not None, "the retrain left no shadow model"
     out2 = work / "out2"
     run("replay", str(day2), "--out", str(out2), "--model", str(reg.root), "--db", db, "--tenant", args.tenant)
     v2 = judge(store, args.tenant, labels)

@@ -46,6 +46,8 @@ def load_sigmahq(where: Path) -> list[CompiledRule]:
     out = []
     for p in sorted(where.rglob("*.yml")):
         for r in SigmaCollection.from_yaml(p.read_text(), collect_errors=True).rules:
+            if not isinstance(r, SigmaRule):  # correlation rules are not single-alert rules
+                continue
             with contextlib.suppress(UnsupportedRule):
                 out.append(compile_rule(r))
     return out

@@ -82,7 +82,7 @@ class SinkProcess:
 
 
 def channels(url: str) -> Channels:
-    spec = {
+    spec: dict[str, dict[str, Any]] = {
         "customer": {"type": "dingtalk", "url": url + "/robot/send?access_token=bench", "secret": "SECbench"},
         "soc": {"type": "slack", "url": url + "/services/T/B/bench", "max_concurrency": 8},
         "casebook": {"type": "thehive", "url": url, "api_key": "bench-key", "max_concurrency": 8},

@@ -85,16 +85,16 @@ class Dedup:
                     for name in a.__struct_fields__:
                         if name not in _KEEP:
                             setattr(rep, name, getattr(a, name))
-                    self.state[fp] = rep  # type: ignore[index]
+                    self.state[fp] = rep  # type: ignore[index]  # fp is set: rep was found by it
                     self.upgraded.append(rep)
                 return rep, SAME_EVENT
         fp = a.fingerprint = fingerprint(a)
         rep = self.state.get(fp)
-        if rep is not None and abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]
+        if rep is not None and abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]  # a representative's first_seen is set
             rep.count += a.count
-            if a.time > rep.last_seen:  # type: ignore[operator]
+            if a.time > rep.last_seen:  # type: ignore[operator]  # as above
                 rep.last_seen = a.time
-            elif a.time < rep.first_seen:  # type: ignore[operator]
+            elif a.time < rep.first_seen:  # type: ignore[operator]  # as above
                 rep.first_seen = a.time
             if ek is not None:
                 self.events[ek] = fp
@@ -114,7 +114,7 @@ class Dedup:
         """Representatives whose window closed before their tenant's time in `cut` (event time; tenants not in
         it keep theirs); they leave the state."""
         done = [fp for fp, rep in self.state.items()
-                if rep.tenant_id in cut and cut[rep.tenant_id] - rep.first_seen > self.window]  # type: ignore[operator]
+                if rep.tenant_id in cut and cut[rep.tenant_id] - rep.first_seen > self.window]  # type: ignore[operator]  # a representative's first_seen is set
         gone = set(done)
         for ek in [k for k, fp in self.events.items() if fp in gone]:
             del self.events[ek]

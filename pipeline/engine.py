@@ -119,7 +119,7 @@ class Core:
         self._due_unknown = state is not None
         for uc in usecases.correlations:
             try:
-                self.correlator.add(uc.id, uc.correlation, self._resolve, entity_getter)  # type: ignore[arg-type]
+                self.correlator.add(uc.id, uc.correlation, self._resolve, entity_getter)  # type: ignore[arg-type]  # correlations have one
             except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
                 usecases.reject(uc, f"correlation: {e}")
         self._failed_now: set[int] = set()  # id() of the alerts of the current call that became dead letters

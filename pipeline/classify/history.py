@@ -161,7 +161,7 @@ class TenantRules:
         else:
             first = rarest = 0.0
         if record and t < self.pend_t:
-            w = math.exp(-(self.step - int(t // RARITY_STEP)) * RARITY_STEP / RARITY_TAU)  # type: ignore[operator]
+            w = math.exp(-(self.step - int(t // RARITY_STEP)) * RARITY_STEP / RARITY_TAU)  # type: ignore[operator]  # t is a number here
             for r in rules:
                 self.counts[r] = self.counts.get(r, 0.0) + w
             self.total += w

@@ -142,7 +142,7 @@ def build_context(tenant: str, assets: Path | None, intel: list[Path], escort: P
              (ctx.load_escort, (tenant, escort)) if escort else None,
              *((ctx.load_intel, (f, tenant, str(f))) for f in intel)]
     for fn, args in filter(None, loads):
-        if not fn(*args):  # type: ignore[operator]
+        if not fn(*args):  # type: ignore[operator]  # each fn takes its args
             for p in ctx.errors:
                 err.print(lit((p, "red")))
             err.print("[red]error:[/red] context file rejected")

@@ -433,7 +433,7 @@ class AuditdNormalizer(Normalizer):
             alert_id=self.alert_id(rec), tenant_id=base.tenant_id, source=self.source, time=main.time,
             received_at=base.received_at, severity=severity(sev), rule=rule, rules=[rule], action=action,
             message=message, host=HostInfo(name=host) if (host := main.node or base.host) else None,
-            extra={k: v for k, v in extra.items() if v is not None}, raw=raw, **kw)  # type: ignore[arg-type]
+            extra={k: v for k, v in extra.items() if v is not None}, raw=raw, **kw)  # type: ignore[arg-type]  # kw: Alert's optional fields
 
     def _keyed(self, ev: _Event, sc: _Rec, keys: list[str]) -> Alert:
         recs, f = ev.recs, sc.f

@@ -242,7 +242,7 @@ def _open(path: str, limits: Limits) -> tuple[contextlib.AbstractContextManager[
         return contextlib.nullcontext(sys.stdin.buffer), None
     if path.endswith(".gz"):
         size = os.stat(path).st_size
-        return gzip.open(path, "rb"), limits.decompressed(size)  # type: ignore[return-value]
+        return gzip.open(path, "rb"), limits.decompressed(size)  # type: ignore[return-value]  # GzipFile is a binary stream
     return open(path, "rb"), None
 
 

@@ -223,10 +223,10 @@ class Correlator:
         t = c.type
         if t == SigmaCorrelationType.EVENT_COUNT:
             n = st["n"]
-            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]
+            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]  # op is set for this type
         if t == SigmaCorrelationType.VALUE_COUNT:
             n = len(st["vals"])
-            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]
+            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]  # as above
         if t in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
             if t == SigmaCorrelationType.TEMPORAL_ORDERED:
                 seen = self._ordered_prefix(c.refs, ev)
@@ -236,7 +236,7 @@ class Correlator:
                 present = {c.ref_names.get(r, r) for r in seen} | seen
                 return _cond_eval(c.expr, present), sorted(seen)
             n = len(seen & set(c.refs))
-            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]
+            return _OPS[c.op](n, c.threshold), n  # type: ignore[index]  # as above
         nums = [x for x in (_number(e[3]) for e in ev) if x is not None]
         if not nums:
             return False, None
@@ -250,7 +250,7 @@ class Correlator:
             p = c.percentile if c.percentile is not None else 50.0
             s = sorted(nums)
             v = s[max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))]
-        return _OPS[c.op](v, c.threshold), v  # type: ignore[index]
+        return _OPS[c.op](v, c.threshold), v  # type: ignore[index]  # as above
 
     @staticmethod
     def _ordered_prefix(refs: list[str], ev: list[list[Any]]) -> set[str]:

@@ -82,7 +82,7 @@ def specialize(node: Node, known: Callable[[str], bool], probe: Ctx) -> Node | b
         if sub is short:
             return short
         if sub is not (not short):
-            rest.append(sub)  # type: ignore[arg-type]
+            rest.append(sub)  # type: ignore[arg-type]  # a Node: both bools returned above
     if not rest:
         return not short
     return rest[0] if len(rest) == 1 else type(node)(tuple(rest))
@@ -98,7 +98,7 @@ def trigger(node: Node) -> frozenset[Atom] | None:
     if isinstance(node, Or):
         if any(s is None for s in subs):
             return None
-        return frozenset().union(*subs)  # type: ignore[arg-type]
+        return frozenset().union(*subs)  # type: ignore[arg-type]  # no None in subs here
     assert isinstance(node, And)
     known = [s for s in subs if s is not None]
     if not known:

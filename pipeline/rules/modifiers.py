@@ -281,7 +281,7 @@ def _required(items: list[Any], icase: bool, unsafe: frozenset[str]) -> frozense
                 sub = _required(list(av[-1]), local, unsafe)
             elif op is sre_c.BRANCH:
                 alts = [_required(list(b), icase, unsafe) for b in av[1]]
-                sub = None if any(a is None for a in alts) else frozenset().union(*alts)  # type: ignore[arg-type]
+                sub = None if any(a is None for a in alts) else frozenset().union(*alts)  # type: ignore[arg-type]  # no None in alts here
             elif op in _REPEATS and av[0] >= 1:
                 sub = _required(list(av[2]), icase, unsafe)
             if sub:

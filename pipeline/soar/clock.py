@@ -52,11 +52,11 @@ class Lease:
                                               "acquired_at": now}, ["name"]):
                 return True
             renew = update(LeaseRow).where(this, LeaseRow.owner == self.owner).values(until=until)
-            if s.execute(renew).rowcount == 1:  # type: ignore[attr-defined]
+            if s.execute(renew).rowcount == 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
                 return True
             take = update(LeaseRow).where(this, LeaseRow.until < now).values(owner=self.owner, until=until,
                                                                               acquired_at=now)
-            return s.execute(take).rowcount == 1  # type: ignore[attr-defined]
+            return s.execute(take).rowcount == 1  # type: ignore[attr-defined]  # as above
 
     def release(self, now: datetime | None = None) -> None:
         """Let the lease go (if ours), so that another process takes it at its next beat."""

@@ -47,7 +47,7 @@ class Notices:
                 .where(Notice.id == notice.id, Notice.status == "sending", Notice.lease_until < now)
                 .values(owner=self.owner, lease_until=now + timedelta(seconds=self.lease))
             )
-            return res.rowcount == 1  # type: ignore[attr-defined]
+            return res.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
 
     def finish(self, notice: Notice, status: str, detail: str, data: dict[str, Any]) -> bool:
         """Record the outcome (ok, failed, skipped) and its `notify` timeline event, if the notice is still ours."""
@@ -58,7 +58,7 @@ class Notices:
                 .where(Notice.id == notice.id, Notice.owner == self.owner, Notice.status == "sending")
                 .values(status=status, lease_until=None)
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if res.rowcount != 1:  # type: ignore[attr-defined]  # as above
                 return False
             s.add(TimelineEvent(ticket_id=notice.ticket_id, at=now, kind="notify", actor="system:sla", status=status,
                                 text=detail, data={"channel": notice.channel, **data}))

@@ -53,7 +53,7 @@ class Runs:
                 .where(PlaybookRun.id == run_id, self._runnable(now))
                 .values(status="running", owner=owner, lease_until=now + timedelta(seconds=lease), updated_at=now)
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if res.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
                 return None
             return s.get(PlaybookRun, run_id)
 
@@ -89,7 +89,7 @@ class Runs:
                 .where(PlaybookRun.id == run.id, PlaybookRun.owner == owner, PlaybookRun.status == "running")
                 .values(**values)
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if res.rowcount != 1:  # type: ignore[attr-defined]  # as above
                 return False
             if events:
                 s.execute(
@@ -140,7 +140,7 @@ class Runs:
                 .where(PlaybookRun.id == run.id, PlaybookRun.status == "waiting")
                 .values(status="pending", next_at=now, approval=approval, updated_at=now)
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if res.rowcount != 1:  # type: ignore[attr-defined]  # as above
                 return False
             s.add(
                 TimelineEvent(

@@ -258,7 +258,7 @@ def budget(b: Budget) -> Iterator[_Meter]:
     """Meter the renders inside the block with a fresh budget."""
     token = _meter.set(_Meter(b))
     try:
-        yield _meter.get()  # type: ignore[misc]
+        yield _meter.get()  # type: ignore[misc]  # set just above
     finally:
         _meter.reset(token)
 

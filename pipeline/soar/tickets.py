@@ -602,7 +602,7 @@ class TicketStore:
         if breach:
             values["sla_breached"] = True
         with self.tx() as s:
-            if s.execute(update(Ticket).where(*cond).values(**values)).rowcount != 1:  # type: ignore[attr-defined]
+            if s.execute(update(Ticket).where(*cond).values(**values)).rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
                 return False
             self._event(s, t.id, "escalation", text, status="ok", actor=actor, data=data, now=now)
             s.add_all(notices or [])
@@ -667,12 +667,12 @@ class TicketStore:
         except TicketRefError:
             if required:
                 raise
-            return None  # type: ignore[return-value]
+            return None  # type: ignore[return-value]  # None only when not required
         q = q.where(Ticket.id == key) if isinstance(key, int) else q.where(Ticket.incident_id == key)
         t = s.scalars(q.with_for_update() if lock else q).first()
         if t is None and required:
             raise TicketError(f"no ticket {ref}")
-        return t  # type: ignore[return-value]
+        return t  # type: ignore[return-value]  # as above
 
     @staticmethod
     def _event(

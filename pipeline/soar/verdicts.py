@@ -188,7 +188,7 @@ def record_verdict(store: TicketStore, tenant: str, alert_ids: Sequence[str], ve
                 q = update(AlertVerdict).where(AlertVerdict.tenant_id == tenant, AlertVerdict.alert_id.in_(old))
                 if incident_id:  # an incident's verdict replaces incident verdicts only
                     q = q.where(AlertVerdict.incident_id.is_not(None))
-                done = s.execute(q.values(**values)).rowcount  # type: ignore[attr-defined]
+                done = s.execute(q.values(**values)).rowcount  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
                 outranked += len(old) - int(done)
             content += len(s.scalars(select(StoredAlert.alert_id).where(
                 StoredAlert.tenant_id == tenant, StoredAlert.alert_id.in_(chunk))).all())

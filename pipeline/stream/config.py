@@ -104,8 +104,8 @@ class WorkerConfig:
     def from_env(cls, **kw: object) -> WorkerConfig:
         from pipeline.stream.outage import bootstrap_of
 
-        cfg = cls(**{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]
-        cfg.bootstrap, cfg.bootstrap_from = bootstrap_of(kw.get("bootstrap"))  # type: ignore[arg-type]
+        cfg = cls(**{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]  # CLI options by field name
+        cfg.bootstrap, cfg.bootstrap_from = bootstrap_of(kw.get("bootstrap"))  # type: ignore[arg-type]  # as above
         return cfg
 
 
