@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine import Core
 from pipeline.incidents import IncidentBuilder, alert_outcome, merge_outcome
 from pipeline.naming import HostNames, at_collection_point, reported_name
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
-from pipeline.replay import replay
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import AssetRef, Rule
 from tests.context.conftest import alert
+from tests.lab import LabReplay
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB1 = ROOT / "samples" / "lab-1"
@@ -110,8 +109,7 @@ def test_network_c2_is_about_the_host_that_asked() -> None:
     assert inc.entities.hosts == ["203.0.113.9"] and inc.asset is None
 
 
-def test_lab_day_names_one_host_in_the_core_and_the_worker_state() -> None:
-    core = Core(load_usecases(str(ROOT / "usecases")))
-    res = replay([str(LAB1)], core, "shop", "web-01")
+def test_lab_day_names_one_host_in_the_core_and_the_worker_state(lab1_replay: LabReplay) -> None:
+    core, res = lab1_replay.core, lab1_replay.result
     assert core.state.hosts == {"shop\x1f127.0.0.1": "web-01"}
     assert {h for i in res.open_incidents if i.category != "c2" for h in i.entities.hosts} == {"web-01"}

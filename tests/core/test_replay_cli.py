@@ -15,20 +15,19 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.normalize.base import Origin, RawRecord
 from pipeline.normalize.stage import MAX_RECORD_BYTES, NormalizeResult, NormalizeStage
+from tests.lab import LabReplay
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "samples" / "lab-1"
 
 
-def test_replay_writes_outputs_and_summary(tmp_path: Path) -> None:
-    r = CliRunner().invoke(app, ["replay", str(LAB), "--tenant", "shop", "--host", "web-01", "--out",
-                                 str(tmp_path)])
-    assert r.exit_code == 0, r.output
+def test_replay_writes_outputs_and_summary(lab1_replay: LabReplay) -> None:
+    out = lab1_replay.out
     for name in ("alerts", "dlq", "incidents", "suppressed"):
-        assert (tmp_path / f"{name}.jsonl").exists()
-    incidents = [json.loads(x) for x in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+        assert (out / f"{name}.jsonl").exists()
+    incidents = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
     assert incidents and all(i["tenant_id"] == "shop" for i in incidents)
-    assert "records read" in r.output and "dead letters" in r.output
+    assert "records read" in lab1_replay.output and "dead letters" in lab1_replay.output
 
 
 def test_usage_errors_exit_non_zero_with_one_line(tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ import jsonschema
 import msgspec
 
 from pipeline import schema_export
-from pipeline.engine import Core
-from pipeline.replay import replay
-from pipeline.rules.usecase import load_usecases
+from tests.lab import LabReplay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,8 +20,8 @@ def test_committed_schemas_are_current() -> None:
         assert committed == schema_export.render(name), f"run `python -m pipeline.schema_export` ({name} drifted)"
 
 
-def test_real_outputs_validate() -> None:
-    res = replay([str(ROOT / "samples" / "lab-1")], Core(load_usecases(str(ROOT / "usecases"))), "shop", "web-01")
+def test_real_outputs_validate(lab1_replay: LabReplay) -> None:
+    res = lab1_replay.result
     alert_v = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas/alert.schema.json").read_text()))
     inc_v = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas/incident.schema.json").read_text()))
     for a in res.alerts[::25]:

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 from pipeline.authoring import alert_from_dict
 from pipeline.cli import app
 from pipeline.engine import Core
-from pipeline.replay import ReplayResult, replay, write_outputs
+from pipeline.replay import ReplayResult, write_outputs
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert
 from pipeline.trace import Outputs, fate_of
 from tests.core.test_noise_dedup import QueryWordClassifier, _alert
+from tests.lab import LabReplay
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB1 = ROOT / "samples" / "lab-1"
@@ -66,20 +67,17 @@ def test_plain_duplicates_and_same_event_point_to_their_representative() -> None
     assert got[a.alert_id][0] == "representative" and got[b.alert_id][:2] == ("duplicate", a.alert_id)
 
 
-@pytest.fixture(scope="module")
-def lab_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("lab") / "out"
-    r = runner.invoke(app, ["replay", str(LAB1), "--tenant", "shop", "--host", "web-01", "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
+@pytest.fixture
+def lab_out(lab1_replay: LabReplay) -> Path:
+    return lab1_replay.out
 
 
-def test_every_alert_of_a_replay_has_exactly_one_final_fate(lab_out: Path) -> None:
+def test_every_alert_of_a_replay_has_exactly_one_final_fate(lab1_replay: LabReplay) -> None:
+    lab_out, res = lab1_replay.out, lab1_replay.result
     fates = [json.loads(x) for x in (lab_out / "fates.jsonl").read_text().splitlines()]
     same: dict[str, dict] = {}
     for f in fates:  # byte-identical records (e.g. one packet's alerts) share an alert id, and their fate
         assert same.setdefault(f["alert_id"], f) == f
-    res = replay([str(LAB1)], Core(load_usecases(str(ROOT / "usecases"))), "shop", "web-01")
     assert len(fates) == res.alerts_raw == len(res.fates)
     o = Outputs.load(lab_out)
     finals = {}

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine import Core
 from pipeline.replay import ReplayResult, replay
-from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Incident
 from tests.e2e.variant import LAB_DAY as LAB
 from tests.e2e.variant import Variant, write_variant
+from tests.lab import LAB1, LabReplay, lab_core
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB1 = ROOT / "samples" / "lab-1"
-USECASES = ROOT / "usecases"
 COMPROMISE = {"webshell", "malware", "defacement", "c2", "account_compromise"}
 
 OTHER = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="192.0.2.250", host="app-7",
@@ -28,14 +24,15 @@ OTHER = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="192.0.
 
 
 def run(path: Path, tenant: str = "shop", host: str | None = "web-01") -> ReplayResult:
-    core = Core(load_usecases(str(USECASES)))
+    """A replay of its own, through the core `mdr replay` builds (as the shared `lab1_replay` ran)."""
+    core = lab_core()
     assert not core.usecases.errors, core.usecases.errors
     return replay([str(path)], core, tenant, host)
 
 
-@pytest.fixture(scope="module")
-def lab1() -> ReplayResult:
-    return run(LAB1)
+@pytest.fixture
+def lab1(lab1_replay: LabReplay) -> ReplayResult:
+    return lab1_replay.result
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +132,7 @@ def test_replay_is_deterministic(lab1: ReplayResult) -> None:
 
 
 def test_tenants_never_mix(tmp_path: Path) -> None:
-    core = Core(load_usecases(str(USECASES)))
+    core = lab_core()
     a = replay([str(LAB1)], core, "tenant-a", "web-01")
     b = replay([str(LAB1)], core, "tenant-b", "web-01")  # same core, same state: tenants must stay apart
     ids_a = {i for i in a.incidents}

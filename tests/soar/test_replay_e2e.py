@@ -16,36 +16,27 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.lab import LAB1, LabReplay, lab_core
 from tests.soar.helpers import write_yaml
 from tests.soar.servers import RecordingServer, Reply, Seen
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB1 = next((p for p in (ROOT / "samples" / "lab-1", Path("/work/shared/samples/lab-1")) if p.is_dir()), None)
 DING_SECRET = "SEC-e2e-signing-secret"
 Server = Callable[..., RecordingServer]
 
 
 def run_core(path: Path) -> Any:
-    try:
-        from pipeline.engine import Core
-        from pipeline.replay import replay
-        from pipeline.rules.usecase import load_usecases
-    except ImportError as e:  # pragma: no cover - the core is written in parallel
-        pytest.skip(f"core not importable yet: {e}")
-    if not (ROOT / "usecases").is_dir() or not any((ROOT / "usecases").rglob("*.y*ml")):
-        pytest.skip("no use cases in usecases/ yet")
-    core = Core(load_usecases(str(ROOT / "usecases")))
-    return replay([str(path)], core, "shop", "web-01")
+    """A replay of its own, through the core `mdr replay` builds (as the shared `lab1_replay` ran)."""
+    from pipeline.replay import replay
+
+    return replay([str(path)], lab_core(), "shop", "web-01")
 
 
-@pytest.fixture(scope="module")
-def lab1() -> Any:
-    if LAB1 is None:
-        pytest.skip("samples/lab-1 not found (neither in the project nor in /work/shared)")
-    res = run_core(LAB1)
-    if not res.open_incidents:
+@pytest.fixture
+def lab1(lab1_replay: LabReplay) -> Any:
+    if not lab1_replay.result.open_incidents:
         pytest.skip("the use cases open no incident on lab-1 yet")
-    return res
+    return lab1_replay.result
 
 
 def dingtalk(s: Seen) -> Reply:

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.engine import Core
 from pipeline.replay import ReplayResult, replay
-from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Incident, decode_incident
+from tests.lab import LAB1, USECASES
+from tests.lab import lab_core as replay_core  # the test workers run with an empty MDR_HOME too
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB1 = ROOT / "samples" / "lab-1"
-USECASES = ROOT / "usecases"
 # lab-1 sub-directory -> ingest topic kind
 LAB_TOPICS = {"waf": "waf", "ids": "firewall", "host": "host"}
 
@@ -142,14 +140,6 @@ def settle(read: Callable[[], object], quiet: float, timeout: float) -> object:
         elif time.monotonic() - since >= quiet:
             break
     return last
-
-
-def replay_core(**kw: object) -> Core:
-    """The Core `mdr replay` builds with no saved context (as the test workers run: MDR_HOME is empty)."""
-    from pipeline.assemble import build_core
-    from pipeline.context.store import Context
-
-    return build_core(load_usecases(str(USECASES)), Context(), **kw)
 
 
 def replay_lab(tenant: str, host: str = "web-01", lab: Path = LAB1) -> ReplayResult:

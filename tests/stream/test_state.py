@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.schema import decode_alert, encode
 from pipeline.stream import state as st
 from pipeline.stream.config import WorkerConfig
 from pipeline.stream.processor import Batch, Item, PartitionWork
 from pipeline.stream.state import PartitionState
-from tests.stream.fixtures_worker import USECASES, replay_lab
+from tests.lab import LabReplay
+from tests.stream.fixtures_worker import USECASES
 
 
 def _apply(table: dict[bytes, bytes], writes: list) -> None:
@@ -21,9 +23,9 @@ def _apply(table: dict[bytes, bytes], writes: list) -> None:
 
 
 @pytest.fixture(scope="module")
-def batches() -> list[list[Item]]:
-    """lab-1's alerts as a tenant's input in 12 batches."""
-    alerts = sorted(replay_lab("shop").alerts, key=lambda a: a.time)
+def batches(lab1_replay: LabReplay) -> list[list[Item]]:
+    """lab-1's alerts as a tenant's input in 12 batches (copies: the cores under test change what they hold)."""
+    alerts = sorted((decode_alert(encode(a)) for a in lab1_replay.result.alerts), key=lambda a: a.time)
     items = [Item(a, "in:0", i, 0, 0.0) for i, a in enumerate(alerts)]
     n = len(items) // 12 + 1
     return [items[i:i + n] for i in range(0, len(items), n)]

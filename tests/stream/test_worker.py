@@ -18,10 +18,12 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline.normalize.stage import DLQ_PREFIX_BYTES
+from pipeline.replay import ReplayResult
 from pipeline.schema import decode_alert
 from pipeline.stream.app import ensure_topics
 from pipeline.stream.config import Topics
 from pipeline.stream.envelope import envelope
+from tests.lab import LabReplay
 from tests.stream.fixtures_worker import (
     LAB1,
     latest_incidents,
@@ -47,9 +49,10 @@ def alert_counts(bootstrap: str, prefix: str) -> dict[str, int]:
     return {r.key.decode(): decode_alert(r.value).count for r in read_topic(bootstrap, f"{prefix}alerts.normalized")}
 
 
-@pytest.fixture(scope="module")
-def lab_replay():
-    return replay_lab("shop")
+@pytest.fixture
+def lab_replay(lab1_replay: LabReplay) -> ReplayResult:
+    """The day replayed as `mdr replay` does it (the worker's core configuration): the shared replay."""
+    return lab1_replay.result
 
 
 def test_parity_with_replay(kafka_broker, tmp_path: Path, lab_replay) -> None:
