@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.lab import LAB1, LabReplay, replay_lab1
+from tests.pg import postgres_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +16,11 @@ def lab1_replay(tmp_path_factory: pytest.TempPathFactory) -> LabReplay:
     if not LAB1.is_dir():
         pytest.skip("samples/lab-1 not present")
     return replay_lab1(tmp_path_factory.mktemp("lab1-replay"))
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the session (tests/pg.py); tests take a fresh database of it
+    (`tests.pg.new_database`). Skips the test when PostgreSQL cannot run here."""
+    with postgres_or_skip() as url:
+        yield url

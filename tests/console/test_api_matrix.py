@@ -24,7 +24,7 @@ from pipeline.soar.models import Ticket, TimelineEvent
 from pipeline.soar.tickets import TicketStore
 from tests.console.conftest import LAB1, TENANTS, USERS, replay_into
 from tests.console.server import PASSWORD, ConsoleServer, csrf_of, login
-from tests.pg import postgres_or_skip
+from tests.pg import new_database
 
 WHO = ("anon", "root", "shop-admin", "ana", "ana-token", "bob", "vera")
 SEES = {"anon": set(), "root": {"shop", "acme"}, "shop-admin": {"shop"}, "ana": {"shop"}, "ana-token": {"shop"},
@@ -195,26 +195,26 @@ def _table(got: dict[tuple[str, str], tuple[int, ...]]) -> str:
 
 
 @pytest.mark.postgres
-def test_scoping_on_postgresql(console_server: Any, tmp_path: Path) -> None:
+def test_scoping_on_postgresql(console_server: Any, tmp_path: Path, pg_base_url: str) -> None:
     """The same queries on PostgreSQL: queue, incident, cross-tenant 404, an action."""
-    with postgres_or_skip() as url:
-        for tenant in TENANTS:
-            replay_into(url, tmp_path / tenant, tenant, LAB1, "web-01")
-        store = TicketStore(url)
-        for name in ("ana", "bob"):
-            add_user(store, name, *USERS[name], PASSWORD)
-        objs = Objects(store)
-        store.close()
-        srv = console_server(url)
-        ana, bob = srv.client(), srv.client()
-        login(ana, "ana")
-        login(bob, "bob")
-        q = ana.get("/api/incidents", params={"text": "compromise"}).json()
-        assert q["total"] == 1 and q["incidents"][0]["tenant_id"] == "shop" and q["incidents"][0]["priority"] == "P1"
-        shop_inc = objs.tickets["shop"][0].incident_id
-        assert ana.get(f"/api/incidents/{shop_inc}").status_code == 200
-        assert bob.get(f"/api/incidents/{shop_inc}").status_code == 404
-        assert bob.get(f"/incidents/{shop_inc}").status_code == 404
-        r = ana.post(f"/api/tickets/{objs.tickets['shop'][0].id}/ack", headers={"X-CSRF-Token": csrf_of(ana)})
-        assert r.status_code == 200 and r.json()["ticket"]["status"] == "acknowledged"
-        assert ana.get("/queue").status_code == 200 and "Compromise of web-01" in ana.get("/queue").text
+    url = new_database(pg_base_url)
+    for tenant in TENANTS:
+        replay_into(url, tmp_path / tenant, tenant, LAB1, "web-01")
+    store = TicketStore(url)
+    for name in ("ana", "bob"):
+        add_user(store, name, *USERS[name], PASSWORD)
+    objs = Objects(store)
+    store.close()
+    srv = console_server(url)
+    ana, bob = srv.client(), srv.client()
+    login(ana, "ana")
+    login(bob, "bob")
+    q = ana.get("/api/incidents", params={"text": "compromise"}).json()
+    assert q["total"] == 1 and q["incidents"][0]["tenant_id"] == "shop" and q["incidents"][0]["priority"] == "P1"
+    shop_inc = objs.tickets["shop"][0].incident_id
+    assert ana.get(f"/api/incidents/{shop_inc}").status_code == 200
+    assert bob.get(f"/api/incidents/{shop_inc}").status_code == 404
+    assert bob.get(f"/incidents/{shop_inc}").status_code == 404
+    r = ana.post(f"/api/tickets/{objs.tickets['shop'][0].id}/ack", headers={"X-CSRF-Token": csrf_of(ana)})
+    assert r.status_code == 200 and r.json()["ticket"]["status"] == "acknowledged"
+    assert ana.get("/queue").status_code == 200 and "Compromise of web-01" in ana.get("/queue").text

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.context.store import Context
+from tests.e2e.test_lab1_context import LAB, WEB_01
 
 from .conftest import alert, data
-from .test_e2e import LAB, WEB_01
 
 runner = CliRunner()
 

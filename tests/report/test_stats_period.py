@@ -77,23 +77,22 @@ def test_from_to_window() -> None:
 
 
 @pytest.mark.postgres
-def test_the_same_report_on_postgresql(report_store: Fixture) -> None:
+def test_the_same_report_on_postgresql(report_store: Fixture, pg_base_url: str) -> None:
     """Stats, tickets and the report's figures on a real PostgreSQL equal those on SQLite."""
     from pipeline.report.data import collect
     from pipeline.soar.tickets import TicketStore
-    from tests.pg import new_database, postgres_or_skip
+    from tests.pg import new_database
     from tests.report.conftest import NOW, work_tickets
     from tests.report.test_report import WEEK
 
-    with postgres_or_skip() as base:
-        pg = TicketStore(new_database(base))
-        try:
-            for res in report_store.results["acme"]:
-                work_tickets(pg, res)
-                record_stats(pg, "acme", res)
-            got = collect(pg, "acme", WEEK, NOW).key_figures()
-        finally:
-            pg.close()
+    pg = TicketStore(new_database(pg_base_url))
+    try:
+        for res in report_store.results["acme"]:
+            work_tickets(pg, res)
+            record_stats(pg, "acme", res)
+        got = collect(pg, "acme", WEEK, NOW).key_figures()
+    finally:
+        pg.close()
     assert got == collect(report_store.store, "acme", WEEK, NOW).key_figures()
     assert got["incidents_total"] > 0
 

@@ -1,5 +1,5 @@
-"""Fixtures of the SOAR tests: stores on SQLite and on a real throwaway PostgreSQL (tests/pg.py), local
-recording HTTP servers, incident factories."""
+"""Fixtures of the SOAR tests: stores on SQLite and on a real throwaway PostgreSQL (a database of the session's
+cluster, `pg_base_url` in tests/conftest.py), local recording HTTP servers, incident factories."""
 
 from __future__ import annotations
 
@@ -13,15 +13,9 @@ from pipeline.soar.actions import Soar
 from pipeline.soar.connectors import Channels
 from pipeline.soar.playbooks import load_playbooks
 from pipeline.soar.tickets import TicketStore
-from tests.pg import new_database, postgres_or_skip
+from tests.pg import new_database
 from tests.soar.helpers import write_yaml
 from tests.soar.servers import RecordingServer, Responder
-
-
-@pytest.fixture(scope="session")
-def pg_base_url() -> Iterator[str]:
-    with postgres_or_skip() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

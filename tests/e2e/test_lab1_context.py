@@ -9,8 +9,7 @@ import pytest
 
 from pipeline.context.store import Context
 from pipeline.schema import PRIORITIES
-
-from .conftest import ROOT, SHARED, data
+from tests.context.conftest import ROOT, SHARED, data
 
 LAB = next((p for p in (SHARED / "samples" / "lab-1", ROOT / "samples" / "lab-1") if p.is_dir()), None)
 COMPROMISE = {"webshell", "defacement", "malware", "c2", "account_compromise"}
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.skipif(LAB is None, reason="lab-1 sample (shared or bun
 
 
 def _replay(tmp_path: Path, escort: str | None = None, intel: Path | None = None):
-    from pipeline.engine import Core
+    from pipeline.assemble import build_core
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases
 
@@ -40,7 +39,7 @@ def _replay(tmp_path: Path, escort: str | None = None, intel: Path | None = None
         assert ctx.load_escort("shop", tmp_path / "escort.csv")
     if intel:
         assert ctx.load_intel(intel, tenant="shop")
-    res = replay([str(LAB)], Core(ucs, enricher=ctx.enrich, prioritizer=ctx.prioritize), "shop")
+    res = replay([str(LAB)], build_core(ucs, ctx), "shop")
     return res, ctx
 
 
