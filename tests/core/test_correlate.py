@@ -69,6 +69,8 @@ mdr: {{priority: P3, category: other, title: "corr {{src.ip}}"}}
      [ev("a", user="x"), ev("a", user="y")], True),
     ("value_count", "[rule_a]", "  condition: {field: user, gte: 2}",
      [ev("a", user="x"), ev("a", user="x")], False),
+    ("value_count", "[rule_a]", "  condition: {field: [user], gte: 2}",  # Sigma's list form, one field
+     [ev("a", user="x"), ev("a", user="y")], True),
     ("temporal", "[rule_a, rule_b]", "", [ev("b"), ev("a")], True),
     ("temporal", "[rule_a, rule_b]", "", [ev("a"), ev("a")], False),
     ("temporal_ordered", "[rule_a, rule_b]", "", [ev("a"), ev("b")], True),
@@ -91,6 +93,15 @@ def test_correlation_types(tmp_path: Path, ctype: str, rules: str, cond: str, ev
         inc = got[0]
         assert inc.use_cases == ["00000000-0000-4000-8000-0000000000cc"]
         assert inc.explanation[0].correlation["type"] == ctype
+
+
+def test_a_value_condition_over_several_fields_is_rejected_not_fatal(tmp_path: Path) -> None:
+    f = tmp_path / "uc.yml"
+    f.write_text(BASE + CORR.format(type="value_count", rules="[rule_a]",
+                                    cond="  condition: {field: [user, src.ip], gte: 2}"))
+    core = Core(load_usecases(str(f)))  # the other use cases still run
+    assert [e.message for e in core.usecases.errors] == ["correlation: condition.field: one field, not 2"]
+    assert not core.usecases.correlations and fire(core, [ev("a", user="x"), ev("a", user="y")]) == []
 
 
 def test_window_expiry(tmp_path: Path) -> None:
