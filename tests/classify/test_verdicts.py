@@ -255,7 +255,9 @@ def test_learning_curve_points(sample_ds: Dataset) -> None:
 
 
 def test_learning_curve_cli(home: Path) -> None:
+    """The command's plumbing (the curve itself: test_learning_curve_points); one family keeps it quick."""
     r = runner.invoke(app, ["model", "evaluate", "--data", str(SAMPLE), "--learning-curve", "20,200",
-                            "--report-dir", str(home / "rep")])
+                            "--kind", "linear", "--report-dir", str(home / "rep")])
     assert r.exit_code == 0 and "200 verdicts" in r.output, r.output
-    assert len(json.loads((home / "rep" / "learning_curve.json").read_text())) == 2
+    points = json.loads((home / "rep" / "learning_curve.json").read_text())
+    assert [p["verdicts"] for p in points] == [20, 200] and points[1]["model"].startswith("linear"), points
