@@ -172,7 +172,7 @@ def test_shadow_mode_leads_to_promotion(home: Path, sample_model_dir: Path) -> N
         record_verdict(store, "default", [a.alert_id], v, "ana", source="console")
     store.close()
     r = runner.invoke(app, ["model", "retrain", "--registry", str(reg_dir), "--db", db, "--target-recall",
-                            str(TEST_RECALL), "--dedup-window", "600"])
+                            str(TEST_RECALL), "--dedup-window", "600", "--kind", "linear"])  # one family: quick
     assert r.exit_code == 0 and "in shadow" in r.output, r.output
     b_version = reg.shadow
     assert b_version and b_version != a_version and reg.active == a_version
