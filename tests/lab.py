@@ -26,6 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB1 = ROOT / "samples" / "lab-1"
 USECASES = ROOT / "usecases"
 ARGS = ("--tenant", "shop", "--host", "web-01")  # the day's tenant and its one collection point
+# The asset inventory of the day's one server (its loopback address, its syslog and site names).
+WEB_01 = """assets:
+  - name: web-01
+    ips: [127.0.0.1]
+    hostnames: [vm, shop.lab.local]
+    criticality: high
+    owner: shop
+"""
 
 
 def lab_core(**settings: Any) -> Core:

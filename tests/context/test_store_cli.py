@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.context.store import Context
-from tests.e2e.test_lab1_context import LAB, WEB_01
+from tests.e2e.test_lab1_context import LAB
+from tests.lab import WEB_01
 
 from .conftest import alert, data
 

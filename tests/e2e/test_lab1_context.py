@@ -10,16 +10,10 @@ import pytest
 from pipeline.context.store import Context
 from pipeline.schema import PRIORITIES
 from tests.context.conftest import ROOT, SHARED, data
+from tests.lab import WEB_01
 
 LAB = next((p for p in (SHARED / "samples" / "lab-1", ROOT / "samples" / "lab-1") if p.is_dir()), None)
 COMPROMISE = {"webshell", "defacement", "malware", "c2", "account_compromise"}
-WEB_01 = """assets:
-  - name: web-01
-    ips: [127.0.0.1]
-    hostnames: [vm, shop.lab.local]
-    criticality: high
-    owner: shop
-"""
 NOW = datetime(2026, 11, 24, 6, 45, tzinfo=UTC)  # lab-1's attack ran 06:38-06:40 UTC that day
 pytestmark = pytest.mark.skipif(LAB is None, reason="lab-1 sample (shared or bundled) not present")
 

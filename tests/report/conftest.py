@@ -20,6 +20,7 @@ from pipeline.rules.usecase import load_usecases
 from pipeline.soar.tickets import TicketStore
 from tests.e2e.variant import LAB_DAY as LAB
 from tests.e2e.variant import Variant, write_variant
+from tests.lab import WEB_01
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB1 = ROOT / "samples" / "lab-1"
@@ -29,13 +30,6 @@ SHOP_DAY2 = Variant(attacker="203.0.113.77", benign="198.51.100.14", scanner="19
                     site="store.example.net", webroot="/var/www/store", day_shift_days=-1, users=True)
 ACME = Variant(attacker="198.18.7.42", benign="198.51.100.99", scanner="192.0.2.17", host="acme-db",
                site="portal.acme.test", webroot="/var/www/portal")
-ASSETS = """assets:
-  - name: web-01
-    ips: [127.0.0.1]
-    hostnames: [vm, shop.lab.local]
-    criticality: high
-    owner: shop
-"""
 
 
 @dataclass
@@ -71,7 +65,7 @@ def replay_day(path: Path, tenant: str, host: str, work: Path, escort: Path | No
     ctx = Context(clock=lambda: NOW)
     if tenant == "shop":
         assets = work / "assets.yaml"
-        assets.write_text(ASSETS)
+        assets.write_text(WEB_01)
         assert ctx.load_assets(tenant, assets)
         assert ctx.load_intel(IOCS, tenant=tenant)
     if escort is not None:
