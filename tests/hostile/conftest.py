@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.redact import REDACTOR
-from tests.soar.conftest import db_url, http_server, pg_base_url
+from tests.soar.conftest import db_url, http_server
 
-__all__ = ["db_url", "http_server", "pg_base_url"]
+__all__ = ["db_url", "http_server"]  # pg_base_url: tests/conftest.py
 
 
 @pytest.fixture(autouse=True)
