@@ -11,11 +11,15 @@ from tests.pg import postgres_or_skip
 
 
 @pytest.fixture(scope="session")
-def lab1_replay(tmp_path_factory: pytest.TempPathFactory) -> LabReplay:
-    """`mdr replay` of the lab-1 day, once per session (tests/lab.py); read-only."""
+def lab1_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabReplay]:
+    """`mdr replay` of the lab-1 day, once per session (tests/lab.py); read-only: a test that changed it would
+    change what the tests after it see, so the session ends with an error naming it."""
     if not LAB1.is_dir():
         pytest.skip("samples/lab-1 not present")
-    return replay_lab1(tmp_path_factory.mktemp("lab1-replay"))
+    lab = replay_lab1(tmp_path_factory.mktemp("lab1-replay"))
+    before = lab.digest()
+    yield lab
+    assert lab.digest() == before, "a test changed the shared lab-1 replay (tests/lab.py): copy what you change"
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,14 @@ needs other options, a second replay into the same store, or a core of its own r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from typer.testing import CliRunner
 
@@ -62,6 +64,14 @@ class LabReplay:
     @property
     def dead(self) -> list[DeadLetter]:
         return self.result.dead
+
+    def digest(self) -> str:
+        """A hash of the in-memory result and the output files (the fixture checks nothing changed them)."""
+        h = hashlib.sha256(msgspec.json.encode([self.result.alerts, self.result.dead, self.result.fates,
+                                                sorted(self.result.incidents.items())]))
+        for f in sorted(self.out.iterdir()):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()
 
     @cached_property
     def tickets(self) -> list[dict[str, Any]]:
