@@ -3,12 +3,15 @@
 A rule id seen in training tells a model little about a rule it has never seen; the payload does. For each alert
 the *content* is the query string plus every value the product reported as matched (ModSecurity `matched_data`
 `VAR:name=value` entries, and a payload excerpt in `extra.payload` where a product reports one), cut at
-`CONTENT_MAX` bytes, percent-decoded once (`+` is a space) and lower-cased.
+`CONTENT_MAX` bytes, percent-decoded once (`+` is a space), with the escapes a product or an evasion leaves decoded
+too (ModSecurity's `\\xHH` in matched data, IIS `%uHHHH` with full-width and slash look-alikes folded to ASCII),
+and lower-cased.
 From it, per alert (`CONTENT_FEATURES` order):
 
 - `tok:<class>`: counts of token classes of injection languages (`TOKENS`: SQL keywords, tautologies and
-  comments, HTML tags, event handlers and script schemes, JavaScript sinks, shell chains, Unix / Windows system
-  paths, traversal, remote-inclusion schemes, XML entities, template markers, NUL bytes), capped at `TOKEN_CAP`;
+  comments, values ended by a comment after a quote or number, HTML tags, event handlers and script schemes,
+  JavaScript sinks, shell chains, Unix / Windows system paths, traversal, remote-inclusion schemes, XML entities,
+  template markers, NUL bytes, LDAP filters, control characters), capped at `TOKEN_CAP`;
 - `sql_quote_kw` / `html_tag_attr`: a quote or parenthesis followed by a SQL keyword / a tag with an attribute:
   the shapes of SQL and HTML injection that ordinary prose rarely has;
 - `ng:<k>`: hashed character 3-grams (`NGRAM_BUCKETS` buckets, blake2b-free multiplicative hash of the 3 bytes),
@@ -41,6 +44,7 @@ TOKENS: dict[str, str] = {
     "sql_logic": r"(?:['\"`)]\s*(?:or|and|xor|\|\||&&)\b|\b(?:or|and)\s+['\"]?\w+['\"]?\s*(?:=|<|>|like)|"
                  r"\b(?:or|and)\s+\d+\s*[=<>])",
     "sql_comment": r"(?:--|/\*|\*/|#|;\s*$)",
+    "sql_tail": r"(?m)(?:[\d'\"`)]\s*(?:--|#)|['\"`)]\s*;)\s*$",  # a value ended by a comment / statement end
     "html_tag": r"<\s*/?\s*(?:script|img|svg|iframe|frame|body|object|embed|style|link|meta|video|audio|source|"
                 r"input|form|marquee|details|math|base|applet|xml|isindex|table|div|a)\b",
     "html_event": r"\bon[a-z]{3,20}\s*=",
@@ -49,13 +53,17 @@ TOKENS: dict[str, str] = {
                r"write|location|domain)|window\.location|innerhtml)\b",
     "shell": r"(?:[;|`&]|\$\()\s*(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|bash|sh|ping|echo|rm|chmod|python|"
              r"perl|ifconfig|net|dir|type|cmd)\b",
-    "unix_path": r"/(?:etc/(?:passwd|shadow|hosts|group|issue)|bin/(?:sh|bash)|proc/self|dev/(?:tcp|null))",
-    "win_path": r"(?:c:[\\/](?:windows|winnt|boot\.ini)|win\.ini|system32|cmd\.exe|%systemroot%|\\\\windows)",
-    "traversal": r"(?:\.\.[\\/]|%2e%2e|\.\.%2f|\.\.%5c|%c0%ae)",
+    "unix_path": r"/(?:etc/(?:passwd|shadow|hosts|group|issue)|bin/(?:sh|bash)|proc/self|dev/(?:tcp|null)|"
+                 r"usr/(?:local/)?bin/(?:id|whoami|env|wget|curl|nc|perl|python\d?|php|ruby))",
+    "win_path": r"(?:c:[\\/](?:windows|winnt)|boot\.ini|win\.ini|system32|cmd\.exe|%systemroot%|\\\\windows|"
+                r"inetpub[\\/]wwwroot|global\.asa)",
+    "traversal": r"(?:\.\.[\\/]|%2e%2e|\.\.%2f|\.\.%5c|%c0%ae|(?:\xc0[\xae.]){2}|(?:0x2e){2}|\.\.0x(?:2f|5c))",
     "remote_scheme": r"\b(?:https?|ftp|php|file|data|expect|gopher|dict|jar|zip|phar)://",
     "xml_entity": r"<!(?:entity|doctype)|<\?xml|\bsystem\s+['\"]",
     "template": r"\{\{|\$\{|<%|%>|#\{",
     "nul": r"\x00",
+    "ldap": r"\(\s*[|&!]\s*\(\s*[\w.-]+\s*[~<>]?=|\*\s*\)\s*\(\s*[|&]",  # an LDAP filter injected into a value
+    "ctrl": r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]",  # control characters no form value has
 }
 _PATTERNS = [re.compile(p.encode()) for p in TOKENS.values()]
 _SQL_QUOTE_KW = re.compile(rb"['\"`)(]\s*(?:union|select|or|and|order|group|having|insert|update|delete|drop|"
@@ -94,8 +102,24 @@ def content_of(a: Alert) -> tuple[bytes, int]:
 _HEXV = {c: i for i, c in enumerate(b"0123456789abcdef")} | {c: 10 + i for i, c in enumerate(b"ABCDEF")}
 
 
+_ESC_X = re.compile(rb"\\x([0-9a-fA-F]{2})")
+_ESC_U = re.compile(rb"%u([0-9a-fA-F]{4})")
+_FOLD = {0x2215: "/", 0x2216: "\\", 0x2044: "/", 0x29F5: "\\"}  # slash look-alikes
+
+
+def _unicode(m: re.Match[bytes]) -> bytes:
+    c = int(m.group(1), 16)
+    if 0xFF01 <= c <= 0xFF5E:  # full-width ASCII
+        return bytes((c - 0xFEE0,))
+    return _FOLD.get(c, chr(c)).encode("utf-8", "surrogatepass")
+
+
 def decode(raw: bytes) -> bytes:
-    """One level of percent-decoding (`+` -> space), lower-cased."""
+    """`\\xHH` and `%uHHHH` escapes, then one level of percent-decoding (`+` -> space); lower-cased."""
+    if b"\\x" in raw:
+        raw = _ESC_X.sub(lambda m: bytes((int(m.group(1), 16),)), raw)
+    if b"%u" in raw or b"%U" in raw:
+        raw = _ESC_U.sub(_unicode, raw)
     if b"%" not in raw and b"+" not in raw:
         return raw.lower()
     out = bytearray()

@@ -5,7 +5,9 @@ One row of float32 per alert, product-agnostic (fields a product lacks are 0). T
 - rules: `n_rules`, `n_distinct_rules`, `n_techniques` (ATT&CK ids), `min_paranoia_level` (CRS), `rule_sev=*`
   counts of the alert's rules by severity (CRS CRITICAL/ERROR/WARNING/NOTICE, Suricata 1..4, plain labels).
 - `severity` (the alert's 0..100 score / 100), `action=*` and `family=*` one-hot.
-- product scores from `extra` (`x:anomaly_score`, the CRS per-category and per-paranoia-level scores).
+- product scores from `extra` (`x:anomaly_score`, the CRS per-category and per-paranoia-level scores), and what
+  carries over to a rule family never seen: the highest per-category score (`family_score_max`), how many
+  categories scored (`families_scored`) and how many rule families the alert's rules span (`n_rule_families`).
 - HTTP: `method=*`, `status=*` one-hot; path shape (length, depth, script / static extension, characters outside
   `[A-Za-z0-9/._~-]`, `..`, `%`); argument statistics (`args_*`) of the query string or, without one, of the
   `ARGS:name=value` strings the product reported as matched data (ModSecurity POST bodies), cut at `ARG_MAX`
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.classify.content import CONTENT_FEATURES, content_matrix, content_of
+from pipeline.classify.generalize import rule_family
 from pipeline.classify.history import (
     GAP_CAP,
     HISTORY_FEATURES,
@@ -46,9 +49,9 @@ from pipeline.classify.history import (
     SourceHistory,
     TenantRules,
 )
-from pipeline.schema import ACTIONS, FAMILIES, Alert
+from pipeline.schema import ACTIONS, FAMILIES, Alert, Rule
 
-FEATURE_VERSION = "2"
+FEATURE_VERSION = "3"
 ARG_MAX = 2048
 SEP = "\x1f"
 
@@ -71,7 +74,8 @@ ARG_FEATURES = (
 # Per-alert numeric columns, filled in this order by `FeatureExtractor._dense`.
 DENSE = (
     "severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level",
-    *(f"x:{k}" for k in EXTRA_SCORES), *PATH_FEATURES, *HISTORY_FEATURES,
+    *(f"x:{k}" for k in EXTRA_SCORES), "family_score_max", "families_scored", "n_rule_families",
+    *PATH_FEATURES, *HISTORY_FEATURES,
     "rule_rarity", "rule_rarity_max", "asset_criticality", "intel_hits", "hour_sin", "hour_cos", "weekend",
 )
 ONE_HOT = (
@@ -291,6 +295,8 @@ _O_ARGS = len(DENSE)
 _O_CONTENT = _O_ARGS + len(ARG_FEATURES)
 _NO_PATH = [0.0] * len(PATH_FEATURES)
 _ZEROS = (0.0,) * len(EXTRA_SCORES)
+FAMILY_SCORES = EXTRA_SCORES[1:9]  # the CRS per-category scores (sql_injection_score .. session_fixation_score)
+_O_FAMILY_SCORES = DENSE.index(f"x:{FAMILY_SCORES[0]}")  # their position in the `DENSE` row
 
 
 class FeatureExtractor:
@@ -313,6 +319,7 @@ class FeatureExtractor:
         self._ua_cache: dict[str | None, int] = {}
         self._rule_cols: dict[str, tuple[str | None, str | None, tuple[int, ...]]] = {}
         self._path_cache: dict[str, list[float]] = {}
+        self._families: dict[str, str | None] = {}  # rule id -> rule family
 
     def transform(self, alerts: Sequence[Alert], record: Sequence[bool] | None = None) -> np.ndarray:
         """Feature matrix (float32, one row per alert, in input order); alerts are visited in time order.
@@ -382,6 +389,9 @@ class FeatureExtractor:
         except (TypeError, ValueError):  # a product put something else under one of these keys
             del row[5:]
             row += (float(v) if isinstance(v, int | float) else 0.0 for v in map(extra.get, EXTRA_SCORES))
+        fam = row[_O_FAMILY_SCORES:_O_FAMILY_SCORES + len(FAMILY_SCORES)]
+        row += (max(fam), float(sum(v > 0 for v in fam)),
+                float(len({f for f in map(self._rule_family, rules) if f is not None})))
         row += path
         row += self._history(a, t, uniq[0] if uniq else "", upath, rec)
         tenants = self.state.tenants
@@ -400,6 +410,14 @@ class FeatureExtractor:
         cand = (self._sev.get(sev) if sev else None, self._cat.get(cat) if cat else None, self._rule.get(rid))
         e = self._rule_cols[rid] = (sev, cat, tuple(j for j in cand if j is not None))
         return e
+
+    def _rule_family(self, r: Rule) -> str | None:
+        f = self._families.get(r.id, "")
+        if f == "":
+            if len(self._families) > 8192:
+                self._families.clear()
+            f = self._families[r.id] = rule_family(r)
+        return f
 
     def _path(self, path: str) -> list[float]:
         v = self._path_cache.get(path)

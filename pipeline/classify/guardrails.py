@@ -6,9 +6,10 @@
    `webshell`, or one of its rules is in an exploit category (`EXPLOIT_RULE_CATEGORIES`: CRS rce / lfi / rfi /
    php / java / sqli injection, Log4Shell, deserialization, Suricata privilege-gain and executable-code classes).
 4. Its payload carries an injection signature (`injection_signature`: a quote or parenthesis followed by a SQL
-   keyword, SQL keywords with a comment or tautology, an HTML event handler or script scheme, a script tag
-   calling a JavaScript sink, repeated traversal, a system file path, a shell command chain, an XML entity):
-   the shapes ordinary values do not have, whatever a model learned from other traffic.
+   keyword, SQL keywords with a comment or tautology, a value ended by a SQL comment after a quote or number, an HTML
+   event handler or script scheme, a script tag calling a JavaScript sink, repeated traversal, a system file path, a
+   shell command chain, an XML entity, an LDAP filter): the shapes ordinary values do not have, whatever a model
+   learned from other traffic.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SIGNATURES: tuple[tuple[str, tuple[str, ...], float], ...] = (  # (name, feature
     ("SQL keyword after a quote", ("sql_quote_kw",), 1),
     ("SQL keywords with a comment", ("tok:sql_kw", "tok:sql_comment"), 1),
     ("SQL keywords with a tautology", ("tok:sql_kw", "tok:sql_logic"), 1),
+    ("SQL comment ending a value after a quote or number", ("tok:sql_tail",), 1),
     ("HTML event handler", ("tok:html_event",), 1),
     ("script scheme", ("tok:script_scheme",), 1),
     ("script tag with a JavaScript sink", ("tok:html_tag", "tok:js_sink"), 1),
@@ -42,6 +44,7 @@ SIGNATURES: tuple[tuple[str, tuple[str, ...], float], ...] = (  # (name, feature
     ("Windows system path", ("tok:win_path",), 1),
     ("shell command chain", ("tok:shell",), 1),
     ("XML entity", ("tok:xml_entity",), 1),
+    ("LDAP filter", ("tok:ldap",), 1),
 )
 
 

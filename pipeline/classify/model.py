@@ -51,7 +51,8 @@ EXPIRE_EVERY = 20_000  # alerts between sweeps of idle sources out of the state 
 # of the scope looks at the other columns only; the threshold for unseen rules was chosen for exactly that case.
 FAMILY_PREFIXES = ("rule=", "cat=", "rule_sev=", "x:")
 FAMILY_FEATURES = frozenset({"severity", "n_rules", "n_distinct_rules", "n_techniques", "min_paranoia_level",
-                             "rule_rarity", "rule_rarity_max"})
+                             "rule_rarity", "rule_rarity_max", "family_score_max", "families_scored",
+                             "n_rule_families"})
 RECORDED_MAX = 200_000  # alert ids remembered so that a re-decided alert is not recorded twice
 TRUSTED = (
     "sklearn.calibration._CalibratedClassifier",

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline.classify.features import (
     ARG_FEATURES,
+    FAMILY_SCORES,
     FIXED,
     ClassifierState,
     FeatureExtractor,
@@ -23,6 +24,7 @@ from pipeline.classify.features import (
     arg_matrix,
     ua_family,
 )
+from pipeline.classify.generalize import rule_family
 from pipeline.classify.history import GAP_CAP, RARITY_STEP, RARITY_TAU, WINDOWS, SourceHistory, TenantRules
 from pipeline.classify.train import normalize_dir
 from pipeline.schema import Alert, IntelHit
@@ -218,6 +220,9 @@ def test_feature_values_of_one_alert(alerts: list[Alert], schema: FeatureSchema)
     assert row["src_alerts_5m"] == 0.0 and row["src_gap"] == pytest.approx(math.log1p(GAP_CAP))
     assert sum(v for k, v in row.items() if k.startswith("rule=")) >= 1.0
     assert row["n_distinct_rules"] == len({r.id for r in a.rules})
+    scores = [float(a.extra.get(k, 0)) for k in FAMILY_SCORES]  # what carries over to a family never seen
+    assert row["family_score_max"] == max(scores) and row["families_scored"] == sum(v > 0 for v in scores)
+    assert row["n_rule_families"] == len({f for f in map(rule_family, a.rules) if f})
 
 
 def test_state_is_plain_mappings(alerts: list[Alert], schema: FeatureSchema) -> None:

@@ -50,6 +50,29 @@ def test_decode_is_one_level_and_lowercases() -> None:
     assert decode(b"%zz%4") == b"%zz%4"
 
 
+def test_decode_reads_product_and_evasion_escapes() -> None:
+    """ModSecurity writes quotes in matched data as \\x22; IIS %uHHHH full-width dots and slash look-alikes are
+    folded to ASCII, so the token classes see what the application would."""
+    assert decode(rb"1 or \x22\x22=\x22") == b'1 or ""="'
+    assert decode(b"%uFF0E%uff0e%u2215boot.ini") == b"../boot.ini"
+    assert decode(rb"\xzz %u12") == rb"\xzz %u12"  # not an escape: left as it is
+
+
+def test_token_classes_that_carry_over_to_other_rule_families() -> None:
+    """Value-ending SQL comments, LDAP filters, control characters, encoded traversal and more system paths;
+    ordinary values (a C# job title, a flat number, a parenthesised remark, JSON) have none of them."""
+    assert row("x='x';")["tok:sql_tail"] == 1 and row("id=0+--")["tok:sql_tail"] == 1
+    assert row("q=*(|(mail=*))")["tok:ldap"] == 1 and row("u=a)(|(uid=x")["tok:ldap"] == 1
+    assert row("a=..%15")["tok:ctrl"] == 1
+    assert row("p=%c0%2e%c0%2e%c0%2fboot.ini")["tok:traversal"] == 1
+    assert row("p=%c0%2e%c0%2e%c0%2fboot.ini")["tok:win_path"] == 1
+    assert row("f=c:/inetpub/wwwroot/global.asa")["tok:win_path"] >= 1
+    assert row("f=/usr/bin/id")["tok:unix_path"] == 1 and row("n=0x2e0x2e/x")["tok:traversal"] == 1
+    for text in ("job=C%23+developer", "addr=flat+3+%23+2", "note=(see+page+2)", 'd={"a":+1}', "x=it%27s+fine"):
+        r = row(text)
+        assert r["tok:sql_tail"] == r["tok:ldap"] == r["tok:ctrl"] == 0, text
+
+
 def test_content_comes_from_query_and_matched_values(sample_ds: Dataset) -> None:
     post = next(a for a in sample_ds.alerts if a.http and a.http.method == "POST" and a.extra.get("matched_data"))
     raw, n = content_of(post)
@@ -178,6 +201,8 @@ def test_default_model_on_a_new_source_stays_under_the_fn_goal() -> None:
 @pytest.mark.parametrize(("query", "kept"), [
     ("id=1%27+UNION+SELECT+password+FROM+users", True), ("q=%3Csvg+onload%3Dalert(1)%3E", True),
     ("f=..%2f..%2f..%2fetc%2fpasswd", True), ("h=x%3Bcat+/etc/hosts", True), ("name=O%27Brien", False),
+    ("x=%27x%27%3B", True), ("id=0+--", True), ("q=*(%7C(mail%3D*))", True), ("f=%uff0e%uff0e%u2215boot.ini", True),
+    ("job=C%23+developer", False), ("note=(see+page+2)", False),
     ("comment=%3Cp%3EGreat+shop%3C/p%3E", False), ("q=rock+%26+roll", False),
 ])
 def test_payload_guardrail(query: str, kept: bool) -> None:

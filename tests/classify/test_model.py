@@ -55,7 +55,7 @@ def test_manifest_and_roundtrip(sample_model_dir: Path, sample_model: NoiseClass
     for key in ("model_version", "model_sha256", "threshold", "target_recall", "training_data", "selection",
                 "versions", "features", "history_view", "split"):
         assert key in m, key
-    assert m["features"]["version"] == "2" and m["versions"]["sklearn"]
+    assert m["features"]["version"] == "3" and m["versions"]["sklearn"]
     assert m["training_data"]["sha256"] == sample_ds.data_hash and m["target_recall"] == TEST_RECALL
     assert set(m["selection"]["candidates"]) == {"hgb", "hgb-nohistory", "linear", "linear-nohistory"}
     again = NoiseClassifier.load(sample_model_dir)
