@@ -103,7 +103,6 @@ def evaluate_cmd(
     """Noise reduction and false negatives on labeled data, beside the CRS anomaly-score baseline; with
     --learning-curve, the same against the number of verdicts trained on."""
     from pipeline.classify.evaluate import evaluate, summary_lines
-    from pipeline.classify.model import ModelError
 
     _check_dirs(data)
     if split not in ("heldout", "validation", "train", "all"):
@@ -116,11 +115,8 @@ def evaluate_cmd(
             console.print("[red]error:[/red] --model is required (unless --learning-curve is given)")
             raise typer.Exit(2)
         return
-    try:
+    try:  # a ModelError (a UserError) is reported by `mdr` as one line
         report = evaluate(model, data, report_dir, split, _usecases(usecases), tenant, pipeline)
-    except ModelError as e:
-        console.print(lit(("error:", "red"), " ", e))
-        raise typer.Exit(2) from None
     except ValueError as e:  # nothing to evaluate
         raise UserError(str(e)) from None
     for line in summary_lines(report):

@@ -36,9 +36,10 @@ import skops.io as sio
 
 from pipeline.classify.drift import TenantDrift
 from pipeline.classify.explain import explainer_for
-from pipeline.classify.features import ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
+from pipeline.classify.features import FEATURE_VERSION, ClassifierState, FeatureExtractor, FeatureSchema, Vocabulary
 from pipeline.classify.guardrails import keep_reason
 from pipeline.classify.scope import Scope
+from pipeline.errors import UsageError
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
 
@@ -61,8 +62,39 @@ TRUSTED = (
 )
 
 
-class ModelError(Exception):
-    """The model directory is missing, damaged or incompatible."""
+class ModelError(UsageError):
+    """The model directory is missing, damaged or incompatible (`mdr` reports it as one line, exit status 2)."""
+
+
+class SchemaMismatch(ModelError):
+    """A model of another feature schema than this build's: the message names the manifest, both schemas and the
+    command that retrains it (`hint`)."""
+
+    def __init__(self, manifest: Path, found: str | None, hint: str):
+        self.manifest, self.found = manifest, found
+        super().__init__(f"{manifest}: the model has feature schema {found or 'unknown'}, this build reads feature "
+                         f"schema {FEATURE_VERSION} only; retrain it: {hint}")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A model directory's manifest, checked to be of this build's feature schema before anything else of the
+    model is read (`SchemaMismatch` otherwise)."""
+    d = Path(path)
+    try:
+        manifest = json.loads((d / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {d / MANIFEST_FILE}: {e}") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{d / MANIFEST_FILE} is not a model manifest (a JSON object)")
+    features = manifest.get("features")
+    found = features.get("version") if isinstance(features, dict) else None
+    if found != FEATURE_VERSION:
+        td = manifest.get("training_data")
+        dirs = td.get("dirs") if isinstance(td, dict) else None
+        data = " ".join(f"--data {x}" for x in dirs) if isinstance(dirs, list) and dirs else "--data DIR"
+        raise SchemaMismatch(d / MANIFEST_FILE, None if found is None else str(found),
+                             f"mdr model train {data} --out {d} (or mdr model retrain from the analysts' verdicts)")
+    return manifest
 
 
 def sha256_file(path: str | Path) -> str:
@@ -109,10 +141,7 @@ class NoiseClassifier:
              ) -> NoiseClassifier:
         """Load a model directory (verifies the checksum, the trusted types and the feature schema version)."""
         d = Path(path)
-        try:
-            manifest = json.loads((d / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ModelError(f"cannot read {d / MANIFEST_FILE}: {e}") from None
+        manifest = read_manifest(d)
         mfile = d / MODEL_FILE
         if not mfile.exists():
             raise ModelError(f"missing {mfile}")

@@ -12,8 +12,10 @@ A registry is a directory:
 active model and, beside it, the shadow model (`Shadowed`): the shadow scores every alert the core classifies and
 logs its decisions, and suppresses nothing. `promote` moves the shadow model to active only through the gate
 (`gate`): over the last N alert verdicts whose alerts it scored, its false-negative rate (verdict attacks it would
-have suppressed) must be at or below the target, with at least `MIN_GATE_ATTACKS` attacks among them. The worker
-watches registry.json and loads a newly promoted model without a restart. registry.json is replaced atomically.
+have suppressed) must be at or below the target, with at least `MIN_GATE_ATTACKS` attacks among them; a model
+this build cannot load (another feature schema) is never promoted. The worker watches registry.json and loads a
+newly promoted model without a restart (one it cannot load leaves the running model in place). registry.json is
+replaced atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UserError
 from pipeline.hooks import Classifier
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
@@ -38,8 +41,8 @@ DEFAULT_MAX_FN = 0.005
 MIN_GATE_ATTACKS = 20
 
 
-class RegistryError(Exception):
-    """Unknown model, nothing to promote, or a gate that refuses."""
+class RegistryError(UserError):
+    """Unknown model, nothing to promote, or a gate that refuses (`mdr` reports it as one line, exit status 1)."""
 
 
 def is_registry(path: str | Path) -> bool:
@@ -88,6 +91,18 @@ class Registry:
             raise RegistryError(f"no model {version!r} in {self.root}")
         return p
 
+    def load(self, version: str, state: Any = None, shadow: bool = False) -> Any:
+        """The registry's model `version` as a NoiseClassifier (ModelError when this build cannot run it; for
+        another feature schema, the message says how to retrain it into this registry)."""
+        from pipeline.classify.model import NoiseClassifier, SchemaMismatch
+
+        try:
+            return NoiseClassifier.load(self.path(version), state, shadow)
+        except SchemaMismatch as e:  # an active model this build cannot run cannot shadow a new one: no gate
+            force = " --force" if self.state().get("active") == version else ""
+            raise SchemaMismatch(e.manifest, e.found, f"mdr model retrain --registry {self.root}, then mdr model "
+                                                      f"promote --registry {self.root}{force}") from None
+
     # ---- changes -----------------------------------------------------------------------------------
     def add(self, model_dir: str | Path, shadow: bool = True) -> str:
         """Copy a saved model directory into the registry (as the shadow model unless `shadow` is false)."""
@@ -107,12 +122,13 @@ class Registry:
     def promote(self, version: str | None = None, report: dict[str, Any] | None = None,
                 force: bool = False) -> str:
         """Make `version` (default: the shadow model) active. Without `force`, `report` (from `gate`) must
-        have passed."""
+        have passed. Even with `force`, a model this build cannot load (another feature schema, a damaged file)
+        is refused (ModelError) and the active model stays."""
         st = self.state()
         version = version or st.get("shadow")
         if not version:
             raise RegistryError("no shadow model to promote")
-        self.path(version)
+        self.load(version)  # a model this build cannot run (another feature schema) is never made active
         if not force and not (report and report.get("passed")):
             raise RegistryError(f"the promotion gate did not pass for {version}: "
                                 f"{(report or {}).get('reason', 'no gate report')}")
@@ -237,8 +253,8 @@ def load_classifier(path: str | Path, state: Any = None) -> Any:
         return NoiseClassifier.load(path, state)
     reg = Registry(path)
     st = reg.state()
-    active = NoiseClassifier.load(reg.path(st["active"]), state) if st.get("active") else None
+    active = reg.load(st["active"], state) if st.get("active") else None
     if st.get("shadow"):
-        shadow = NoiseClassifier.load(reg.path(st["shadow"]), shadow=True)
+        shadow = reg.load(st["shadow"], shadow=True)
         return Shadowed(active, shadow, reg.shadow_log(st["shadow"]))
     return active

@@ -61,6 +61,7 @@ def promote(store: Any, registry: str | Path, version: str | None = None, last_n
         from pipeline.classify.registry import RegistryError
 
         raise RegistryError("no shadow model to promote")
+    reg.load(version)  # ModelError for a model this build cannot run, before its gate is judged
     report = gate(read_shadow(reg.shadow_log(version)), verdict_labels(store), last_n, max_fn)
     if report["passed"] or force:
         reg.promote(version, report, force=force)

@@ -215,6 +215,10 @@ def worker(
         metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
         model=model, log_level=log_level.value, max_attempts=max_attempts, shutdown_grace=shutdown_grace,
         soar_tick=soar_tick)
+    if model is not None:  # a model this build cannot run fails here, as one line, before the broker is asked
+        from pipeline.classify.registry import load_classifier
+
+        load_classifier(model)
     run_worker(cfg, broker_wait)
 
 

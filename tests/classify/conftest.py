@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,17 @@ def sample_model_dir(tmp_path_factory: pytest.TempPathFactory, sample_ds: Datase
 @pytest.fixture
 def sample_model(sample_model_dir: Path) -> NoiseClassifier:
     return NoiseClassifier.load(sample_model_dir)
+
+
+def older_schema_copy(model_dir: Path, dest: Path, schema: str = "2") -> Path:
+    """A copy of a saved model as an earlier build wrote it: its manifest names feature schema `schema` (and a
+    version of its own, so that a registry keeps both)."""
+    shutil.copytree(model_dir, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m["features"]["version"] = m["feature_schema_version"] = schema
+    m["model_version"] = f"noise-linear-schema{schema}"
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
 
 
 def usecases_from(tmp_path: Path, yaml_text: str) -> UseCaseSet:

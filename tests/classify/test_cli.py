@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline import paths
-from pipeline.classify.model import NoiseClassifier
+from pipeline.classify.model import ModelError, NoiseClassifier
 from pipeline.cli import app
 from pipeline.engine import Core
 from pipeline.replay import replay
 from pipeline.rules.usecase import load_usecases
 
-from .conftest import SAMPLE, TEST_RECALL
+from .conftest import SAMPLE, TEST_RECALL, older_schema_copy
 
 runner = CliRunner(env={"COLUMNS": "200"})
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -55,6 +56,33 @@ def test_usage_errors(home: Path, sample_model_dir: Path) -> None:
     r = runner.invoke(app, ["replay", str(SAMPLE / "modsec_audit.jsonl.gz"), "--model", str(home / "nope"),
                             "--out", str(home / "o")])
     assert r.exit_code != 0 and "cannot read" in r.output
+
+
+def one_line_error(r: Any) -> str:
+    """The one line `mdr` printed for a failed command (no traceback)."""
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    return lines[0]
+
+
+def test_a_model_of_another_feature_schema_fails_as_one_line(home: Path, sample_model_dir: Path) -> None:
+    """A model an earlier build wrote (feature schema 2) given to `mdr replay`, `mdr model evaluate` or `mdr worker`
+    (before the broker is asked: nothing listens on the address given): one line that names its manifest, its
+    schema, the schema this build reads and the command that retrains it."""
+    old = older_schema_copy(sample_model_dir, home / "old")
+    for args in (["replay", str(SAMPLE), "--model", str(old), "--out", str(home / "o")],
+                 ["model", "evaluate", "--model", str(old), "--data", str(SAMPLE)],
+                 ["worker", "--model", str(old), "--bootstrap", "127.0.0.1:1", "--broker-wait", "0"]):
+        line = one_line_error(runner.invoke(app, args))
+        assert str(old / "manifest.json") in line and "feature schema 2" in line, line
+        assert "reads feature schema 3" in line and f"mdr model train --data {SAMPLE} --out {old}" in line, line
+    assert not (home / "o" / "suppressed.jsonl").exists()
+    m = json.loads((old / "manifest.json").read_text())
+    del m["features"]["version"], m["training_data"]["dirs"]  # older still: no schema recorded
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match=r"feature schema unknown, .* mdr model train --data DIR --out"):
+        NoiseClassifier.load(old)
 
 
 def test_replay_model_equals_direct_core(home: Path, sample_model_dir: Path) -> None:

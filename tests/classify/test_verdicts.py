@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pipeline.classify.drift import TenantDrift, notices, psi
 from pipeline.classify.evaluate import learning_curve
 from pipeline.classify.metrics import core_view
-from pipeline.classify.model import NoiseClassifier
+from pipeline.classify.model import ModelError, NoiseClassifier
 from pipeline.classify.registry import Registry, RegistryError, gate, load_classifier, read_shadow
 from pipeline.classify.train import Dataset, dataset_from_alerts, tenant_thresholds
 from pipeline.cli import app
@@ -23,7 +23,8 @@ from pipeline.soar.tickets import TicketError, TicketStore
 from pipeline.soar.verdicts import close, labeled_alerts, list_verdicts, record_incident_verdict, record_verdict
 from tests.soar.helpers import incident
 
-from .conftest import SAMPLE, TEST_RECALL
+from .conftest import SAMPLE, TEST_RECALL, older_schema_copy
+from .test_cli import one_line_error
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -200,6 +201,35 @@ def test_shadow_mode_leads_to_promotion(home: Path, sample_model_dir: Path) -> N
 
 
 # ---- per-tenant thresholds -------------------------------------------------------------------------------------
+def test_a_model_of_another_feature_schema_is_never_promoted(home: Path, sample_model_dir: Path) -> None:
+    """A registry an earlier build filled: its schema-2 model in shadow is refused by `mdr model promote`, even
+    forced, and the active model stays; a schema-2 active model stops `mdr replay --model REGISTRY` with one line
+    that says how to retrain into the registry (forced: an active model that cannot run shadows nothing)."""
+    reg = Registry.create(home / "registry")
+    new = reg.add(sample_model_dir, shadow=False)
+    reg.promote(new, force=True)
+    old = reg.add(older_schema_copy(sample_model_dir, home / "old"), shadow=True)
+    db = f"sqlite:///{home / 'soar.db'}"
+    for force in ([], ["--force"]):
+        line = one_line_error(runner.invoke(app, ["model", "promote", "--registry", str(reg.root), "--db", db,
+                                                  *force]))
+        assert str(reg.root / old / "manifest.json") in line and "feature schema 2" in line, line
+        assert f"mdr model retrain --registry {reg.root}, then mdr model promote --registry {reg.root}" in line
+        assert not line.endswith("--force")  # the active model runs: the new one can pass the gate
+        assert reg.active == new and reg.shadow == old
+    with pytest.raises(ModelError, match="feature schema 2"):
+        reg.promote(old, force=True)
+    assert reg.active == new and not [e for e in reg.state()["events"] if e["event"] == "promoted" and
+                                      e["version"] == old]
+
+    st = reg.state()  # as an earlier build's `mdr model promote` left it
+    st.update(active=old, shadow=None)
+    (reg.root / "registry.json").write_text(json.dumps(st))
+    line = one_line_error(runner.invoke(app, ["replay", str(SAMPLE), "--model", str(reg.root), "--out",
+                                              str(home / "o")]))
+    assert str(reg.root / old / "manifest.json") in line and line.endswith(f"promote --registry {reg.root} --force")
+
+
 def test_per_tenant_thresholds(sample_ds: Dataset, sample_model: NoiseClassifier) -> None:
     """Two tenants with their own validation verdicts get their own thresholds; assess uses them."""
     alerts = [msgspec.structs.replace(a, tenant_id="t2" if i % 2 else "t1", alert_id=f"{a.alert_id}{i % 2}")

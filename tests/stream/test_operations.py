@@ -8,6 +8,7 @@ dead letters and the last good set keeps running.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -194,7 +195,8 @@ def test_context_reload(kafka_broker, tmp_path: Path) -> None:
 def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path) -> None:
     """`mdr worker --model REGISTRY`: promoting another model (`mdr model promote`) while the worker runs makes
     it the model that suppresses from the next alerts on, without a restart; the shadow model beside the
-    active one logs its decisions."""
+    active one logs its decisions. A model of another feature schema made active (as an earlier build could)
+    is not loaded: the worker logs why and keeps suppressing with the model it runs."""
     from pipeline.classify.registry import Registry, read_shadow
     from pipeline.classify.train import load_data, merge, train
     from pipeline.stream.producer import produce
@@ -202,7 +204,7 @@ def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path
     sample = Path(__file__).resolve().parents[1] / "fixtures" / "labeled" / "waf-pl4-sample"
     reg = Registry.create(tmp_path / "registry")
     versions = []
-    ds = merge(load_data([sample], "shop"), load_data([sample], "shop2"))  # the models know both tenants
+    ds = merge(*(load_data([sample], t) for t in ("shop", "shop2", "shop3")))  # the models know the tenants
     for kind in ("linear", "hgb"):
         m, _, _ = train([], 0.95, (kind,), ((),), novel=False, ds=ds)
         versions.append(reg.add(m.save(tmp_path / kind), shadow=False))
@@ -216,19 +218,32 @@ def test_promoted_model_is_loaded_without_a_restart(kafka_broker, tmp_path: Path
     w = start_worker(b_topic, tmp_path, "--prefix", prefix, "--metrics-port", str(port), "--model",
                      str(reg.root), app_id="promo")
 
-    def models_used() -> set[str]:
-        return {orjson.loads(r.value)["model_version"] for r in read_topic(b_topic, f"{prefix}suppressed", 3)}
+    def models_used(tenant: str | None = None) -> set[str]:
+        return {d["model_version"] for d in map(orjson.loads, (r.value for r in read_topic(
+            b_topic, f"{prefix}suppressed", 3))) if tenant in (None, d["alert"]["tenant_id"])}
 
     try:
         assert wait_until(lambda: healthz(port)[0] == 200, 90, every=0.5), w.tail()
         produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop")
         assert wait_until(lambda: models_used() == {a}, 60), w.tail()
         assert wait_until(lambda: len(read_shadow(reg.shadow_log(b))) > 0, 30), w.tail()
+        old = reg.root / "noise-schema2"  # an earlier build's model, made active by that build
+        shutil.copytree(reg.path(a), old)
+        m = orjson.loads((old / "manifest.json").read_bytes())
+        m["features"]["version"] = "2"
+        (old / "manifest.json").write_bytes(orjson.dumps(m))
+        st = reg.state()
+        (reg.root / "registry.json").write_bytes(orjson.dumps({**st, "active": old.name}))
+        assert wait_until(lambda: metric(metrics(port), "mdr_model_reloads_total", 'result="failed"') >= 1, 15,
+                          every=0.2), w.tail()
+        assert "keeping the running one" in w.tail() and "feature schema 2" in w.tail(), w.tail()
+        produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop3")
+        assert wait_until(lambda: models_used("shop3") == {a}, 60), w.tail()
         reg.promote(b, force=True)
         assert wait_until(lambda: metric(metrics(port), "mdr_model_reloads_total", 'result="ok"') >= 1, 15,
                           every=0.2), w.tail()
         produce(b_topic, [str(sample / "modsec_audit.jsonl.gz")], topics.ingest_topic("waf"), "shop2")
-        assert wait_until(lambda: b in models_used(), 60), w.tail()
+        assert wait_until(lambda: b in models_used("shop2"), 60), w.tail()
         assert metric(metrics(port), "mdr_noise_scored_total", 'tenant="shop"') > 0
     finally:
         assert w.stop() == 0, w.tail()
