@@ -29,9 +29,10 @@ from sigma.collection import SigmaCollection  # noqa: E402
 from sigma.rule import SigmaRule  # noqa: E402
 
 from pipeline.normalize.source import read_alerts  # noqa: E402
+from pipeline.rules import UnsupportedRule  # noqa: E402
 from pipeline.rules.compile import CompiledRule, compile_rule  # noqa: E402
 from pipeline.rules.index import RuleIndex  # noqa: E402
-from pipeline.rules.mapping import UnsupportedRule, source_key  # noqa: E402
+from pipeline.rules.logsources import source_key  # noqa: E402
 from pipeline.rules.values import FETCH  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
 

@@ -22,13 +22,8 @@ from sigma.conditions import (
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 
-from pipeline.rules.mapping import (
-    KEYWORD_PATHS,
-    Route,
-    UnsupportedRule,
-    resolve_field,
-    route_for,
-)
+from pipeline.rules.fieldmap import KEYWORD_PATHS, resolve_field
+from pipeline.rules.logsources import Route, route_for
 from pipeline.rules.modifiers import (
     GROUPABLE,
     And,
@@ -42,6 +37,7 @@ from pipeline.rules.modifiers import (
     leaf_matcher,
     value_leaves,
 )
+from pipeline.rules.unsupported import UnsupportedRule
 from pipeline.rules.values import Ctx
 from pipeline.schema import Alert
 

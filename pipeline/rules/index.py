@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.rules.alert_builder import probe_alert
 from pipeline.rules.compile import CompiledRule
-from pipeline.rules.mapping import VIEWS, SourceKey, known_paths, probe_alert, source_key
+from pipeline.rules.logsources import SourceKey, known_paths, source_key
 from pipeline.rules.modifiers import And, Leaf, Node, Not, Or, leaf_matcher, literal_set, regex_literals
 from pipeline.rules.values import FETCH, Ctx
+from pipeline.rules.views import VIEWS
 from pipeline.schema import Alert
 
 Atom = tuple[str, str, Any]  # ("eq", path, lower-case value) | ("sub", path, lower-case literal) | ("num", path, n)

@@ -37,8 +37,8 @@ from sigma.types import (
     TimestampPart,
 )
 
-from pipeline.rules.mapping import UnsupportedRule, raw_values
-from pipeline.rules.values import Ctx
+from pipeline.rules.unsupported import UnsupportedRule
+from pipeline.rules.values import Ctx, raw_values
 
 Matcher = Callable[["Ctx"], bool]
 

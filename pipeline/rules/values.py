@@ -1,18 +1,118 @@
-"""One alert's field values as compiled rules read them: `FETCH[key](alert)` and the per-alert cache `Ctx`.
+"""One alert's field values at normalized paths.
+
+* `getter(path)`: a function `Alert -> raw value` (computed views included; lists stay lists);
+  `raw_values(alert, key)` the flat list of a key's values (paths joined by commas), `field_getter(name)` the
+  same for a Sigma field name (for group-by and displays).
+* `FETCH[key](alert)`: the string values compiled rules compare, and `Ctx`, the per-alert cache of them.
 
 Below `compile`, `index` and `modifiers`, which all read values through it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pipeline.rules.mapping import SCHEMA_PATHS, getter, raw_values
+from pipeline.rules.fieldmap import SCHEMA_PATHS, resolve_field
+from pipeline.rules.unsupported import UnsupportedRule
+from pipeline.rules.views import READERS
 from pipeline.schema import Alert
 
-__all__ = ["FETCH", "Ctx"]
+__all__ = ["FETCH", "Ctx", "Getter", "field_getter", "getter", "raw_values"]
+
+Getter = Callable[[Alert], Any]
+
+
+def _extra_getter(key: str) -> Getter:
+    def get(a: Alert) -> Any:
+        extra = a.extra
+        if key in extra:
+            return extra[key]
+        node: Any = extra
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    return get
+
+
+def _walk_getter(parts: list[str]) -> Getter:
+    def get(a: Alert) -> Any:
+        nodes: list[Any] = [a]
+        many = False
+        for p in parts:
+            nxt: list[Any] = []
+            for n in nodes:
+                v = getattr(n, p, None)
+                if isinstance(v, list):
+                    many = True
+                    nxt.extend(v)
+                elif v is not None:
+                    nxt.append(v)
+            nodes = nxt
+        if many:
+            return nodes
+        return nodes[0] if nodes else None
+
+    return get
+
+
+@functools.cache
+def getter(path: str) -> Getter:
+    """A function Alert -> the raw value at a normalized path (None when absent; lists stay lists).
+
+    A Sigma field name is accepted too (its first present path); unknown names raise KeyError.
+    """
+    if path in READERS:
+        return READERS[path]
+    if path.startswith("extra.") and len(path) > 6:
+        return _extra_getter(path[6:])
+    if path not in SCHEMA_PATHS:
+        paths = resolve_field(path)
+        if not paths:
+            raise KeyError(f"unknown field {path!r}")
+        gets = [getter(p) for p in paths]
+        if len(gets) == 1:
+            return gets[0]
+        return lambda a: next((v for g in gets if (v := g(a)) is not None), None)
+    parts = path.split(".")
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda a: getattr(a, name)
+    if len(parts) == 2 and not SCHEMA_PATHS[path]:
+        outer, leaf = parts
+
+        def get2(a: Alert) -> Any:
+            s = getattr(a, outer)
+            return None if s is None else getattr(s, leaf)
+
+        return get2
+    return _walk_getter(parts)
+
+
+def raw_values(alert: Alert, key: str) -> list[Any]:
+    """Raw values of a key (normalized paths joined by commas); lists flattened, absent values dropped."""
+    out: list[Any] = []
+    for p in key.split(","):
+        v = getter(p)(alert)
+        if isinstance(v, (list, tuple)):
+            out.extend(x for x in v if x is not None)
+        elif v is not None:
+            out.append(v)
+    return out
+
+
+def field_getter(name: str, product: str | None = None) -> Callable[[Alert], list[Any]]:
+    """Values of a Sigma field or normalized path in an alert, as a flat list (for group-by and displays)."""
+    paths = resolve_field(name, product)
+    if not paths:
+        raise UnsupportedRule("unmapped field", name)
+    key = ",".join(paths)
+    return lambda a: raw_values(a, key)
 
 
 def _strings(v: Any, out: list[str]) -> None:

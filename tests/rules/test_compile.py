@@ -539,7 +539,7 @@ _SOURCES = [
 
 def _random_rules(alerts: list[Alert], n: int, rng: random.Random) -> list[CompiledRule]:
     """Rules built from values the alerts really carry, in every shape the prefilter must see through."""
-    from pipeline.rules.mapping import field_getter
+    from pipeline.rules import field_getter
 
     pools = {f: sorted({str(v) for a in alerts for v in field_getter(f)(a) if v}) for f in _FIELDS}
     pools = {f: p for f, p in pools.items() if p}

@@ -20,8 +20,9 @@ from sigma.exceptions import SigmaError
 from sigma.modifiers import SigmaCIDRModifier
 from sigma.rule import SigmaDetection, SigmaRule
 
+from pipeline.rules import UnsupportedRule, alert_from_fields, getter, resolve_field
 from pipeline.rules.compile import CompiledRule, compile_rule
-from pipeline.rules.mapping import VIEWS, UnsupportedRule, alert_from_fields, getter, resolve_field
+from pipeline.rules.views import VIEWS
 from tests.rules import events_for, sigma_rules
 
 sqlite_backend = pytest.importorskip("sigma.backends.sqlite")

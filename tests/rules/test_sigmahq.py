@@ -8,9 +8,10 @@ from typing import Any
 
 import msgspec
 
+from pipeline.rules import UnsupportedRule, alert_from_fields
 from pipeline.rules.compile import CompiledRule, compile_rule
+from pipeline.rules.fieldmap import is_normalized_path
 from pipeline.rules.index import RuleIndex
-from pipeline.rules.mapping import UnsupportedRule, alert_from_fields, is_normalized_path
 from pipeline.schema import Alert, Source
 from tests.rules import events_for, sigma_rules
 
