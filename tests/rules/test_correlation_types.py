@@ -23,28 +23,14 @@ from pipeline.rules.correlation_types import (
     compile_correlation,
 )
 from pipeline.schema import Alert
+from tests.core.test_correlate import BASE, CORR
 
-IDS = {"rule_a": "id-a", "rule_b": "id-b"}
+IDS = {"rule_a": "id-a", "rule_b": "id-b"}  # resolve(): canonical ids of BASE's rules
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-BASE = "".join(f"""title: base {n}
-name: {n}
-logsource: {{product: mdr}}
-detection: {{sel: {{rule.id: {n}}}, condition: sel}}
----
-""" for n in IDS)
 
 
 def rule(ctype: str, rules: str, cond: str) -> SigmaCorrelationRule:
-    return SigmaCollection.from_yaml(BASE + f"""
-title: corr
-id: 00000000-0000-4000-8000-0000000000cc
-correlation:
-  type: {ctype}
-  rules: {rules}
-  group-by: [src.ip]
-  timespan: 5m
-{cond}
-""").rules[-1]
+    return SigmaCollection.from_yaml(BASE + CORR.format(type=ctype, rules=rules, cond=cond)).rules[-1]
 
 
 def resolve(ref: str) -> tuple[str, str | None]:
