@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline import schema
 from pipeline.rules.fieldmap import resolve_field
+from pipeline.rules.logsources import SourceKey
 from pipeline.rules.unsupported import UnsupportedRule
 from pipeline.rules.views import VIEWS
 from pipeline.schema import Alert, Source
-
-if TYPE_CHECKING:
-    from pipeline.rules.logsources import SourceKey
 
 _STRUCTS = {"http": schema.Http, "process": schema.Process, "file": schema.File, "dns": schema.Dns,
             "network": schema.Network, "host": schema.HostInfo, "src": schema.Endpoint,
