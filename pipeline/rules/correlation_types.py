@@ -295,5 +295,7 @@ def compile_correlation(corr_id: str, rule: SigmaCorrelationRule, resolve: Calla
         raise ValueError(f"{rule.type.name.lower()} needs condition.field")
     if op is None and expr is None:
         op, threshold = kind.default_condition(refs)
-    return kind(corr_id, refs, {k: list(v) for k, v in aliases.items()}, float(rule.timespan.seconds), group_by,
-                group_getters, value_getter, op, threshold, percentile, expr, names, op in _ABSENCE)
+    return kind(id=corr_id, refs=refs, aliases={k: list(v) for k, v in aliases.items()},
+                timespan=float(rule.timespan.seconds), group_by=group_by, group_getters=group_getters,
+                value_getter=value_getter, op=op, threshold=threshold, percentile=percentile, expr=expr,
+                ref_names=names, absence=op in _ABSENCE)
