@@ -4,7 +4,7 @@ incidents, fusion), with the shipped use cases and with ~200 and ~430 rules (shi
 The floor, measured in the same run, is the core with no use case at all (dedup and bookkeeping only).
 Alerts: lab-1 normalized once, replicated into distinct tenants so that every copy is new work.
 
-    .venv/bin/python bench/core.py [--copies 40]
+    .venv/bin/python bench/core.py [--copies 40] [--sigma ../shared/sigma]
 """
 
 from __future__ import annotations
@@ -59,13 +59,14 @@ def rate(ucs: UseCaseSet, batches: list[list[Alert]]) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=40)
+    ap.add_argument("--sigma", type=Path, default=SIGMA, help="SigmaHQ rules (default: ../shared/sigma)")
     args = ap.parse_args()
     tune_gc()
     alerts = lab_alerts()
     sets: list[tuple[str, UseCaseSet]] = [("floor: no use case", UseCaseSet()),
                                           ("shipped use cases", load_usecases(str(ROOT / "usecases")))]
-    if SIGMA.is_dir():
-        sigma_files = sorted(str(p) for p in SIGMA.rglob("*.yml"))
+    if args.sigma.is_dir():
+        sigma_files = sorted(str(p) for p in args.sigma.rglob("*.yml"))
         sets.append(("shipped + SigmaHQ (~200)", load_usecases([str(ROOT / "usecases"), *sigma_files[:160]])))
         sets.append(("shipped + all SigmaHQ", load_usecases([str(ROOT / "usecases"), *sigma_files])))
     print(f"{len(alerts)} lab-1 alerts x {args.copies} tenants, one core (process time)")
