@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.context.priority import prioritize
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
@@ -377,17 +378,19 @@ class Core:
         self._at = "correlate"
 
     def _emit(self, inc: Incident, closed: Incident | None) -> None:
+        """Fuse the changed incident, then prioritize it and every survivor fusion changed (`prioritize` alone
+        writes priorities: through the context's hook, or bare without a context)."""
         if closed is not None:
             self.out.incidents[closed.incident_id] = closed
-        if self.prioritizer is not None:
-            self._at = "prioritize"
-            self.prioritizer(inc)
         self._at = "fusion"
-        for changed in self.fusion.fuse(inc):
-            if changed is not inc and self.prioritizer is not None and changed.status != "merged":
-                self._at = "prioritize"
-                self.prioritizer(changed)
-            self.out.incidents[changed.incident_id] = changed
+        changed = self.fusion.fuse(inc)
+        self._at = "prioritize"
+        rate = self.prioritizer or prioritize
+        for c in changed:
+            if c is inc or c.status != "merged":
+                rate(c)
+        for c in changed:
+            self.out.incidents[c.incident_id] = c
 
     # ---- time --------------------------------------------------------------------------------------
     # A tenant's state is expired when its watermark crosses a multiple of EXPIRE_STEP (less the lateness) and

@@ -20,7 +20,7 @@ from pipeline.rules.usecase import UseCase
 from pipeline.schema import (
     CATEGORY_CLASS,
     HOST_FAMILIES,
-    PRIORITIES,
+    UNRATED,
     Alert,
     Entities,
     Incident,
@@ -177,10 +177,6 @@ def add_alert_ids(inc: Incident, ids: Iterable[str], idsets: IdSets) -> list[str
     return added
 
 
-def higher(p1: str, p2: str) -> str:
-    return p1 if PRIORITIES.index(p1) <= PRIORITIES.index(p2) else p2
-
-
 class IncidentBuilder:
     """Groups use-case matches into incidents. `add` returns the incident it updated."""
 
@@ -216,9 +212,8 @@ class IncidentBuilder:
         iid = make_id(tenant, uc.id, *(str(v) for v in group.values()), first.time.isoformat())
         return Incident(
             incident_id=iid, tenant_id=tenant, title=render_title(uc.mdr.title, group, first),
-            category=uc.mdr.category, class_=CATEGORY_CLASS[uc.mdr.category], priority=uc.mdr.priority,
+            category=uc.mdr.category, class_=CATEGORY_CLASS[uc.mdr.category], priority=UNRATED,
             base_priority=uc.mdr.priority,
-            priority_reasons=[f"base {uc.mdr.priority} from use case {uc.title!r}"],
             use_cases=[uc.id], first_seen=first.time, last_seen=first.time, alert_count=0, alert_ids=[],
             playbook=uc.mdr.playbook, version=0,
         )
