@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import statistics
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from sigma.correlations import (
 from pipeline.schema import Alert
 
 Getter = Callable[[Alert], Any]
+_time = operator.itemgetter(0)  # an event's time
 _OPS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
     SigmaCorrelationConditionOperator.LT: lambda a, b: a < b,
     SigmaCorrelationConditionOperator.LTE: lambda a, b: a <= b,
@@ -78,6 +80,8 @@ class _Compiled:
     percentile: float | None
     expr: Any | None  # extended boolean condition for temporal types
     ref_names: dict[str, str]  # canonical ref -> name used in the extended condition
+    type_name: str = ""  # derived: the type's name in a hit, and the condition in words (`_describe`)
+    condition: str = ""
 
 
 def _cond_eval(node: Any, present: set[str]) -> bool:
@@ -153,6 +157,7 @@ class Correlator:
         c = _Compiled(corr_id, refs, {k: list(v) for k, v in aliases.items()}, rule.type,
                       float(rule.timespan.seconds), group_by, group_getters, value_getter, op, threshold,
                       percentile, expr, names)
+        c.type_name, c.condition = c.type.name.lower(), self._describe(c)
         self._compiled[corr_id] = c
         for cid in dict.fromkeys(refs):
             self._by_ref.setdefault(cid, []).append(c)
@@ -183,11 +188,14 @@ class Correlator:
             value = value[0] if value else None
         ids = alert_ids if alert_ids is not None else [alert.alert_id]
         ev = st["ev"]
-        bisect.insort(ev, [t, ids, ref, value, weight], key=lambda e: e[0])
+        if not ev or ev[-1][0] <= t:  # in time order (the usual case): no search
+            ev.append([t, ids, ref, value, weight])
+        else:
+            bisect.insort(ev, [t, ids, ref, value, weight], key=_time)
         self._count(st, value, weight, 1)
         horizon = ev[-1][0] - c.timespan
         if ev[0][0] < horizon:
-            cut = bisect.bisect_left(ev, horizon, key=lambda e: e[0])
+            cut = bisect.bisect_left(ev, horizon, key=_time)
             for e in ev[:cut]:
                 self._count(st, e[3], e[4], -1)
             del ev[:cut]
@@ -202,8 +210,8 @@ class Correlator:
         new_ids = ids if was else list(dict.fromkeys(i for e in ev for i in e[1]))
         return CorrelationHit(
             c.id, alert.tenant_id, dict(zip(c.group_by, values, strict=True)), new_ids, ev[0][0], ev[-1][0],
-            {"type": c.type.name.lower(), "value": measure, "timespan": c.timespan,
-             "condition": self._describe(c), "events": len(ev), "continuation": was},
+            {"type": c.type_name, "value": measure, "timespan": c.timespan,
+             "condition": c.condition, "events": len(ev), "continuation": was},
         )
 
     @staticmethod
@@ -295,7 +303,7 @@ class Correlator:
                     hits.append(CorrelationHit(
                         c.id, tenant, dict(zip(c.group_by, values, strict=True)),
                         list(dict.fromkeys(i for e in ev for i in e[1])), ev[0][0], ev[-1][0],
-                        {"type": c.type.name.lower(), "value": measure, "timespan": c.timespan,
-                         "condition": self._describe(c), "events": len(ev), "continuation": False}))
+                        {"type": c.type_name, "value": measure, "timespan": c.timespan,
+                         "condition": c.condition, "events": len(ev), "continuation": False}))
             del self.state[key]
         return hits
