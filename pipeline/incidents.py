@@ -185,7 +185,7 @@ class IncidentBuilder:
     def __init__(self, state: MutableMapping[str, Incident] | None = None, idsets: IdSets | None = None):
         self.open: MutableMapping[str, Incident] = state if state is not None else {}
         self.idsets = idsets if idsets is not None else IdSets()
-        # of the alert-id lists of each open incident's explanation and its conditions (derived; `_explained`)
+        # of the alert-id lists of each open incident's explanation and its conditions (derived; `_absorb`)
         self.explained = IdSets()
 
     def add(self, uc: UseCase, tenant: str, group: dict[str, Any], alerts: list[Alert],
