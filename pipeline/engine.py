@@ -4,8 +4,10 @@
 
 `Core.feed_alerts(alerts)` takes normalized alerts (`pipeline.normalize.source` turns files into them, the
 worker's normalize agent messages); results accumulate in `Core.out` (an `Outputs`) that the adapter drains with
-`take()`. All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the streaming worker hands in
-its partitioned tables. Nothing here knows about files or Kafka.
+`take()`. Alerts update incidents one by one; fusion and priority run at the end of the call, once for each
+incident the call changed (`_settle`), so their cost follows the incidents, not the alerts they absorb.
+All state lives in `CoreState` (plain mappings): `mdr replay` uses dicts, the streaming worker hands in its
+partitioned tables. Nothing here knows about files or Kafka.
 
 Time is event time, kept per tenant in `CoreState.watermark`: a tenant's watermark is the newest event time of
 its alerts (one that became a dead letter does not move it). `feed_alerts` moves the watermarks and expires the
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.context.priority import prioritize
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
 from pipeline.fusion import Fusion
@@ -44,10 +47,13 @@ from pipeline.incidents import IdSets, IncidentBuilder, entity_getter, entity_va
 from pipeline.naming import HostNames
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
-from pipeline.schema import Alert, DeadLetter, Fate, Incident, Suppressed
+from pipeline.schema import UNRATED, Alert, DeadLetter, Fate, Incident, Suppressed
 
 log = logging.getLogger("mdr.core")
 CORE_ERROR = "core_error"
+# An alert that changed an incident in this call: (the alert, the representative it merged into or None, whether
+# a fate of this call records it), blamed when the incident's fusion or priority fails at the end of the call.
+Cause = tuple[Alert, Alert | None, bool]
 EXPIRE_STEP = 60.0  # seconds of a tenant's event time between two expiry passes, at most one each
 
 
@@ -123,6 +129,9 @@ class Core:
             except (KeyError, ValueError) as e:  # a broken correlation is reported and skipped
                 usecases.reject(uc, f"correlation: {e}")
         self._failed_now: set[int] = set()  # id() of the alerts of the current call that became dead letters
+        self._touched: dict[str, Incident] = {}  # incidents changed in this call, to fuse and prioritize (`_settle`)
+        self._blame: dict[str, list[Cause]] = {}  # incident id -> the alerts that changed it in this call
+        self._cause: Cause | None = None  # the alert being correlated
         self._at = "correlate"  # the step `_correlate` is in (named in the dead letter should it fail)
 
     def _resolve(self, ref: str) -> tuple[str, str | None]:
@@ -135,12 +144,15 @@ class Core:
     def feed_alerts(self, alerts: list[Alert]) -> None:
         """Dedup, name, enrich, match, classify (batched), then correlate and build incidents. Every alert's fate is
         recorded (`Outputs.fates`). A duplicate whose representative is suppressed (earlier, or in this batch)
-        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path). Then the
-        tenants' watermarks move and what closed before them expires."""
+        is judged on its own: noise must not hide an attack that looks alike (same rule, source, path). The
+        incidents the call changed are fused and prioritized once each (`_settle`). Then the tenants' watermarks
+        move and what closed before them expires."""
         try:
             self._feed(alerts)
         finally:
+            self._settle()
             self._advance(alerts)
+            self._settle()
 
     def _feed(self, alerts: list[Alert]) -> None:
         self.names.learn(alerts)
@@ -163,11 +175,14 @@ class Core:
                 alone.append((a, rep))
             elif kind == DUPLICATE:
                 self.out.duplicates += 1
+                self._cause = (a, rep, True)
                 try:
                     self._repeat(rep, a)
                 except Exception as e:
                     self._failed(a, self._at, e, rep)
                     continue
+                finally:
+                    self._cause = None
                 self._fate(a, "duplicate", rep)
             else:
                 self.out.same_event += 1
@@ -236,11 +251,14 @@ class Core:
 
     def _keep(self, a: Alert, ucs: list[UseCase], judged_alone: bool = False) -> None:
         """A representative kept: correlated (a failure there makes it a dead letter), then an output."""
+        self._cause = (a, None, True)
         try:
             self._correlate(a, ucs)
         except Exception as e:
             self._dropped(a, self._at, e)
             return
+        finally:
+            self._cause = None
         self.out.alerts.append(a)
         self._fate(a, "representative", judged_alone=judged_alone)
 
@@ -259,6 +277,7 @@ class Core:
         for rep in reps:
             self._at = "name"
             self._lower_due(rep.tenant_id, rep.time.timestamp())  # an earlier call's alert, correlated now
+            self._cause = (rep, None, False)
             try:
                 self.names.name(rep)
                 self._at = "match"
@@ -268,6 +287,8 @@ class Core:
                     self._correlate(rep, ucs)
             except Exception as e:
                 self._failed(rep, self._at, e, fate=False)
+            finally:
+                self._cause = None
 
     def _decide(self, alerts: list[Alert], matched: list[list[UseCase]], alone: bool = False
                 ) -> list[Suppressed | None]:
@@ -313,6 +334,10 @@ class Core:
         """A new alert failed before it was counted anywhere: a dead letter, and the dedup window it opened goes,
         so that its repeats do not merge into an alert that never reached the use cases."""
         self._failed(a, stage, e)
+        self._forget_window(a)
+
+    def _forget_window(self, a: Alert) -> None:
+        """Drop the dedup window a new alert opened (it failed: its repeats are judged on their own)."""
         fp = a.fingerprint
         if fp and self.dedup.state.get(fp) is a:
             del self.dedup.state[fp]
@@ -377,17 +402,85 @@ class Core:
         self._at = "correlate"
 
     def _emit(self, inc: Incident, closed: Incident | None) -> None:
+        """`inc` changed (and `closed` closed): both are settled at the end of the call, once each."""
         if closed is not None:
-            self.out.incidents[closed.incident_id] = closed
-        if self.prioritizer is not None:
-            self._at = "prioritize"
-            self.prioritizer(inc)
-        self._at = "fusion"
-        for changed in self.fusion.fuse(inc):
-            if changed is not inc and self.prioritizer is not None and changed.status != "merged":
-                self._at = "prioritize"
-                self.prioritizer(changed)
-            self.out.incidents[changed.incident_id] = changed
+            self._closed(closed)
+        iid = inc.incident_id
+        self._touched[iid] = inc
+        if self._cause is not None:
+            self._blame.setdefault(iid, []).append(self._cause)
+
+    def _closed(self, inc: Incident) -> None:
+        """An incident closed: emitted as it is (its priority is that of its last change). One never rated (its
+        priority failed, and its alerts are dead letters) was never emitted and is not now either."""
+        if inc.priority != UNRATED or inc.incident_id in self._touched:
+            self.out.incidents[inc.incident_id] = inc
+
+    def _settle(self) -> None:
+        """Fuse each incident the call changed, then prioritize each incident that changed (fusion's survivors
+        included), once each, and emit them: the per-call cost of fusion and priority no longer grows with the
+        alerts an incident absorbed. An incident whose fusion or priority fails is not emitted and the alerts
+        that changed it in this call become dead letters (stage `fusion` / `prioritize`)."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        blame, self._blame = self._blame, {}
+        rate: dict[str, Incident] = {}
+        causes: dict[str, list[Cause]] = {}
+        for iid, inc in touched.items():
+            mine = blame.get(iid, [])
+            try:
+                changed = self.fusion.fuse(inc)
+            except Exception as e:
+                self._unsettled(inc, "fusion", e, mine)
+                continue
+            rate[iid] = inc
+            causes.setdefault(iid, []).extend(mine)
+            for c in changed:
+                if c is not inc and c.status != "merged":
+                    rate[c.incident_id] = c
+                    causes.setdefault(c.incident_id, []).extend(mine)
+                elif c is not inc:
+                    self.out.incidents[c.incident_id] = c
+        rate_one = self.prioritizer or prioritize
+        for iid, inc in rate.items():
+            try:
+                rate_one(inc)
+            except Exception as e:
+                self._unsettled(inc, "prioritize", e, causes.get(iid, []))
+                continue
+            self.out.incidents[iid] = inc
+
+    def _unsettled(self, inc: Incident, stage: str, e: Exception, causes: list[Cause]) -> None:
+        """The fusion or priority of `inc` failed: the alerts that changed it in this call become dead letters
+        (what they changed stays); without one (an expiry's correlation hit), a dead letter of the core."""
+        self.out.incidents.pop(inc.incident_id, None)
+        if not causes:
+            log.warning("%s of incident %s failed: %s", stage, inc.incident_id, error_text(e))
+            self.out.dead.append(DeadLetter(reason=CORE_ERROR, detail=error_text(e), source="core", stage=stage,
+                                            tenant_id=inc.tenant_id))
+        for a, rep, has_fate in causes:
+            if id(a) in self._failed_now:
+                continue
+            if has_fate:
+                self._unfate(a, rep)
+            self._failed(a, stage, e, rep, fate=has_fate)
+            if has_fate and rep is None:
+                self._forget_window(a)
+
+    def _unfate(self, a: Alert, rep: Alert | None) -> None:
+        """Take back the output and the fate this call gave alert `a` (it becomes a dead letter)."""
+        fates, kind = self.out.fates, "representative" if rep is None else "duplicate"
+        for i in range(len(fates) - 1, -1, -1):
+            if fates[i].alert_id == a.alert_id and fates[i].fate == kind:
+                del fates[i]
+                break
+        if rep is None:
+            alerts = self.out.alerts
+            for i in range(len(alerts) - 1, -1, -1):
+                if alerts[i] is a:
+                    del alerts[i]
+                    break
 
     # ---- time --------------------------------------------------------------------------------------
     # A tenant's state is expired when its watermark crosses a multiple of EXPIRE_STEP (less the lateness) and
@@ -439,6 +532,7 @@ class Core:
     def expire(self, until: datetime) -> None:
         """Close the windows of every tenant that ended before `until` (tests; the end of a finite input)."""
         self._expire(dict.fromkeys(self.state.watermark, until))
+        self._settle()
 
     def _expire(self, cut: dict[str, datetime]) -> None:
         """Close, per tenant in `cut`, the windows that ended before its time there. A step that fails is
@@ -467,7 +561,7 @@ class Core:
         for inc in self.builder.expire(cut, self._windows):
             if fused.get(inc.incident_id) is inc:
                 fused[inc.incident_id] = inc  # write back: the fusion table holds the incident just closed
-            self.out.incidents[inc.incident_id] = inc
+            self._closed(inc)
 
     def _expire_alerts(self, cut: dict[str, datetime]) -> None:
         """The alerts kept for correlation hits, and the suppressed marks, of the tenant's retention span."""

@@ -19,16 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta
 
+import msgspec
+
+from pipeline.context.priority import ESCORT_SUFFIX
 from pipeline.incidents import (
     MAX_ENTITIES,
     MAX_IDS,
     IdSets,
     _add,
     add_alert_ids,
-    higher,
     merge_outcome,
 )
-from pipeline.schema import CATEGORY_CLASS, Incident, MatchExplanation, network_c2
+from pipeline.schema import CATEGORY_CLASS, FusedPart, Incident, MatchExplanation, network_c2
 
 # Compromise categories, most telling first: the survivor of a fusion takes the first category present.
 COMPROMISE = ("webshell", "account_compromise", "c2", "malware", "defacement")
@@ -60,6 +62,18 @@ def _extend(lst: list[str], values: list[str], cap: int = MAX_ENTITIES, have: se
             have.add(v)
             if len(lst) >= cap:
                 return
+
+
+def _record(survivor: Incident, part: Incident) -> None:
+    """Record in the survivor what it merged: `part`, and the parts `part` had merged before (once each;
+    `prioritize` reads the record)."""
+    have = {p.incident_id for p in survivor.fused}
+    if part.incident_id not in have:
+        survivor.fused.append(FusedPart(incident_id=part.incident_id, title=ESCORT_SUFFIX.sub("", part.title),
+                                        category=part.category, base_priority=part.base_priority,
+                                        use_cases=list(part.use_cases)))
+    survivor.fused.extend(msgspec.structs.replace(p) for p in part.fused
+                          if p.incident_id not in have and p.incident_id != survivor.incident_id)
 
 
 def _rank(inc: Incident) -> tuple[int, datetime, str]:
@@ -158,13 +172,7 @@ class Fusion:
         survivor.fused_counts[other.incident_id] = count
         if other.incident_id not in survivor.fused_from:
             survivor.fused_from.append(other.incident_id)
-            survivor.priority_reasons.append(
-                f"fused with {other.category} incident {other.title!r} ({other.incident_id[:12]})")
-        survivor.base_priority = higher(survivor.base_priority, other.base_priority)
-        new_prio = higher(survivor.priority, other.priority)
-        if new_prio != survivor.priority:
-            survivor.priority_reasons.append(f"raised to {new_prio}: priority of fused {other.title!r}")
-            survivor.priority = new_prio
+        _record(survivor, other)
         _extend(survivor.use_cases, other.use_cases)
         self._merge_explanations(survivor.explanation, other.explanation, pair)
         for k, vals in other.sources.items():

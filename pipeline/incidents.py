@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.normalize.base import make_id
-from pipeline.rules.mapping import getter, resolve_field
+from pipeline.rules.fieldmap import resolve_field
 from pipeline.rules.usecase import UseCase
+from pipeline.rules.values import getter
 from pipeline.schema import (
     CATEGORY_CLASS,
     HOST_FAMILIES,
-    PRIORITIES,
+    UNRATED,
     Alert,
     Entities,
     Incident,
@@ -177,10 +178,6 @@ def add_alert_ids(inc: Incident, ids: Iterable[str], idsets: IdSets) -> list[str
     return added
 
 
-def higher(p1: str, p2: str) -> str:
-    return p1 if PRIORITIES.index(p1) <= PRIORITIES.index(p2) else p2
-
-
 class IncidentBuilder:
     """Groups use-case matches into incidents. `add` returns the incident it updated."""
 
@@ -189,6 +186,8 @@ class IncidentBuilder:
     def __init__(self, state: MutableMapping[str, Incident] | None = None, idsets: IdSets | None = None):
         self.open: MutableMapping[str, Incident] = state if state is not None else {}
         self.idsets = idsets if idsets is not None else IdSets()
+        # of the alert-id lists of each open incident's explanation and its conditions (derived; `_absorb`)
+        self.explained = IdSets()
 
     def add(self, uc: UseCase, tenant: str, group: dict[str, Any], alerts: list[Alert],
             conditions: dict[str, list[str]] | None = None, correlation: dict[str, Any] | None = None
@@ -202,12 +201,13 @@ class IncidentBuilder:
         if inc is not None and not (-window <= first.time - inc.first_seen and first.time - inc.last_seen <= window):
             inc.status = "closed"
             closed = inc
+            self._forget_explained(inc)
             inc = None
         if inc is None:
             inc = self._new(uc, tenant, group, first)
             inc.detected_at = max(a.last_seen or a.time for a in alerts)  # when the use case fired
             self.open[key] = inc
-        self._absorb(inc, uc, alerts, conditions, correlation, self.idsets)
+        self._absorb(inc, uc, alerts, conditions, correlation)
         self.open[key] = inc  # write back (tables need the assignment)
         return inc, closed
 
@@ -216,27 +216,32 @@ class IncidentBuilder:
         iid = make_id(tenant, uc.id, *(str(v) for v in group.values()), first.time.isoformat())
         return Incident(
             incident_id=iid, tenant_id=tenant, title=render_title(uc.mdr.title, group, first),
-            category=uc.mdr.category, class_=CATEGORY_CLASS[uc.mdr.category], priority=uc.mdr.priority,
+            category=uc.mdr.category, class_=CATEGORY_CLASS[uc.mdr.category], priority=UNRATED,
             base_priority=uc.mdr.priority,
-            priority_reasons=[f"base {uc.mdr.priority} from use case {uc.title!r}"],
             use_cases=[uc.id], first_seen=first.time, last_seen=first.time, alert_count=0, alert_ids=[],
             playbook=uc.mdr.playbook, version=0,
         )
 
-    @staticmethod
-    def _absorb(inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
-                correlation: dict[str, Any] | None, idsets: IdSets) -> None:
+    def _absorb(self, inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
+                correlation: dict[str, Any] | None) -> None:
         expl = next((x for x in inc.explanation if x.use_case == uc.id), None)
         if expl is None:
             expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
             inc.explanation.append(expl)
         families = inc.sources.setdefault("families", [])
         products = inc.sources.setdefault("products", [])
+        held, ids = self.idsets.of(inc), inc.alert_ids
+        explained, expl_ids = self.explained.of_list(inc.incident_id, expl.alert_ids), expl.alert_ids
+        category = uc.mdr.category
         for a in alerts:
-            if add_alert_ids(inc, (a.alert_id,), idsets):
+            aid = a.alert_id
+            if aid not in held and len(ids) < MAX_IDS:
+                ids.append(aid)
+                held.add(aid)
                 inc.alert_count += a.count
-            if a.alert_id not in expl.alert_ids and len(expl.alert_ids) < MAX_IDS:
-                expl.alert_ids.append(a.alert_id)
+            if aid not in explained and len(expl_ids) < MAX_IDS:
+                expl_ids.append(aid)
+                explained.add(aid)
             if a.time < inc.first_seen:
                 inc.first_seen = a.time
             last = a.last_seen or a.time
@@ -244,7 +249,7 @@ class IncidentBuilder:
                 inc.last_seen = last
             _add(families, a.source.family)
             _add(products, a.source.product)
-            suspect_source = source_is_suspect(uc.mdr.category, a)
+            suspect_source = source_is_suspect(category, a)
             add_entities(inc.entities, a, suspect_source)
             inc.outcome = merge_outcome(inc.outcome, alert_outcome(a))
             for t in a.attack:
@@ -256,13 +261,23 @@ class IncidentBuilder:
                 inc.intel.extend(h for h in a.intel if (h.indicator, h.field) not in seen)
         for t in uc.attack:
             _add(inc.attack, t)
-        for cond, ids in (conditions or {}).items():
+        for cond, cids in (conditions or {}).items():
             lst = expl.conditions.setdefault(cond, [])
-            for i in ids:
-                _add(lst, i, MAX_IDS)
+            have = self.explained.of_list(f"{inc.incident_id}\x1f{cond}", lst)
+            for i in cids:
+                if i not in have and len(lst) < MAX_IDS:
+                    lst.append(i)
+                    have.add(i)
         if correlation is not None:
             expl.correlation = correlation
         inc.version += 1
+
+    def _forget_explained(self, inc: Incident) -> None:
+        """Drop the cached sets of a closed incident's lists (`_absorb`)."""
+        self.explained.forget(inc.incident_id)
+        for x in inc.explanation:
+            for cond in x.conditions:
+                self.explained.forget(f"{inc.incident_id}\x1f{cond}")
 
     def bump_count(self, key: str, n: int, when: datetime) -> Incident | None:
         """Count `n` more raw alerts (duplicates of an alert it holds) in the open incident of `key`."""
@@ -288,5 +303,6 @@ class IncidentBuilder:
                 inc.status = "closed"
                 inc.version += 1
                 closed.append(inc)
+                self._forget_explained(inc)
                 del self.open[key]
         return closed

@@ -35,6 +35,7 @@ CATEGORY_CLASS = {
     "policy": "other", "other": "other",
 }
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+UNRATED = ""  # an incident's priority until `context.priority.prioritize` rates it (the core does, always)
 
 
 class Source(Struct, omit_defaults=True, frozen=True, gc=False):
@@ -219,6 +220,16 @@ class MatchExplanation(Struct, omit_defaults=True, gc=False):
     correlation: dict[str, Any] | None = None  # type, count, timespan, group_by values
 
 
+class FusedPart(Struct, omit_defaults=True, gc=False):
+    """What fusion recorded of one incident it merged into a survivor (read by `prioritize`)."""
+
+    incident_id: str
+    title: str  # as it was merged (without an escort suffix)
+    category: str
+    base_priority: str  # the part's own use-case priority
+    use_cases: list[str] = []
+
+
 class Entities(Struct, omit_defaults=True, gc=False):
     src_ips: list[str] = []
     dst_ips: list[str] = []
@@ -237,7 +248,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     category: str
     class_: str = field(name="class")
     priority: str
-    base_priority: str = "P4"  # the use cases' own priority, before context (assets, intel, escort, fusion)
+    base_priority: str = "P4"  # the opening use case's own priority (`prioritize` adds fusion and context)
     priority_reasons: list[str] = []
     detected_at: datetime | None = None  # event time of the alert with which the pipeline raised it (SLA start)
     sla_due: datetime | None = None
@@ -253,6 +264,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     outcome: str = "unknown"  # blocked | failed | attempted | succeeded | unknown (pipeline/incidents.py)
     explanation: list[MatchExplanation] = []
     fused_from: list[str] = []  # ids of incidents merged into this one
+    fused: list[FusedPart] = []  # what fusion recorded of each of them, in merge order (`prioritize` reads it)
     fused_counts: dict[str, int] = {}  # merged incident id -> its alert_count (included in alert_count)
     merged_into: str | None = None  # set (with status "merged") on an incident fused into another
     stages: list[str] = []  # categories of the incidents fused into this one (its own first)

@@ -5,7 +5,7 @@ content on every call, so it is idempotent. Steps, in order, each one level (P1 
 
 | step | condition                                                              | change |
 |------|------------------------------------------------------------------------|--------|
-| 0    | base: the use cases' priority (the highest of fused parts)             | =      |
+| 0    | base: the opening use case's priority, or a fused part's when higher  | =      |
 | 1    | asset criticality `critical`                                           | +1     |
 | 1    | asset criticality `high` and the activity was not blocked              | +1     |
 | 2    | outcome `succeeded` (host evidence, a successful action)               | +1     |
@@ -187,13 +187,22 @@ def _p(level: int) -> str:
     return PRIORITIES[min(max(level, 0), len(PRIORITIES) - 1)]
 
 
-def _base_reason(inc: Incident) -> str:
-    first = inc.priority_reasons[0] if inc.priority_reasons else ""
-    if first.startswith(f"base {inc.base_priority} "):
-        return first
-    if inc.fused_from:
-        return f"base {inc.base_priority}: highest use-case priority of the fused incidents"
-    return f"base {inc.base_priority} from use case {(inc.use_cases or ['?'])[0]!r}"
+def base_level(inc: Incident) -> tuple[str, str]:
+    """(the base priority, its reason): the opening use case's priority, or a fused part's when that is higher
+    (fusion's record, `Incident.fused`)."""
+    base = inc.base_priority if inc.base_priority in PRIORITIES else PRIORITIES[-1]
+    top = min((p for p in inc.fused if p.base_priority in PRIORITIES and p.base_priority < base),
+              key=lambda p: p.base_priority, default=None)
+    if top is not None:
+        return top.base_priority, (f"base {top.base_priority} from fused {top.category} incident {top.title!r} "
+                                   f"({top.incident_id[:12]}): the highest use-case priority of the fused incidents")
+    opened = inc.explanation[0].title if inc.explanation else (inc.use_cases or ["?"])[0]
+    return base, f"base {base} from use case {opened!r}"
+
+
+def fusion_reasons(inc: Incident) -> list[str]:
+    """One line per incident fusion merged into this one (its record)."""
+    return [f"fused with {p.category} incident {p.title!r} ({p.incident_id[:12]})" for p in inc.fused]
 
 
 def _intel_reason(hits: list[IntelHit]) -> tuple[bool, str]:
@@ -242,10 +251,12 @@ def context_steps(inc: Incident, asset: AssetRef | None) -> list[tuple[int, str]
 
 def prioritize(inc: Incident, asset: AssetRef | None = None, escort: EscortPeriod | None = None,
                now: datetime | None = None) -> None:
-    """Set priority, priority_reasons, sla_due, sla_breached, escort and the title suffix (idempotent)."""
-    base = inc.base_priority if inc.base_priority in PRIORITIES else inc.priority
+    """Set priority, priority_reasons, sla_due, sla_breached, escort and the title suffix (idempotent). The one
+    writer of an incident's priority and its reasons: the core calls it for every incident it emits (through a
+    context's hook, or bare without one); fusion only records what it merged (`Incident.fused`)."""
+    base, why = base_level(inc)
     level = PRIORITIES.index(base)
-    reasons = [_base_reason(inc), *(r for r in inc.priority_reasons if r.startswith("fused with "))]
+    reasons = [why, *fusion_reasons(inc)]
     raised = 0
     for change, text in context_steps(inc, asset):
         if change > 0 and level == 0:

@@ -16,6 +16,7 @@ that reference it. Conditions `lt`/`lte` (absence) are decided when the window c
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from pipeline.rules.values import Getter
 from pipeline.schema import Alert
 
 __all__ = ["CorrelationHit", "Correlator"]
+_time = operator.itemgetter(0)  # an event's time
 
 
 def _window_ids(ev: list[list[Any]]) -> list[str]:
@@ -77,11 +79,14 @@ class Correlator:
             value = value[0] if value else None
         ids = alert_ids if alert_ids is not None else [alert.alert_id]
         ev = st["ev"]
-        bisect.insort(ev, [t, ids, ref, value, weight], key=lambda e: e[0])
+        if not ev or ev[-1][0] <= t:  # in time order (the usual case): no search
+            ev.append([t, ids, ref, value, weight])
+        else:
+            bisect.insort(ev, [t, ids, ref, value, weight], key=_time)
         self._count(st, value, weight, 1)
         horizon = ev[-1][0] - c.timespan
         if ev[0][0] < horizon:
-            cut = bisect.bisect_left(ev, horizon, key=lambda e: e[0])
+            cut = bisect.bisect_left(ev, horizon, key=_time)
             for e in ev[:cut]:
                 self._count(st, e[3], e[4], -1)
             del ev[:cut]

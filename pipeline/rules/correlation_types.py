@@ -83,6 +83,10 @@ class Correlation:
     expr: Any | None  # extended boolean condition for temporal types
     ref_names: dict[str, str]  # canonical ref -> name used in the extended condition
     absence: bool = False  # lt/lte: decided when the window closes, not as events arrive
+    condition: str = ""  # `describe()`, computed once (a hit carries it)
+
+    def __post_init__(self) -> None:
+        self.condition = self.describe()
 
     @property
     def type_name(self) -> str:
@@ -110,7 +114,7 @@ class Correlation:
             continuation: bool) -> CorrelationHit:
         return CorrelationHit(
             self.id, tenant, dict(zip(self.group_by, values, strict=True)), alert_ids, ev[0][0], ev[-1][0],
-            {"type": self.type_name, "value": measure, "timespan": self.timespan, "condition": self.describe(),
+            {"type": self.type_name, "value": measure, "timespan": self.timespan, "condition": self.condition,
              "events": len(ev), "continuation": continuation})
 
 

@@ -9,7 +9,19 @@ from typing import Any
 
 import pytest
 
-from pipeline.schema import Alert, Dns, Endpoint, File, HostInfo, Http, Incident, Process, Source
+from pipeline.schema import (
+    UNRATED,
+    Alert,
+    Dns,
+    Endpoint,
+    File,
+    HostInfo,
+    Http,
+    Incident,
+    MatchExplanation,
+    Process,
+    Source,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +55,8 @@ def incident(base: str = "P3", **kw: Any) -> Incident:
     kw.setdefault("last_seen", T0)
     return Incident(incident_id="i-1", tenant_id=kw.pop("tenant_id", "shop"),
                     title=kw.pop("title", "Web attack"), category=kw.pop("category", "web_attack"),
-                    class_="network_attack", priority=base,
-                    base_priority=base, priority_reasons=[f"base {base} from use case 'Web attack campaign'"],
+                    class_="network_attack", priority=UNRATED, base_priority=base,
+                    explanation=[MatchExplanation(use_case="uc-1", title="Web attack campaign", alert_ids=["a-1"])],
                     use_cases=["uc-1"], alert_count=1, alert_ids=["a-1"], **kw)
 
 

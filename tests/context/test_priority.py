@@ -11,7 +11,7 @@ import pytest
 from pipeline.context.loader import ContextFileError
 from pipeline.context.priority import SLA, EscortPeriod, load_escort, prioritize
 from pipeline.context.store import Context
-from pipeline.schema import PRIORITIES, AssetRef, IntelHit
+from pipeline.schema import PRIORITIES, AssetRef, FusedPart, IntelHit
 
 from .conftest import T0, incident
 
@@ -31,11 +31,12 @@ def _run(base, crit, outcome, intel=None, fused=False, escort=False):
     return inc
 
 
-def _fuse(inc, category: str, iid: str = "f9522cbef3d7aa") -> None:
-    """What fusion does to a survivor: the part's id, its stages, and a reason line naming its category."""
+def _fuse(inc, category: str, iid: str = "f9522cbef3d7aa", base: str = "P5") -> None:
+    """What fusion does to a survivor: the part's id, its stages, and its record (category, base priority)."""
     inc.fused_from.append(iid)
     inc.stages = list(dict.fromkeys([*(inc.stages or [inc.category]), category]))
-    inc.priority_reasons.append(f"fused with {category} incident 'part of the attack' ({iid[:12]})")
+    inc.fused.append(FusedPart(incident_id=iid, title="part of the attack", category=category, base_priority=base,
+                               use_cases=["uc-2"]))
 
 
 # base, asset criticality, outcome, intel, fused, escort -> expected priority
@@ -137,16 +138,17 @@ def test_sla_and_breach(prio, minutes):
 
 
 def test_base_follows_fusion_and_escort_suffix_is_kept_once():
-    """Fusion raises base_priority, may retitle the survivor and appends reasons: all recomputed cleanly."""
+    """A fused part of a higher use-case priority sets the base, fusion may retitle the survivor: all recomputed
+    cleanly from fusion's record."""
     inc = _run("P3", "medium", "attempted", escort=True)
     assert inc.title == "Web attack [escort: National Day]"
-    inc.base_priority = "P1"
-    _fuse(inc, "web_attack")
-    inc.priority_reasons.append("raised to P1: priority of fused 'Webshell on web-01'")
+    _fuse(inc, "web_attack", base="P1")
     prioritize(inc, AssetRef(name="web-01", criticality="medium"), ESCORT, T0)
     assert inc.title == "Web attack [escort: National Day]"
+    assert inc.base_priority == "P3"  # the survivor's own; the fused part's P1 is the base
     assert inc.priority_reasons == [
-        "base P1: highest use-case priority of the fused incidents",
+        "base P1 from fused web_attack incident 'part of the attack' (f9522cbef3d7): the highest use-case "
+        "priority of the fused incidents",
         "fused with web_attack incident 'part of the attack' (f9522cbef3d7)",
         "unchanged P1: 2 incidents of one web_attack activity fused (one stage)",
         "not raised (already P1): escort period 'National Day' (2026-11-23 – 2026-11-30)",

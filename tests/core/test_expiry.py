@@ -85,6 +85,8 @@ def test_a_long_replay_keeps_only_the_windows_still_open(days: list[str]) -> Non
     assert set(core.idsets._sets) <= live and set(core.fusion.source_sets._sets) <= live  # caches go along
     for key in [*core.fusion._merged, *core.fusion.explanation_sets._sets]:
         assert set(key.split("\x1f")[:2]) <= live
+    open_ids = {i.incident_id for i in state.incidents.values()}
+    assert core.builder.explained._sets and {k.split("\x1f")[0] for k in core.builder.explained._sets} <= open_ids
     closed = Counter(i.first_seen.date() for i in res.incidents.values() if i.status == "closed")
     assert closed and last not in closed  # the earlier days' incidents were closed by event time
     assert res.late == 0

@@ -269,10 +269,3 @@ def test_real_alerts_route_where_sigma_expects_them() -> None:
 def test_schema_paths_cover_the_alert() -> None:
     assert {"src.ip", "http.url", "rules.id", "intel.indicator", "asset.name", "raw"} <= set(SCHEMA_PATHS)
     assert SCHEMA_PATHS["rules.id"] and not SCHEMA_PATHS["http.url"]
-
-
-def test_the_mapping_bridge_serves_only_incidents() -> None:
-    """`rules/mapping.py` is left only for pipeline/incidents.py; new code imports the modules of the split."""
-    from tests.test_layers import GRAPH
-
-    assert {m for m, targets in GRAPH.items() if "pipeline.rules.mapping" in targets} <= {"pipeline.incidents"}
