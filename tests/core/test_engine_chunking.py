@@ -106,3 +106,76 @@ def test_each_changed_incident_is_fused_and_prioritized_once_per_call(lab_alerts
         fused.clear()
         rate.calls.clear()
     assert emitted and len(alerts) > 10 * emitted  # hundreds of alerts changed a handful of incidents
+
+
+# ---- one core whatever the call size: `mdr replay` (big chunks) and the worker (what has arrived) alike --------
+def _final(incidents: dict[str, Incident]) -> dict[str, tuple]:
+    """What an analyst sees of the day's final incidents."""
+    return {i.incident_id: (i.status, i.merged_into, sorted(i.alert_ids), i.alert_count, i.priority,
+                            i.priority_reasons, i.first_seen, i.last_seen, i.outcome) for i in incidents.values()}
+
+
+def _replayed(lab_alerts: list[bytes], cuts: list[int]) -> tuple[dict[str, tuple], list[bytes]]:
+    """Lab-1 fed to the core `mdr replay` builds (tests/lab.py), cut into calls at `cuts`: (final incidents,
+    fates in the order they were recorded)."""
+    from tests.lab import lab_core
+
+    core, alerts = lab_core(), [decode_alert(b) for b in lab_alerts]
+    incidents: dict[str, Incident] = {}
+    fates: list[bytes] = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(alerts)], strict=True):
+        core.feed_alerts(alerts[lo:hi])
+        out = core.take()
+        incidents.update(out.incidents)
+        fates.extend(encode(f) for f in out.fates)
+    return _final(incidents), fates
+
+
+def _burst_cuts(lab_alerts: list[bytes]) -> list[int]:
+    """Cuts inside each burst of repeats of lab-1: right after the alert that opens it and in its middle (the
+    repeats of one call and of the next merge into one representative)."""
+    from pipeline.dedup import fingerprint
+
+    fps = [fingerprint(decode_alert(b)) for b in lab_alerts]
+    cuts: set[int] = set()
+    i = 0
+    while i < len(fps):
+        j = i
+        while j + 1 < len(fps) and fps[j + 1] == fps[i]:
+            j += 1
+        if j - i >= 3:  # a run of four or more of one fingerprint
+            cuts |= {i + 1, (i + j + 1) // 2}
+        i = j + 1
+    return sorted(cuts)
+
+
+@pytest.fixture(scope="module")
+def big_chunks(lab_alerts: list[bytes]) -> tuple[dict[str, tuple], list[bytes]]:
+    return _replayed(lab_alerts, list(range(2048, len(lab_alerts), 2048)))
+
+
+@pytest.mark.parametrize("size", [1, 7, 97, 2048])
+def test_the_day_gives_the_same_incidents_and_fates_in_calls_of_any_size(lab_alerts, big_chunks, size) -> None:
+    """Replay feeds chunks of 2048, the worker what has arrived (one alert under light load): the final
+    incidents (ids, alert sets, counts, priorities, status, merged_into) and every alert's fate must not
+    depend on it. A repeat merged by dedup counts in correlation at its own time and weight, whether it came in
+    its representative's call or a later one."""
+    incidents, fates = _replayed(lab_alerts, list(range(size, len(lab_alerts), size)))
+    whole, whole_fates = big_chunks
+    assert len(whole) >= 15 and sum(1 for v in whole.values() if v[0] == "merged") >= 5
+    assert sorted(set(incidents) ^ set(whole)) == []
+    assert {k: v for k, v in incidents.items() if v != whole[k]} == {}
+    assert fates == whole_fates
+
+
+def test_a_call_boundary_inside_a_burst_of_repeats_changes_nothing(lab_alerts, big_chunks) -> None:
+    cuts = _burst_cuts(lab_alerts)
+    assert len(cuts) >= 10, "lab-1 has bursts of repeats (scans, brute force)"
+    incidents, fates = _replayed(lab_alerts, cuts)
+    assert incidents == big_chunks[0]
+    assert fates == big_chunks[1]
+
+
+def test_the_big_chunk_core_gives_what_mdr_replay_gives(lab_alerts, big_chunks, lab1_replay) -> None:
+    """The cut-up feeds above are compared with the core `mdr replay` runs: the shared replay of the day."""
+    assert big_chunks[0] == _final(lab1_replay.incidents)
