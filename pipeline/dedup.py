@@ -18,7 +18,7 @@ from pipeline.normalize.registry import flag
 from pipeline.schema import Alert
 
 DEFAULT_WINDOW = 600.0
-NEW, DUPLICATE, SAME_EVENT = "new", "duplicate", "same_event"
+NEW, DUPLICATE, SAME_EVENT, UPGRADE = "new", "duplicate", "same_event", "upgrade"
 
 
 def fingerprint(a: Alert) -> str:
@@ -53,7 +53,21 @@ def _secondary(fmt: str) -> bool:
     return flag(fmt, "secondary")
 
 
+def _upgrades(rep: Alert, a: Alert) -> bool:
+    """Whether `a`, of the event of `rep`, is the primary log's view of a secondary log's representative."""
+    return _secondary(rep.source.format) and not _secondary(a.source.format)
+
+
 _KEEP = frozenset({"alert_id", "fingerprint", "count", "first_seen", "last_seen"})
+Tally = tuple[int, datetime | None, datetime | None]  # a representative's count, first_seen, last_seen
+
+
+def tally(a: Alert) -> Tally:
+    return a.count, a.first_seen, a.last_seen
+
+
+def set_tally(a: Alert, t: Tally) -> None:
+    a.count, a.first_seen, a.last_seen = t
 
 
 class Dedup:
@@ -74,23 +88,28 @@ class Dedup:
         self.events: MutableMapping[str, str] = events if events is not None else {}
         self.upgraded: list[Alert] = []
 
-    def merge(self, a: Alert) -> tuple[Alert, str]:
-        """Merge the alert into its dedup window: (its representative, NEW or DUPLICATE)."""
+    def merge(self, a: Alert, before: dict[int, tuple[Alert, Tally]] | None = None) -> tuple[Alert, str]:
+        """Merge the alert into its dedup window: (its representative, NEW, DUPLICATE or SAME_EVENT).
+
+        `before` is for a caller that merges a whole batch first and then handles it alert by alert: it keeps
+        the tally each representative had before the first duplicate merged into it (by the representative's
+        id(): the representative and its tally), and a primary log's alert that would upgrade a secondary
+        representative is returned as UPGRADE, the upgrade left to the caller at its turn (`upgrade`)."""
         ek = event_key(a)
         if ek is not None:
             fp = self.events.get(ek)
             rep = self.state.get(fp) if fp is not None else None
             if rep is not None:
-                if _secondary(rep.source.format) and not _secondary(a.source.format):
-                    for name in a.__struct_fields__:
-                        if name not in _KEEP:
-                            setattr(rep, name, getattr(a, name))
-                    self.state[fp] = rep  # type: ignore[index]  # fp is set: rep was found by it
+                if before is not None and _upgrades(rep, a):
+                    return rep, UPGRADE
+                if self.upgrade(rep, a):
                     self.upgraded.append(rep)
                 return rep, SAME_EVENT
         fp = a.fingerprint = fingerprint(a)
         rep = self.state.get(fp)
         if rep is not None and abs(a.time - rep.first_seen) <= self.window:  # type: ignore[operator]  # a representative's first_seen is set
+            if before is not None and id(rep) not in before:
+                before[id(rep)] = (rep, tally(rep))
             rep.count += a.count
             if a.time > rep.last_seen:  # type: ignore[operator]  # as above
                 rep.last_seen = a.time
@@ -105,6 +124,18 @@ class Dedup:
         if ek is not None:
             self.events[ek] = fp
         return a, NEW
+
+    def upgrade(self, rep: Alert, a: Alert) -> bool:
+        """A secondary log's representative takes the content of `a`, the primary log's alert of its event
+        (keeping its id, count and times); False when there is nothing to upgrade."""
+        if not _upgrades(rep, a):
+            return False
+        for name in a.__struct_fields__:
+            if name not in _KEEP:
+                setattr(rep, name, getattr(a, name))
+        if rep.fingerprint and self.state.get(rep.fingerprint) is rep:
+            self.state[rep.fingerprint] = rep  # write back (tables need the assignment)
+        return True
 
     def holds(self, a: Alert) -> bool:
         """Whether `a` is still a representative here (its count may still grow)."""

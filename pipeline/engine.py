@@ -40,7 +40,7 @@ from typing import Any
 
 from pipeline.context.priority import prioritize
 from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import DUPLICATE, NEW, Dedup, event_key
+from pipeline.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, set_tally, tally
 from pipeline.fusion import Fusion
 from pipeline.hooks import Classifier, Enricher, Prioritizer
 from pipeline.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
@@ -155,74 +155,92 @@ class Core:
             self._settle()
 
     def _feed(self, alerts: list[Alert]) -> None:
+        """Dedup merges the whole call first (its windows decide which alerts are new); the new representatives
+        are named, enriched, matched and classified as one batch, and so are the duplicates judged on their
+        own; then the call is played in input order, each alert counted and correlated as if it had come in a
+        call of its own. Until its turn, every representative the call touched is put back to the tally
+        (count, first and last seen) it had at that point of the input: a repeat counts at its own time and
+        with its own weight whether it came in its representative's call or a later one, so a correlation
+        reaches its threshold at the same alert, and an incident gets the same alerts and counts, whatever
+        the size of the calls (`mdr replay` feeds big chunks, the worker what has arrived)."""
         self.names.learn(alerts)
-        fresh: list[Alert] = []
-        later: list[tuple[Alert, Alert]] = []  # (duplicate, representative) of representatives in this batch
-        alone: list[tuple[Alert, Alert]] = []  # (duplicate, suppressed representative): judged on its own
-        new_ids: set[int] = set()
+        before: dict[int, tuple[Alert, Tally]] = {}
+        steps: list[tuple[Alert, str, Alert, Tally | None]] = []  # (alert, kind, representative, its tally after)
         for a in alerts:
             try:
-                rep, kind = self.dedup.merge(a)
+                rep, kind = self.dedup.merge(a, before)
             except Exception as e:
                 self._failed(a, "dedup", e)
                 continue
+            steps.append((a, kind, rep, tally(rep) if kind == DUPLICATE else None))
+        for rep, t in before.values():  # back to where the input was when the call began (or it was new)
+            set_tally(rep, t)
+        fresh = [a for a, kind, _, _ in steps if kind == NEW]
+        ok, matched = self._enrich_match(fresh)
+        judged = {id(a): (ucs, dec) for a, ucs, dec in zip(ok, matched, self._decide(ok, matched), strict=True)}
+        alone = [a for a, kind, rep, _ in steps if kind == DUPLICATE and self._suppressed(rep, judged)]
+        for a in alone:
+            a.first_seen = a.last_seen = a.time
+        ok, matched = self._enrich_match(alone)
+        apart = {id(a): (ucs, dec) for a, ucs, dec in zip(ok, matched, self._decide(ok, matched, alone=True),
+                                                          strict=True)}
+        alone_ids = {id(a) for a in alone}
+        taken: Counter[int] = Counter()  # id(rep) -> counts of its duplicates of this call kept apart from it
+        for a, kind, rep, after in steps:
             if kind == NEW:
-                fresh.append(rep)
-                new_ids.add(id(rep))
-            elif kind == DUPLICATE and id(rep) in new_ids:
-                later.append((a, rep))
-            elif kind == DUPLICATE and rep.alert_id in self.state.suppressed:
-                alone.append((a, rep))
+                got = judged.get(id(a))
+                if got is None:
+                    continue  # a dead letter already (`_enrich_match`)
+                if got[1] is not None:
+                    self._suppress(a, got[1])
+                else:
+                    self._keep(a, got[0])
             elif kind == DUPLICATE:
-                self.out.duplicates += 1
-                self._cause = (a, rep, True)
-                try:
-                    self._repeat(rep, a)
-                except Exception as e:
-                    self._failed(a, self._at, e, rep)
-                    continue
-                finally:
-                    self._cause = None
-                self._fate(a, "duplicate", rep)
+                set_tally(rep, after)  # type: ignore[arg-type]  # a duplicate's step has its tally
+                rep.count -= taken[id(rep)]
+                if id(a) in alone_ids:
+                    self._alone(a, rep, apart.get(id(a)), taken)
+                else:
+                    self._duplicate(a, rep)
             else:
                 self.out.same_event += 1
                 self._fate(a, "same_event", rep)
-        if self.dedup.upgraded:
-            self._rematch([r for r in self.dedup.upgraded if id(r) not in new_ids])
-            self.dedup.upgraded.clear()
-        fresh, matched = self._enrich_match(fresh)
-        for a, ucs, dec in zip(fresh, matched, self._decide(fresh, matched), strict=True):
-            if dec is not None:
-                self._suppress(a, dec)
-            else:
-                self._keep(a, ucs)
-        for a, rep in later:  # their counts are in the representative's (it was correlated with them)
-            if rep.alert_id in self.state.suppressed:
-                alone.append((a, rep))
-            else:
-                self.out.duplicates += 1
-                self._fate(a, "duplicate", rep)
-        if alone:
-            self._judge_alone(alone)
+                if kind == UPGRADE and id(rep) not in self._failed_now and self.dedup.upgrade(rep, a):
+                    self._rematch(rep)
 
-    def _judge_alone(self, pairs: list[tuple[Alert, Alert]]) -> None:
-        """Duplicates of suppressed representatives: each is classified on its own; noise like its
-        representative merges into it after all, anything else becomes an alert of its own."""
-        reps = {id(a): rep for a, rep in pairs}
-        for a, rep in pairs:
+    def _suppressed(self, rep: Alert, judged: dict[int, tuple[list[UseCase], Suppressed | None]]) -> bool:
+        """Whether representative `rep` is held back as noise (decided in this call, or earlier)."""
+        got = judged.get(id(rep))
+        return got[1] is not None if got is not None else rep.alert_id in self.state.suppressed
+
+    def _duplicate(self, a: Alert, rep: Alert) -> None:
+        """A repeat of a kept representative: counted in its incidents and correlations at its own time."""
+        self.out.duplicates += 1
+        self._cause = (a, rep, True)
+        try:
+            self._repeat(rep, a)
+        except Exception as e:
+            self._failed(a, self._at, e, rep)
+            return
+        finally:
+            self._cause = None
+        self._fate(a, "duplicate", rep)
+
+    def _alone(self, a: Alert, rep: Alert, got: tuple[list[UseCase], Suppressed | None] | None,
+               taken: Counter[int]) -> None:
+        """A duplicate of a suppressed representative, judged on its own (`got`: its use cases and decision;
+        None: it became a dead letter): noise like its representative stays merged into it, anything else is
+        an alert of its own (its count leaves the representative's)."""
+        if got is None or got[1] is None:
             rep.count -= a.count
-            a.first_seen = a.last_seen = a.time
-        dups, matched = self._enrich_match([a for a, _ in pairs])
-        for a, ucs, dec in zip(dups, matched, self._decide(dups, matched, alone=True), strict=True):
-            rep = reps[id(a)]
-            if dec is None:
-                self._keep(a, ucs, judged_alone=True)
-                continue
-            rep.count += a.count  # noise like its representative: merged after all
-            rep.last_seen = max(rep.last_seen or a.time, a.time)
-            self.out.duplicates += 1
-            self._fate(a, "suppressed", rep, judged_alone=True, score=dec.score, threshold=dec.threshold,
-                       model_version=dec.model_version)
+            taken[id(rep)] += a.count
+            if got is not None:
+                self._keep(a, got[0], judged_alone=True)
+            return
+        dec = got[1]
+        self.out.duplicates += 1
+        self._fate(a, "suppressed", rep, judged_alone=True, score=dec.score, threshold=dec.threshold,
+                   model_version=dec.model_version)
 
     def _enrich_match(self, alerts: list[Alert]) -> tuple[list[Alert], list[list[UseCase]]]:
         """(the alerts that were enriched and matched, their use cases); one that fails is a dead letter."""
@@ -271,24 +289,23 @@ class Core:
         out, self.out = self.out, Outputs()
         return out
 
-    def _rematch(self, reps: list[Alert]) -> None:
-        """Representatives that took their primary log's content after they were matched on the secondary
-        log's (the two lines came in different calls): correlate the use cases they match now."""
-        for rep in reps:
-            self._at = "name"
-            self._lower_due(rep.tenant_id, rep.time.timestamp())  # an earlier call's alert, correlated now
-            self._cause = (rep, None, False)
-            try:
-                self.names.name(rep)
-                self._at = "match"
-                done = set(self.state.matched.get(rep.alert_id, ()))
-                ucs = [u for u in self._match(rep) if u.id not in done]
-                if ucs and self._decide([rep], [ucs])[0] is None:
-                    self._correlate(rep, ucs)
-            except Exception as e:
-                self._failed(rep, self._at, e, fate=False)
-            finally:
-                self._cause = None
+    def _rematch(self, rep: Alert) -> None:
+        """A representative that took its primary log's content after it was matched on the secondary log's
+        (the two lines came in different calls): correlate the use cases it matches now."""
+        self._at = "name"
+        self._lower_due(rep.tenant_id, rep.time.timestamp())  # an earlier call's alert, correlated now
+        self._cause = (rep, None, False)
+        try:
+            self.names.name(rep)
+            self._at = "match"
+            done = set(self.state.matched.get(rep.alert_id, ()))
+            ucs = [u for u in self._match(rep) if u.id not in done]
+            if ucs and self._decide([rep], [ucs])[0] is None:
+                self._correlate(rep, ucs)
+        except Exception as e:
+            self._failed(rep, self._at, e, fate=False)
+        finally:
+            self._cause = None
 
     def _decide(self, alerts: list[Alert], matched: list[list[UseCase]], alone: bool = False
                 ) -> list[Suppressed | None]:
