@@ -402,9 +402,11 @@ class Core:
                     self._emit(inc, None)
             self._at = "correlate"
             for hit in self.correlator.observe(uc.id, dup, dup.count, alert_ids=[rep.alert_id]):
-                self._hit(hit)
+                self._hit(hit, dup.count if hit.details.get("continuation") else 0)
 
-    def _hit(self, hit: CorrelationHit) -> None:
+    def _hit(self, hit: CorrelationHit, repeats: int = 0) -> None:
+        """A correlation fired or goes on holding; `repeats`: the weight of the repeat it goes on holding on
+        (counted in its incident: the alert it repeats is there already)."""
         self.out.matches[hit.correlation_id] += 1
         self._lower_due(hit.tenant_id, hit.first_time)  # a hit of an expiry pass is about earlier alerts
         uc = self.usecases.get(hit.correlation_id)
@@ -415,7 +417,7 @@ class Core:
             return
         group = {k: _scalar(v) for k, v in hit.group.items()}
         self._at = "incident"
-        self._emit(*self.builder.add(uc, hit.tenant_id, group, alerts, correlation=hit.details))
+        self._emit(*self.builder.add(uc, hit.tenant_id, group, alerts, correlation=hit.details, repeats=repeats))
         self._at = "correlate"
 
     def _emit(self, inc: Incident, closed: Incident | None) -> None:

@@ -190,9 +190,11 @@ class IncidentBuilder:
         self.explained = IdSets()
 
     def add(self, uc: UseCase, tenant: str, group: dict[str, Any], alerts: list[Alert],
-            conditions: dict[str, list[str]] | None = None, correlation: dict[str, Any] | None = None
-            ) -> tuple[Incident, Incident | None]:
-        """Add the alerts of one match; returns (the updated incident, an incident it closed or None)."""
+            conditions: dict[str, list[str]] | None = None, correlation: dict[str, Any] | None = None,
+            repeats: int = 0) -> tuple[Incident, Incident | None]:
+        """Add the alerts of one match; returns (the updated incident, an incident it closed or None).
+        `repeats`: raw alerts merged into an alert the incident holds already (a correlation that goes on
+        holding on a repeat): counted, as a use case's own incident counts its alerts' repeats."""
         key = group_key(tenant, uc.id, group.values())
         first = min(alerts, key=lambda a: a.time)
         window = timedelta(seconds=uc.mdr.window)
@@ -207,7 +209,7 @@ class IncidentBuilder:
             inc = self._new(uc, tenant, group, first)
             inc.detected_at = max(a.last_seen or a.time for a in alerts)  # when the use case fired
             self.open[key] = inc
-        self._absorb(inc, uc, alerts, conditions, correlation)
+        self._absorb(inc, uc, alerts, conditions, correlation, repeats)
         self.open[key] = inc  # write back (tables need the assignment)
         return inc, closed
 
@@ -223,7 +225,7 @@ class IncidentBuilder:
         )
 
     def _absorb(self, inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
-                correlation: dict[str, Any] | None) -> None:
+                correlation: dict[str, Any] | None, repeats: int = 0) -> None:
         expl = next((x for x in inc.explanation if x.use_case == uc.id), None)
         if expl is None:
             expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
@@ -239,6 +241,8 @@ class IncidentBuilder:
                 ids.append(aid)
                 held.add(aid)
                 inc.alert_count += a.count
+            elif aid in held:
+                inc.alert_count += repeats
             if aid not in explained and len(expl_ids) < MAX_IDS:
                 expl_ids.append(aid)
                 explained.add(aid)
