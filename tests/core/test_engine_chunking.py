@@ -4,6 +4,7 @@ whatever has arrived; `mdr replay` feeds chunks of 2048)."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,48 @@ def test_a_call_boundary_inside_a_burst_of_repeats_changes_nothing(lab_alerts, b
 def test_the_big_chunk_core_gives_what_mdr_replay_gives(lab_alerts, big_chunks, lab1_replay) -> None:
     """The cut-up feeds above are compared with the core `mdr replay` runs: the shared replay of the day."""
     assert big_chunks[0] == _final(lab1_replay.incidents)
+
+
+def _corr_core(tmp_path: Path) -> Core:
+    """A 5-minute event_count (3 or more) over rule a, grouped by source (tests/core/test_correlate.py)."""
+    from tests.core.test_correlate import CORR, core_with
+
+    return core_with(tmp_path, CORR.format(type="event_count", rules="[rule_a]", cond="  condition: {gte: 3}"))
+
+
+def _repeats(minutes: list[float], url: str = "/login") -> list[Alert]:
+    """One alert of rule a and its repeats (one fingerprint), at these minutes of event time."""
+    from pipeline.authoring import alert_from_dict
+
+    out = []
+    for n, m in enumerate(minutes):
+        a = alert_from_dict({"rule": {"id": "a"}, "src": {"ip": "203.0.113.1"}, "http": {"url": url}}, n)
+        a.time = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m)
+        out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_a_repeat_counts_at_its_own_time_in_a_correlation(tmp_path: Path, size: int) -> None:
+    """Three repeats 4 minutes apart are one dedup window (10 min) but never three events in 5 minutes: the
+    correlation must not fire, whether they come in one call (dedup merges them before correlating; it used to
+    count all three at the first one's time) or one by one."""
+    core = _corr_core(tmp_path)
+    alerts = _repeats([0, 4, 8])
+    for lo in range(0, len(alerts), size):
+        core.feed_alerts(alerts[lo:lo + size])
+    out = core.take()
+    assert out.duplicates == 2 and not out.incidents
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_a_correlation_fires_at_the_repeat_that_reaches_its_threshold(tmp_path: Path, size: int) -> None:
+    """Repeats a minute apart: the correlation fires at the third (detected then, not at the first), and its
+    incident counts every raw alert it took in, repeats after the firing included."""
+    core = _corr_core(tmp_path)
+    alerts = [*_repeats([0, 1, 2, 3]), *_repeats([3.5], url="/admin")]
+    for lo in range(0, len(alerts), size):
+        core.feed_alerts(alerts[lo:lo + size])
+    [inc] = core.take().incidents.values()
+    assert inc.detected_at == alerts[2].time and inc.first_seen == alerts[0].time
+    assert inc.alert_count == 5 and inc.alert_ids == [alerts[0].alert_id, alerts[4].alert_id]
