@@ -78,7 +78,9 @@ class Dedup:
     it, on `expire`, or on `drain()`. Until then its count, last_seen and (see below) content may still change.
     When the representative came from a secondary log and the primary log's alert for the same event arrives,
     the representative takes the primary's content (keeping its id, count and times) and is put in `upgraded`
-    (the caller matches it again: it may have been matched on the secondary's content in an earlier call).
+    (the caller matches it again: it may have been matched on the secondary's content in an earlier call); a
+    caller that merges a batch before handling it (`merge(a, before)`, the core) applies the upgrade itself at
+    the primary's turn (`upgrade`), as if the alerts had come one by one.
     """
 
     def __init__(self, window: float = DEFAULT_WINDOW, state: MutableMapping[str, Alert] | None = None,
