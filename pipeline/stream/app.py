@@ -7,6 +7,11 @@
 All correlation, incident and fusion state of a tenant lives in one partition of the by-tenant topic, so the
 worker scales out across tenants and partitions (a single tenant's analysis runs on one worker at a time).
 Ingest messages are keyed by host, so a host's records stay in order for the stateful auditd assembly.
+With `--tenant-keyed` the ingest topics are keyed by tenant (and have the by-tenant topic's partitions): a
+tenant's alerts run in the partition they are read from, without the by-tenant hop (alerts of a message a
+producer keyed otherwise still take it). Outputs go to the producer as one batch per topic partition
+(`outbox`), with Kafka's key partitioning. A flush sends its outputs, then writes its tickets, then its state,
+then acks: a crash never leaves the state ahead of the outputs and tickets it implies.
 With `--db`, the flush's incidents go to `Soar.handle` (tickets, playbooks), and a timer runs the SOAR clock
 (`Soar.tick`: SLA escalation, playbook resumption) in the one worker holding its lease (pipeline/soar/clock.py).
 Delivery is at least once; outputs are idempotent (deterministic ids, compacted incident topic, ingest
@@ -31,7 +36,8 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -39,12 +45,13 @@ from faust.streams import _current_event
 
 from pipeline.engine import error_text
 from pipeline.normalize.stage import dead_letter
-from pipeline.redact import redact_bytes
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import DeadLetter, encode
 from pipeline.stream.config import Topics, WorkerConfig
 from pipeline.stream.envelope import Message
 from pipeline.stream.metrics import Metrics
+from pipeline.stream.outbox import Outbox
+from pipeline.stream.partitions import TenantPartitions
 from pipeline.stream.poison import POISON, Attempts
 from pipeline.stream.processor import (
     Batch,
@@ -58,7 +65,7 @@ from pipeline.stream.processor import (
     pack,
     unpack_batch,
 )
-from pipeline.stream.state import PartitionState
+from pipeline.stream.state import PartitionState, encode_once
 from pipeline.stream.usecases import UseCaseFeed
 
 if TYPE_CHECKING:
@@ -109,7 +116,9 @@ class Runtime:
     def __init__(self, cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None):
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.ingest_stage = IngestStage(cfg.tenant_bindings)
+        self.partition_of = TenantPartitions(cfg.partitions)
+        self.ingest_stage = IngestStage(cfg.tenant_bindings, self.partition_of if cfg.tenant_keyed else None)
+        self._misrouted: set[str] = set()  # tenant-keyed ingest topics that carried a tenant off its partition
         self.context_sig = context_signature()
         self.hooks = core_hooks(cfg)
         self.model_sig = model_signature(cfg)
@@ -192,9 +201,9 @@ class Runtime:
 
     async def send_poison(self, ev: Any, dead: list[DeadLetter]) -> None:
         """The dead letters of a poisoned message (the caller acks it)."""
-        futures: list = []
-        await self.send_dead(dead, futures)
-        await asyncio.gather(*futures)
+        out = Outbox()
+        self.send_dead(dead, out)
+        await asyncio.gather(*await self.produce(out))
         self.attempts.forget([_position(ev)])
         m = ev.message
         log.error("message %s:%d:%d dead-lettered after %d failed attempts", m.topic, m.partition, m.offset,
@@ -212,12 +221,24 @@ class Runtime:
                 if why is not None:
                     await self.send_poison(ev, [_poison_letter(ev, why)])
                 elif self.suspect(ev):
-                    await self._normalize([ev])
+                    await self._alone(ev)
                 else:
                     normal.append(ev)
+                if self.failure is not None:
+                    return
             events = normal
         if events:
             await self._normalize(events)
+
+    async def _alone(self, ev: Any) -> None:
+        """A message that failed before: normalized alone; with tenant-keyed ingest its alerts also run alone
+        (what is pending runs first), so that a failure counts against it only."""
+        if self.cfg.tenant_keyed:
+            await self.flush_due(force=True)
+        if self.failure is None:
+            await self._normalize([ev])
+        if self.cfg.tenant_keyed and self.failure is None:
+            await self.flush_due(force=True)
 
     async def _normalize(self, events: list[Any]) -> None:
         t0 = time.perf_counter()
@@ -233,39 +254,62 @@ class Runtime:
         async with self.normalizing:  # idle flushes come after, never between, a batch and its sending
             res = self.ingest_stage.ingest(msgs)
             self.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
-            await self.send_normalized(res)
+            await self.dispatch(res, events)
             self.hold(events)  # before take_events acks them
         self.last_ingest = time.monotonic()
         if self.attempts.entries:
             self.attempts.forget([_position(ev) for ev in events])
 
     # ---- outputs ------------------------------------------------------------------------------------
-    async def send(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
-        """One output record (incidents, alerts, suppressed, dead letters, tickets: JSON): the configured secrets
-        redacted (pipeline/redact.py), as in every other sink."""
-        await self._produce(topic, key, redact_bytes(value), futures)
+    async def produce(self, out: Outbox) -> list:
+        """Queue an outbox's records on the producer, batched per topic partition; their delivery futures."""
+        if not out.count:
+            return []
+        return await out.send(self.app.producer._ensure_producer())  # aiokafka's, under Faust's flush
 
-    async def _produce(self, topic: str, key: str | None, value: bytes, futures: list) -> None:
-        futures.append(await self.app.producer.send(topic, key.encode() if key else None, value, None, None,
-                                                    None))
-
-    async def send_normalized(self, res: Normalized) -> None:
-        futures: list = []
+    async def dispatch(self, res: Normalized, events: Sequence[Any] = ()) -> None:
+        """A normalized batch on its way: alerts read from their tenant's own partition (`--tenant-keyed`)
+        straight to that partition's core, whose run acks their messages; the others to the by-tenant topic;
+        dead letters to mdr.dlq. Returns once the broker has the records sent."""
+        out = Outbox()
         t = self.cfg.topics
+        now = time.monotonic()
+        alerts = self.metrics.alerts
+        owned = self.owned() if res.direct else set()
+        for p, tenant, items, i in res.direct:
+            ev = events[i] if i is not None else None
+            if p not in owned:  # revoked meanwhile: the next owner reads the message again
+                continue
+            if ev is not None:
+                ev.message.incref()  # committed once acked by the stream and by the partition's run
+            self.work(p).add(Batch(tenant, items), ev, now)
+            alerts.labels(tenant).inc(len(items))
         for tenant, items in res.by_tenant.items():
-            for i in range(0, len(items), ITEMS_PER_MESSAGE):
-                await self._produce(t.internal, tenant, pack(Batch(tenant, items[i:i + ITEMS_PER_MESSAGE])),
-                                    futures)  # the worker's own hop: alerts as the core must see them
-            self.metrics.alerts.labels(tenant).inc(len(items))
-        await self.send_dead(res.dead, futures)
+            for i in range(0, len(items), ITEMS_PER_MESSAGE):  # the worker's own hop: alerts as the core sees them
+                out.add(t.internal, tenant, pack(Batch(tenant, items[i:i + ITEMS_PER_MESSAGE])))
+            alerts.labels(tenant).inc(len(items))
+        if self.cfg.tenant_keyed and res.by_tenant:
+            self._rerouted(res)
+        self.send_dead(res.dead, out)
         for topic, n in res.records.items():
             self.metrics.records.labels(topic).inc(n)
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await self.produce(out))
 
-    async def send_dead(self, dead: Iterable, futures: list) -> None:
+    def _rerouted(self, res: Normalized) -> None:
+        """Count alerts a tenant-keyed ingest topic carried on another partition than their tenant's (they
+        took the by-tenant topic); warn once per ingest topic."""
+        for items in res.by_tenant.values():
+            self.metrics.rerouted.inc(len(items))
+            topic = items[0].src.rpartition(":")[0]
+            if topic not in self._misrouted:
+                self._misrouted.add(topic)
+                log.warning("%s is not keyed by tenant (tenant %s on partition %s): such alerts take the "
+                            "by-tenant topic", topic, items[0].alert.tenant_id, items[0].src.rpartition(":")[2])
+
+    def send_dead(self, dead: Iterable[DeadLetter], out: Outbox) -> None:
         for d in dead:
             key = f"{d.topic}:{d.partition}:{d.offset}" if d.topic else None
-            await self.send(self.cfg.topics.dlq, key, encode(d), futures)
+            out.output(self.cfg.topics.dlq, key, encode(d))
             self.metrics.dead.labels(d.reason).inc()
 
     # ---- ingest messages whose records a normalizer still buffers ------------------------------------
@@ -282,16 +326,21 @@ class Runtime:
         self.release(floor)
 
     def release(self, floor: dict[tuple[str, int], int] | None = None) -> None:
-        """Ack the held messages no buffered record comes from any more."""
+        """Ack the held messages no buffered record comes from any more (tenant-keyed ingest: after the next
+        run of their partition, which runs the alerts their records gave)."""
         if not self.held:
             return
         floor = self.ingest_stage.stage.buffered_floor() if floor is None else floor
+        now = time.monotonic()
+        owned = self.owned() if self.cfg.tenant_keyed else set()
         for tp, evs in list(self.held.items()):
             low = floor.get(tp)
             keep = []
             for ev in evs:
                 if low is not None and ev.message.offset >= low:
                     keep.append(ev)
+                elif tp[1] in owned:
+                    self.work(tp[1]).attach([ev], now)
                 else:
                     ev.ack()
             if keep:
@@ -300,6 +349,11 @@ class Runtime:
                 del self.held[tp]
 
     # ---- the core, per partition --------------------------------------------------------------------
+    def owned(self) -> set[int]:
+        """Partitions of the by-tenant topic (and of the state) assigned to this worker now."""
+        internal = self.cfg.topics.internal
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == internal}
+
     def work(self, partition: int) -> PartitionWork:
         w = self.parts.get(partition)
         if w is None:
@@ -314,8 +368,9 @@ class Runtime:
         self.ingest_stage.stage.discard_from(ingest)  # uncommitted: the next owner reads them again
         for tp in ingest:
             self.held.pop(tp, None)
+        core = {self.cfg.topics.internal, *(self.cfg.topics.ingest if self.cfg.tenant_keyed else ())}
         for tp in tps:
-            if tp.topic == self.cfg.topics.internal and self.parts.pop(tp.partition, None) is not None:
+            if tp.topic in core and self.parts.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: state dropped from memory", tp.partition)
 
     async def add(self, ev: Any) -> None:
@@ -330,7 +385,7 @@ class Runtime:
                 ev.ack()
                 return
             w = self.work(p)
-            if w.events:
+            if w.waiting:
                 await self.flush(p, w)
                 if self.failure is not None:
                     return
@@ -342,7 +397,7 @@ class Runtime:
     async def flush_due(self, force: bool = False) -> None:
         now = time.monotonic()
         for p, w in list(self.parts.items()):
-            if w.events and (force or w.due(now)):
+            if w.waiting and (force or w.due(now)):
                 await self.flush(p, w)
 
     async def flush(self, partition: int, w: PartitionWork) -> None:
@@ -359,38 +414,47 @@ class Runtime:
             self.attempts.forget([_position(ev) for ev in events])
 
     async def _flush(self, partition: int, w: PartitionWork) -> None:
-        """Run a partition's pending alerts through the core, persist its state and send the outputs.
+        """Run a partition's pending alerts through the core, send the outputs, write the tickets, and then
+        persist its state.
 
-        The consumed messages are acked once their outputs are handed to the producer: Faust flushes the
-        producer (outputs and state changelog) before it commits their offsets, so a crash before that
-        redelivers them and the state's high-water marks make the redelivery a no-op. Tickets are written
-        before the ack. End-to-end latency is observed when the broker has acknowledged the outputs."""
+        The state change goes last: a crash never leaves the state ahead of the outputs and tickets it implies.
+        The consumed messages are acked after it: Faust flushes the producer (outputs and state changelog)
+        before it commits their offsets, so a crash before that redelivers them; where the state got through,
+        its high-water marks make the redelivery a no-op, and otherwise the core, run again from the last
+        state, gives the same outputs (deterministic ids) and the same ticket updates (upserts by incident).
+        End-to-end latency is observed when the broker has acknowledged the outputs."""
         t0 = time.perf_counter()
         self.metrics.wait.labels("hold").observe(time.monotonic() - w.first_at)
         fl = w.run()
         t1 = time.perf_counter()
-        await self._persist_retrying(fl)
-        t2 = time.perf_counter()
-        futures: list = []
+        out = Outbox()
         t = self.cfg.topics
+        enc = fl.encoded  # what the state change encoded already
+        priorities: Counter[str] = Counter()
         for inc in sorted(fl.out.incidents.values(), key=lambda i: i.status == "merged"):
-            await self.send(t.incidents, inc.incident_id, encode(inc), futures)
-            self.metrics.incidents.labels(inc.priority).inc()
+            out.output(t.incidents, inc.incident_id, encode_once(inc, enc))
+            priorities[inc.priority] += 1
         for a in fl.alerts:
-            await self.send(t.alerts, a.alert_id, encode(a), futures)
+            out.output(t.alerts, a.alert_id, encode_once(a, enc))
         for s in fl.out.suppressed:
-            await self.send(t.suppressed, s.alert.alert_id, encode(s), futures)
+            out.output(t.suppressed, s.alert.alert_id, encode(s))
         for f in fl.out.fates:
-            await self.send(t.fates, f.alert_id, encode(f), futures)
-        await self.send_dead(fl.out.dead, futures)
+            out.output(t.fates, f.alert_id, encode(f))
+        self.send_dead(fl.out.dead, out)
+        futures = await self.produce(out)
         if self.soar is not None and (fl.out.incidents or fl.alerts or fl.out.suppressed):
-            await self._tickets(fl, futures)
+            futures += await self._tickets(fl)
+        t2 = time.perf_counter()
+        await self._persist_retrying(fl, partition)
+        t3 = time.perf_counter()
+        for prio, n in priorities.items():
+            self.metrics.incidents.labels(prio).inc(n)
         for ev in fl.events:
             ev.ack()
         m = self.metrics
         m.stage.labels("core").observe(t1 - t0 - fl.state_seconds)
-        m.stage.labels("state").observe(fl.state_seconds + t2 - t1)  # encode the change, write it to the table
-        m.stage.labels("emit").observe(time.perf_counter() - t2)
+        m.stage.labels("state").observe(fl.state_seconds + t3 - t2)  # encode the change, write it to the table
+        m.stage.labels("emit").observe(t2 - t1 + time.perf_counter() - t3)
         m.applied.inc(fl.fed)
         m.alerts_new.inc(len(fl.out.alerts))
         m.suppressed.inc(len(fl.out.suppressed))
@@ -417,12 +481,12 @@ class Runtime:
         for x in t_joined:
             observe(max(0.0, done - x))
 
-    async def _persist_retrying(self, fl: Flushed) -> None:
+    async def _persist_retrying(self, fl: Flushed, partition: int) -> None:
         """`_persist`, tried again while the broker is away (the table checks its changelog topic on each write;
         the writes set keys, so writing them again is harmless); the last failure escapes to `flush`."""
         for delay in (*RETRY_DELAYS, None):
             try:
-                self._persist(fl)
+                self._persist(fl, partition)
                 return
             except Exception as e:
                 if delay is None:
@@ -430,9 +494,13 @@ class Runtime:
                 log.warning("state write failed (%s); retrying in %g s", error_text(e), delay)
                 await asyncio.sleep(delay)
 
-    def _persist(self, fl: Flushed) -> None:
-        """Write the state records to the table in the partition of the events they came from."""
-        token = _current_event.set(weakref.ref(fl.events[-1]))
+    def _persist(self, fl: Flushed, partition: int) -> None:
+        """Write the state records to the table, in `partition` (Faust's table takes it from the current event:
+        one of the by-tenant topic's partition stands in, whether the alerts came that way or not)."""
+        if not fl.writes:
+            return
+        stand_in = _PartitionEvent(self.cfg.topics.internal, partition)
+        token = _current_event.set(weakref.ref(stand_in))
         try:
             table = self.table
             for k, v in fl.writes:
@@ -444,12 +512,11 @@ class Runtime:
         finally:
             _current_event.reset(token)
 
-    async def _tickets(self, fl: Flushed, futures: list) -> None:
+    async def _tickets(self, fl: Flushed) -> list:
         """The flush's incidents as tickets, then its alerts, suppressed alerts and fused parts as evidence,
-        into the SOAR store (--db); ticket snapshots to mdr.tickets. Tickets first: the flush's state is
-        already on its way to the changelog, so whatever a crash cuts off here is not redone after a restart,
-        and a ticket matters more than its evidence (the console shows a ticket without its alerts until
-        they are written)."""
+        into the SOAR store (--db); ticket snapshots to mdr.tickets; their delivery futures. Tickets first: a
+        ticket matters more than its evidence (the console shows a ticket without its alerts until they are
+        written). The flush's state is written after both, so a crash here has the flush run again."""
         import orjson
 
         from pipeline.soar import evidence
@@ -459,14 +526,17 @@ class Runtime:
 
         loop = asyncio.get_running_loop()
         incidents = list(fl.out.incidents.values())
+        futures: list = []
         if incidents:
             results = await loop.run_in_executor(None, self.soar.handle, incidents)
-            await self.send_dead(failed_updates(incidents, results), futures)
+            out = Outbox()
+            self.send_dead(failed_updates(incidents, results), out)
             for r in results:
                 body = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
-                await self.send(self.cfg.topics.tickets, str(body.get("incident_id")),
-                                orjson.dumps(body, default=str), futures)
+                out.output(self.cfg.topics.tickets, str(body.get("incident_id")), orjson.dumps(body, default=str))
+            futures = await self.produce(out)
         await loop.run_in_executor(None, evidence.record, self.soar.store, fl.alerts, fl.out.suppressed, incidents)
+        return futures
 
     # ---- the SOAR clock ------------------------------------------------------------------------------------
     async def tick_soar(self) -> None:
@@ -543,11 +613,26 @@ class Runtime:
     async def _rejected(self, name: str, reason: str, text: str) -> None:
         d = dead_letter(None, "usecase_rejected", f"{name}: {reason}", source="usecase", raw=text)
         d.topic = self.cfg.topics.usecases
-        futures: list = []
-        await self.send_dead([d], futures)
-        await asyncio.gather(*futures)
+        out = Outbox()
+        self.send_dead([d], out)
+        await asyncio.gather(*await self.produce(out))
         self.metrics.usecase_reloads.labels("rejected").inc()
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
+
+
+class _PartitionEvent:
+    """What Faust's table reads of the current event to place a write: its message's topic and partition."""
+
+    __slots__ = ("__weakref__", "message")  # the current event is held by weak reference
+
+    def __init__(self, topic: str, partition: int):
+        self.message = _Where(topic, partition)
+
+
+@dataclass(slots=True)
+class _Where:
+    topic: str
+    partition: int
 
 
 def _position(ev: Any) -> tuple[str, int, int]:
@@ -637,6 +722,21 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
     create_topics(bootstrap, topics.compacted, partitions=1, compacted=True)
 
 
+def tenant_keyed_problem(bootstrap: str, topics: Topics, partitions: int) -> str | None:
+    """Why `--tenant-keyed` cannot work on these topics, or None. A tenant-keyed worker runs what it reads on
+    ingest partition p in state partition p; Kafka assigns both to the same worker only when every ingest
+    topic has as many partitions as the by-tenant topic (and then a tenant's key lands in its partition)."""
+    from pipeline.stream.broker import topic_partitions
+
+    counts = topic_partitions(bootstrap, [*topics.ingest, topics.internal])
+    want = counts.get(topics.internal, partitions)
+    bad = {t: n for t, n in counts.items() if n != want}
+    if not bad:
+        return None
+    return (f"--tenant-keyed needs every ingest topic with the {want} partitions of {topics.internal}; "
+            + ", ".join(f"{t} has {n}" for t, n in sorted(bad.items())))
+
+
 def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = None) -> Runtime:
     """The Faust app with its agents and timers."""
     rt = Runtime(cfg, usecases, metrics)
@@ -690,8 +790,8 @@ def build(cfg: WorkerConfig, usecases: UseCaseSet, metrics: Metrics | None = Non
     async def idle_flush() -> None:
         async with rt.normalizing:
             res = rt.ingest_stage.flush_idle(cfg.idle_flush)
-            if res.by_tenant or res.dead:
-                await rt.send_normalized(res)
+            if res.by_tenant or res.direct or res.dead:
+                await rt.dispatch(res)
             rt.release()
         _lag(rt)
 

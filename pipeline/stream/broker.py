@@ -198,6 +198,13 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, com
         admin.wait_for_topics(names, timeout_ms=30_000)
 
 
+def topic_partitions(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
+    """Number of partitions of each existing topic of `names`."""
+    with _admin(bootstrap) as admin:
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names))
+                if not t.get("error_code")}
+
+
 # ---------------------------------------------------------------- brokers
 
 

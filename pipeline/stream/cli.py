@@ -55,7 +55,7 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
     within `cfg.shutdown_grace` seconds ends the process anyway: nothing may keep a stopping worker alive."""
     from pipeline.gc_tuning import tune_gc
     from pipeline.rules.usecase import load_usecases
-    from pipeline.stream.app import build, ensure_topics
+    from pipeline.stream.app import build, ensure_topics, tenant_keyed_problem
     from pipeline.stream.metrics import serve
     from pipeline.stream.outage import OutageLog
 
@@ -66,6 +66,8 @@ def run_worker(cfg: WorkerConfig, broker_wait: float = 90.0) -> None:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # kafka-python only creates the topics: reported below
     _register_secrets(cfg)
     _create_topics(cfg, ensure_topics, broker_wait)
+    if cfg.tenant_keyed and (problem := tenant_keyed_problem(cfg.bootstrap, cfg.topics, cfg.partitions)):
+        raise UsageError(problem)
     ucs = load_usecases(str(cfg.usecases))
     for e in ucs.errors:
         logging.getLogger("mdr.worker").warning("skipped use case %s", e)
@@ -177,6 +179,10 @@ def worker(
     bootstrap: Bootstrap = None,
     app_id: Annotated[str, typer.Option(help="Consumer group / Faust app id")] = "mdr-worker",
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the by-tenant topic and state table")] = 4,
+    tenant_keyed: Annotated[bool, typer.Option(help="The ingest topics are keyed by tenant (mdr produce --key "
+                                               "tenant) with --partitions partitions: run each tenant's "
+                                               "alerts where they are read, without the by-tenant topic")
+                            ] = False,
     bind: Annotated[list[str] | None, typer.Option(help="Bind an ingest topic to a tenant: waf=shop")] = None,
     prefix: Annotated[str, typer.Option(help="Topic name prefix")] = "mdr.",
     usecases: Annotated[Path | None, typer.Option(help="Base use-case directory")] = None,
@@ -209,7 +215,7 @@ def worker(
     except ValueError as e:
         raise UsageError(f"--bind: {e}") from None
     cfg = WorkerConfig.from_env(
-        bootstrap=bootstrap, app_id=app_id, partitions=partitions, topics=topics,
+        bootstrap=bootstrap, app_id=app_id, partitions=partitions, tenant_keyed=tenant_keyed, topics=topics,
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
         data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
@@ -236,6 +242,8 @@ def produce(
     fmt: Annotated[str | None, typer.Option("--format", help="Force one input format")] = None,
     host: Annotated[str | None, typer.Option(help="Host name for records that carry none")] = None,
     per_message: Annotated[int, typer.Option(min=1, help="Records per envelope")] = 1,
+    key: Annotated[str, typer.Option(help="Message key: host (keeps a host's records in order) or tenant (also; "
+                                     "for a worker started with --tenant-keyed)")] = "host",
     bootstrap: Bootstrap = None,
 ) -> None:
     """Stream product files into an ingest topic as envelopes."""
@@ -243,6 +251,8 @@ def produce(
     from pipeline.stream.outage import bootstrap_of, require_broker
     from pipeline.stream.producer import produce as run
 
+    if key not in ("host", "tenant") or (key == "tenant" and not tenant):
+        raise UsageError("--key is host or tenant (and --key tenant needs --tenant)")
     try:
         expand(files)
     except FileNotFoundError as e:
@@ -251,7 +261,7 @@ def produce(
     require_broker(address, source)  # before reading anything
     name = topic if "." in topic else Topics().ingest_topic(topic)
     n = run(address, files, name, tenant, fmt, host, per_message, lambda line: typer.echo(line, err=True),
-            source=source)
+            source=source, key_by=key)
     typer.echo(f"{n} messages -> {name}")
 
 

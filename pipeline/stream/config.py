@@ -80,6 +80,9 @@ class WorkerConfig:
     app_id: str = "mdr-worker"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4  # of the by-tenant topic and the state table (scale-out unit)
+    # the ingest topics are keyed by tenant and have `partitions` partitions: a tenant's alerts run where they
+    # are read, without the by-tenant topic (alerts of a message on another partition still take it)
+    tenant_keyed: bool = False
     tenant_bindings: dict[str, str] = field(default_factory=dict)  # ingest topic -> tenant
     usecases: Path = field(default_factory=paths.usecases_dir)
     data_dir: Path = Path(".mdr-worker")

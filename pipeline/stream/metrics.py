@@ -24,6 +24,8 @@ class Metrics:
                               registry=r)
         self.alerts_new = Counter("mdr_alerts_deduplicated", "Alerts after dedup", registry=r)
         self.redelivered = Counter("mdr_alerts_redelivered", "Alerts skipped as already applied", registry=r)
+        self.rerouted = Counter("mdr_alerts_rerouted", "Alerts a tenant-keyed ingest topic carried on another "
+                                "partition than their tenant's (they took the by-tenant topic)", registry=r)
         self.dead = Counter("mdr_dead_letters", "Dead letters", ["reason"], registry=r)
         self.failures = Counter("mdr_worker_failures", "Errors that stopped the worker, by where", ["where"],
                                 registry=r)

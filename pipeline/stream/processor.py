@@ -3,10 +3,11 @@
     ingest message --unpack/normalize--> Item(alert, ingest position) --by tenant--> PartitionWork --core-->
 
 `IngestStage` (the worker's ingest stage, around the per-format normalizers' `NormalizeStage`) is stateless but
-for the auditd assembly (ingest messages are keyed by host so a host's records stay in order in one partition).
-`PartitionWork` holds one partition of the by-tenant topic: its pending alerts, its `PartitionState` and a `Core`
-over it. Pending alerts are fed in event-time order when the partition has been quiet for a moment, or they
-waited `max_hold`, so the stream sees the order `mdr replay` sees as far as the arrival allows.
+for the auditd assembly (ingest messages are keyed by host, or by tenant, so a host's records stay in order in one
+partition). `PartitionWork` holds one partition of the by-tenant topic (with `--tenant-keyed`, also the same
+partition of the ingest topics): its pending alerts, its `PartitionState` and a `Core` over it. Pending alerts
+are fed in event-time order when the partition has been quiet for a moment, or they waited `max_hold`, so the
+stream sees the order `mdr replay` sees as far as the arrival allows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import Alert, DeadLetter, Incident
 from pipeline.stream.config import WorkerConfig
 from pipeline.stream.envelope import Message, unpack
-from pipeline.stream.state import PartitionState
+from pipeline.stream.state import Encoded, PartitionState
 
 if TYPE_CHECKING:
     from pipeline.context.store import Context
@@ -68,17 +69,25 @@ def unpack_batch(data: bytes) -> Batch:
 
 @dataclass(slots=True)
 class Normalized:
-    by_tenant: dict[str, list[Item]] = field(default_factory=dict)
+    by_tenant: dict[str, list[Item]] = field(default_factory=dict)  # for the by-tenant topic
+    # tenant-keyed ingest: alerts read from their tenant's own partition, for that partition's core:
+    # (partition, tenant, items, index of the message they came from, or None after an idle flush)
+    direct: list[tuple[int, str, list[Item], int | None]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     records: Counter[str] = field(default_factory=Counter)  # by topic
 
 
 class IngestStage:
-    """Ingest messages -> alerts grouped by tenant, and dead letters."""
+    """Ingest messages -> alerts grouped by tenant, and dead letters.
 
-    def __init__(self, bindings: dict[str, str]):
+    With `route` (tenant -> partition: the ingest topics are keyed by tenant), a message read from its tenant's
+    partition gives `direct` alerts, which that partition's core runs without the by-tenant topic; any other
+    message's alerts still go by the by-tenant topic (a producer that keys otherwise loses nothing)."""
+
+    def __init__(self, bindings: dict[str, str], route: Callable[[str], int] | None = None):
         self.bindings = bindings
+        self.route = route
         self.stage = NormalizeStage()
         # (tenant, host) -> (src, offset, t_in, monotonic time) of its last record; flushed ones are removed
         self._last: dict[tuple[str, str | None], tuple[str, int, float, float]] = {}
@@ -88,16 +97,16 @@ class IngestStage:
     def ingest(self, msgs: list[Message]) -> Normalized:
         out = Normalized()
         now = time.monotonic()
-        for m in msgs:
+        for i, m in enumerate(msgs):
             out.records[m.topic] += 1
             try:
-                self._message(m, now, out)
+                self._message(m, i, now, out)
             except Exception as e:  # a bug outside the stage's per-record containment: this message only
                 out.dead.append(message_letter(m.topic, m.partition, m.offset, m.value, "normalizer_error",
                                                error_text(e)))
         return out
 
-    def _message(self, m: Message, now: float, out: Normalized) -> None:
+    def _message(self, m: Message, index: int, now: float, out: Normalized) -> None:
         u = unpack(m, self.bindings)
         if u.dead is not None:
             out.dead.append(u.dead)
@@ -113,8 +122,14 @@ class IngestStage:
         self._last[(first.tenant_id, first.host)] = (src, m.offset, t_in, now)
         self._offsets[(first.tenant_id, src)] = m.offset
         if res.alerts:
-            items = out.by_tenant.setdefault(first.tenant_id, [])
-            items.extend(Item(a, src, m.offset, seq, t_in) for seq, a in enumerate(res.alerts))
+            items = [Item(a, src, m.offset, seq, t_in) for seq, a in enumerate(res.alerts)]
+            self._place(first.tenant_id, m.partition, items, index, out)
+
+    def _place(self, tenant: str, partition: int, items: list[Item], index: int | None, out: Normalized) -> None:
+        if self.route is not None and self.route(tenant) == partition:
+            out.direct.append((partition, tenant, items, index))
+        else:
+            out.by_tenant.setdefault(tenant, []).extend(items)
 
     def flush_idle(self, idle: float) -> Normalized:
         """Alerts that stateful normalizers (auditd, the ModSecurity error log) still buffer for a tenant and
@@ -129,9 +144,12 @@ class IngestStage:
                 where=lambda fmt, t, h, key=(tenant, host): (t, h) == key)  # type: ignore[misc]
             out.dead.extend(res.dead)
             off = self._offsets[(tenant, src)]  # at or after every alert of this tenant already sent from src
+            items = []
             for a in res.alerts:
                 self._flushes += 1
-                out.by_tenant.setdefault(tenant, []).append(Item(a, src, off, FLUSH_SEQ + self._flushes, t_in))
+                items.append(Item(a, src, off, FLUSH_SEQ + self._flushes, t_in))
+            if items:
+                self._place(tenant, int(src.rpartition(":")[2]), items, None, out)
         for k in quiet:
             del self._last[k]
         return out
@@ -153,6 +171,7 @@ class Flushed:
     out: Outputs
     alerts: list[Alert]  # representatives whose state changed (final counts converge by key)
     writes: list[tuple[bytes, bytes | None]]  # table records persisting the state change (None: delete)
+    encoded: Encoded  # the JSON of the alerts and incidents the state change encoded, for the outputs
     events: list[Any]  # the consumed messages to ack once the outputs are durable
     t_in: list[float]  # of every alert fed
     t_joined: list[float]  # of the alerts that joined an incident in this run
@@ -204,16 +223,31 @@ class PartitionWork:
         self.core = self._core(usecases)
 
     def add(self, batch: Batch, event: Any, now: float) -> None:
+        """Alerts of one consumed message (`event`: acked once they ran; None: nothing to ack)."""
         fresh = [it for it in batch.items if self.pstate.fresh(batch.tenant, it.src, it.off, it.seq)]
         self.redelivered += len(batch.items) - len(fresh)
-        if not self.pending:
+        self._arrived(now)
+        self.pending.extend(fresh)
+        if event is not None:
+            self.events.append(event)
+
+    def attach(self, events: list[Any], now: float) -> None:
+        """Ack `events` after the next run (their alerts are pending here, or ran already)."""
+        self._arrived(now)
+        self.events.extend(events)
+
+    def _arrived(self, now: float) -> None:
+        if not self.waiting:
             self.first_at = now
         self.last_at = now
-        self.pending.extend(fresh)
-        self.events.append(event)
+
+    @property
+    def waiting(self) -> bool:
+        """Alerts to run or messages to ack."""
+        return bool(self.pending or self.events)
 
     def due(self, now: float) -> bool:
-        if not self.events:
+        if not self.waiting:
             return False
         return (now - self.last_at >= self.cfg.quiet or now - self.first_at >= self.cfg.max_hold
                 or len(self.pending) >= self.cfg.max_pending)
@@ -239,10 +273,11 @@ class PartitionWork:
             if rep is not None:
                 changed[rep.alert_id] = rep
         t0 = time.perf_counter()
-        writes = self.pstate.writes(self.pstate.delta())
+        encoded: Encoded = {}
+        writes = self.pstate.writes(self.pstate.delta(encoded))
         joined = _joined(items, out.incidents.values(), core.idsets)
-        return Flushed(out, list(changed.values()), writes, events, [it.t_in for it in items], joined, len(items),
-                       redelivered, time.perf_counter() - t0)
+        return Flushed(out, list(changed.values()), writes, encoded, events, [it.t_in for it in items], joined,
+                       len(items), redelivered, time.perf_counter() - t0)
 
 
 def _locate(dead: list[DeadLetter], items: list[Item]) -> None:

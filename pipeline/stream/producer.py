@@ -1,7 +1,8 @@
 """`mdr produce`: stream product files into an ingest topic as envelopes (demo, tests, benchmarks).
 
 Each file is read like `mdr replay` reads it (one record per line, whole-document formats as one record, the
-format detected per file) and sent as envelopes keyed by host, so a host's records stay in order. Paths the
+format detected per file) and sent as envelopes keyed by host, so a host's records stay in order (or by tenant,
+which keeps them in order too, for a worker with `--tenant-keyed`). Paths the
 walk leaves out, records the reader could not read whole (over the size limit, a read error) and records that
 are not UTF-8 text (an envelope is JSON) are not sent: they are reported to `problems`.
 """
@@ -82,14 +83,15 @@ async def send_values(bootstrap: str, topic: str, values: Iterable[bytes | tuple
 
 def produce(bootstrap: str, files: list[str], topic: str, tenant: str | None, fmt: str | None = None,
             host: str | None = None, per_message: int = 1, problems: Callable[[str], None] | None = None,
-            source: str = "--bootstrap") -> int:
-    """Stream files into `topic`; returns the number of messages. A broker that does not answer raises
-    BrokerUnreachable (`source`: where its address came from)."""
+            source: str = "--bootstrap", key_by: str = "host") -> int:
+    """Stream files into `topic`; returns the number of messages. Keyed by host (or the tenant when there is
+    none), or with `key_by="tenant"` by tenant: what a worker with `--tenant-keyed` reads. A broker that does
+    not answer raises BrokerUnreachable (`source`: where its address came from)."""
     from aiokafka.errors import KafkaConnectionError
 
     from pipeline.stream.outage import BrokerUnreachable
 
-    key = (host or tenant or "").encode() or None
+    key = ((tenant if key_by == "tenant" else host or tenant) or "").encode() or None
     values = envelopes(files, tenant, fmt, host, per_message, problems)
     try:
         return asyncio.run(send_values(bootstrap, topic, values, key))

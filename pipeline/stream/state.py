@@ -99,6 +99,19 @@ class Tracked(dict):
         return dict.setdefault(self, key, default)
 
 
+Encoded = dict[int, tuple[Any, bytes]]  # id(model object) -> (the object, its JSON)
+
+
+def encode_once(obj: Any, encoded: Encoded) -> bytes:
+    """`encode(obj)`, remembered in `encoded` for the rest of the flush (the object is alive as long as it)."""
+    hit = encoded.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    data = encode(obj)
+    encoded[id(obj)] = (obj, data)
+    return data
+
+
 def table_key(kind: str, key: str) -> bytes:
     return f"{kind}{SEP}{key}".encode()
 
@@ -172,23 +185,31 @@ class PartitionState:
         if len(self._group_keys) > 2 * len(opened) + 1000:
             self._group_keys = {inc.incident_id: k for k, inc in dict.items(opened)}
 
-    def delta(self) -> dict[bytes, bytes | None]:
-        """Encoded values (None: deleted) of every key touched since the last delta; resets the tracking."""
+    def delta(self, encoded: Encoded | None = None) -> dict[bytes, bytes | None]:
+        """Encoded values (None: deleted) of every key touched since the last delta; resets the tracking.
+
+        Alerts and incidents are encoded once (an incident is in two maps): `encoded` (id -> (object, JSON))
+        collects them for the outputs of the same flush."""
         self._link()
+        encoded = {} if encoded is None else encoded
         out: dict[bytes, bytes | None] = {}
         for kind, (enc, _) in KINDS.items():
             m = self.maps[kind]
             if kind == "alerts":
-                self._alerts_delta(m, out)
+                self._alerts_delta(m, out, encoded)
                 continue
+            model = enc is encode
             for key in m.touched:
                 v = dict.get(m, key, _MISSING)
-                out[table_key(kind, key)] = None if v is _MISSING else enc(v)
+                if v is _MISSING:
+                    out[table_key(kind, key)] = None
+                else:
+                    out[table_key(kind, key)] = encode_once(v, encoded) if model else enc(v)
             m.touched = set()
         out[META_HW.encode()] = orjson.dumps(self.hw)
         return out
 
-    def _alerts_delta(self, alerts: Tracked, out: dict[bytes, bytes | None]) -> None:
+    def _alerts_delta(self, alerts: Tracked, out: dict[bytes, bytes | None], encoded: Encoded) -> None:
         """The correlation store's alerts: most are also dedup representatives, stored then as a reference to
         the representative's record (`REF` + fingerprint) instead of a second copy."""
         dedup = self.maps["dedup"]
@@ -202,7 +223,7 @@ class PartitionState:
                 out[table_key("alerts", aid)] = REF + fp.encode()
                 self._ref_of[aid] = fp
             else:
-                out[table_key("alerts", aid)] = encode(v)
+                out[table_key("alerts", aid)] = encode_once(v, encoded)
         alerts.touched = set()
 
     # ---- table records ------------------------------------------------------------------------------

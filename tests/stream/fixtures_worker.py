@@ -66,15 +66,33 @@ def start_worker(bootstrap: str, workdir: Path, *args: str, app_id: str = "mdr-w
 
 
 def produce_lab(bootstrap: str, tenant: str, host: str = "web-01", lab: Path = LAB1, prefix: str = "mdr.",
-                per_message: int = 1, partitions: int = 4) -> int:
-    """Create the worker's topics, then stream the lab files (waf, ids -> firewall, host) as `tenant`."""
+                per_message: int = 1, partitions: int = 4, key_by: str | dict[str, str] = "host") -> int:
+    """Create the worker's topics, then stream the lab files (waf, ids -> firewall, host) as `tenant`, keyed by
+    host or by tenant (`key_by`: one for all, or per lab sub-directory)."""
     from pipeline.stream.app import ensure_topics
     from pipeline.stream.config import Topics
     from pipeline.stream.producer import produce
 
     ensure_topics(bootstrap, Topics(prefix=prefix), partitions)
-    return sum(produce(bootstrap, [str(lab / d)], f"{prefix}alerts.{kind}", tenant, None, host, per_message)
-               for d, kind in LAB_TOPICS.items())
+    keys = key_by if isinstance(key_by, dict) else dict.fromkeys(LAB_TOPICS, key_by)
+    return sum(produce(bootstrap, [str(lab / d)], f"{prefix}alerts.{kind}", tenant, None, host, per_message,
+                       key_by=keys[d]) for d, kind in LAB_TOPICS.items())
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """How the worker reads the ingest topics, and how the test keys what it produces."""
+
+    name: str
+    worker_args: tuple[str, ...]
+    key_by: str | dict[str, str]
+
+
+# the two ways a worker runs a tenant's alerts: through the by-tenant topic, or where a tenant-keyed ingest
+# topic delivers them (and, for the messages a producer keyed otherwise, through the by-tenant topic after all)
+INGEST = [Ingest("hop", (), "host"), Ingest("tenant-keyed", ("--tenant-keyed",), "tenant"),
+          Ingest("tenant-keyed-mixed", ("--tenant-keyed",), {"waf": "tenant", "ids": "host", "host": "tenant"})]
+TWO_WAYS = [i for i in INGEST if i.name in ("hop", "tenant-keyed")]
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:

@@ -119,7 +119,7 @@ from pipeline.context.store import Context
 from pipeline.stream.app import Runtime
 from pipeline.stream.processor import PartitionWork
 
-_prioritize, _run, _send = Context.prioritize, PartitionWork.run, Runtime.send_normalized
+_prioritize, _run, _dispatch = Context.prioritize, PartitionWork.run, Runtime.dispatch
 
 
 def prioritize(self, inc):
@@ -134,13 +134,14 @@ def run(self):
     return _run(self)
 
 
-async def send_normalized(self, res):
-    if any(it.alert.src.ip == "203.0.113.77" for items in res.by_tenant.values() for it in items):
+async def dispatch(self, res, events=()):
+    lists = [*res.by_tenant.values(), *(items for _, _, items, _ in res.direct)]
+    if any(it.alert.src.ip == "203.0.113.77" for items in lists for it in items):
         raise RuntimeError("injected failure of the ingest send")
-    return await _send(self, res)
+    return await _dispatch(self, res, events)
 
 
-Context.prioritize, PartitionWork.run, Runtime.send_normalized = prioritize, run, send_normalized
+Context.prioritize, PartitionWork.run, Runtime.dispatch = prioritize, run, dispatch
 '''
 
 HANG = '''

@@ -8,6 +8,7 @@ been quiet for a few seconds, so a finite input is fed in event-time order as `m
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections import Counter
@@ -25,7 +26,10 @@ from pipeline.stream.config import Topics
 from pipeline.stream.envelope import envelope
 from tests.lab import LabReplay
 from tests.stream.fixtures_worker import (
+    INGEST,
     LAB1,
+    TWO_WAYS,
+    Ingest,
     latest_incidents,
     produce_lab,
     read_topic,
@@ -55,33 +59,42 @@ def lab_replay(lab1_replay: LabReplay) -> ReplayResult:
     return lab1_replay.result
 
 
-def test_parity_with_replay(kafka_broker, tmp_path: Path, lab_replay) -> None:
-    b, prefix = kafka_broker.bootstrap, "mdr.parity."
-    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="parity")
+@pytest.mark.parametrize("ingest", INGEST, ids=lambda i: i.name)
+def test_parity_with_replay(kafka_broker, tmp_path: Path, lab_replay, ingest: Ingest) -> None:
+    """The worker's incidents and alert counts are those of `mdr replay`, whether a tenant's alerts take the
+    by-tenant topic, run where a tenant-keyed ingest topic delivers them, or both (a producer keying some
+    topics by host: those alerts take the by-tenant topic, and say so in the log)."""
+    b, prefix = kafka_broker.bootstrap, f"mdr.parity-{ingest.name}."
+    w = start_worker(b, tmp_path, "--prefix", prefix, *PARITY, *ingest.worker_args, app_id=f"parity-{ingest.name}")
     try:
-        produce_lab(b, "shop", prefix=prefix)
+        produce_lab(b, "shop", prefix=prefix, key_by=ingest.key_by)
         got = final_state(b, prefix)
         want = summary(lab_replay.incidents)
         assert set(got) == set(want), w.tail()
         assert got == want
         assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
         assert not read_topic(b, f"{prefix}dlq")
+        hopped = bool(read_topic(b, f"{prefix}internal.by-tenant", timeout=5))
+        assert hopped == (ingest.name != "tenant-keyed")
+        assert ("is not keyed by tenant" in w.log.read_text()) == (ingest.name == "tenant-keyed-mixed")
     finally:
         assert w.stop() == 0, w.tail()
 
 
-def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
+@pytest.mark.parametrize("ingest", TWO_WAYS, ids=lambda i: i.name)
+def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay, ingest: Ingest) -> None:
     """kill -9 while the worker writes its first state; the restarted worker loses and doubles nothing:
     incidents, alert counts, tickets and their playbook runs all equal one clean pass."""
-    b, prefix = kafka_broker.bootstrap, "mdr.crash."
+    b, prefix, app = kafka_broker.bootstrap, f"mdr.crash-{ingest.name}.", f"crash-{ingest.name}"
     db = f"sqlite:///{tmp_path / 'tickets.db'}"
-    w = start_worker(b, tmp_path, "--prefix", prefix, "--db", db, *PARITY, app_id="crash")
-    changelog = "crash-state-changelog"
+    args = ("--prefix", prefix, "--db", db, *PARITY, *ingest.worker_args)
+    w = start_worker(b, tmp_path, *args, app_id=app)
+    changelog = f"{app}-state-changelog"
     try:
-        produce_lab(b, "shop", prefix=prefix)
+        produce_lab(b, "shop", prefix=prefix, key_by=ingest.key_by)
         assert wait_until(lambda: bool(read_topic(b, changelog, timeout=2)), 90, every=0.1), w.tail()
         w.kill()
-        w = start_worker(b, tmp_path, "--prefix", prefix, "--db", db, *PARITY, app_id="crash")
+        w = start_worker(b, tmp_path, *args, app_id=app)
         got = final_state(b, prefix)
         assert got == summary(lab_replay.incidents), w.tail()
         assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
@@ -89,6 +102,52 @@ def test_crash_and_restart(kafka_broker, tmp_path: Path, lab_replay) -> None:
         # a partition the restarted worker works on starts from the crashed one's state; it works on none when
         # the crashed worker had committed the whole day before the kill (a fast run: one batch)
         assert not restored or any(restored), "the restarted worker did not restore the crashed one's state"
+    finally:
+        w.stop()
+    assert_tickets(db, lab_replay.incidents, read_topic(b, f"{prefix}tickets"))
+
+
+# kill -9 the worker right after a flush's state reached the changelog, before its messages are acked
+KILL_AFTER_STATE = '''
+import os
+
+from pipeline.stream.app import Runtime
+
+_persist = Runtime._persist_retrying
+
+
+async def _persist_retrying(self, fl, partition):
+    await _persist(self, fl, partition)
+    if fl.out.incidents:
+        await self.app.producer.flush()  # the state change is on the broker
+        os._exit(9)
+
+
+Runtime._persist_retrying = _persist_retrying
+'''
+
+
+def test_a_crash_once_the_state_is_written_loses_no_ticket(kafka_broker, tmp_path: Path, lab_replay) -> None:
+    """A flush writes outputs, then tickets, then its state: a worker killed right after its first state write
+    (before the ack) has written that flush's tickets already; the restarted worker, whose state says the
+    alerts were applied, skips them, and the tickets equal one clean pass. (With the state written before the
+    tickets, the tickets of that flush were lost.)"""
+    b, prefix, app = kafka_broker.bootstrap, "mdr.order.", "order"
+    db = f"sqlite:///{tmp_path / 'tickets.db'}"
+    args = ("--prefix", prefix, "--db", db, *PARITY)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(KILL_AFTER_STATE)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")]))}
+    w = start_worker(b, tmp_path, *args, app_id=app, env=env)
+    try:
+        produce_lab(b, "shop", prefix=prefix)
+        assert w.proc.wait(120) == 9, w.tail()
+        w = start_worker(b, tmp_path, *args, app_id=app, name="w2")
+        got = final_state(b, prefix)
+        assert got == summary(lab_replay.incidents), w.tail()
+        assert alert_counts(b, prefix) == {a.alert_id: a.count for a in lab_replay.alerts}
+        assert any(int(n) for n in re.findall(r"state loaded \((\d+) keys\)", w.log.read_text())), w.tail()
     finally:
         w.stop()
     assert_tickets(db, lab_replay.incidents, read_topic(b, f"{prefix}tickets"))
@@ -171,11 +230,14 @@ def _holds_tenant_partitions(log: str) -> bool:
     return bool(lines) and "by-tenant" in lines[-1]
 
 
-def test_scale_out_two_workers(kafka_broker, tmp_path: Path) -> None:
-    """Two workers share 4 partitions; each tenant's incidents equal its own replay."""
-    b, prefix = kafka_broker.bootstrap, "mdr.scale."
+@pytest.mark.parametrize("ingest", TWO_WAYS, ids=lambda i: i.name)
+def test_scale_out_two_workers(kafka_broker, tmp_path: Path, ingest: Ingest) -> None:
+    """Two workers share 4 partitions; each tenant's incidents, ids included, equal its own replay (the one
+    worker of the parity test gives the same): adding a worker changes no incident and no id."""
+    b, prefix = kafka_broker.bootstrap, f"mdr.scale-{ingest.name}."
     tenants = ["shop", "t-c", "gamma", "t-a"]  # murmur2 partitions 0, 1, 2, 3
-    ws = [start_worker(b, tmp_path, "--prefix", prefix, *PARITY, app_id="scale", name=f"w{i}") for i in (1, 2)]
+    ws = [start_worker(b, tmp_path, "--prefix", prefix, *PARITY, *ingest.worker_args, app_id=f"scale-{ingest.name}",
+                       name=f"w{i}") for i in (1, 2)]
     try:
         # input arrives only once the group is stable: each worker holds some of the tenant partitions
         # (a rebalance in the middle of the stream is the crash test's subject, not this one's)
@@ -183,7 +245,7 @@ def test_scale_out_two_workers(kafka_broker, tmp_path: Path) -> None:
             [w.tail() for w in ws]
         time.sleep(2)
         for t in tenants:
-            produce_lab(b, t, prefix=prefix)
+            produce_lab(b, t, prefix=prefix, key_by=ingest.key_by)
         got = final_state(b, prefix, quiet=8.0, timeout=180)
         want: dict = {}
         for t in tenants:
@@ -222,40 +284,46 @@ def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
         c.close()
 
 
-def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ingest", TWO_WAYS, ids=lambda i: i.name)
+def test_records_a_normalizer_buffers_survive_a_crash(kafka_broker, tmp_path: Path, ingest: Ingest) -> None:
     """ModSecurity error-log lines of a transaction whose closing line has not come yet are buffered by the
     normalizer; their ingest offsets must not be committed, so a worker killed meanwhile does not lose them:
-    the restarted worker reads them again and emits the transaction's alert."""
-    b, prefix = kafka_broker.bootstrap, "mdr.buffered."
+    the restarted worker reads them again and emits the transaction's alert (tenant-keyed: its messages are
+    committed once the partition ran the alert)."""
+    b, prefix, group = kafka_broker.bootstrap, f"mdr.buffered-{ingest.name}.", f"buf-{ingest.name}"
+    key = b"shop" if ingest.key_by == "tenant" else b"web-01"
     topics = Topics(prefix=prefix)
     ensure_topics(b, topics, 4)
     lines = (LAB1 / "waf" / "apache_error.log").read_text().splitlines()
     uid = 'unique_id "awUxD03R2MqInzbJfVSqNwAAAAA"'
     tx = [ln for ln in lines if uid in ln and not re.search(r'\[id "9(49|59|80)\d+"\]', ln)]
     assert len(tx) >= 3
-    w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "600", "--metrics-port", "0", app_id="buf")
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "600", "--metrics-port", "0",
+                     *ingest.worker_args, app_id=group)
     p = KafkaProducer(bootstrap_servers=b)
     try:
         assert wait_until(lambda: "partitions assigned" in w.log.read_text(), 90), w.tail()
         for ln in tx:
-            p.send(topics.ingest_topic("waf"), envelope([ln], "shop", "modsec_error", "web-01"), key=b"web-01")
+            p.send(topics.ingest_topic("waf"), envelope([ln], "shop", "modsec_error", "web-01"), key=key)
         p.flush()
         time.sleep(4)  # read, normalized into the buffer, and several commit intervals passed
         assert not read_topic(b, f"{prefix}alerts.normalized", timeout=2)
         w.kill()
-        w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "1", app_id="buf", name="w2")
+        w = start_worker(b, tmp_path, "--prefix", prefix, "--idle-flush", "1", *ingest.worker_args, app_id=group,
+                         name="w2")
         assert wait_until(lambda: bool(read_topic(b, f"{prefix}alerts.normalized", timeout=2)), 90), w.tail()
         alerts = [decode_alert(r.value) for r in read_topic(b, f"{prefix}alerts.normalized")]
         assert len(alerts) == 1 and alerts[0].source.format == "modsec_error"
         assert alerts[0].extra["unique_id"] == uid.split('"')[1]
         assert len(alerts[0].raw.splitlines()) == len(tx)  # every buffered line came back
-        assert wait_until(lambda: _committed_to_end(b, "buf", topics.ingest_topic("waf")), 30), w.tail()
+        assert wait_until(lambda: _committed_to_end(b, group, topics.ingest_topic("waf")), 30), w.tail()
     finally:
         p.close()
         w.stop()
 
 
-def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ingest", TWO_WAYS, ids=lambda i: i.name)
+def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path, ingest: Ingest) -> None:
     """`mdr worker --model` suppresses exactly the alerts `mdr replay --model` suppresses (same scores), and the
     classifier's per-source history is part of the partition state."""
     from pipeline.classify.model import NoiseClassifier
@@ -271,17 +339,18 @@ def test_noise_classifier_parity_with_replay(kafka_broker, tmp_path: Path) -> No
     want = replay([str(src)], replay_core(classifier=NoiseClassifier.load(model_dir)), "shop")
     assert want.suppressed  # the sample has noise the model suppresses
 
-    b, prefix = kafka_broker.bootstrap, "mdr.noise."
+    b, prefix, app = kafka_broker.bootstrap, f"mdr.noise-{ingest.name}.", f"noise-{ingest.name}"
     ensure_topics(b, Topics(prefix=prefix), 4)
-    w = start_worker(b, tmp_path, "--prefix", prefix, "--model", str(model_dir), *PARITY, app_id="noise")
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--model", str(model_dir), *PARITY, *ingest.worker_args,
+                     app_id=app)
     try:
-        produce(b, [str(src)], f"{prefix}alerts.waf", "shop")
+        produce(b, [str(src)], f"{prefix}alerts.waf", "shop", key_by=ingest.key_by)
         got = final_state(b, prefix)
         assert got == summary(want.incidents), w.tail()
         suppressed = {(s["alert"]["alert_id"], s["score"]) for s in
                       (orjson.loads(r.value) for r in read_topic(b, f"{prefix}suppressed"))}
         assert suppressed == {(s.alert.alert_id, s.score) for s in want.suppressed}
-        changelog = [r.key for r in read_topic(b, "noise-state-changelog")]
+        changelog = [r.key for r in read_topic(b, f"{app}-state-changelog")]
         assert changelog and "noise classifier" in w.log.read_text()
     finally:
         assert w.stop() == 0, w.tail()
