@@ -42,26 +42,26 @@ def args() -> argparse.Namespace:
     a("--burst-share", type=float, default=0.05, help="ASSUMPTION: share of the time a tenant is in a peak")
     a("--burst-minutes", type=float, default=5.0, help="ASSUMPTION: mean length of a peak")
     a("--all-peak-minutes", type=float, default=5.0, help="ASSUMPTION: length of the every-tenant peak")
-    a("--per-core", type=float, default=7_500.0,
+    a("--per-core", type=float, default=7_800.0,
       help="alerts/s one worker sustains on one core (bench/e2e.py: alerts per worker CPU-second)")
     a("--partitions", type=int, default=256, help="partitions of the ingest topics (tenant-keyed) and the state")
     a("--latency", type=float, default=1.0, help="p99 of the latency the queue may add, seconds")
     a("--hours", type=float, default=1.0, help="simulated time")
     a("--ingest-bytes", type=float, default=2_830.0,
       help="ingest bytes per alert, uncompressed envelopes of ~2.9 records (bench/memory.py)")
-    a("--output-bytes", type=float, default=110.0,
+    a("--output-bytes", type=float, default=92.0,
       help="output bytes per alert, zstd record batches: alerts, incidents, dead letters (bench/memory.py)")
-    a("--changelog-bytes", type=float, default=480.0, help="state changelog bytes per alert, zstd (bench/memory.py)")
-    a("--window-bytes", type=float, default=3_640.0, help="state bytes per dedup window (bench/memory.py)")
+    a("--changelog-bytes", type=float, default=203.0, help="state changelog bytes per alert, zstd (bench/memory.py)")
+    a("--window-bytes", type=float, default=3_660.0, help="state bytes per dedup window (bench/memory.py)")
     a("--distinct", type=float, default=0.41,
       help="share of alerts that open a dedup window (lab-1: 1,098 of 2,706); the rest are repeats")
     a("--dedup-window", type=float, default=600.0, help="seconds a dedup window stays open")
-    a("--tenant-bytes", type=float, default=765_000.0,
+    a("--tenant-bytes", type=float, default=776_000.0,
       help="state bytes of a tenant beside its dedup windows: correlation windows, incidents (bench/memory.py)")
-    a("--rss-factor", type=float, default=4.3, help="worker RSS per byte of encoded state (bench/memory.py)")
-    a("--rss-base", type=float, default=250.0, help="RSS of an idle worker, MiB (bench/memory.py)")
-    a("--zstd", type=float, default=14.8, help="encoded / zstd bytes of the state (bench/memory.py)")
-    a("--restore-mibs", type=float, default=20.0, help="changelog MiB/s a fresh worker restores (bench/memory.py)")
+    a("--rss-factor", type=float, default=4.0, help="worker RSS per byte of encoded state (bench/memory.py)")
+    a("--rss-base", type=float, default=150.0, help="RSS of an idle worker, MiB (bench/memory.py)")
+    a("--zstd", type=float, default=14.7, help="encoded / zstd bytes of the state (bench/memory.py)")
+    a("--restore-mibs", type=float, default=3.8, help="changelog MiB/s a fresh worker restores (bench/memory.py)")
     a("--rebalance", type=float, default=10.0, help="seconds to notice a lost worker and rebalance "
       "(session timeout 6 s + assignment, measured in tests/stream/test_worker.py)")
     a("--replication", type=int, default=3, help="ASSUMPTION: replication factor of every topic")
