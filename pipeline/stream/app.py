@@ -201,9 +201,7 @@ class Runtime:
 
     async def send_poison(self, ev: Any, dead: list[DeadLetter]) -> None:
         """The dead letters of a poisoned message (the caller acks it)."""
-        out = Outbox()
-        self.send_dead(dead, out)
-        await asyncio.gather(*await self.produce(out))
+        await self.send_dead_now(dead)
         self.attempts.forget([_position(ev)])
         m = ev.message
         log.error("message %s:%d:%d dead-lettered after %d failed attempts", m.topic, m.partition, m.offset,
@@ -305,6 +303,12 @@ class Runtime:
                 self._misrouted.add(topic)
                 log.warning("%s is not keyed by tenant (tenant %s on partition %s): such alerts take the "
                             "by-tenant topic", topic, items[0].alert.tenant_id, items[0].src.rpartition(":")[2])
+
+    async def send_dead_now(self, dead: Iterable[DeadLetter]) -> None:
+        """Dead letters on their own, delivered before this returns."""
+        out = Outbox()
+        self.send_dead(dead, out)
+        await asyncio.gather(*await self.produce(out))
 
     def send_dead(self, dead: Iterable[DeadLetter], out: Outbox) -> None:
         for d in dead:
@@ -613,9 +617,7 @@ class Runtime:
     async def _rejected(self, name: str, reason: str, text: str) -> None:
         d = dead_letter(None, "usecase_rejected", f"{name}: {reason}", source="usecase", raw=text)
         d.topic = self.cfg.topics.usecases
-        out = Outbox()
-        self.send_dead([d], out)
-        await asyncio.gather(*await self.produce(out))
+        await self.send_dead_now([d])
         self.metrics.usecase_reloads.labels("rejected").inc()
         log.warning("use case file %s rejected, keeping the last good set: %s", name, reason)
 
