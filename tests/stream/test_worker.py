@@ -228,6 +228,19 @@ def test_bad_input_and_tenant_isolation(kafka_broker, tmp_path: Path) -> None:
         assert w.stop() == 0, w.tail()
 
 
+def test_tenant_keyed_refuses_ingest_topics_of_another_partition_count(kafka_broker, tmp_path: Path) -> None:
+    """With an ingest topic of 2 partitions and a by-tenant topic of 4, a tenant's key lands elsewhere than its
+    state: `--tenant-keyed` is a usage error (exit 2) that names the topic, before anything is consumed."""
+    from pipeline.stream.broker import create_topics
+
+    b, prefix = kafka_broker.bootstrap, "mdr.keyed-bad."
+    topics = Topics(prefix=prefix)
+    create_topics(b, [topics.ingest_topic("waf")], partitions=2)
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--tenant-keyed", app_id="keyed-bad")
+    assert w.proc.wait(120) == 2, w.tail()
+    assert f"{topics.ingest_topic('waf')} has 2" in w.log.read_text(), w.tail()
+
+
 def _holds_tenant_partitions(log: str) -> bool:
     lines = [ln for ln in log.splitlines() if "partitions assigned" in ln]
     return bool(lines) and "by-tenant" in lines[-1]
