@@ -43,16 +43,19 @@ COUNTED = {"incidents": "open incident", "correlation": "correlation window", "d
 
 def rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
     text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
+    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    assert m is not None, field
+    return int(m[1])
 
 
 def by_kind(states: list[PartitionState]) -> dict[str, tuple[int, int, int]]:
     """kind -> (records, encoded bytes, zstd bytes as the table writes them) over the partitions' state."""
-    pairs: dict[str, list[tuple[bytes, bytes]]] = {}
+    pairs: dict[str, list[tuple[bytes, bytes | None]]] = {}
     for st in states:
         for k, v in st.enc.items():
             pairs.setdefault(k.split(b"\x1f", 1)[0].decode(), []).append((k, v))
-    return {kind: (len(kv), sum(len(k) + len(v) for k, v in kv), len(_pack(0, kv))) for kind, kv in pairs.items()}
+    return {kind: (len(kv), sum(len(k) + len(v or b"") for k, v in kv), len(_pack(0, kv)))
+            for kind, kv in pairs.items()}
 
 
 def state_bytes(states: list[PartitionState]) -> int:

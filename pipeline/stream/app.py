@@ -263,7 +263,8 @@ class Runtime:
         """Queue an outbox's records on the producer, batched per topic partition; their delivery futures."""
         if not out.count:
             return []
-        return await out.send(self.app.producer._ensure_producer())  # aiokafka's, under Faust's flush
+        producer: Any = self.app.producer  # Faust's; its aiokafka producer is under Faust's flush
+        return await out.send(producer._ensure_producer())
 
     async def dispatch(self, res: Normalized, events: Sequence[Any] = ()) -> None:
         """A normalized batch on its way: alerts read from their tenant's own partition (`--tenant-keyed`)
@@ -503,7 +504,7 @@ class Runtime:
         one of the by-tenant topic's partition stands in, whether the alerts came that way or not)."""
         if not fl.writes:
             return
-        stand_in = _PartitionEvent(self.cfg.topics.internal, partition)
+        stand_in: Any = _PartitionEvent(self.cfg.topics.internal, partition)
         token = _current_event.set(weakref.ref(stand_in))
         try:
             table = self.table
