@@ -19,7 +19,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.engine import Core  # noqa: E402
+from pipeline.core.engine import Core  # noqa: E402
 from pipeline.gc_tuning import tune_gc  # noqa: E402
 from pipeline.normalize.source import read_alerts  # noqa: E402
 from pipeline.rules.usecase import UseCaseSet, load_usecases  # noqa: E402

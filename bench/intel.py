@@ -169,7 +169,7 @@ def child_per_alert(state: str, samples: str, repeat: int) -> dict:
 def _core_cost(ctx, samples: str, repeat: int) -> dict:
     """Per-alert cost of the whole core without vs with the enricher (same alerts, fresh core per run)."""
     try:
-        from pipeline.engine import Core
+        from pipeline.core.engine import Core
         from pipeline.normalize.source import read_alerts
         from pipeline.rules.usecase import load_usecases
 

@@ -4,7 +4,7 @@ For each format it times, over the same records:
   floor       the least any normalizer of that input must do: `orjson.loads` of every JSON record, or
               `str.split` of every text line,
   normalize   `NormalizeStage.process` (the pipeline's entry point: checks + normalizer; stateful formats flushed),
-  +dedup      normalize, then `pipeline.dedup.Dedup` on the alerts,
+  +dedup      normalize, then `pipeline.core.dedup.Dedup` on the alerts,
 and prints records/s, alerts/s (per CPU second of this process) and the cost relative to the floor, then each
 format's normalize + dedup rate against issue 16's goal (ModSecurity: 100k alerts/s; others: 100k records/s).
 A record is a line, or one whole AIDE report.
@@ -33,7 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.dedup import Dedup
+from pipeline.core.dedup import Dedup
 from pipeline.gc_tuning import tune_gc
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.registry import formats, get

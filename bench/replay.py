@@ -40,7 +40,7 @@ def peak_mb() -> float:
 
 def child(days: list[str], out: str, mode: str) -> dict:
     """One replay of `days` in this process (mode: floor | stream | collect)."""
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.gc_tuning import tune_gc
     from pipeline.normalize.source import AlertSource
     from pipeline.replay import OutputFiles, ReplayResult, run

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.engine import Core
-from pipeline.hooks import Classifier
+from pipeline.core.engine import Core
+from pipeline.core.hooks import Classifier
 from pipeline.rules.usecase import UseCaseSet
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.normalize.base import Origin, RawRecord, make_id
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.normalize.timeparse import HISTORY_RECEIVED

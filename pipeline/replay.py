@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol
 
-from pipeline.engine import Core, Outputs
+from pipeline.core.engine import Core, Outputs
 from pipeline.normalize.reader import Inputs, SkippedPath
 from pipeline.normalize.source import AlertSource
 from pipeline.redact import redact_bytes

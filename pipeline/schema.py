@@ -261,7 +261,7 @@ class Incident(Struct, omit_defaults=True, kw_only=True, gc=False):
     sources: dict[str, list[str]] = {}  # {"families": [...], "products": [...]}
     entities: Entities = field(default_factory=Entities)
     attack: list[str] = []
-    outcome: str = "unknown"  # blocked | failed | attempted | succeeded | unknown (pipeline/incidents.py)
+    outcome: str = "unknown"  # blocked | failed | attempted | succeeded | unknown (pipeline/core/incidents.py)
     explanation: list[MatchExplanation] = []
     fused_from: list[str] = []  # ids of incidents merged into this one
     fused: list[FusedPart] = []  # what fusion recorded of each of them, in merge order (`prioritize` reads it)

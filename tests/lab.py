@@ -20,7 +20,7 @@ import msgspec
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.replay import ReplayResult
 from pipeline.schema import DeadLetter, Incident
 

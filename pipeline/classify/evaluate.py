@@ -140,7 +140,7 @@ def false_negatives(ds: Dataset, mask: np.ndarray, sup: np.ndarray, p: np.ndarra
 def pipeline_check(model_dir: str | Path, ds: Dataset, dirs: Sequence[str | Path], view: CoreView,
                    sup: np.ndarray, ucs: UseCaseSet | None, tenant: str, window: float) -> dict[str, Any]:
     """Run the real core (`mdr replay` path) with the model over the data; compare its decisions."""
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay
 
     core_sup: set[str] = set()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from pipeline.dedup import Dedup
+from pipeline.core.dedup import Dedup
 from pipeline.schema import Alert
 
 if TYPE_CHECKING:

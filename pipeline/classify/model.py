@@ -106,7 +106,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 class NoiseClassifier:
-    """Suppresses alerts the model scores as noise, under the guardrails; implements `pipeline.hooks.Classifier`."""
+    """Suppresses alerts the model scores as noise, under the guardrails; implements
+    `pipeline.core.hooks.Classifier`."""
 
     def __init__(self, estimator: Any, schema: FeatureSchema, used: Sequence[str], threshold: float,
                  scope: Scope, manifest: dict[str, Any], state: ClassifierState | None = None,

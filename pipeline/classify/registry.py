@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.hooks import Classifier
 from pipeline.errors import UserError
-from pipeline.hooks import Classifier
 from pipeline.rules.usecase import UseCase
 from pipeline.schema import Alert, Suppressed
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.classify.registry import DEFAULT_LAST_N, DEFAULT_MAX_FN, Registry, gate, read_shadow
 from pipeline.classify.train import DEFAULT_TARGET_RECALL, Dataset, dataset_from_alerts, load_data, merge, train
-from pipeline.dedup import DEFAULT_WINDOW
+from pipeline.core.dedup import DEFAULT_WINDOW
 
 
 def verdict_dataset(store: Any) -> tuple[Dataset, int]:

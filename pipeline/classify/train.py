@@ -56,7 +56,7 @@ from pipeline.classify.features import (
 from pipeline.classify.generalize import Recalibrated, folds, novel_threshold
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
 from pipeline.classify.scope import Scope
-from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
+from pipeline.core.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.normalize.reader import expand
 from pipeline.normalize.source import read_alerts
 from pipeline.normalize.timeparse import HISTORY_RECEIVED

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.engine import error_text
+from pipeline.core.engine import error_text
 from pipeline.redact import REDACTOR
 from pipeline.schema import DeadLetter, Incident, encode, to_builtins
 from pipeline.soar import db, sla

@@ -270,7 +270,7 @@ def refusal(policy: Policy, inventory: AssetInventory | None, target: str, kind:
 
 # ---- justification --------------------------------------------------------------------------------------
 def _asset(a: Alert) -> str | None:
-    from pipeline.incidents import asset_of
+    from pipeline.core.incidents import asset_of
 
     return asset_of(a)
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.streams import _current_event
 
-from pipeline.engine import error_text
+from pipeline.core.engine import error_text
 from pipeline.normalize.stage import dead_letter
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import DeadLetter, encode

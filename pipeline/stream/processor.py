@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pipeline.assemble import build_core
-from pipeline.engine import Core, Outputs, error_text
-from pipeline.incidents import IdSets
+from pipeline.core.engine import Core, Outputs, error_text
+from pipeline.core.incidents import IdSets
 from pipeline.normalize.base import Origin, RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage, dead_letter, utf8_prefix
 from pipeline.rules.usecase import UseCaseSet

@@ -27,7 +27,7 @@ import orjson
 import zstandard
 
 from pipeline.classify.history import ClassifierState
-from pipeline.engine import CoreState
+from pipeline.core.engine import CoreState
 from pipeline.schema import decode_alert, decode_incident, encode
 
 SEP = "\x1f"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pipeline import paths
 from pipeline.classify.model import ModelError, NoiseClassifier
 from pipeline.cli import app
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.replay import replay
 from pipeline.rules.usecase import load_usecases
 

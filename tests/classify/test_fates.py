@@ -10,7 +10,7 @@ import msgspec
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert
 

@@ -17,7 +17,7 @@ from pipeline.classify.features import FeatureSchema, ua_family
 from pipeline.classify.guardrails import keep_reason
 from pipeline.classify.model import MANIFEST_FILE, MODEL_FILE, ModelError, NoiseClassifier
 from pipeline.classify.train import Dataset, core_view, features, fit_calibrated, train
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import Alert, IntelHit, Rule
 

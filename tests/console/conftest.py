@@ -41,7 +41,7 @@ def replay_into(db_url: str, out: Path, tenant: str, inputs: Path, host: str | N
     """`mdr replay INPUTS --tenant TENANT [--host H] [--model M]` into `db_url` (no saved context)."""
     from pipeline.classify.model import NoiseClassifier
     from pipeline.context.store import Context
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases
     from pipeline.soar.actions import handle_replay

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.context.priority import prioritize
-from pipeline.engine import Core
-from pipeline.fusion import Fusion
+from pipeline.core.engine import Core
+from pipeline.core.fusion import Fusion
 from pipeline.normalize.source import read_alerts
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import PRIORITIES, UNRATED, Entities, Incident, MatchExplanation

@@ -17,11 +17,11 @@ import msgspec
 import pytest
 
 from pipeline.context.store import Context
-from pipeline.dedup import Dedup
-from pipeline.engine import CORE_ERROR, Core, Outputs
-from pipeline.fusion import Fusion
-from pipeline.hooks import Classifier
-from pipeline.incidents import IncidentBuilder
+from pipeline.core.dedup import Dedup
+from pipeline.core.engine import CORE_ERROR, Core, Outputs
+from pipeline.core.fusion import Fusion
+from pipeline.core.hooks import Classifier
+from pipeline.core.incidents import IncidentBuilder
 from pipeline.normalize.source import read_alerts
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.rules.correlate import Correlator

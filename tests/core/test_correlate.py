@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.authoring import alert_from_dict
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.rules.usecase import load_usecases
 
 BASE = """

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.authoring import alert_from_dict
-from pipeline.dedup import DUPLICATE, NEW, SAME_EVENT, Dedup
-from pipeline.engine import Core
+from pipeline.core.dedup import DUPLICATE, NEW, SAME_EVENT, Dedup
+from pipeline.core.engine import Core
 from pipeline.rules.usecase import UseCaseSet
 
 

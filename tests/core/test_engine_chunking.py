@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.context.priority import prioritize
-from pipeline.engine import Core
-from pipeline.fusion import Fusion
+from pipeline.core.engine import Core
+from pipeline.core.fusion import Fusion
 from pipeline.normalize.source import read_alerts
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert, Incident, decode_alert, encode
@@ -135,7 +135,7 @@ def _replayed(lab_alerts: list[bytes], cuts: list[int]) -> tuple[dict[str, tuple
 def _burst_cuts(lab_alerts: list[bytes]) -> list[int]:
     """Cuts inside each burst of repeats of lab-1: right after the alert that opens it and in its middle (the
     repeats of one call and of the next merge into one representative)."""
-    from pipeline.dedup import fingerprint
+    from pipeline.core.dedup import fingerprint
 
     fps = [fingerprint(decode_alert(b)) for b in lab_alerts]
     cuts: set[int] = set()

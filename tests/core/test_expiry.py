@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline.engine import Core, CoreState
+from pipeline.core.engine import Core, CoreState
 from pipeline.normalize.source import read_alerts
 from pipeline.replay import OutputFiles, ReplayPart, replay
 from pipeline.rules.usecase import load_usecases

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.rules.usecase import UseCaseSet, load_usecases
 from tests.days import lab_day
 from tests.time_repros import ROOT

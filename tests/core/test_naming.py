@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.incidents import IncidentBuilder, alert_outcome, merge_outcome
+from pipeline.core.incidents import IncidentBuilder, alert_outcome, merge_outcome
 from pipeline.naming import HostNames, at_collection_point, reported_name
 from pipeline.normalize.base import RawRecord
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipeline.authoring import alert_from_dict
-from pipeline.engine import Core
-from pipeline.hooks import Classifier
+from pipeline.core.engine import Core
+from pipeline.core.hooks import Classifier
 from pipeline.rules.usecase import UseCaseSet
 from pipeline.schema import Alert, Suppressed
 

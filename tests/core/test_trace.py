@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.authoring import alert_from_dict
 from pipeline.cli import app
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.replay import ReplayResult, write_outputs
 from pipeline.rules.usecase import load_usecases
 from pipeline.schema import Alert

@@ -193,7 +193,7 @@ def normalize_phase(s: Suite, root: Path, fs: list[Field]) -> None:
 # ---- phase 2: the core, per tenant ------------------------------------------------------------------------
 def replay_phase(s: Suite, root: Path, out: Path) -> ReplayResult:
     """Each string's tenant through `mdr replay`'s core and output files; all of them as one result."""
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay, write_outputs
     from pipeline.rules.usecase import load_usecases
 

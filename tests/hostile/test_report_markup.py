@@ -22,7 +22,7 @@ PIPE_HOST = HOST + " | x | y"  # a pipe must not add cells to a Markdown table r
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay
     from pipeline.report.data import collect
     from pipeline.report.period import resolve

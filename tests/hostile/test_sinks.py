@@ -65,7 +65,7 @@ def sinks(http_server: Server, tmp_path: Path) -> dict[str, Any]:
 
 
 def hostile_replay(tmp_path: Path) -> Any:
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases
 

@@ -119,7 +119,7 @@ INJECTED_SSHD = ("Nov 24 06:39:1{i} vm sshd[500{i}]: Failed password for invalid
 
 def test_issue_reproduction_the_last_from_is_the_client(tmp_path):
     """Issue 13 §2: eight such lines gave "SSH brute force against vm from 10.20.5.10"."""
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.paths import usecases_dir
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases

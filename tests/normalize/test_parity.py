@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.dedup import NEW, Dedup, fingerprint
+from pipeline.core.dedup import NEW, Dedup, fingerprint
 from pipeline.normalize.registry import formats
 from pipeline.normalize.stage import NormalizeResult, NormalizeStage
 from pipeline.schema import Alert, encode

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.context.store import Context
-from pipeline.engine import Core
+from pipeline.core.engine import Core
 from pipeline.replay import ReplayResult, replay
 from pipeline.report.stats import record_stats
 from pipeline.rules.usecase import load_usecases

@@ -59,7 +59,7 @@ PLAYBOOK_CHANNELS = ("customer", "customer-wecom", "customer-email", "soc", "onc
 
 
 def _replay(tmp_path: Path, lines: list[str]) -> Any:
-    from pipeline.engine import Core
+    from pipeline.core.engine import Core
     from pipeline.replay import replay
     from pipeline.rules.usecase import load_usecases
 

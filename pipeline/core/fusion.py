@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from pipeline.context.priority import ESCORT_SUFFIX
-from pipeline.incidents import (
+from pipeline.core.incidents import (
     MAX_ENTITIES,
     MAX_IDS,
     IdSets,

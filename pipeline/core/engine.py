@@ -39,11 +39,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.context.priority import prioritize
-from pipeline.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, set_tally, tally
-from pipeline.fusion import Fusion
-from pipeline.hooks import Classifier, Enricher, Prioritizer
-from pipeline.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
+from pipeline.core.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
+from pipeline.core.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, set_tally, tally
+from pipeline.core.fusion import Fusion
+from pipeline.core.hooks import Classifier, Enricher, Prioritizer
+from pipeline.core.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
 from pipeline.naming import HostNames
 from pipeline.rules.correlate import CorrelationHit, Correlator
 from pipeline.rules.usecase import UseCase, UseCaseSet
