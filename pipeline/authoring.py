@@ -89,6 +89,7 @@ def run_test(ucs: UseCaseSet, uc: UseCase, i: int, t: dict[str, Any]) -> TestRes
             if uc.compiled is not None:
                 fired = fired or any(uc.compiled.matches(a) for a in alerts)
             core.feed_alerts(alerts)
+        core.release_held()
         out = core.take()
         fired = fired or out.matches.get(uc.id, 0) > 0
     except (ValueError, KeyError, TypeError, msgspec.ValidationError) as e:

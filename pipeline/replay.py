@@ -201,8 +201,12 @@ def run(source: AlertSource, core: Core, *sinks: Sink) -> None:
         final.release(part)
         for s in sinks:
             s.take(part)
-    part = ReplayPart()
-    final.release(part, everything=True)  # the end of input: nothing changes any more
+    core.release_held()  # the end of input: a secondary log's alert still waiting for its pair goes alone
+    out = core.take()
+    final.add(out)
+    part = ReplayPart(dead=out.dead, fates=out.fates, incidents=out.incidents, duplicates=out.duplicates,
+                      same_event=out.same_event)
+    final.release(part, everything=True)  # nothing changes any more
     for s in sinks:
         s.take(part)
 

@@ -53,6 +53,12 @@ def _secondary(fmt: str) -> bool:
     return flag(fmt, "secondary")
 
 
+def secondary(a: Alert) -> bool:
+    """Whether `a` comes from a secondary log of its product with an event key (its primary log's alert of the
+    same event carries more: a ModSecurity error-log line and the audit record of its transaction)."""
+    return _secondary(a.source.format) and event_key(a) is not None
+
+
 def _upgrades(rep: Alert, a: Alert) -> bool:
     """Whether `a`, of the event of `rep`, is the primary log's view of a secondary log's representative."""
     return _secondary(rep.source.format) and not _secondary(a.source.format)

@@ -40,7 +40,7 @@ from typing import Any
 
 from pipeline.context.priority import prioritize
 from pipeline.core.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.core.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, set_tally, tally
+from pipeline.core.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, secondary, set_tally, tally
 from pipeline.core.fusion import Fusion
 from pipeline.core.hooks import Classifier, Enricher, Prioritizer
 from pipeline.core.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
@@ -55,6 +55,10 @@ CORE_ERROR = "core_error"
 # a fate of this call records it), blamed when the incident's fusion or priority fails at the end of the call.
 Cause = tuple[Alert, Alert | None, bool]
 EXPIRE_STEP = 60.0  # seconds of a tenant's event time between two expiry passes, at most one each
+# Seconds of a tenant's event time a secondary log's alert (a ModSecurity error-log line) waits for its primary
+# log's record of the same event (the audit record) before it is matched on its own: lab-1's 1,058 pairs are at
+# most 4 ms apart (docs/streaming.md, "Pairs of logs").
+PAIR_HOLD = 5.0
 
 
 @dataclass(slots=True)
@@ -71,6 +75,7 @@ class CoreState:
     suppressed: MutableMapping[str, list[Any]] = field(default_factory=dict)  # alert id -> [tenant, event time]
     hosts: MutableMapping[str, str] = field(default_factory=dict)  # tenant + address -> host name (naming.py)
     watermark: MutableMapping[str, float] = field(default_factory=dict)  # tenant -> newest event time (epoch s)
+    held: MutableMapping[str, Alert] = field(default_factory=dict)  # event key -> secondary alert awaiting its pair
 
 
 @dataclass(slots=True)
@@ -100,7 +105,7 @@ class Core:
     def __init__(self, usecases: UseCaseSet, state: CoreState | None = None, *,
                  dedup_window: float = DEDUP_WINDOW, lateness: float = 600.0,
                  enricher: Enricher | None = None, prioritizer: Prioritizer | None = None,
-                 classifier: Classifier | None = None):
+                 classifier: Classifier | None = None, pair_hold: float = PAIR_HOLD):
         self.usecases = usecases
         self.state = state or CoreState()
         self.dedup = Dedup(dedup_window, self.state.dedup, self.state.dedup_events)
@@ -113,6 +118,7 @@ class Core:
         self.prioritizer = prioritizer
         self.classifier = classifier
         self.lateness = timedelta(seconds=lateness)
+        self.pair_hold = pair_hold
         self.out = Outputs()
         self._windows = {u.id: u.mdr.window for u in usecases.usecases}
         spans = [dedup_window, *self._windows.values(),
@@ -148,11 +154,84 @@ class Core:
         incidents the call changed are fused and prioritized once each (`_settle`). Then the tenants' watermarks
         move and what closed before them expires."""
         try:
-            self._feed(alerts)
+            self._feed(self._pair(alerts))
         finally:
             self._settle()
             self._advance(alerts)
             self._settle()
+
+    def release_held(self) -> None:
+        """Feed every secondary log's alert still waiting for its pair (the end of a finite input)."""
+        try:
+            self._feed(self._released(self.state.held.keys()))
+        finally:
+            self._failed_now = set()
+            self._settle()
+
+    # ---- pairs of logs -----------------------------------------------------------------------------
+    # A secondary log's alert that has an event key (a ModSecurity error-log line; its audit record is the
+    # primary's) is held in `CoreState.held` instead of being matched on its own, then matched once: upgraded to
+    # the primary's content at the primary's turn, or as it is once the tenant's event time (the newest time of
+    # its alerts in input order, from the watermark on) is more than `pair_hold` past it, just before the alert
+    # that moved it there. Both depend only on the input order, so calls of any size and a restart (the held
+    # alerts are state) release at the same alert.
+    def _pair(self, alerts: list[Alert]) -> list[Alert]:
+        """The call's alerts in the order they are played: secondary alerts that wait for their pair left out,
+        held ones put back where they are released (an upgraded one just before its primary's alert)."""
+        held = self.state.held
+        if not held and not any(secondary(a) for a in alerts):
+            return alerts
+        due: dict[str, float] = {}  # tenant -> the earliest time one of its held alerts is released at
+        for line in held.values():
+            due[line.tenant_id] = min(due.get(line.tenant_id, math.inf), line.time.timestamp() + self.pair_hold)
+        clock: dict[str, float] = {}
+        primaries: set[str] = set()  # event keys of this call's primary alerts
+        out: list[Alert] = []
+        for a in alerts:
+            tenant, t = a.tenant_id, a.time.timestamp()
+            now = clock.get(tenant)
+            if now is None:
+                now = self.state.watermark.get(tenant, -math.inf)
+            if t > now:
+                now = t
+            clock[tenant] = now
+            ek = event_key(a)
+            mate = None
+            if ek is not None:
+                if not secondary(a):
+                    primaries.add(ek)
+                    mate = held.pop(ek) if ek in held else None  # (a miss must not mark the key written)
+                elif ek not in held and ek not in primaries and not self._has_event(ek):
+                    held[ek] = a
+                    due[tenant] = min(due.get(tenant, math.inf), t + self.pair_hold)
+                    a = None  # type: ignore[assignment]  # held: played later
+            if due.get(tenant, math.inf) < now:
+                ready = [k for k, line in held.items()
+                         if line.tenant_id == tenant and line.time.timestamp() + self.pair_hold < now]
+                out.extend(self._released(ready))
+                due[tenant] = min((line.time.timestamp() + self.pair_hold for line in held.values()
+                                   if line.tenant_id == tenant), default=math.inf)
+            if mate is not None:
+                mate.first_seen = mate.first_seen or mate.time
+                mate.last_seen = mate.last_seen or mate.time
+                self.dedup.upgrade(mate, a)
+                out.append(mate)
+            if a is not None:
+                out.append(a)
+        return out
+
+    def _has_event(self, ek: str) -> bool:
+        """Whether dedup holds an alert of this event already (the secondary alert merges into it)."""
+        fp = self.dedup.events.get(ek)
+        return fp is not None and fp in self.dedup.state
+
+    def _released(self, keys: object) -> list[Alert]:
+        """The held alerts of event keys `keys`, out of the state, in event-time order (ids break ties)."""
+        held = self.state.held
+        lines = sorted((held.pop(k) for k in list(keys)), key=lambda line: (line.time, line.alert_id))  # type: ignore[call-overload]  # an iterable of keys
+        for line in lines:
+            self._lower_due(line.tenant_id, line.time.timestamp())  # an earlier call's alert, played now
+        return lines
 
     def _feed(self, alerts: list[Alert]) -> None:
         """Dedup merges the whole call first (its windows decide which alerts are new); the new representatives
@@ -549,7 +628,16 @@ class Core:
             self._expire(cut)
 
     def expire(self, until: datetime) -> None:
-        """Close the windows of every tenant that ended before `until` (tests; the end of a finite input)."""
+        """Close the windows of every tenant that ended before `until` (tests; the end of a finite input), after
+        playing the held secondary alerts that `until` releases."""
+        stamp = until.timestamp() - self.pair_hold
+        ready = [k for k, line in self.state.held.items() if line.time.timestamp() < stamp]
+        if ready:
+            try:
+                self._feed(self._released(ready))
+            finally:
+                self._failed_now = set()
+                self._settle()
         self._expire(dict.fromkeys(self.state.watermark, until))
         self._settle()
 

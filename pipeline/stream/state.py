@@ -55,11 +55,11 @@ _PICKLE: Codec = (lambda o: pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL), p
 KINDS: dict[str, Codec] = {
     "dedup": _ALERT, "alerts": _ALERT, "fusion": _INCIDENT, "incidents": _INCIDENT,
     "dedup_events": _TEXT, "correlation": _PLAIN, "matched": _PLAIN, "suppressed": _PLAIN, "hosts": _TEXT,
-    "watermark": _PLAIN,
+    "watermark": _PLAIN, "held": _ALERT,
     "cls_sources": _PICKLE, "cls_tenants": _PICKLE,  # the noise classifier's streaming state
 }
 CORE_KINDS = ("dedup", "alerts", "fusion", "incidents", "dedup_events", "correlation", "matched", "suppressed",
-              "hosts", "watermark")
+              "hosts", "watermark", "held")
 
 
 class Tracked(dict):
