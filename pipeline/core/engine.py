@@ -467,7 +467,10 @@ class Core:
                 self._hit(hit)
 
     def _repeat(self, rep: Alert, dup: Alert) -> None:
-        """A duplicate merged into `rep`: count it in correlations and in the incidents rep belongs to."""
+        """A duplicate merged into `rep`: count it in correlations and in the incidents rep belongs to. It is named
+        first (pipeline/naming.py), as its representative was: a correlation groups it by its own entities."""
+        self._at = "name"
+        self.names.name(dup)
         self._at = "correlate"
         for uc_id in self.state.matched.get(rep.alert_id, ()):
             uc = self.usecases.get(uc_id)
