@@ -199,3 +199,40 @@ def test_restarting_over_days_expires_to_the_same_state() -> None:
         restored.load(table.items())
         run(PartitionWork(0, WorkerConfig(), ucs, restored), table, fresh(batches[k:]))
         assert _state(table) == _state(clean), f"restart after batch {k}"
+
+
+def test_a_restart_while_error_log_lines_wait_for_their_audit_records_loses_and_repeats_nothing() -> None:
+    """The lines held for their audit records are state (kind `held`): a restart between a line and its audit
+    record continues to the same state and outputs as no restart."""
+    from pipeline.normalize.source import read_alerts
+    from pipeline.paths import ROOT
+    from pipeline.rules.usecase import load_usecases
+
+    raw = [encode(a) for a in read_alerts([str(ROOT / "samples" / "lab-1" / "waf")], "shop", "web-01").alerts]
+    alerts = [decode_alert(b) for b in raw]
+    cuts = [i + 1 for i in range(len(alerts) - 1) if alerts[i].source.format == "modsec_error"
+            and alerts[i + 1].extra.get("transaction_id") == alerts[i].extra.get("transaction_id")]
+    assert len(cuts) > 100
+    ucs = load_usecases(str(USECASES))
+
+    def run(state: PartitionState, table: dict, lo: int, hi: int) -> list:
+        items = [Item(decode_alert(b), "in:0", i, 0, 0.0) for i, b in enumerate(raw[lo:hi], lo)]
+        ws = PartitionWork(0, WorkerConfig(), ucs, state, None)
+        ws.add(Batch("shop", items), None, 0.0)
+        done = ws.run()
+        _apply(table, done.writes)
+        return [(f.alert_id, f.fate, f.of) for f in done.out.fates]
+
+    for k in (cuts[50], cuts[-1]):
+        clean: dict[bytes, bytes] = {}
+        clean_state = PartitionState()
+        clean_fates = [*run(clean_state, clean, 0, k), *run(clean_state, clean, k, len(raw))]
+        table: dict[bytes, bytes] = {}
+        fates = run(PartitionState(), table, 0, k)
+        assert any(key.startswith(b"held" + st.SEP.encode()) for key in _state(table))  # a line waits
+        restored = PartitionState()
+        restored.load(table.items())
+        fates += run(restored, table, k, len(raw))
+        assert _state(table) == _state(clean), f"restart at alert {k}"
+        assert fates == clean_fates
+        assert not any(key.startswith(b"held") for key in _state(clean))
