@@ -113,3 +113,11 @@ def test_lab_day_names_one_host_in_the_core_and_the_worker_state(lab1_replay: La
     core, res = lab1_replay.core, lab1_replay.result
     assert core.state.hosts == {"shop\x1f127.0.0.1": "web-01"}
     assert {h for i in res.open_incidents if i.category != "c2" for h in i.entities.hosts} == {"web-01"}
+
+
+def test_repeats_are_named_before_they_are_correlated(lab1_replay: LabReplay) -> None:
+    """A repeat merged by dedup is counted in correlations at its own time, grouped by its own entities: named
+    like its representative, so lab-1's attack requests on web-01 make one campaign, not a second part against
+    the site in their Host header (the unnamed repeats' asset)."""
+    titles = [i.title for i in lab1_replay.incidents.values() if i.title.startswith("Web attack campaign")]
+    assert titles == ["Web attack campaign from 127.0.0.66 against web-01"]
