@@ -33,7 +33,7 @@ import logging
 import math
 import traceback
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -160,10 +160,14 @@ class Core:
             self._advance(alerts)
             self._settle()
 
-    def release_held(self) -> None:
-        """Feed every secondary log's alert still waiting for its pair (the end of a finite input)."""
+    def release_held(self, tenants: Collection[str] | None = None) -> None:
+        """Feed the secondary logs' alerts still waiting for their pair: all of them (the end of a finite input),
+        or those of `tenants` (the worker's: tenants whose input stopped, so their event time stands still)."""
+        keys = [k for k, a in self.state.held.items() if tenants is None or a.tenant_id in tenants]
+        if not keys:
+            return
         try:
-            self._feed(self._released(self.state.held.keys()))
+            self._feed(self._released(keys))
         finally:
             self._failed_now = set()
             self._settle()

@@ -213,6 +213,8 @@ class PartitionWork:
         self.first_at = 0.0
         self.last_at = 0.0
         self.redelivered = 0
+        self.started = time.monotonic()
+        self.tenant_at: dict[str, float] = {}  # tenant -> monotonic time of its last input
 
     def _core(self, usecases: UseCaseSet) -> Core:
         return build_core(usecases, self.hooks.context, self.classifier, state=self.pstate.state,
@@ -227,6 +229,7 @@ class PartitionWork:
         fresh = [it for it in batch.items if self.pstate.fresh(batch.tenant, it.src, it.off, it.seq)]
         self.redelivered += len(batch.items) - len(fresh)
         self._arrived(now)
+        self.tenant_at[batch.tenant] = now
         self.pending.extend(fresh)
         if event is not None:
             self.events.append(event)
@@ -248,9 +251,23 @@ class PartitionWork:
 
     def due(self, now: float) -> bool:
         if not self.waiting:
-            return False
+            return self.held_due(now)
         return (now - self.last_at >= self.cfg.quiet or now - self.first_at >= self.cfg.max_hold
                 or len(self.pending) >= self.cfg.max_pending)
+
+    def _quiet_tenants(self, now: float) -> set[str]:
+        """Tenants holding error-log lines for their audit records whose input stopped `pair_hold` seconds ago
+        (monotonic clock; for a tenant restored from the table, since this work began): nothing will move their
+        event time, so the lines are matched alone at the next run."""
+        held = self.pstate.maps["held"]
+        if not held:
+            return set()
+        hold = self.core.pair_hold
+        return {a.tenant_id for a in dict.values(held) if now - self.tenant_at.get(a.tenant_id, self.started) >= hold}
+
+    def held_due(self, now: float) -> bool:
+        """Whether a run without input is due: error-log lines of a quiet tenant."""
+        return bool(self._quiet_tenants(now))
 
     def run(self) -> Flushed:
         """Feed the pending alerts in event-time order (the core moves the tenants' watermarks and expires),
@@ -263,6 +280,9 @@ class PartitionWork:
         out = Outputs()
         for i in range(0, len(items), FEED_CHUNK):
             core.feed_alerts([it.alert for it in items[i:i + FEED_CHUNK]])
+            out.add(core.take())
+        if quiet := self._quiet_tenants(time.monotonic()):
+            core.release_held(quiet)
             out.add(core.take())
         if out.dead:
             _locate(out.dead, items)

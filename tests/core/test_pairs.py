@@ -1,6 +1,6 @@
 """A ModSecurity error-log line waits for the audit record of its transaction (the same event: the audit record
 comes after it) and is matched once, with the audit record's content; a line whose audit record does not come
-within the hold (event time) is matched on its own (pipeline/engine.py, "pairs of logs"; docs/streaming.md)."""
+within the hold (event time) is matched on its own (pipeline/core/engine.py, "pairs of logs"; docs/streaming.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine import PAIR_HOLD, Core
+from pipeline.core.engine import PAIR_HOLD, Core
 from pipeline.normalize.source import read_alerts
 from pipeline.replay import ReplayResult, replay
 from pipeline.rules.usecase import load_usecases

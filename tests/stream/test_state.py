@@ -204,6 +204,8 @@ def test_restarting_over_days_expires_to_the_same_state() -> None:
 def test_a_restart_while_error_log_lines_wait_for_their_audit_records_loses_and_repeats_nothing() -> None:
     """The lines held for their audit records are state (kind `held`): a restart between a line and its audit
     record continues to the same state and outputs as no restart."""
+    import time
+
     from pipeline.normalize.source import read_alerts
     from pipeline.paths import ROOT
     from pipeline.rules.usecase import load_usecases
@@ -218,7 +220,7 @@ def test_a_restart_while_error_log_lines_wait_for_their_audit_records_loses_and_
     def run(state: PartitionState, table: dict, lo: int, hi: int) -> list:
         items = [Item(decode_alert(b), "in:0", i, 0, 0.0) for i, b in enumerate(raw[lo:hi], lo)]
         ws = PartitionWork(0, WorkerConfig(), ucs, state, None)
-        ws.add(Batch("shop", items), None, 0.0)
+        ws.add(Batch("shop", items), None, time.monotonic())  # the tenant is not quiet: lines wait
         done = ws.run()
         _apply(table, done.writes)
         return [(f.alert_id, f.fate, f.of) for f in done.out.fates]
@@ -236,3 +238,25 @@ def test_a_restart_while_error_log_lines_wait_for_their_audit_records_loses_and_
         assert _state(table) == _state(clean), f"restart at alert {k}"
         assert fates == clean_fates
         assert not any(key.startswith(b"held") for key in _state(clean))
+
+
+def test_a_held_line_of_a_quiet_tenant_is_released_by_the_workers_clock() -> None:
+    """The worker releases an error-log line once its tenant sent nothing for the hold (monotonic clock): a
+    tenant that goes quiet sends nothing that would move its event time past the line."""
+    import time
+
+    from pipeline.normalize.source import read_alerts
+    from pipeline.paths import ROOT
+    from pipeline.rules.usecase import load_usecases
+
+    alerts = read_alerts([str(ROOT / "samples" / "lab-1" / "waf")], "shop", "web-01").alerts
+    line = next(a for a in alerts if a.source.format == "modsec_error")
+    ws = PartitionWork(0, WorkerConfig(), load_usecases(str(USECASES)), PartitionState(), None)
+    now = time.monotonic()
+    ws.add(Batch("shop", [Item(line, "in:0", 0, 0, 0.0)]), None, now)
+    assert ws.run().out.fates == [] and not ws.due(now + ws.core.pair_hold - 1)  # held; its tenant just sent it
+    assert ws.due(now + ws.core.pair_hold)
+    ws.tenant_at["shop"] -= ws.core.pair_hold  # as if the hold had passed
+    done = ws.run()
+    assert [(f.alert_id, f.fate) for f in done.out.fates] == [(line.alert_id, "representative")]
+    assert done.writes and not ws.pstate.state.held and not ws.due(now + 1e9)
