@@ -163,7 +163,10 @@ class Core:
     def release_held(self, tenants: Collection[str] | None = None) -> None:
         """Feed the secondary logs' alerts still waiting for their pair: all of them (the end of a finite input),
         or those of `tenants` (the worker's: tenants whose input stopped, so their event time stands still)."""
-        keys = [k for k, a in self.state.held.items() if tenants is None or a.tenant_id in tenants]
+        self._play_held([k for k, a in self.state.held.items() if tenants is None or a.tenant_id in tenants])
+
+    def _play_held(self, keys: list[str]) -> None:
+        """Feed the held alerts of event keys `keys` outside a call (the end of input, expiry, a quiet tenant)."""
         if not keys:
             return
         try:
@@ -638,13 +641,7 @@ class Core:
         """Close the windows of every tenant that ended before `until` (tests; the end of a finite input), after
         playing the held secondary alerts that `until` releases."""
         stamp = until.timestamp() - self.pair_hold
-        ready = [k for k, line in self.state.held.items() if line.time.timestamp() < stamp]
-        if ready:
-            try:
-                self._feed(self._released(ready))
-            finally:
-                self._failed_now = set()
-                self._settle()
+        self._play_held([k for k, line in self.state.held.items() if line.time.timestamp() < stamp])
         self._expire(dict.fromkeys(self.state.watermark, until))
         self._settle()
 
