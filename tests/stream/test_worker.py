@@ -24,6 +24,7 @@ from pipeline.schema import decode_alert
 from pipeline.stream.app import ensure_topics
 from pipeline.stream.config import Topics
 from pipeline.stream.envelope import envelope
+from pipeline.stream.partitions import partition_of
 from tests.lab import LabReplay
 from tests.stream.fixtures_worker import (
     INGEST,
@@ -251,7 +252,14 @@ def test_scale_out_two_workers(kafka_broker, tmp_path: Path, ingest: Ingest) -> 
     """Two workers share 4 partitions; each tenant's incidents, ids included, equal its own replay (the one
     worker of the parity test gives the same): adding a worker changes no incident and no id."""
     b, prefix = kafka_broker.bootstrap, f"mdr.scale-{ingest.name}."
-    tenants = ["shop", "t-c", "gamma", "t-a"]  # murmur2 partitions 0, 1, 2, 3
+    # tenant -> its sensor host: by-tenant partitions 0, 1, 2, 3, ingest partitions (keyed by host) 1, 2, 3, 0.
+    # Each tenant has its own host, as real tenants do: with one host key for all, one ingest partition would
+    # hold every tenant's records, its WAF backlog would reach the last tenant seconds after that tenant's IDS
+    # and host alerts, and its partition would run (quiet) on those alone, hours of event time apart (a
+    # backlog skew that no worker count causes or mends)
+    tenants = {"shop": "web-08", "t-c": "web-02", "gamma": "web-01", "t-a": "web-03"}
+    assert [(partition_of(t.encode(), 4), partition_of(h.encode(), 4)) for t, h in tenants.items()] == \
+        [(0, 1), (1, 2), (2, 3), (3, 0)]
     ws = [start_worker(b, tmp_path, "--prefix", prefix, *PARITY, *ingest.worker_args, app_id=f"scale-{ingest.name}",
                        name=f"w{i}") for i in (1, 2)]
     try:
@@ -260,12 +268,12 @@ def test_scale_out_two_workers(kafka_broker, tmp_path: Path, ingest: Ingest) -> 
         assert wait_until(lambda: all(_holds_tenant_partitions(w.log.read_text()) for w in ws), 120), \
             [w.tail() for w in ws]
         time.sleep(2)
-        for t in tenants:
-            produce_lab(b, t, prefix=prefix, key_by=ingest.key_by)
+        for t, host in tenants.items():
+            produce_lab(b, t, host, prefix=prefix, key_by=ingest.key_by)
         got = final_state(b, prefix, quiet=8.0, timeout=180)
         want: dict = {}
-        for t in tenants:
-            want |= summary(replay_lab(t).incidents)
+        for t, host in tenants.items():
+            want |= summary(replay_lab(t, host).incidents)
         assert got == want
         logs = [w.log.read_text() for w in ws]
         assert all("incident updates" in log for log in logs), "one worker got no work"
