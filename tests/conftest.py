@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,17 @@ def pg_base_url() -> Iterator[str]:
     (`tests.pg.new_database`). Skips the test when PostgreSQL cannot run here."""
     with postgres_or_skip() as url:
         yield url
+
+
+# environment variables that would point a command at a store or a channel outside the test's MDR_HOME
+_STORE_VARIABLES = ("MDR_DB_URL", "MDR_VERDICTS_FILE", "MDR_SOAR_CHANNELS")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty MDR_HOME (`tmp_path / "home"`) that the commands run in this process use, and none of the
+    variables that would choose another store or channel; returns `tmp_path`."""
+    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
+    for name in _STORE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path

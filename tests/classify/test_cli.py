@@ -22,12 +22,6 @@ runner = CliRunner(env={"COLUMNS": "200"})
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
-    return tmp_path
-
-
 def test_train_and_evaluate(home: Path) -> None:
     model = home / "m"
     r = runner.invoke(app, ["model", "train", "--data", str(SAMPLE), "--out", str(model), "--target-recall",

@@ -29,14 +29,6 @@ from .test_cli import one_line_error
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MDR_DB_URL", raising=False)
-    monkeypatch.delenv("MDR_VERDICTS_FILE", raising=False)
-    return tmp_path
-
-
 def _labels() -> dict[str, int]:
     rows = [json.loads(x) for x in (SAMPLE / "labels.jsonl").read_text().splitlines()]
     return {r["transaction_id"]: 1 if r["label"] == "attack" else 0 for r in rows}

@@ -60,14 +60,6 @@ def assert_literal(shown: str, *fragments: str) -> None:
         assert f in shown, f
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MDR_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MDR_DB_URL", raising=False)
-    monkeypatch.delenv("MDR_SOAR_CHANNELS", raising=False)
-    return tmp_path
-
-
 def test_issue_reproduction_user_name_markup(home: Path) -> None:
     """The issue's reproduction: six sshd lines for user `[/]`, `mdr replay DIR`, `mdr tickets list`."""
     d = write_sshd(home / "in")
