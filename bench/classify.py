@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/classify.py [--data DIR] [--model DIR] [--batch 1024] [--report-dir DIR]
                                        [--learning-curve 100,300,1000,3000 [--base-data DIR]]
+                                       [--blind data/waf-lab-blind [--blind-train DIR[,DIR...]] ...]
 
 Throughput: `NoiseClassifier.decide` (feature extraction with the streaming state, scoring, guardrails,
 contributions and `Suppressed` records for the suppressed ones) over the labeled set's alerts in event-time order,
@@ -10,6 +11,10 @@ timed). CPU time of the process is reported beside wall time (the machine is sha
 `pipeline.classify.evaluate` on the held-out split (per alert and as the core decides) with the CRS
 anomaly-score baseline chosen in the same run. With --learning-curve: noise reduction and false negatives on the
 held-out split against the number of verdicts trained on (`pipeline.classify.evaluate.learning_curve`).
+With --blind: the figures on a labeled set no modelling choice has seen (every record, per alert with dedup off,
+and as the core decides), read as a new tenant and as the tenant trained on, of --model and of a model trained
+in the run on each --blind-train group (as `mdr model train --kind linear` does); false negatives per attack
+source (the set's `attack_type`, grouped by the tool or list before its first `-`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +38,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from pipeline.classify.evaluate import curve_lines, evaluate, learning_curve, summary_lines  # noqa: E402
 from pipeline.classify.model import NoiseClassifier  # noqa: E402
-from pipeline.classify.train import load_data, normalize_dir  # noqa: E402
+from pipeline.classify.train import Dataset, load_data, normalize_dir, train  # noqa: E402
 from pipeline.gc_tuning import tune_gc  # noqa: E402
 from pipeline.rules.usecase import UseCase  # noqa: E402
 from pipeline.schema import Alert  # noqa: E402
@@ -39,6 +46,7 @@ from pipeline.schema import Alert  # noqa: E402
 SHARED = ROOT.parent / "shared" / "labeled" / "waf-pl4-train"
 SAMPLE = ROOT / "tests" / "fixtures" / "labeled" / "waf-pl4-sample"
 MODEL = ROOT / "models" / "noise-default"
+BLIND = ROOT / "data" / "waf-lab-blind"
 
 
 def throughput(model: NoiseClassifier, alerts: list[Alert], batch: int, repeat: int) -> dict[str, float]:
@@ -67,6 +75,35 @@ def throughput(model: NoiseClassifier, alerts: list[Alert], batch: int, repeat: 
             "extract_score_per_s": n / (best["features"] + best["predict"])}
 
 
+def source_lines(ds: Dataset, fn_by_type: dict[str, int]) -> list[str]:
+    """False negatives per attack source: one line per tool / list (the attack_type before its first `-`)."""
+    att = Counter(k for k, lab in zip(ds.kinds, ds.labels, strict=True) if lab == 1)
+    groups: dict[str, list[str]] = {}
+    for k in sorted(att):
+        groups.setdefault(k.split("-", 1)[0], []).append(k)
+    out = []
+    for g, ks in groups.items():
+        n, fn = sum(att[k] for k in ks), sum(fn_by_type.get(k, 0) for k in ks)
+        parts = ", ".join(f"{k.split('-', 1)[-1]} {fn_by_type.get(k, 0)}/{att[k]}" for k in ks)
+        out.append(f"  {g:<7} FN {fn / n:6.2%} ({fn}/{n}): {parts}")
+    return out
+
+
+def blind_figures(blind: Path, model_dir: Path, name: str) -> None:
+    """The model's figures on every record of the blind set, as a new tenant and as the tenant trained on."""
+    for tenant, what in (("blind", "as a new tenant"), ("default", "as the tenant trained on")):
+        ds = load_data([blind], tenant)
+        report = evaluate(model_dir, [blind], split="all", tenant=tenant, pipeline=False, ds=ds)
+        m, c = report["model_metrics"], report["model_core"]
+        print(f"blind set {blind.name}, model {name} ({report['model']['version']}), {what}: per alert (dedup off) "
+              f"noise reduction {m['noise_reduction']:.2%} ({m['suppressed_benign']}/{m['benign']}), FN "
+              f"{m['fn_rate']:.2%} ({m['suppressed_attack']}/{m['attack']}); as the core decides "
+              f"{c['noise_reduction']:.2%} / FN {c['fn_rate']:.2%}; CRS score < {report['baseline']['threshold']:g} "
+              f"{report['baseline']['noise_reduction']:.2%} / FN {report['baseline']['fn_rate']:.2%}")
+        for line in source_lines(ds, report["false_negatives"]["by_attack_type"]):
+            print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=SHARED if SHARED.exists() else SAMPLE)
@@ -79,6 +116,10 @@ def main() -> None:
     ap.add_argument("--kind", action="append", default=None, help="learning curve: model families (hgb, linear)")
     ap.add_argument("--base-data", type=Path, action="append", default=[],
                     help="labeled data every learning-curve point trains on besides the verdicts")
+    ap.add_argument("--blind", type=Path, default=None, help="a labeled set no choice was made on (data/waf-lab-blind)")
+    ap.add_argument("--blind-train", action="append", default=[],
+                    help="comma-separated data directories a model is trained on (as mdr model train --kind "
+                         "linear) and judged on --blind; repeatable")
     args = ap.parse_args()
     tune_gc()
     alerts, _, _ = normalize_dir(args.data, "default")
@@ -106,6 +147,16 @@ def main() -> None:
               f"{time.process_time() - c0:.0f} s CPU:")
         for line in curve_lines(points):
             print(line)
+    if args.blind:
+        blind_figures(args.blind, args.model, args.model.name)
+        for group in args.blind_train:
+            dirs = group.split(",")
+            c0 = time.process_time()
+            model = train(dirs, 0.995, ("linear",))[0]
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save(tmp)
+                print(f"trained on {' + '.join(dirs)} ({time.process_time() - c0:.0f} s CPU)")
+                blind_figures(args.blind, Path(tmp), "+".join(Path(d).name for d in dirs))
 
 
 if __name__ == "__main__":
