@@ -26,7 +26,7 @@ ENCODINGS = (("json", 0.2), ("form", 0.45), ("multipart", 0.6))  # the rest: GET
 BENIGN_REQUESTS = 2400
 PATHS = {"/wiki/index.php": ("title", "action", "oldid", "section", "wpSummary"),
          "/wiki/Special:Search": ("search", "fulltext", "ns0", "limit"),
-         "/pkg/{n}/upload": ("name", "summary", "description", "homepage", "keywords", "author"),
+         "/pkg/{n}/upload": ("package", "summary", "description", "homepage", "keywords", "maintainer"),
          "/forum/t/{n}/reply": ("body", "quote", "signature", "notify"),
          "/api/v2/snippets": ("snippet_title", "code", "language", "tags", "license"),
          "/feedback/send": ("subject", "message", "contact", "page_url")}
@@ -150,9 +150,9 @@ def benign(seed: str, pl: str) -> Callable[[random.Random], Callable[[str], str]
                 [rnd.choice(d.idents_l), text(d.titles), " ".join(rnd.choice(d.sentences).split()[:4]),
                  f"\"{rnd.choice(d.idents_l)}\""]),
             "fulltext": lambda: rnd.choice(["Search", "1"]), "ns0": lambda: "1",
-            "limit": lambda: rnd.choice(["20", "50", "100", "500"]), "name": lambda: mod,
+            "limit": lambda: rnd.choice(["20", "50", "100", "500"]), "package": lambda: mod,
             "summary": lambda: text(d.titles), "description": lambda: text(d.paragraphs), "homepage": url,
-            "keywords": tags, "author": lambda: rnd.choice(d.people_l), "body": lambda: text(d.paragraphs),
+            "keywords": tags, "maintainer": lambda: rnd.choice(d.people_l), "body": lambda: text(d.paragraphs),
             "quote": lambda: text(d.sentences), "signature": lambda: rnd.choice(d.people_l),
             "notify": lambda: rnd.choice(["on", "off"]), "snippet_title": lambda: text(d.titles),
             "code": lambda: rnd.choice(d.code), "language": lambda: rnd.choice(["python", "pycon", "text"]),
