@@ -14,7 +14,8 @@ held-out split against the number of verdicts trained on (`pipeline.classify.eva
 With --blind: the figures on a labeled set no modelling choice has seen (every record, per alert with dedup off,
 and as the core decides), read as a new tenant and as the tenant trained on, of --model and of a model trained
 in the run on each --blind-train group (as `mdr model train --kind linear` does); false negatives per attack
-source (the set's `attack_type`, grouped by the tool or list before its first `-`).
+source (the set's `attack_type`, grouped by the tool or list before its first `-`) and one by one. The CRS
+baseline is shown at its fixed thresholds only: the chosen one would be chosen on the blind set's labels.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ SHARED = ROOT.parent / "shared" / "labeled" / "waf-pl4-train"
 SAMPLE = ROOT / "tests" / "fixtures" / "labeled" / "waf-pl4-sample"
 MODEL = ROOT / "models" / "noise-default"
 BLIND = ROOT / "data" / "waf-lab-blind"
+BLIND_FN_SHOWN = 12
 
 
 def throughput(model: NoiseClassifier, alerts: list[Alert], batch: int, repeat: int) -> dict[str, float]:
@@ -98,10 +100,17 @@ def blind_figures(blind: Path, model_dir: Path, name: str) -> None:
         print(f"blind set {blind.name}, model {name} ({report['model']['version']}), {what}: per alert (dedup off) "
               f"noise reduction {m['noise_reduction']:.2%} ({m['suppressed_benign']}/{m['benign']}), FN "
               f"{m['fn_rate']:.2%} ({m['suppressed_attack']}/{m['attack']}); as the core decides "
-              f"{c['noise_reduction']:.2%} / FN {c['fn_rate']:.2%}; CRS score < {report['baseline']['threshold']:g} "
-              f"{report['baseline']['noise_reduction']:.2%} / FN {report['baseline']['fn_rate']:.2%}")
-        for line in source_lines(ds, report["false_negatives"]["by_attack_type"]):
+              f"{c['noise_reduction']:.2%} / FN {c['fn_rate']:.2%}; CRS anomaly score (fixed thresholds) "
+              + ", ".join(f"{k} {r['noise_reduction']:.2%} / FN {r['fn_rate']:.2%}"
+                          for k, r in report["baseline_fixed"].items()))
+        md = report["model"]
+        print(f"  threshold {md['threshold']:.4g}; kept although below it: {m['kept_below_threshold'] or 'none'}")
+        fn = report["false_negatives"]
+        for line in source_lines(ds, fn["by_attack_type"]):
             print(line)
+        for f in fn["alerts"][:BLIND_FN_SHOWN]:
+            print(f"  FN {f['attack_type']} P(attack) {f['score']:.3f} anomaly {f['anomaly_score']} rules "
+                  f"{','.join(f['rules'])}: {f['request'][:110]}")
 
 
 def main() -> None:
@@ -116,7 +125,8 @@ def main() -> None:
     ap.add_argument("--kind", action="append", default=None, help="learning curve: model families (hgb, linear)")
     ap.add_argument("--base-data", type=Path, action="append", default=[],
                     help="labeled data every learning-curve point trains on besides the verdicts")
-    ap.add_argument("--blind", type=Path, default=None, help="a labeled set no choice was made on (data/waf-lab-blind)")
+    ap.add_argument("--blind", type=Path, nargs="?", const=BLIND, default=None,
+                    help="a labeled set no choice was made on (alone: data/waf-lab-blind)")
     ap.add_argument("--blind-train", action="append", default=[],
                     help="comma-separated data directories a model is trained on (as mdr model train --kind "
                          "linear) and judged on --blind; repeatable")
