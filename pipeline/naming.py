@@ -17,6 +17,7 @@ An inventory asset, when one matches, always wins (pipeline/context/assets.py).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 
@@ -25,9 +26,10 @@ from pipeline.schema import HOST_FAMILIES, Alert, HostInfo
 SEP = "\x1f"
 
 
+@functools.cache
 def on_host(fmt: str) -> bool:
-    """Whether a format's product runs on the host its records are about."""
-    from pipeline.normalize.registry import flag
+    """Whether a format's product runs on the host its records are about (cached: asked for every alert)."""
+    from pipeline.normalize.registry import flag  # (not at the top: the normalizers import this module)
 
     return flag(fmt, "on_host")
 

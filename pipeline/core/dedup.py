@@ -10,6 +10,8 @@ one per partition, keyed so that one fingerprint always lands in one partition).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta
 
@@ -49,22 +51,26 @@ def event_key(a: Alert) -> str | None:
     return f"{a.tenant_id}\x1f{a.source.product}\x1f{tx}" if tx else None
 
 
-def _secondary(fmt: str) -> bool:
+@functools.cache
+def secondary_format(fmt: str) -> bool:
+    """Whether format `fmt` is a secondary log of its product (cached: asked for every alert)."""
     return flag(fmt, "secondary")
 
 
 def secondary(a: Alert) -> bool:
     """Whether `a` comes from a secondary log of its product with an event key (its primary log's alert of the
     same event carries more: a ModSecurity error-log line and the audit record of its transaction)."""
-    return _secondary(a.source.format) and event_key(a) is not None
+    return secondary_format(a.source.format) and event_key(a) is not None
 
 
 def _upgrades(rep: Alert, a: Alert) -> bool:
     """Whether `a`, of the event of `rep`, is the primary log's view of a secondary log's representative."""
-    return _secondary(rep.source.format) and not _secondary(a.source.format)
+    return secondary_format(rep.source.format) and not secondary_format(a.source.format)
 
 
 _KEEP = frozenset({"alert_id", "fingerprint", "count", "first_seen", "last_seen"})
+_TAKEN = tuple(f for f in Alert.__struct_fields__ if f not in _KEEP)  # what an upgrade copies, in field order
+_take = operator.attrgetter(*_TAKEN)
 Tally = tuple[int, datetime | None, datetime | None]  # a representative's count, first_seen, last_seen
 
 
@@ -138,9 +144,8 @@ class Dedup:
         (keeping its id, count and times); False when there is nothing to upgrade."""
         if not _upgrades(rep, a):
             return False
-        for name in a.__struct_fields__:
-            if name not in _KEEP:
-                setattr(rep, name, getattr(a, name))
+        for name, value in zip(_TAKEN, _take(a), strict=True):
+            setattr(rep, name, value)
         if rep.fingerprint and self.state.get(rep.fingerprint) is rep:
             self.state[rep.fingerprint] = rep  # write back (tables need the assignment)
         return True

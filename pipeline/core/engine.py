@@ -40,7 +40,18 @@ from typing import Any
 
 from pipeline.context.priority import prioritize
 from pipeline.core.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
-from pipeline.core.dedup import DUPLICATE, NEW, UPGRADE, Dedup, Tally, event_key, secondary, set_tally, tally
+from pipeline.core.dedup import (
+    DUPLICATE,
+    NEW,
+    UPGRADE,
+    Dedup,
+    Tally,
+    event_key,
+    secondary,
+    secondary_format,
+    set_tally,
+    tally,
+)
 from pipeline.core.fusion import Fusion
 from pipeline.core.hooks import Classifier, Enricher, Prioritizer
 from pipeline.core.incidents import IdSets, IncidentBuilder, entity_getter, entity_value, group_key
@@ -205,7 +216,7 @@ class Core:
             ek = event_key(a)
             mate = None
             if ek is not None:
-                if not secondary(a):
+                if not secondary_format(a.source.format):
                     primaries.add(ek)
                     mate = held.pop(ek) if ek in held else None  # (a miss must not mark the key written)
                 elif ek not in held and ek not in primaries and not self._has_event(ek):
@@ -692,8 +703,11 @@ _RECORD_KEYS = ("transaction_id", "record_id", "event_id")
 
 def _record_ref(a: Alert) -> str | None:
     """The product's own id of the record behind an alert, when it has one."""
+    extra = a.extra
+    if not extra:
+        return None
     for k in _RECORD_KEYS:
-        v = a.extra.get(k) if a.extra else None
+        v = extra.get(k)
         if isinstance(v, str | int) and v != "":
             return str(v)
     return None
