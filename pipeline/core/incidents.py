@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.normalize.base import make_id
 from pipeline.rules.fieldmap import resolve_field
-from pipeline.rules.usecase import UseCase
+from pipeline.rules.usecase import UseCase, techniques
 from pipeline.rules.values import getter
 from pipeline.schema import (
     CATEGORY_CLASS,
@@ -131,6 +131,16 @@ def merge_outcome(current: str, new: str) -> str:
     return new if _OUTCOME_RANK[new] > _OUTCOME_RANK[current] else current
 
 
+def _time(a: Alert) -> datetime:
+    return a.time
+
+
+@functools.lru_cache(maxsize=256)
+def _span(seconds: float) -> timedelta:
+    """A use case's window as a timedelta (one per window length, not one per alert)."""
+    return timedelta(seconds=seconds)
+
+
 class IdSets:
     """Membership sets of incidents' alert-id lists, derived state kept beside them (never persisted): the lists
     only grow, so a set is brought up to date from the list's new tail instead of being rebuilt per alert.
@@ -178,6 +188,16 @@ def add_alert_ids(inc: Incident, ids: Iterable[str], idsets: IdSets) -> list[str
     return added
 
 
+def _explanation(inc: Incident, uc: UseCase) -> MatchExplanation:
+    """The incident's explanation of use case `uc`, added when it has none yet."""
+    for x in inc.explanation:
+        if x.use_case == uc.id:
+            return x
+    expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
+    inc.explanation.append(expl)
+    return expl
+
+
 class IncidentBuilder:
     """Groups use-case matches into incidents. `add` returns the incident it updated."""
 
@@ -196,8 +216,8 @@ class IncidentBuilder:
         `repeats`: raw alerts merged into an alert the incident holds already (a correlation that goes on
         holding on a repeat): counted, as a use case's own incident counts its alerts' repeats."""
         key = group_key(tenant, uc.id, group.values())
-        first = min(alerts, key=lambda a: a.time)
-        window = timedelta(seconds=uc.mdr.window)
+        first = alerts[0] if len(alerts) == 1 else min(alerts, key=_time)
+        window = _span(uc.mdr.window)
         inc = self.open.get(key)
         closed = None
         if inc is not None and not (-window <= first.time - inc.first_seen and first.time - inc.last_seen <= window):
@@ -226,10 +246,7 @@ class IncidentBuilder:
 
     def _absorb(self, inc: Incident, uc: UseCase, alerts: list[Alert], conditions: dict[str, list[str]] | None,
                 correlation: dict[str, Any] | None, repeats: int = 0) -> None:
-        expl = next((x for x in inc.explanation if x.use_case == uc.id), None)
-        if expl is None:
-            expl = MatchExplanation(use_case=uc.id, title=uc.title, alert_ids=[])
-            inc.explanation.append(expl)
+        expl = _explanation(inc, uc)
         families = inc.sources.setdefault("families", [])
         products = inc.sources.setdefault("products", [])
         held, ids = self.idsets.of(inc), inc.alert_ids
@@ -263,7 +280,7 @@ class IncidentBuilder:
             if a.intel:
                 seen = {(h.indicator, h.field) for h in inc.intel}
                 inc.intel.extend(h for h in a.intel if (h.indicator, h.field) not in seen)
-        for t in uc.attack:
+        for t in techniques(tuple(uc.tags)):
             _add(inc.attack, t)
         for cond, cids in (conditions or {}).items():
             lst = expl.conditions.setdefault(cond, [])

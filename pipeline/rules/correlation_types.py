@@ -84,13 +84,13 @@ class Correlation:
     ref_names: dict[str, str]  # canonical ref -> name used in the extended condition
     absence: bool = False  # lt/lte: decided when the window closes, not as events arrive
     condition: str = ""  # `describe()`, computed once (a hit carries it)
+    type_name: str = ""  # the Sigma type's name (`event_count`), computed once (a hit carries it)
+    _test: Callable[[float, float], bool] | None = None  # `_OPS[op]`, looked up once (an Enum hashes in Python)
 
     def __post_init__(self) -> None:
         self.condition = self.describe()
-
-    @property
-    def type_name(self) -> str:
-        return self.sigma_type.name.lower()
+        self.type_name = self.sigma_type.name.lower()
+        self._test = _OPS.get(self.op) if self.op is not None else None
 
     @classmethod
     def default_condition(cls, refs: list[str]) -> tuple[Op | None, float]:
@@ -103,7 +103,7 @@ class Correlation:
         raise NotImplementedError
 
     def compare(self, measure: float) -> bool:
-        return _OPS[self.op](measure, self.threshold)  # type: ignore[index]  # set for every type that compares
+        return self._test(measure, self.threshold)  # type: ignore[misc]  # set for every type that compares
 
     def describe(self) -> str:
         if self.expr is not None:

@@ -20,6 +20,7 @@ the rest. Files are read with the project's safe YAML loader (`pipeline.safeyaml
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -107,6 +108,12 @@ class MdrBlock:
     explicit: bool  # the rule had an mdr: block
 
 
+@functools.lru_cache(maxsize=4096)
+def techniques(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """The ATT&CK technique ids of a rule's tags (`attack.t1190` -> `T1190`), computed once per tag list."""
+    return tuple(t.split(".", 1)[1].upper() for t in tags if t.startswith("attack.t") and t[8:9].isdigit())
+
+
 @dataclass(slots=True)
 class UseCase:
     """One loaded use case: a compiled detection rule or a correlation rule, with its MDR attributes."""
@@ -134,8 +141,7 @@ class UseCase:
 
     @property
     def attack(self) -> list[str]:
-        return [t.split(".", 1)[1].upper() for t in self.tags
-                if t.startswith("attack.t") and t[8:9].isdigit()]
+        return list(techniques(tuple(self.tags)))
 
 
 @dataclass(slots=True)
