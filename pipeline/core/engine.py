@@ -294,7 +294,8 @@ class Core:
                     self._keep(a, got[0])
             elif kind == DUPLICATE:
                 set_tally(rep, after)  # type: ignore[arg-type]  # a duplicate's step has its tally
-                rep.count -= taken[id(rep)]
+                if taken:  # (usually empty: no lookup)
+                    rep.count -= taken[id(rep)]
                 if id(a) in alone_ids:
                     self._alone(a, rep, apart.get(id(a)), taken)
                 else:
@@ -699,6 +700,7 @@ class Core:
 
 
 _RECORD_KEYS = ("transaction_id", "record_id", "event_id")
+_REF_TYPES = (str, int)  # (a tuple: `str | int` builds a union object on every call)
 
 
 def _record_ref(a: Alert) -> str | None:
@@ -708,7 +710,7 @@ def _record_ref(a: Alert) -> str | None:
         return None
     for k in _RECORD_KEYS:
         v = extra.get(k)
-        if isinstance(v, str | int) and v != "":
+        if isinstance(v, _REF_TYPES) and v != "":
             return str(v)
     return None
 

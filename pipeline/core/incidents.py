@@ -63,7 +63,7 @@ def entity_value(a: Alert, name: str) -> Any:
 
 
 def group_key(tenant: str, uc_id: str, values: Iterable[Any]) -> str:
-    return "\x1f".join([tenant, uc_id, *(str(v) for v in values)])
+    return "\x1f".join([tenant, uc_id, *map(str, values)])
 
 
 def render_title(template: str, group: dict[str, Any], alert: Alert | None) -> str:
