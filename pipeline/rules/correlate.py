@@ -68,7 +68,7 @@ class Correlator:
                      alert_ids: list[str] | None) -> CorrelationHit | None:
         values = ([group.get(g) for g in c.group_by] if group is not None
                   else [g(alert) for g in c.group_getters[ref]])
-        if any(v is None or v == "" for v in values):
+        if None in values or "" in values:  # a group-by field the alert lacks
             return None
         values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
         key = orjson.dumps([alert.tenant_id, c.id, values], default=str).decode()

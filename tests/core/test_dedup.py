@@ -12,6 +12,7 @@ from pipeline.authoring import alert_from_dict
 from pipeline.core.dedup import DUPLICATE, NEW, SAME_EVENT, Dedup
 from pipeline.core.engine import Core
 from pipeline.rules.usecase import UseCaseSet
+from pipeline.schema import Alert
 
 
 def _alert(seq: int, src: str = "203.0.113.7", rule: str = "942100", minutes: float = 0.0, **kw):
@@ -59,6 +60,23 @@ def test_secondary_log_merges_into_primary_event() -> None:
     assert kind == SAME_EVENT and rep2 is rep and rep.count == 1
     assert rep.alert_id == err.alert_id  # the id stays; the content is the primary log's
     assert rep.action == "blocked" and rep.http is not None and rep.http.status == 403
+
+
+def test_an_upgrade_takes_every_field_of_the_primary_but_the_id_and_tally() -> None:
+    err = alert_from_dict({"source": {"product": "ModSecurity", "vendor": "OWASP", "family": "waf",
+                                      "format": "modsec_error"}, "extra": {"transaction_id": "T1"},
+                           "message": "error-log line", "attack": ["T1190"]}, 0)
+    audit = alert_from_dict({"source": {"product": "ModSecurity", "vendor": "OWASP", "family": "waf",
+                                        "format": "modsecurity"}, "extra": {"transaction_id": "T1", "x": 1},
+                             "action": "blocked", "http": {"status": 403}, "user": "u", "raw": "audit"}, 1)
+    d = Dedup()
+    rep, _ = d.merge(err)
+    rep.count = 3
+    kept = {f: getattr(rep, f) for f in ("alert_id", "fingerprint", "count", "first_seen", "last_seen")}
+    assert d.upgrade(rep, audit)
+    for f in Alert.__struct_fields__:  # a field added to Alert later is taken too
+        assert getattr(rep, f) == kept.get(f, getattr(audit, f)), f
+    assert not d.upgrade(rep, audit)  # the primary's content has nothing more to give
 
 
 @settings(max_examples=30, deadline=None)

@@ -38,6 +38,15 @@ def test_shipped_usecases_load_and_pass() -> None:
     assert all(u.attack for u in ucs.usecases if u.mdr.incident), "every use case maps to ATT&CK"
 
 
+def test_a_use_cases_techniques_come_from_its_tags_and_are_its_own_list() -> None:
+    uc = next(u for u in load_usecases(str(ROOT / "usecases")).usecases if u.mdr.incident)
+    uc.tags = ["attack.initial_access", "attack.t1190", "attack.t1059.004", "cve.2021-44228"]
+    got = uc.attack
+    assert got == ["T1190", "T1059.004"]
+    got.append("T0000")  # techniques are computed once per tag list: a caller's list is a copy
+    assert uc.attack == ["T1190", "T1059.004"]
+
+
 def test_broken_file_is_reported_and_skipped(tmp_path: Path) -> None:
     (tmp_path / "good.yml").write_text(GOOD)
     (tmp_path / "yaml.yml").write_text("title: x\ndetection: {sel: [\n")
