@@ -238,7 +238,12 @@ class _Nums(dict[str, tuple[float | int, ...]]):
     alert: Alert
 
     def __missing__(self, key: str) -> tuple[float | int, ...]:
-        t = self[key] = tuple(n for n in map(_number, raw_values(self.alert, key)) if n is not None)
+        v = getter(key)(self.alert) if "," not in key else None
+        if v.__class__ is int:  # one plain number (an HTTP status, a port): the usual case, no flattening
+            t: tuple[float | int, ...] = (v,)
+        else:
+            t = tuple(n for n in map(_number, raw_values(self.alert, key)) if n is not None)
+        self[key] = t
         return t
 
 
