@@ -81,11 +81,14 @@ def main() -> None:
         p, sup, _ = model_decisions(model, d, core_view(d, None), ucs, why)
         m = d.y >= 0
         fam = next(f for f, fm in masks.items() if np.array_equal(fm, m))
-        fold = {"threshold": model.threshold, "threshold_novel": model.threshold_novel}
+        fold = {"threshold": model.threshold, "threshold_novel": model.threshold_novel,
+                "range_variant": model.scope.variant}
         y = d.y
         fates = Counter(w for w, lab in zip(why, y.tolist(), strict=True) if lab == 0)
         kept_b = m & (y == 0) & ~sup
-        print(f"{fam}: threshold {fold['threshold']:.4g}, unseen rules {fold['threshold_novel']:.4g}; benign fates "
+        print(f"{fam}: threshold {fold['threshold']:.4g}, unseen rules {fold['threshold_novel']:.4g}, scope "
+              f"{fold['range_variant']} (inner {model.manifest.get('novel_rules', {}).get('range_variants')}); "
+              f"benign fates "
               f"{dict(fates)}; kept benign scores {quantiles(p[kept_b & (np.asarray(why) == 'score')])}; "
               f"attack scores {quantiles(p[m & (y == 1)])}")
         if args.profile is not None:

@@ -8,7 +8,7 @@ An alert that carries a rule the model never saw is judged against a stricter th
 chosen by cross-validation over rule families *on the training split only* (`novel_threshold`): for each family,
 a model fitted without the alerts of that family scores them; the scores of their attacks, pooled over the
 folds, give the split-conformal threshold for the target recall. Too few attacks for that target: -inf
-(nothing novel is suppressed).
+(nothing novel is suppressed). The same folds choose which features the scope range-checks (`choose_range`).
 
 `leave_family_out` is the honest figure for rules never seen: each family in turn is removed from the data, a
 model is trained (selection and thresholds on the remaining data's own train / validation splits) and judged on
@@ -68,11 +68,22 @@ def folds(ds: Dataset, mask: np.ndarray, min_attacks: int = MIN_FOLD_ATTACKS) ->
 
 def novel_threshold(fit: Callable[[np.ndarray], Any], X: np.ndarray, y: np.ndarray,
                     fold_masks: dict[str, np.ndarray], train: np.ndarray, target: float,
-                    guarded: np.ndarray | None = None) -> tuple[float, dict[str, Any]]:
+                    guarded: np.ndarray | None = None, ranges: dict[str, np.ndarray] | None = None
+                    ) -> tuple[float, dict[str, Any]]:
     """(threshold for alerts with unseen rules, per-fold details). `fit(mask)` returns an estimator fitted on
     the rows of `mask` with a `predict_proba` on the final model's calibrated scale; only `train` rows are used.
-    `guarded` alerts (kept by a payload guardrail whatever their score) count with score +inf."""
+    `guarded` alerts (kept by a payload guardrail whatever their score) count with score +inf.
+
+    `ranges` (scope range variant -> boolean mask of the columns of X its range check covers) adds the choice of
+    the scope for unseen rules from the same folds (`choose_range`): each fold's held-out family is judged at the
+    pooled threshold, in scope when within its fold's training range (`Scope`, `MARGIN`); the variant with the
+    fewest families above the target's false-negative rate, then the most benign alerts suppressed, wins
+    (`detail["range_variant"]`). The threshold itself never depends on the scope (out-of-scope attacks count with
+    their score), so a wider scope only adds suppressions that the threshold already accounts for."""
+    from pipeline.classify.scope import Scope
+
     scores: list[np.ndarray] = []
+    judged: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
     detail: dict[str, Any] = {}
     for fam, m in fold_masks.items():
         te = m & train
@@ -84,11 +95,46 @@ def novel_threshold(fit: Callable[[np.ndarray], Any], X: np.ndarray, y: np.ndarr
             p = np.where(guarded[te], np.inf, p)
         scores.append(p[y[te] == 1])
         detail[fam] = {"alerts": int(te.sum()), "attacks": int((y[te] == 1).sum())}
+        if ranges:
+            fold_scope = Scope.learn([], X[tr])
+            judged.append((fam, p, y[te], {v: fold_scope.inside(X[te], c) for v, c in ranges.items()}))
     pooled = np.concatenate(scores) if scores else np.zeros(0)
     thr = recall_threshold(pooled, target) if len(pooled) else float("-inf")
-    return thr, {"folds": detail, "attacks_pooled": len(pooled), "rule": "split-conformal on the pooled "
-                 "out-of-family attack scores of the train split (leave-one-family-out; each fold refits the "
-                 "base model and maps its decision values through the final model's calibrator)"}
+    out = {"folds": detail, "attacks_pooled": len(pooled), "rule": "split-conformal on the pooled "
+           "out-of-family attack scores of the train split (leave-one-family-out; each fold refits the "
+           "base model and maps its decision values through the final model's calibrator)"}
+    if ranges:
+        out.update(choose_range(judged, thr, target, list(ranges)))
+    return thr, out
+
+
+MIN_RANGE_FOLD_ATTACKS = 20  # a family's false-negative rate counts in the scope choice from this many attacks
+
+
+def choose_range(judged: Sequence[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], thr: float,
+                 target: float, variants: Sequence[str]) -> dict[str, Any]:
+    """The scope range variant for unseen rules, from the leave-one-family-out folds judged at `thr`: fewest
+    families (with at least `MIN_RANGE_FOLD_ATTACKS` attacks) whose false-negative rate exceeds 1 - target, then
+    the largest share of benign alerts suppressed, then the earlier (stricter) variant."""
+    figures: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        over, sb, nb, sa = [], 0, 0, 0
+        for fam, p, y, inside in judged:
+            sup = (p < thr) & inside[v]
+            att = y == 1
+            sb += int((sup & (y == 0)).sum())
+            nb += int((y == 0).sum())
+            sa += int((sup & att).sum())
+            if att.sum() >= MIN_RANGE_FOLD_ATTACKS and (sup & att).sum() > (1.0 - target) * att.sum():
+                over.append(fam)
+        figures[v] = {"families_over_fn_target": over, "noise_reduction": sb / nb if nb else 0.0,
+                      "suppressed_attack": sa}
+    best = min(variants, key=lambda v: (len(figures[v]["families_over_fn_target"]),
+                                        -figures[v]["noise_reduction"], variants.index(v)))
+    return {"range_variant": best, "range_variants": figures,
+            "range_rule": "fewest leave-one-family-out folds above the false-negative target, then the most "
+                          "benign alerts suppressed (judged at the pooled threshold, guardrail-kept attacks "
+                          "excluded), then the stricter variant"}
 
 
 class Recalibrated:

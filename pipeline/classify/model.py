@@ -62,6 +62,11 @@ TRUSTED = (
 )
 
 
+def generic_columns(used: Sequence[str]) -> np.ndarray:
+    """Per used feature: not one of a rule family's own columns (`FAMILY_PREFIXES`, `FAMILY_FEATURES`)."""
+    return np.asarray([not n.startswith(FAMILY_PREFIXES) and n not in FAMILY_FEATURES for n in used], dtype=bool)
+
+
 class ModelError(UsageError):
     """The model directory is missing, damaged or incompatible (`mdr` reports it as one line, exit status 2)."""
 
@@ -126,8 +131,7 @@ class NoiseClassifier:
         self.shadow_log: list[Suppressed] = []  # what a shadow model would have suppressed (drained by callers)
         self.drift: dict[tuple[str, date], TenantDrift] = {}  # (tenant, event day) -> counts
         self.scope = scope
-        self._generic = np.asarray([not n.startswith(FAMILY_PREFIXES) and n not in FAMILY_FEATURES
-                                    for n in self.used], dtype=bool)
+        self._generic = generic_columns(self.used)
         self.manifest = manifest
         self.version = str(manifest.get("model_version", "unsaved"))
         self.extractor = FeatureExtractor(schema, state)

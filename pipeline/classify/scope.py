@@ -6,7 +6,11 @@ training mean dominates the score). So an alert is in scope only when
 
 - its product (format) occurred in the training split, and
 - every feature the model uses lies within the training split's range, widened by `MARGIN` of that range on
-  each side (a feature constant in training must keep that value).
+  each side (a feature constant in training must keep that value), except the features of the model's range
+  variant (`RANGE_VARIANTS`: `no-ngrams` leaves the hashed character 3-gram shares unchecked; each is a share of
+  one short text and falls outside a few thousand training rows' range on ordinary values). Training chooses the
+  variant by leave-one-family-out inside its train split (`generalize.novel_threshold`); a manifest without one
+  checks every feature.
 
 An alert with a rule id the training split never had is judged against the model's stricter `threshold_novel`
 (chosen by leave-rule-family-out cross-validation on the training split); at a deployment the model knows, the
@@ -28,6 +32,7 @@ import numpy as np
 from pipeline.schema import Alert
 
 MARGIN = 0.1
+RANGE_VARIANTS: dict[str, tuple[str, ...]] = {"all": (), "no-ngrams": ("ng:",)}  # name -> unchecked prefixes
 _ID = attrgetter("id")
 
 
@@ -37,6 +42,8 @@ class Scope:
     rules: frozenset[str]
     lo: np.ndarray  # per used feature, margin included
     hi: np.ndarray
+    variant: str = "all"  # `RANGE_VARIANTS` key: which features the range check leaves out
+    checked: np.ndarray | None = None  # per used feature: range-checked (None: all)
 
     @classmethod
     def learn(cls, alerts: Sequence[Alert], X: np.ndarray, margin: float = MARGIN) -> Scope:
@@ -47,8 +54,12 @@ class Scope:
                    frozenset(r.id for a in alerts for r in (a.rule, *a.rules)), mn - pad, mx + pad)
 
     def select(self, cols: Sequence[int]) -> Scope:
-        """The same scope over a subset of the feature columns."""
+        """The same scope over a subset of the feature columns (every one range-checked)."""
         return Scope(self.products, self.rules, self.lo[list(cols)], self.hi[list(cols)])
+
+    def with_variant(self, variant: str, names: Sequence[str]) -> Scope:
+        """The same ranges, checked as `RANGE_VARIANTS[variant]` says (`names`: the used features)."""
+        return Scope(self.products, self.rules, self.lo, self.hi, variant, checked_columns(names, variant))
 
     def known(self, a: Alert) -> bool:
         """The alert's product and all its rule ids were seen in training."""
@@ -65,14 +76,26 @@ class Scope:
         """Per row: every feature (of the boolean `columns` mask, default all) within the (widened) training
         range."""
         ok = (self.lo <= X) & (self.hi >= X)
-        return np.asarray((ok if columns is None else ok | ~columns).all(axis=1))
+        cols = self.checked if columns is None else (columns if self.checked is None else columns & self.checked)
+        return np.asarray((ok if cols is None else ok | ~cols).all(axis=1))
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         return {"margin": MARGIN, "products": sorted(self.products), "rules": sorted(self.rules),
-                "ranges": {n: [float(a), float(b)] for n, a, b in zip(names, self.lo, self.hi, strict=True)}}
+                "ranges": {n: [float(a), float(b)] for n, a, b in zip(names, self.lo, self.hi, strict=True)},
+                "range_variant": self.variant, "unchecked_prefixes": list(RANGE_VARIANTS[self.variant])}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], names: Sequence[str]) -> Scope:
         r = d["ranges"]
-        return cls(frozenset(d["products"]), frozenset(d["rules"]),
-                   np.array([r[n][0] for n in names]), np.array([r[n][1] for n in names]))
+        scope = cls(frozenset(d["products"]), frozenset(d["rules"]),
+                    np.array([r[n][0] for n in names]), np.array([r[n][1] for n in names]))
+        variant = d.get("range_variant", "all")
+        if variant not in RANGE_VARIANTS:
+            raise ValueError(f"unknown scope range variant {variant!r}")
+        return scope.with_variant(variant, names)
+
+
+def checked_columns(names: Sequence[str], variant: str) -> np.ndarray:
+    """Per feature name: range-checked under the variant."""
+    skip = RANGE_VARIANTS[variant]
+    return np.fromiter((not n.startswith(skip) for n in names), dtype=bool, count=len(names))

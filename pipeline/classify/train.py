@@ -26,7 +26,9 @@ validation each gets its threshold for the target recall of attack alerts, met b
 decides (validation representatives weighted by the attack alerts their decision covers; `choose_threshold`).
 Among the candidates that then suppress (nearly, `NR_TOLERANCE`) the largest share of benign alerts, the one
 with the fewest false negatives wins (`select`; then fewer features, the linear model); alerts outside the
-model's scope (`pipeline.classify.scope`, learned from the train split) count as kept, as in production.
+model's scope (`pipeline.classify.scope`, learned from the train split) count as kept, as in production. The
+threshold for unseen rules and the scope's range variant come from leave-one-family-out folds inside the train
+split (`pipeline.classify.generalize.novel_threshold`).
 Time-of-day features are left out when the train split spans less than `MIN_SPAN_FOR_TIME` (a model cannot
 learn a daily pattern from one day).
 """
@@ -55,7 +57,7 @@ from pipeline.classify.features import (
 )
 from pipeline.classify.generalize import Recalibrated, folds, novel_threshold
 from pipeline.classify.metrics import CoreView, choose_threshold, core_rates, core_view, rates
-from pipeline.classify.scope import Scope
+from pipeline.classify.scope import RANGE_VARIANTS, Scope, checked_columns
 from pipeline.core.dedup import DEFAULT_WINDOW as DEDUP_WINDOW
 from pipeline.normalize.reader import expand
 from pipeline.normalize.source import read_alerts
@@ -328,7 +330,7 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     feature matrix). Not saved."""
     from sklearn.metrics import average_precision_score
 
-    from pipeline.classify.model import NoiseClassifier
+    from pipeline.classify.model import NoiseClassifier, generic_columns
 
     ds = ds or load_data(dirs, tenant)
     tr, va = ds.mask("train"), ds.mask("validation")
@@ -396,10 +398,12 @@ def train(dirs: Sequence[str | Path], target_recall: float = DEFAULT_TARGET_RECA
     thr_novel = float("-inf")
     if novel:
         base = candidates()[best.split("-")[0]]
+        generic = generic_columns(used)  # what the range check of an alert with unseen rules looks at
         thr_novel, detail = novel_threshold(
             lambda m: Recalibrated(clone(base).fit(X[m][:, cols], y[m]), est), X[:, cols], y, folds(ds, tr), tr,
-            target_recall, guarded)
+            target_recall, guarded, {v: generic & checked_columns(used, v) for v in RANGE_VARIANTS})
         manifest["novel_rules"] = detail
+        scope = scope.with_variant(detail.get("range_variant", "all"), used)
     tenants = tenant_thresholds(ds, va & seen, est.predict_proba, X[:, cols], view, target_recall) \
         if per_tenant else {}
     model = NoiseClassifier(est, schema, used, results[best]["threshold"], scope, manifest,

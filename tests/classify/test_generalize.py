@@ -121,6 +121,44 @@ def test_manifest_records_the_novel_threshold_and_how(sample_model: NoiseClassif
     assert "leave-one-family-out" in m["novel_rules"]["rule"]
 
 
+def test_scope_range_variant_is_chosen_on_the_training_folds() -> None:
+    """`choose_range`: fewest held-out families above the FN target first, then the most benign suppressed, then
+    the stricter variant; `novel_threshold` reports the choice, and its threshold does not depend on it."""
+    from pipeline.classify.generalize import MIN_RANGE_FOLD_ATTACKS, choose_range, novel_threshold
+
+    n = MIN_RANGE_FOLD_ATTACKS
+    y = np.array([1] * n + [0] * 4)
+    p = np.array([0.05] + [0.9] * (n - 1) + [0.01] * 4)
+    strict = np.array([False] + [True] * (n - 1) + [False, False, True, True])
+    loose = np.ones(len(y), dtype=bool)
+    judged = [("crs-a", p, y, {"all": strict, "no-ngrams": loose})]
+    out = choose_range(judged, 0.1, 0.995, ["all", "no-ngrams"])
+    assert out["range_variant"] == "all"  # the looser scope lets one of 20 attacks through: over the target
+    assert out["range_variants"]["no-ngrams"]["families_over_fn_target"] == ["crs-a"]
+    ok = np.array([0.5] + [0.9] * (n - 1) + [0.01] * 4)
+    out = choose_range([("crs-a", ok, y, {"all": strict, "no-ngrams": loose})], 0.1, 0.995, ["all", "no-ngrams"])
+    assert out["range_variant"] == "no-ngrams" and out["range_variants"]["no-ngrams"]["noise_reduction"] == 1.0
+    same = {"all": loose, "no-ngrams": loose}
+    assert choose_range([("crs-a", ok, y, same)], 0.1, 0.995, ["all", "no-ngrams"])["range_variant"] == "all"
+
+    class Const:
+        def __init__(self, score: float):
+            self.score = score
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            return np.column_stack([np.full(len(X), 1.0 - self.score), np.full(len(X), self.score)])
+
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 3))
+    yy = (np.arange(400) % 2).astype(np.int8)
+    fam = {"a": np.arange(400) < 200, "b": np.arange(400) >= 200}
+    train_all = np.ones(400, dtype=bool)
+    cols = {"all": np.ones(3, dtype=bool), "no-ngrams": np.array([True, False, False])}
+    thr, detail = novel_threshold(lambda m: Const(0.5), X, yy, fam, train_all, 0.995, None, cols)
+    thr0, _ = novel_threshold(lambda m: Const(0.5), X, yy, fam, train_all, 0.995)
+    assert thr == thr0 and detail["range_variant"] in cols and set(detail["range_variants"]) == set(cols)
+
+
 def test_leave_family_out_never_trains_on_the_family(sample_ds: Dataset) -> None:
     """Every fold's training data holds no labeled alert of the held-out family; its test alerts all carry it."""
     seen: dict[str, tuple[int, int]] = {}

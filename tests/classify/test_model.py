@@ -221,6 +221,38 @@ def test_unfamiliar_alerts_are_kept(sample_model: NoiseClassifier, sample_ds: Da
         assert sample_model.stats["out_of_scope"] >= 1
 
 
+def test_scope_range_variant_leaves_ngram_shares_unchecked() -> None:
+    """`no-ngrams` range-checks every feature but the 3-gram shares; it survives the manifest, and a manifest
+    without a variant (models trained before the choice existed) checks every feature."""
+    from pipeline.classify.scope import Scope
+
+    names = ["args_len", "ng:3", "ng:40"]
+    scope = Scope.learn([], np.array([[1.0, 0.0, 0.1], [3.0, 0.2, 0.3]]))
+    X = np.array([[2.0, 0.9, 0.2], [9.0, 0.1, 0.2], [2.0, 0.1, 0.2]])
+    assert scope.inside(X).tolist() == [False, False, True]
+    loose = scope.with_variant("no-ngrams", names)
+    assert loose.inside(X).tolist() == [True, False, True]
+    assert loose.inside(X, np.array([False, True, True])).tolist() == [True, True, True]
+    d = loose.to_dict(names)
+    assert d["range_variant"] == "no-ngrams" and d["unchecked_prefixes"] == ["ng:"]
+    back = Scope.from_dict(json.loads(json.dumps(d)), names)
+    assert back.variant == "no-ngrams" and back.inside(X).tolist() == [True, False, True]
+    del d["range_variant"]
+    old = Scope.from_dict(d, names)
+    assert old.variant == "all" and old.inside(X).tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="range variant"):
+        Scope.from_dict({**d, "range_variant": "wide"}, names)
+
+
+def test_the_trained_range_variant_is_saved_and_loaded(sample_model: NoiseClassifier, tmp_path: Path) -> None:
+    from pipeline.classify.scope import RANGE_VARIANTS
+
+    chosen = sample_model.manifest["novel_rules"]["range_variant"]
+    assert chosen in RANGE_VARIANTS and sample_model.scope.variant == chosen
+    loaded = NoiseClassifier.load(sample_model.save(tmp_path / "m"))
+    assert loaded.scope.variant == chosen and loaded.manifest["scope"]["range_variant"] == chosen
+
+
 def test_other_products_are_never_suppressed(sample_model: NoiseClassifier) -> None:
     from pipeline.classify.train import normalize_dir
 
