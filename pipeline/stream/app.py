@@ -125,6 +125,7 @@ class Runtime:
         self.usecases = usecases
         self.parts: dict[int, PartitionWork] = {}
         self.normalizing = asyncio.Lock()
+        self.running = asyncio.Lock()  # one partition run (core, outputs, tickets, state, acks) at a time
         self._observers: set[asyncio.Future] = set()
         self.held: dict[tuple[str, int], list] = {}  # ingest messages kept from commit (see `hold`)
         self.last_ingest = 0.0
@@ -249,11 +250,20 @@ class Runtime:
                         int(ev.message.timestamp * 1000) if ev.message.timestamp else None,
                         ev.message.headers or ()) for ev in events]
         self.in_flight = events
+        # tenant-keyed: the batch in slices of about --max-run alerts, and the partitions due run between them,
+        # so that a large take (a worker that fell behind) neither waits for the whole batch to be normalized
+        # nor runs the core on all of it at once (the hop's core agent interleaves through the by-tenant topic)
+        cap = self.cfg.max_run if self.cfg.tenant_keyed else 0
+        start = 0
         async with self.normalizing:  # idle flushes come after, never between, a batch and its sending
-            res = self.ingest_stage.ingest(msgs)
-            self.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
-            await self.dispatch(res, events)
-            self.hold(events)  # before take_events acks them
+            for end, res in self.ingest_stage.slices(msgs, cap):
+                self.metrics.stage.labels("normalize").observe(time.perf_counter() - t0)
+                await self.dispatch(res, events)
+                self.hold(events[start:end])  # before take_events acks them
+                if cap:
+                    await self.flush_due()
+                    await asyncio.sleep(0)  # the consumer and the timers get their turn
+                    t0, start = time.perf_counter(), end
         self.last_ingest = time.monotonic()
         if self.attempts.entries:
             self.attempts.forget([_position(ev) for ev in events])
@@ -406,15 +416,20 @@ class Runtime:
                 await self.flush(p, w)
 
     async def flush(self, partition: int, w: PartitionWork) -> None:
-        """`_flush`, and on an escaping error: the partition's state is dropped from memory (it may be half
-        changed; the table has the last good one) and its messages are failed (not acked, counted)."""
-        events = list(w.events)
-        try:
-            await self._flush(partition, w)
-        except Exception as e:
-            self.parts.pop(partition, None)
-            self.fail("core", e, events)
-            return
+        """`_flush`, one at a time (a run's outputs, tickets and state go out before the next run's: the
+        timer's flushes and those between ingest slices interleave at their awaits); on an escaping error the
+        partition's state is dropped from memory (it may be half changed; the table has the last good one) and
+        its messages are failed (not acked, counted)."""
+        async with self.running:
+            if self.parts.get(partition) is not w or self.failure is not None:  # revoked or failed meanwhile
+                return
+            events = list(w.events)
+            try:
+                await self._flush(partition, w)
+            except Exception as e:
+                self.parts.pop(partition, None)
+                self.fail("core", e, events)
+                return
         if self.attempts.entries:
             self.attempts.forget([_position(ev) for ev in events])
 

@@ -190,6 +190,9 @@ def worker(
     quiet: Annotated[float, typer.Option(min=0, help="Feed a partition after this many quiet seconds")] = 0.1,
     max_hold: Annotated[float, typer.Option(min=0, help="...or after its oldest pending alert waited this long")
                         ] = 0.25,
+    max_run: Annotated[int, typer.Option(min=0, help="...or once this many of its alerts wait; with --tenant-keyed "
+                                         "a large read is normalized in slices of this many alerts, the partitions "
+                                         "due running between them (0: no bound)")] = 512,
     idle_flush: Annotated[float, typer.Option(min=0, help="Flush buffering normalizers after this idle time")] = 1.0,
     lateness: Annotated[float, typer.Option(min=0, help="Allowed event-time lateness, seconds")] = 600.0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535,
@@ -217,7 +220,7 @@ def worker(
     cfg = WorkerConfig.from_env(
         bootstrap=bootstrap, app_id=app_id, partitions=partitions, tenant_keyed=tenant_keyed, topics=topics,
         tenant_bindings=bindings, usecases=usecases or paths.usecases_dir(),
-        data_dir=data_dir, quiet=quiet, max_hold=max_hold, idle_flush=idle_flush, lateness=lateness,
+        data_dir=data_dir, quiet=quiet, max_hold=max_hold, max_run=max_run, idle_flush=idle_flush, lateness=lateness,
         metrics_port=metrics_port, db_url=_store_url(db) if tickets else None, verdicts_file=verdicts_file,
         model=model, log_level=log_level.value, max_attempts=max_attempts, shutdown_grace=shutdown_grace,
         soar_tick=soar_tick)

@@ -92,7 +92,9 @@ class WorkerConfig:
     normalize_within: float = 0.05  # seconds
     quiet: float = 0.1  # flush a partition's pending alerts after this much silence ...
     max_hold: float = 0.25  # ... or once the oldest pending alert waited this long
-    max_pending: int = 200_000  # ... or once this many alerts wait
+    # ... or once this many alerts wait (0: no bound). Tenant-keyed ingest also normalizes a take in slices of
+    # about this many alerts and runs the partitions due between them, so work stays in small runs under load
+    max_run: int = 512
     idle_flush: float = 2.0  # flush stateful normalizers (auditd assembly) after this much ingest silence
     metrics_port: int = 0  # 0: no HTTP server
     db_url: str | None = None  # SOAR ticket store; tickets go to mdr.tickets when set

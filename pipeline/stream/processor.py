@@ -7,7 +7,9 @@ for the auditd assembly (ingest messages are keyed by host, or by tenant, so a h
 partition). `PartitionWork` holds one partition of the by-tenant topic (with `--tenant-keyed`, also the same
 partition of the ingest topics): its pending alerts, its `PartitionState` and a `Core` over it. Pending alerts
 are fed in event-time order when the partition has been quiet for a moment, or they waited `max_hold`, so the
-stream sees the order `mdr replay` sees as far as the arrival allows.
+stream sees the order `mdr replay` sees as far as the arrival allows; or once `max_run` of them wait, so that a
+backlog runs in bounded runs (with `--tenant-keyed` the worker normalizes a large read in `slices` of about that
+many alerts and runs the partitions due between them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -95,22 +97,34 @@ class IngestStage:
         self._flushes = time.time_ns() // 1000  # idle-flush sequence numbers grow, across restarts too
 
     def ingest(self, msgs: list[Message]) -> Normalized:
-        out = Normalized()
+        return next(self.slices(msgs, 0))[1]
+
+    def slices(self, msgs: list[Message], alerts: int) -> Iterator[tuple[int, Normalized]]:
+        """`msgs` normalized in slices of consecutive messages: a slice ends with the message that brings its
+        alerts to `alerts` (0: one slice of all). Yields (index after the slice's last message, its result);
+        message indexes in `direct` count from the start of `msgs`. The caller may run the core between slices
+        (the stage's buffers are consistent at every message boundary)."""
+        out, n = Normalized(), 0
         now = time.monotonic()
         for i, m in enumerate(msgs):
             out.records[m.topic] += 1
             try:
-                self._message(m, i, now, out)
+                n += self._message(m, i, now, out)
             except Exception as e:  # a bug outside the stage's per-record containment: this message only
                 out.dead.append(message_letter(m.topic, m.partition, m.offset, m.value, "normalizer_error",
                                                error_text(e)))
-        return out
+            if alerts and n >= alerts and i + 1 < len(msgs):
+                yield i + 1, out
+                out, n = Normalized(), 0
+                now = time.monotonic()
+        yield len(msgs), out
 
-    def _message(self, m: Message, index: int, now: float, out: Normalized) -> None:
+    def _message(self, m: Message, index: int, now: float, out: Normalized) -> int:
+        """Normalize one message into `out`; the number of its alerts."""
         u = unpack(m, self.bindings)
         if u.dead is not None:
             out.dead.append(u.dead)
-            return
+            return 0
         res = NormalizeResult()
         for rec in u.records:
             self.stage.process(rec, u.fmt, res)
@@ -124,6 +138,7 @@ class IngestStage:
         if res.alerts:
             items = [Item(a, src, m.offset, seq, t_in) for seq, a in enumerate(res.alerts)]
             self._place(first.tenant_id, m.partition, items, index, out)
+        return len(res.alerts)
 
     def _place(self, tenant: str, partition: int, items: list[Item], index: int | None, out: Normalized) -> None:
         if self.route is not None and self.route(tenant) == partition:
@@ -253,7 +268,7 @@ class PartitionWork:
         if not self.waiting:
             return self.held_due(now)
         return (now - self.last_at >= self.cfg.quiet or now - self.first_at >= self.cfg.max_hold
-                or len(self.pending) >= self.cfg.max_pending)
+                or 0 < self.cfg.max_run <= len(self.pending))
 
     def _quiet_tenants(self, now: float) -> set[str]:
         """Tenants holding error-log lines for their audit records whose input stopped `pair_hold` seconds ago

@@ -47,7 +47,7 @@ from tests.time_repros import dns_alert, reproductions
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
 # hold input until quiet (parity with replay, as tests/stream/test_worker.py); a lateness beyond the lab's age so
 # that the flagged alerts (received now, weeks after the lab day) close no window of the lab day
-PARITY = ("--quiet", "3", "--max-hold", "120", "--idle-flush", "1", "--lateness", "100000000")
+PARITY = ("--quiet", "3", "--max-hold", "120", "--max-run", "0", "--idle-flush", "1", "--lateness", "100000000")
 
 
 def dead_letters(b: str, prefix: str) -> list[dict]:

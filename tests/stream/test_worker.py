@@ -1,8 +1,8 @@
 """The Faust worker on a real Kafka 4 broker runs exactly the core of `mdr replay`.
 
 Each test uses its own topic prefix and consumer group on the session broker (fixture `kafka_broker`), and
-runs `mdr worker` as a subprocess. `PARITY` makes the worker hold a partition's alerts until the input has
-been quiet for a few seconds, so a finite input is fed in event-time order as `mdr replay` feeds it.
+runs `mdr worker` as a subprocess. `PARITY` makes the worker hold a partition's alerts (however many) until the
+input has been quiet for a few seconds, so a finite input is fed in event-time order as `mdr replay` feeds it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipeline.normalize.stage import DLQ_PREFIX_BYTES
 from pipeline.replay import ReplayResult
 from pipeline.schema import decode_alert
 from pipeline.stream.app import ensure_topics
+from pipeline.stream.broker import free_port
 from pipeline.stream.config import Topics
 from pipeline.stream.envelope import envelope
 from pipeline.stream.partitions import partition_of
@@ -42,11 +44,11 @@ from tests.stream.fixtures_worker import (
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
-PARITY = ("--quiet", "3", "--max-hold", "120", "--idle-flush", "1")
+PARITY = ("--quiet", "3", "--max-hold", "120", "--max-run", "0", "--idle-flush", "1")
 # two workers normalize for each other: a tenant's alerts cross the by-tenant topic from the other worker, and
 # on a loaded machine (2 cores, load 9) 3 s without input came between a tenant's IDS and WAF alerts in 2 of 3
 # runs, so its partition ran on part of them; 10 s held every run together (3 of 3 at the same load)
-SCALE_OUT = ("--quiet", "10", "--max-hold", "120", "--idle-flush", "1")
+SCALE_OUT = ("--quiet", "10", "--max-hold", "120", "--max-run", "0", "--idle-flush", "1")
 
 
 def final_state(bootstrap: str, prefix: str, quiet: float = 6.0, timeout: float = 120.0) -> dict:
@@ -250,6 +252,33 @@ def test_tenant_keyed_refuses_ingest_topics_of_another_partition_count(kafka_bro
 def _holds_tenant_partitions(log: str) -> bool:
     lines = [ln for ln in log.splitlines() if "partitions assigned" in ln]
     return bool(lines) and "by-tenant" in lines[-1]
+
+
+def test_tenant_keyed_backlog_runs_in_bounded_runs(kafka_broker, tmp_path: Path) -> None:
+    """A backlog (the day is in the topics before the worker starts, so it reads large takes) is normalized in
+    slices of about `--max-run` alerts and the partition runs between them: no run holds more than the bound
+    plus one slice, and every alert is applied once (state, marks and acks as for one run)."""
+    b, prefix = kafka_broker.bootstrap, "mdr.bounded."
+    produce_lab(b, "shop", prefix=prefix, key_by="tenant", per_message=10)
+    port = free_port()
+    w = start_worker(b, tmp_path, "--prefix", prefix, "--tenant-keyed", "--max-run", "100", "--quiet", "3",
+                     "--max-hold", "120", "--idle-flush", "600",  # no idle flush: it runs what a quiet host left
+                     "--metrics-port", str(port), app_id="bounded")
+    try:
+        def counts() -> tuple[float, ...]:  # alerts normalized, applied, skipped as redelivered
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                return 0.0, -1.0, -1.0
+            return tuple(sum(map(float, re.findall(rf"^mdr_{name}_total(?:{{[^}}]*}})? (\S+)$", body, re.M)))
+                         for name in ("alerts", "alerts_applied", "alerts_redelivered"))
+        assert wait_until(lambda: (c := counts())[0] > 2000 and c[0] == c[1], 120), w.tail()
+        runs = [int(n) for n in re.findall(r"partition \d+: (\d+) alerts -> ", w.log.read_text())]
+        assert len(runs) > 10 and max(runs) <= 2 * 100 + 10 * 4, runs  # a record gives at most a few alerts
+        n = counts()[0]
+        assert settle(counts, 3.0, 30.0) == (n, n, 0.0)  # each alert applied once
+    finally:
+        w.stop()
 
 
 @pytest.mark.parametrize("ingest", TWO_WAYS, ids=lambda i: i.name)
