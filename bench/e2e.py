@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -34,6 +35,9 @@ from pipeline.stream.app import ensure_topics  # noqa: E402
 from pipeline.stream.broker import create_topics, free_port, open_broker  # noqa: E402
 from pipeline.stream.config import Topics  # noqa: E402
 from pipeline.stream.producer import envelopes, send_values  # noqa: E402
+
+if TYPE_CHECKING:
+    from pipeline.stream.processor import PartitionWork
 
 LAB = ROOT / "samples" / "lab-1"
 KINDS = {"waf": "waf", "ids": "firewall", "host": "host"}
@@ -306,14 +310,14 @@ class Stages:
     """The worker's stages in one process without Kafka: messages -> IngestStage -> each tenant's partition
     (PartitionWork: the core, its state change encoded into table records) -> outputs encoded into an outbox."""
 
-    def __init__(self, partitions: int = 4):
+    def __init__(self, partitions: int = 4, max_run: int | None = None):
         from pipeline.rules.usecase import load_usecases
         from pipeline.stream.config import WorkerConfig
         from pipeline.stream.partitions import TenantPartitions
         from pipeline.stream.processor import IngestStage, PartitionWork
         from pipeline.stream.state import PartitionState
 
-        cfg = WorkerConfig()
+        cfg = self.cfg = WorkerConfig() if max_run is None else WorkerConfig(max_run=max_run)
         self.route = TenantPartitions(partitions)
         self.ingest_stage = IngestStage({}, self.route)
         ucs = load_usecases(str(cfg.usecases))
@@ -330,42 +334,46 @@ class Stages:
                        for kind, vs in values.items() for i, (_, v) in enumerate(vs)), key=lambda m: m.offset)
 
     def round(self, msgs: list) -> int:
-        """Normalize `msgs` (none: flush what stateful normalizers buffer), run every partition with alerts;
-        returns the alerts applied."""
+        """Normalize `msgs` (none: flush what stateful normalizers buffer) in slices of `--max-run` alerts, as the
+        tenant-keyed worker does, running a partition once that many alerts wait and every partition with alerts
+        at the end (the round is ~1 s of input: what `--max-hold` lets wait); returns the alerts applied."""
+        from pipeline.stream.processor import Batch
+
+        slices = self.ingest_stage.slices(msgs, self.cfg.max_run) if msgs else [(0, self.ingest_stage.flush_idle(0.0))]
+        alerts = 0
+        for _, res in slices:
+            for p, tenant, items, _ in res.direct:
+                self.parts[p].add(Batch(tenant, items), None, 0.0)
+            alerts += sum(self._run(w) for w in self.parts if 0 < self.cfg.max_run <= len(w.pending))
+        return alerts + sum(self._run(w) for w in self.parts if w.waiting)
+
+    def _run(self, w: PartitionWork) -> int:
+        """Run one partition and encode its outputs as the worker produces them; the alerts applied."""
         from pipeline.schema import encode
         from pipeline.stream.outbox import Outbox
-        from pipeline.stream.processor import Batch
         from pipeline.stream.state import encode_once
 
-        res = self.ingest_stage.ingest(msgs) if msgs else self.ingest_stage.flush_idle(0.0)
-        for p, tenant, items, _ in res.direct:
-            self.parts[p].add(Batch(tenant, items), None, 0.0)
-        alerts = 0
-        for w in self.parts:
-            if not w.waiting:
-                continue
-            fl = w.run()
-            alerts += fl.fed
-            out = Outbox()
-            for inc in fl.out.incidents.values():
-                out.add("incidents", inc.incident_id, encode_once(inc, fl.encoded))
-            for a in fl.alerts:
-                out.add("alerts", a.alert_id, encode_once(a, fl.encoded))
-            for s in fl.out.suppressed:
-                out.add("suppressed", s.alert.alert_id, encode(s))
-            self.output_bytes += sum(len(v) for recs in out.records.values() for _, v in recs)
-            self.changelog_bytes += sum(len(k) + len(v or b"") for k, v in fl.writes)
-            if len(self.sample) < 2000:
-                self.sample += [v for recs in out.records.values() for _, v in recs]
-        return alerts
+        fl = w.run()
+        out = Outbox()
+        for inc in fl.out.incidents.values():
+            out.add("incidents", inc.incident_id, encode_once(inc, fl.encoded))
+        for a in fl.alerts:
+            out.add("alerts", a.alert_id, encode_once(a, fl.encoded))
+        for s in fl.out.suppressed:
+            out.add("suppressed", s.alert.alert_id, encode(s))
+        self.output_bytes += sum(len(v) for recs in out.records.values() for _, v in recs)
+        self.changelog_bytes += sum(len(k) + len(v or b"") for k, v in fl.writes)
+        if len(self.sample) < 2000:
+            self.sample += [v for recs in out.records.values() for _, v in recs]
+        return fl.fed
 
 
 ROUND = 300  # messages per in-process round: ~30k records, what one worker reads in about a second
 
 
-def inproc(values: dict[str, list[tuple[bytes, bytes]]]) -> tuple[float, float, float]:
+def inproc(values: dict[str, list[tuple[bytes, bytes]]], max_run: int | None = None) -> tuple[float, float, float]:
     """`Stages` fed ~1 s of input at a time: (alerts, alerts/s, alerts per CPU-second)."""
-    stages = Stages()
+    stages = Stages(max_run=max_run)
     msgs = stages.messages(values)
     alerts, t0, c0 = 0, time.perf_counter(), time.process_time()
     for i in range(0, len(msgs), ROUND):
