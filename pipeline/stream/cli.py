@@ -192,7 +192,7 @@ def worker(
                         ] = 0.25,
     max_run: Annotated[int, typer.Option(min=0, help="...or once this many of its alerts wait; with --tenant-keyed "
                                          "a large read is normalized in slices of this many alerts, the partitions "
-                                         "due running between them (0: no bound)")] = 512,
+                                         "due running between them (0: no bound)")] = 2048,
     idle_flush: Annotated[float, typer.Option(min=0, help="Flush buffering normalizers after this idle time")] = 1.0,
     lateness: Annotated[float, typer.Option(min=0, help="Allowed event-time lateness, seconds")] = 600.0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535,

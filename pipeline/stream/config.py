@@ -94,7 +94,7 @@ class WorkerConfig:
     max_hold: float = 0.25  # ... or once the oldest pending alert waited this long
     # ... or once this many alerts wait (0: no bound). Tenant-keyed ingest also normalizes a take in slices of
     # about this many alerts and runs the partitions due between them, so work stays in small runs under load
-    max_run: int = 512
+    max_run: int = 2048
     idle_flush: float = 2.0  # flush stateful normalizers (auditd assembly) after this much ingest silence
     metrics_port: int = 0  # 0: no HTTP server
     db_url: str | None = None  # SOAR ticket store; tickets go to mdr.tickets when set
